@@ -1,0 +1,447 @@
+//! Writing new spec files from the templates in `templates/specs/`, and git hooks.
+//!
+//! Every file written here is checked by the same loader `validate` uses before it is
+//! written, and an existing file is never overwritten.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use argon2::password_hash::PasswordHasher;
+use mist_specs::check;
+use mist_specs::model::Kind;
+
+use crate::Failure;
+
+/// Where schemas live in a spec repository, for the `$schema` comment line.
+const SCHEMA_DIR: &str = "schemas";
+
+/// Shortest password `user add` accepts.
+const MIN_PASSWORD_LEN: usize = 8;
+
+/// argon2id cost: OWASP's recommended configuration (19 MiB, 2 passes, 1 lane).
+const ARGON2_M_KIB: u32 = 19 * 1024;
+const ARGON2_T: u32 = 2;
+const ARGON2_P: u32 = 1;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum NewCommand {
+    /// Write games/NAME/game.yaml.
+    #[command(
+        after_help = "Examples:\n  mistpipe new game celeste --title Celeste\n  \
+        mistpipe new game secret-project --title 'Secret Project' --private --grant alice"
+    )]
+    Game {
+        /// The game's name: lowercase letters, digits and `-`.
+        name: String,
+        /// The title friends see.
+        #[arg(long)]
+        title: String,
+        /// A short description for the catalog.
+        #[arg(long)]
+        description: Option<String>,
+        /// Make the game visible only to admins and granted users.
+        #[arg(long)]
+        private: bool,
+        /// A user who may see the game when it is private (repeatable).
+        #[arg(long = "grant", value_name = "USER")]
+        grants: Vec<String>,
+        /// The program the client starts, relative to the install folder.
+        #[arg(long, value_name = "PATH")]
+        executable: Option<String>,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+    /// Write games/GAME/versions/VERSION.yaml for a build on the NAS.
+    ///
+    /// With --nas the build is hashed and its tree digest pinned, so the server refuses a
+    /// build that changes afterwards.
+    #[command(
+        after_help = "Examples:\n  mistpipe new version celeste 1.4.0.1 --source incoming/celeste/1.4.0.1 \
+        --nas /srv/nas --notes 'Fixes the chapter 7 crash.'"
+    )]
+    Version {
+        /// The game, which must already have games/GAME/game.yaml.
+        game: String,
+        /// The version name, e.g. 1.4.0.1.
+        #[arg(value_name = "VERSION")]
+        version_name: String,
+        /// The build folder relative to the NAS root.
+        #[arg(long, value_name = "REL")]
+        source: String,
+        /// The NAS root: check the build is there and pin its digest.
+        #[arg(long, value_name = "DIR")]
+        nas: Option<PathBuf>,
+        /// Release notes.
+        #[arg(long)]
+        notes: Option<String>,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum UserCommand {
+    /// Write users/NAME.yaml with an argon2id hash of a password.
+    ///
+    /// The password is read from a prompt that does not echo (asked twice), or from the first
+    /// line of standard input with --password-stdin. It never appears in output, in the file
+    /// or in the process list.
+    #[command(after_help = "Examples:\n  mistpipe user add alice --role user\n  \
+        printf '%s\\n' \"$PW\" | mistpipe user add bob --role admin --password-stdin")]
+    Add {
+        /// The login name: lowercase letters, digits and `-`.
+        name: String,
+        /// What the user may see.
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+        /// The name shown in the client.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum HookCommand {
+    /// Install a pre-commit hook that runs `mistpipe validate --staged`.
+    ///
+    /// The hook refuses any commit whose staged specs do not validate. It calls this
+    /// mistpipe binary by its absolute path.
+    #[command(after_help = "Examples:\n  cd my-specs && mistpipe hook install")]
+    Install {
+        /// The spec repository (a git work tree).
+        #[arg(default_value = ".")]
+        repo: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Sees public games and granted private ones.
+    User,
+    /// Sees everything.
+    Admin,
+}
+
+pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
+    match command {
+        NewCommand::Game {
+            name,
+            title,
+            description,
+            private,
+            grants,
+            executable,
+            repo,
+        } => {
+            check::check_name(&name).map_err(Failure::invalid)?;
+            for grant in &grants {
+                check::check_name(grant).map_err(|e| Failure::invalid(format!("--grant: {e}")))?;
+            }
+            if let Some(executable) = &executable {
+                check::check_relative_path(executable, "--executable").map_err(Failure::invalid)?;
+            }
+            let rel = format!("games/{name}/game.yaml");
+            let text = render(
+                "game.yaml.j2",
+                minijinja::context! {
+                    schema => schema_ref(&rel, Kind::Game),
+                    name, title, description, private, grants, executable,
+                },
+            )?;
+            write_spec(&repo, &rel, Kind::Game, &text)
+        }
+        NewCommand::Version {
+            game,
+            version_name: version,
+            source,
+            nas,
+            notes,
+            repo,
+        } => {
+            check::check_name(&game).map_err(Failure::invalid)?;
+            check::check_version_name(&version).map_err(Failure::invalid)?;
+            check::check_relative_path(&source, "--source").map_err(Failure::invalid)?;
+            let game_file = repo.join("games").join(&game).join("game.yaml");
+            if !game_file.is_file() {
+                return Err(Failure::invalid(format!(
+                    "there is no game `{game}` ({} does not exist); create it first with `mistpipe new game {game} --title …`",
+                    game_file.display()
+                )));
+            }
+            let digest = match &nas {
+                Some(nas) => {
+                    mist_specs::load::check_source_on_nas(nas, &source)
+                        .map_err(Failure::invalid)?;
+                    let build = nas.join(&source);
+                    eprintln!("hashing {} …", build.display());
+                    let manifest = mist_games::manifest::scan(&build)
+                        .with_context(|| format!("cannot hash the build in {}", build.display()))?;
+                    let digest = manifest.tree_digest().to_string();
+                    eprintln!(
+                        "{} files, {} bytes: {digest}",
+                        manifest.n_files(),
+                        manifest.total_size()
+                    );
+                    Some(digest)
+                }
+                None => None,
+            };
+            let rel = format!("games/{game}/versions/{version}.yaml");
+            let text = render(
+                "version.yaml.j2",
+                minijinja::context! { schema => schema_ref(&rel, Kind::Version), game, version, source, digest, notes },
+            )?;
+            write_spec(&repo, &rel, Kind::Version, &text)
+        }
+    }
+}
+
+pub(crate) fn run_user(command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Add {
+        name,
+        role,
+        display_name,
+        password_stdin,
+        repo,
+    } = command;
+    check::check_name(&name).map_err(Failure::invalid)?;
+    let rel = format!("users/{name}.yaml");
+    let path = repo.join(&rel);
+    if path.exists() {
+        return Err(Failure::invalid(format!(
+            "{} already exists; not overwriting it",
+            path.display()
+        )));
+    }
+    let password = read_password(&name, password_stdin)?;
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Failure::invalid(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    let password_hash = hash_password(&password)?;
+    let role = match role {
+        RoleArg::User => "user",
+        RoleArg::Admin => "admin",
+    };
+    let text = render(
+        "user.yaml.j2",
+        minijinja::context! { schema => schema_ref(&rel, Kind::User), name, role, display_name, password_hash },
+    )?;
+    write_spec(&repo, &rel, Kind::User, &text)
+}
+
+pub(crate) fn run_hook(command: HookCommand) -> anyhow::Result<()> {
+    let HookCommand::Install { repo } = command;
+    let repository = git2::Repository::open(&repo)
+        .with_context(|| format!("{} is not a git repository", repo.display()))?;
+    let hooks = repository.path().join("hooks");
+    std::fs::create_dir_all(&hooks)
+        .with_context(|| format!("cannot create {}", hooks.display()))?;
+    let hook = hooks.join("pre-commit");
+    if hook.exists() {
+        return Err(Failure::invalid(format!(
+            "{} already exists; add `mistpipe validate --staged \"$(git rev-parse --show-toplevel)\"` to it by hand",
+            hook.display()
+        )));
+    }
+    let exe = std::env::current_exe().context("cannot find the mistpipe binary's path")?;
+    let text = render(
+        "pre-commit.sh.j2",
+        minijinja::context! { mistpipe => shell_quote(&exe.display().to_string()) },
+    )?;
+    write_new(&hook, &text)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    }
+    println!("installed {}", hook.display());
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(64 * 1024)
+            .read_to_string(&mut line)
+            .context("cannot read the password from standard input")?;
+        let password = line.lines().next().unwrap_or_default().to_string();
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "standard input is not a terminal, so there is nowhere to prompt; pass --password-stdin"
+        );
+    }
+    let first = rpassword::prompt_password(format!("Password for {name}: "))
+        .context("cannot read the password")?;
+    let second = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+    if first != second {
+        return Err(Failure::invalid("the passwords differ"));
+    }
+    Ok(first)
+}
+
+fn hash_password(password: &str) -> anyhow::Result<String> {
+    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let hash = hasher
+        .hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// The `$schema` reference from a spec file at `rel` to the repository's schema folder.
+fn schema_ref(rel: &str, kind: Kind) -> String {
+    let depth = rel.matches('/').count();
+    format!(
+        "{}{SCHEMA_DIR}/{}",
+        "../".repeat(depth),
+        kind.schema_file_name()
+    )
+}
+
+/// The schema of a kind as the pretty JSON text written to files.
+pub(crate) fn schema_text(kind: Kind) -> String {
+    let mut text =
+        serde_json::to_string_pretty(&kind.json_schema()).expect("a JSON value serializes");
+    text.push('\n');
+    text
+}
+
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default syntax is valid"),
+    );
+    // Values are placed with `yaml_str`, never auto-escaped as HTML or JSON. The callback is
+    // consulted when a template is added, so it must be set first.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // The templates are built into the binary so that it works from any folder.
+    for (name, source) in [
+        (
+            "game.yaml.j2",
+            include_str!("../../templates/specs/game.yaml.j2"),
+        ),
+        (
+            "version.yaml.j2",
+            include_str!("../../templates/specs/version.yaml.j2"),
+        ),
+        (
+            "user.yaml.j2",
+            include_str!("../../templates/specs/user.yaml.j2"),
+        ),
+        (
+            "pre-commit.sh.j2",
+            include_str!("../../templates/specs/pre-commit.sh.j2"),
+        ),
+    ] {
+        env.add_template(name, source)
+            .expect("built-in templates parse");
+    }
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // A JSON string literal is a valid YAML double-quoted scalar, so any text is safe.
+    env.add_filter("yaml_str", |value: String| {
+        serde_json::to_string(&value).unwrap_or_default()
+    });
+    env
+}
+
+fn render(name: &str, context: minijinja::Value) -> anyhow::Result<String> {
+    let env = templates();
+    let template = env.get_template(name)?;
+    Ok(template.render(context)?)
+}
+
+/// Checks the rendered spec with the real loader, then writes it (never over a file).
+fn write_spec(repo: &Path, rel: &str, kind: Kind, text: &str) -> anyhow::Result<()> {
+    let root = mist_specs::yaml::parse(text, mist_specs::yaml::Limits::default()).map_err(|e| {
+        Failure::invalid(format!(
+            "the scaffold for {rel} is not valid YAML: {}",
+            e[0].message
+        ))
+    })?;
+    let violations = mist_specs::schema::validate(&kind.json_schema(), &root);
+    if let Some(v) = violations.first() {
+        return Err(Failure::invalid(format!(
+            "the scaffold for {rel} is invalid: {}",
+            v.message
+        )));
+    }
+    let path = repo.join(rel);
+    if path.exists() {
+        return Err(Failure::invalid(format!(
+            "{} already exists; not overwriting it",
+            path.display()
+        )));
+    }
+    ensure_schemas(repo)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_new(&path, text)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Writes the schema files the `$schema` lines point at, when missing or out of date.
+fn ensure_schemas(repo: &Path) -> anyhow::Result<()> {
+    let dir = repo.join(SCHEMA_DIR);
+    for kind in Kind::ALL {
+        let path = dir.join(kind.schema_file_name());
+        let text = schema_text(kind);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_replacing(&path, &text)?;
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` with `text`; fails if it exists, so nothing is ever overwritten.
+fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Failure::invalid(format!(
+                "{} already exists; not overwriting it",
+                path.display()
+            )),
+            _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Replaces a generated file (a schema) through a temporary file and a rename.
+pub(crate) fn write_replacing(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

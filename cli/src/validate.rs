@@ -1,0 +1,193 @@
+//! `mistpipe validate`: every problem in a spec tree, in a form editors and scripts read.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mist_specs::load::{Diagnostic, LoadOptions, Loaded};
+use mist_specs::source::{DirSource, GitSource, SpecSource};
+
+#[derive(clap::Args)]
+pub(crate) struct ValidateArgs {
+    /// The spec repository (or any folder holding games/ and users/).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// The NAS root: also check that every version's source exists below it, and that
+    /// pinned digests match the builds (this hashes every pinned build).
+    #[arg(long, value_name = "DIR")]
+    nas: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Validate this commit (branch, tag or id) of the git repository in DIR instead of the
+    /// files on disk.
+    #[arg(long, value_name = "REV", conflicts_with = "staged")]
+    rev: Option<String>,
+    /// Validate what is staged in DIR's git index: exactly what `git commit` would record.
+    #[arg(long)]
+    staged: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// `path:line:col: error: message` lines, hints and a summary.
+    Text,
+    /// A JSON array of `{file, line, column, message, hint}`.
+    Json,
+}
+
+pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions {
+        nas_root: args.nas.clone(),
+    };
+    let source: Box<dyn SpecSource> = match (&args.rev, args.staged) {
+        (Some(rev), _) => Box::new(GitSource::open(&args.dir, rev)?),
+        (None, true) => Box::new(GitSource::open_index(&args.dir)?),
+        (None, false) => Box::new(DirSource::new(&args.dir)?),
+    };
+    let mut loaded = mist_specs::load::load(source.as_ref(), &options)
+        .with_context(|| format!("cannot read the spec tree in {}", source.describe()))?;
+    if let Some(nas) = &args.nas {
+        check_pinned_digests(source.as_ref(), nas, &mut loaded)?;
+    }
+
+    // Paths are printed relative to the current directory so editors can jump to them.
+    let display_root = if args.rev.is_some() || args.staged || args.dir == Path::new(".") {
+        None
+    } else {
+        Some(args.dir.as_path())
+    };
+    let shown = |d: &Diagnostic| match display_root {
+        Some(root) => root.join(&d.file).display().to_string(),
+        None => d.file.clone(),
+    };
+
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let rows: Vec<Diagnostic> = loaded
+                .diagnostics
+                .iter()
+                .map(|d| Diagnostic {
+                    file: shown(d),
+                    ..d.clone()
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        }
+        Format::Text => {
+            for d in &loaded.diagnostics {
+                let shown_diagnostic = Diagnostic {
+                    file: shown(d),
+                    ..d.clone()
+                };
+                writeln!(out, "{shown_diagnostic}")?;
+                if let Some(hint) = &d.hint {
+                    writeln!(out, "  hint: {hint}")?;
+                }
+            }
+            writeln!(out, "{}", summary(&loaded, &source.describe()))?;
+        }
+    }
+    Ok(if loaded.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn summary(loaded: &Loaded, what: &str) -> String {
+    let games = loaded.specs.games.len();
+    let versions: usize = loaded.specs.games.values().map(|g| g.versions.len()).sum();
+    let users = loaded.specs.users.len();
+    let counts = format!(
+        "{games} game{}, {versions} version{}, {users} user{}",
+        plural(games),
+        plural(versions),
+        plural(users)
+    );
+    if loaded.is_valid() {
+        format!("valid: {what}: {counts}")
+    } else {
+        let n = loaded.diagnostics.len();
+        let mut files: Vec<&str> = loaded.diagnostics.iter().map(|d| d.file.as_str()).collect();
+        files.dedup();
+        files.sort_unstable();
+        files.dedup();
+        format!(
+            "invalid: {what}: {n} problem{} in {} file{} ({counts} valid)",
+            plural(n),
+            files.len(),
+            plural(files.len())
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Hashes every build whose version pins a digest and reports the ones that differ.
+fn check_pinned_digests(
+    source: &dyn SpecSource,
+    nas: &Path,
+    loaded: &mut Loaded,
+) -> anyhow::Result<()> {
+    let mut found = Vec::new();
+    for (game_name, game) in &loaded.specs.games {
+        for version in &game.versions {
+            let Some(pinned) = &version.spec.digest else {
+                continue;
+            };
+            let build = nas.join(&version.spec.source);
+            if !build.is_dir() {
+                // The loader already reported a missing or escaping source.
+                continue;
+            }
+            let file = format!("games/{game_name}/versions/{}.yaml", version.metadata.name);
+            let manifest = match mist_games::manifest::scan(&build) {
+                Ok(manifest) => manifest,
+                Err(e) => {
+                    found.push(Diagnostic {
+                        file,
+                        line: None,
+                        column: None,
+                        message: format!("cannot hash the build in {}: {e}", build.display()),
+                        hint: None,
+                    });
+                    continue;
+                }
+            };
+            let actual = manifest.tree_digest().to_string();
+            if &actual != pinned {
+                let mark = digest_mark(source, &file);
+                found.push(Diagnostic {
+                    file,
+                    line: mark.map(|m| m.line),
+                    column: mark.map(|m| m.column),
+                    message: format!(
+                        "the build in `{}` hashes to {actual}, not the pinned digest",
+                        version.spec.source
+                    ),
+                    hint: Some(
+                        "if the build is right, pin the new digest; if not, restore the build"
+                            .into(),
+                    ),
+                });
+            }
+        }
+    }
+    loaded.diagnostics.extend(found);
+    loaded
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    Ok(())
+}
+
+fn digest_mark(source: &dyn SpecSource, file: &str) -> Option<mist_specs::yaml::Mark> {
+    let bytes = source.read(file, mist_specs::load::MAX_FILE_SIZE).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let root = mist_specs::yaml::parse(text, mist_specs::yaml::Limits::default()).ok()?;
+    root.at(&["spec", "digest"]).map(|n| n.mark)
+}

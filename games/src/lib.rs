@@ -1,0 +1,13 @@
+//! Game build content for Mist.
+//!
+//! The principal type in this crate is the [`manifest::Manifest`]: the list of every
+//! file, symlink and directory in a game build, with sizes, executable bits and BLAKE3
+//! hashes, made by [`manifest::scan`]. Its [`manifest::TreeDigest`] (`blake3:<hex>`)
+//! names a build exactly; specs pin it and the reconciler checks builds against it.
+//!
+//! The manifest types are pure data and never touch the disk; only [`manifest::scan`]
+//! does I/O. The digest encoding is specified in `docs/manifest.md`.
+
+#![deny(missing_docs)]
+
+pub mod manifest;
