@@ -58,11 +58,18 @@ enum Command {
     Schema(SchemaArgs),
 
     /// Scaffold a new game or version spec from the templates.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mistpipe new game celeste --title Celeste\n  \
+        mistpipe new version celeste 1.4.0.1 --source incoming/celeste/1.4.0.1 --nas /srv/nas"
+    )]
     New(scaffold::NewCommand),
 
     /// Manage user specs.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mistpipe user add alice --role user"
+    )]
     User(scaffold::UserCommand),
 
     /// Print a build's tree digest, or its whole manifest as JSON.
@@ -76,7 +83,10 @@ enum Command {
     Manifest(ManifestArgs),
 
     /// Install git hooks in a spec repository.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cd my-specs && mistpipe hook install"
+    )]
     Hook(scaffold::HookCommand),
 }
 

@@ -143,6 +143,12 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
             repo,
         } => {
             check::check_name(&name).map_err(Failure::invalid)?;
+            if title.trim().is_empty() {
+                // The schema allows it, but `validate` rejects an empty title.
+                return Err(Failure::invalid(
+                    "--title is empty; give the title friends see",
+                ));
+            }
             for grant in &grants {
                 check::check_name(grant).map_err(|e| Failure::invalid(format!("--grant: {e}")))?;
             }
@@ -360,9 +366,19 @@ fn templates() -> minijinja::Environment<'static> {
             .expect("built-in templates parse");
     }
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    // A JSON string literal is a valid YAML double-quoted scalar, so any text is safe.
+    // A JSON string literal is a valid YAML double-quoted scalar, so any text is safe, once
+    // the control characters JSON leaves raw (DEL, C1) are escaped too: YAML forbids them.
     env.add_filter("yaml_str", |value: String| {
-        serde_json::to_string(&value).unwrap_or_default()
+        let json = serde_json::to_string(&value).unwrap_or_default();
+        json.chars()
+            .map(|c| {
+                if c.is_control() {
+                    format!("\\u{:04X}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
     });
     env
 }
@@ -395,12 +411,42 @@ fn write_spec(repo: &Path, rel: &str, kind: Kind, text: &str) -> anyhow::Result<
             path.display()
         )));
     }
-    ensure_schemas(repo)?;
+    // Folders this call creates, outermost first, so a refused scaffold leaves none behind.
+    let mut created = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.exists()) {
+        created.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    created.reverse();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     write_new(&path, text)?;
+
+    // Check the new file in its tree with the same loader `validate` uses (references to
+    // other files included), and take it back if it has a problem.
+    let problems: Vec<String> = match mist_specs::load::load_dir(repo, &Default::default()) {
+        Ok(loaded) => loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.file == rel)
+            .map(|d| d.message.clone())
+            .collect(),
+        Err(e) => vec![format!("cannot check the spec tree: {e}")],
+    };
+    if !problems.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        for d in created.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        return Err(Failure::invalid(format!(
+            "not writing {rel}: {}",
+            problems.join("; ")
+        )));
+    }
+    ensure_schemas(repo)?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -43,7 +43,7 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let source: Box<dyn SpecSource> = match (&args.rev, args.staged) {
         (Some(rev), _) => Box::new(GitSource::open(&args.dir, rev)?),
-        (None, true) => Box::new(GitSource::open_index(&args.dir)?),
+        (None, true) => staged_source(&args.dir)?,
         (None, false) => Box::new(DirSource::new(&args.dir)?),
     };
     let mut loaded = mist_specs::load::load(source.as_ref(), &options)
@@ -97,6 +97,13 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The staged tree of `dir`: what `git commit` would record. git runs the pre-commit hook
+/// with `GIT_INDEX_FILE` naming the index it is about to commit.
+fn staged_source(dir: &Path) -> anyhow::Result<Box<dyn SpecSource>> {
+    let index_file = std::env::var_os("GIT_INDEX_FILE").map(PathBuf::from);
+    Ok(Box::new(GitSource::open_index(dir, index_file.as_deref())?))
+}
+
 fn summary(loaded: &Loaded, what: &str) -> String {
     let games = loaded.specs.games.len();
     let versions: usize = loaded.specs.games.values().map(|g| g.versions.len()).sum();
@@ -140,11 +147,12 @@ fn check_pinned_digests(
             let Some(pinned) = &version.spec.digest else {
                 continue;
             };
-            let build = nas.join(&version.spec.source);
-            if !build.is_dir() {
-                // The loader already reported a missing or escaping source.
+            if mist_specs::load::check_source_on_nas(nas, &version.spec.source).is_err() {
+                // The loader already reported a missing or escaping source; never hash
+                // anything outside the NAS.
                 continue;
             }
+            let build = nas.join(&version.spec.source);
             let file = format!("games/{game_name}/versions/{}.yaml", version.metadata.name);
             let manifest = match mist_games::manifest::scan(&build) {
                 Ok(manifest) => manifest,

@@ -47,33 +47,47 @@ fn main() {
     let manifest = scan(&dir).expect("scan the bench directory");
     let bytes = manifest.total_size();
     let n_files = manifest.n_files();
-    let mist = best_of(runs, || {
-        let started = Instant::now();
-        let rescanned = scan(&dir).expect("scan the bench directory");
-        let elapsed = started.elapsed();
-        assert_eq!(rescanned.tree_digest(), manifest.tree_digest());
-        elapsed
-    });
-    println!("corpus: {} ({n_files} files, {})", dir.display(), human(bytes));
-    println!("{}", rate_line("mist scan", bytes, mist));
+    let files = file_paths(&dir, &manifest);
+    println!(
+        "corpus: {} ({n_files} files, {})",
+        dir.display(),
+        human(bytes)
+    );
 
-    let b3sum = std::env::var_os("MIST_B3SUM").map_or_else(|| PathBuf::from("b3sum"), PathBuf::from);
-    let Some(version) = b3sum_version(&b3sum) else {
-        println!(
+    let b3sum =
+        std::env::var_os("MIST_B3SUM").map_or_else(|| PathBuf::from("b3sum"), PathBuf::from);
+    let b3sum_version = b3sum_version(&b3sum);
+    match &b3sum_version {
+        // Also b3sum's warm-up run.
+        Some(_) => check_b3sum_agrees(&b3sum, &dir, &manifest, &files),
+        None => println!(
             "b3sum: skipped, {} not found; install it with `apt-get install -y b3sum` (Debian) \
              or `cargo install b3sum`, or set MIST_B3SUM to its path",
             b3sum.display()
+        ),
+    }
+
+    // Alternate the two so that a burst of load from elsewhere hits both alike; the best
+    // run of each is the one least disturbed.
+    let mut mist = Duration::MAX;
+    let mut reference = Duration::MAX;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let rescanned = scan(&dir).expect("scan the bench directory");
+        mist = mist.min(started.elapsed());
+        assert_eq!(rescanned.tree_digest(), manifest.tree_digest());
+        if b3sum_version.is_some() {
+            reference = reference.min(run_b3sum(&b3sum, &files));
+        }
+    }
+    println!("{}", rate_line("mist scan", bytes, mist));
+    if let Some(version) = b3sum_version {
+        println!("{}", rate_line(&version, bytes, reference));
+        println!(
+            "ratio mist/b3sum: {:.2} (throughput; above 1 means mist is faster)",
+            reference.as_secs_f64() / mist.as_secs_f64()
         );
-        return;
-    };
-    let files = file_paths(&dir, &manifest);
-    check_b3sum_agrees(&b3sum, &dir, &manifest, &files);
-    let reference = best_of(runs, || run_b3sum(&b3sum, &files));
-    println!("{}", rate_line(&version, bytes, reference));
-    println!(
-        "ratio mist/b3sum: {:.2} (throughput; above 1 means mist is faster)",
-        reference.as_secs_f64() / mist.as_secs_f64()
-    );
+    }
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -123,10 +137,6 @@ fn write_corpus(root: &Path, total: u64, n_small: usize) {
         }
         file.flush().unwrap();
     }
-}
-
-fn best_of(runs: u64, mut run: impl FnMut() -> Duration) -> Duration {
-    (0..runs).map(|_| run()).min().unwrap()
 }
 
 fn file_paths(dir: &Path, manifest: &Manifest) -> Vec<PathBuf> {

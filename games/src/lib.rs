@@ -10,4 +10,6 @@
 
 #![deny(missing_docs)]
 
+pub mod filedelta;
 pub mod manifest;
+pub mod matcher;

@@ -138,7 +138,9 @@ fn large_files_hash_like_small_ones() {
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let build = Dir::new();
-    build.file("big.pak", &contents).file("small", &contents[..100]);
+    build
+        .file("big.pak", &contents)
+        .file("small", &contents[..100]);
     let manifest = build.scan().unwrap();
     assert_eq!(
         manifest.entries,
@@ -288,7 +290,10 @@ fn deep_trees_do_not_overflow() {
     build.file(&format!("{deep}/leaf"), b"x");
     let manifest = build.scan().unwrap();
     assert_eq!(manifest.entries.len(), 1001);
-    assert_eq!(manifest.entries.last().unwrap().path, format!("{deep}/leaf"));
+    assert_eq!(
+        manifest.entries.last().unwrap().path,
+        format!("{deep}/leaf")
+    );
 }
 
 #[test]
@@ -306,10 +311,7 @@ fn ordering_does_not_depend_on_creation_order() {
     let backward = backward.scan().unwrap();
     assert_eq!(forward, backward);
     let paths: Vec<&str> = forward.entries.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        ["0", "A", "a", "a-b", "a.b", "a/a", "a/z", "b", "ä"]
-    );
+    assert_eq!(paths, ["0", "A", "a", "a-b", "a.b", "a/a", "a/z", "b", "ä"]);
 }
 
 #[test]
@@ -330,7 +332,10 @@ fn progress_is_monotonic_and_complete() {
     assert_eq!(calls.last(), Some(&(total, total)));
     assert!(calls.len() >= 3, "{calls:?}");
     assert!(calls.iter().all(|&(_, t)| t == total));
-    assert!(calls.windows(2).all(|pair| pair[0].0 <= pair[1].0), "{calls:?}");
+    assert!(
+        calls.windows(2).all(|pair| pair[0].0 <= pair[1].0),
+        "{calls:?}"
+    );
 }
 
 /// The progress callback runs after the listing and before hashing, which lets a test

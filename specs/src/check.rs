@@ -13,12 +13,19 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err("the name is empty".into());
     };
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("the name `{name}` is longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "the name `{name}` is longer than {MAX_NAME_LEN} characters"
+        ));
     }
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return Err(format!("the name `{name}` must start with a lowercase letter or a digit"));
+        return Err(format!(
+            "the name `{name}` must start with a lowercase letter or a digit"
+        ));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
         return Err(format!(
             "the name `{name}` contains `{bad}`; names use lowercase letters, digits and `-`"
         ));
@@ -32,18 +39,27 @@ pub fn check_version_name(name: &str) -> Result<(), String> {
         return Err("the version name is empty".into());
     };
     if name.len() > MAX_VERSION_LEN {
-        return Err(format!("the version name `{name}` is longer than {MAX_VERSION_LEN} characters"));
+        return Err(format!(
+            "the version name `{name}` is longer than {MAX_VERSION_LEN} characters"
+        ));
     }
     if !first.is_ascii_alphanumeric() {
-        return Err(format!("the version name `{name}` must start with a letter or a digit"));
+        return Err(format!(
+            "the version name `{name}` must start with a letter or a digit"
+        ));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-')))
+    {
         return Err(format!(
             "the version name `{name}` contains `{bad}`; use letters, digits, `.`, `_`, `+` and `-`"
         ));
     }
     if name.contains("..") || name.ends_with('.') {
-        return Err(format!("the version name `{name}` has an empty dotted segment"));
+        return Err(format!(
+            "the version name `{name}` has an empty dotted segment"
+        ));
     }
     Ok(())
 }
@@ -58,15 +74,24 @@ pub fn check_relative_path(path: &str, what: &str) -> Result<(), String> {
         return Err(format!("{what} `{path}` is absolute; it must be relative"));
     }
     if path.contains('\\') {
-        return Err(format!("{what} `{path}` contains `\\`; use `/` to separate folders"));
+        return Err(format!(
+            "{what} `{path}` contains `\\`; use `/` to separate folders"
+        ));
     }
     if path.contains('\0') {
         return Err(format!("{what} contains a NUL character"));
     }
-    let trimmed = path.strip_prefix("./").unwrap_or(path).trim_end_matches('/');
+    let trimmed = path
+        .strip_prefix("./")
+        .unwrap_or(path)
+        .trim_end_matches('/');
     for segment in trimmed.split('/') {
         match segment {
-            ".." => return Err(format!("{what} `{path}` contains `..`; it must stay inside its root")),
+            ".." => {
+                return Err(format!(
+                    "{what} `{path}` contains `..`; it must stay inside its root"
+                ));
+            }
             "" | "." => return Err(format!("{what} `{path}` has an empty or `.` folder name")),
             _ => {}
         }
@@ -80,18 +105,24 @@ pub fn check_digest(digest: &str) -> Result<(), String> {
         return Err(format!("digest `{digest}` must start with `blake3:`"));
     };
     if hex.len() != 64 {
-        return Err(format!("digest `{digest}` must have 64 hex digits after `blake3:`, it has {}", hex.len()));
+        return Err(format!(
+            "digest `{digest}` must have 64 hex digits after `blake3:`, it has {}",
+            hex.len()
+        ));
     }
     if let Some(bad) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(format!("digest `{digest}` contains `{bad}`; only lowercase hex digits are allowed"));
+        return Err(format!(
+            "digest `{digest}` contains `{bad}`; only lowercase hex digits are allowed"
+        ));
     }
     Ok(())
 }
 
 /// An argon2id PHC string with version 19 and parameters `m`, `t` and `p`.
 pub fn check_password_hash(hash: &str) -> Result<(), String> {
-    let parsed = argon2::password_hash::phc::PasswordHash::new(hash)
-        .map_err(|e| format!("passwordHash is not a PHC string ({e}); make one with `mistpipe user add`"))?;
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).map_err(|e| {
+        format!("passwordHash is not a PHC string ({e}); make one with `mistpipe user add`")
+    })?;
     if parsed.algorithm.as_str() != "argon2id" {
         return Err(format!(
             "passwordHash uses `{}`; Mist accepts only argon2id (make one with `mistpipe user add`)",
@@ -101,7 +132,8 @@ pub fn check_password_hash(hash: &str) -> Result<(), String> {
     if parsed.version != Some(19) {
         return Err("passwordHash must be argon2id version 19 (`$v=19$`)".into());
     }
-    argon2::Params::try_from(&parsed).map_err(|e| format!("passwordHash has invalid argon2 parameters: {e}"))?;
+    argon2::Params::try_from(&parsed)
+        .map_err(|e| format!("passwordHash has invalid argon2 parameters: {e}"))?;
     if parsed.salt.is_none() || parsed.hash.is_none() {
         return Err("passwordHash lacks a salt or a hash".into());
     }

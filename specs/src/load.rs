@@ -106,12 +106,37 @@ pub fn load_git(repo: &Path, rev: &str, options: &LoadOptions) -> Result<Loaded,
 /// Loads and validates a spec tree. Fails only when the tree cannot be listed or read;
 /// every problem in the specs themselves is a [`Diagnostic`].
 pub fn load(source: &dyn SpecSource, options: &LoadOptions) -> Result<Loaded, SourceError> {
-    let mut loader = Loader { source, options, diagnostics: Vec::new() };
-    let specs = loader.run()?;
+    let mut loader = Loader {
+        source,
+        options,
+        diagnostics: Vec::new(),
+    };
+    let mut specs = loader.run()?;
     let mut diagnostics = loader.diagnostics;
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     diagnostics.dedup();
+    drop_invalid(&mut specs, &diagnostics);
     Ok(Loaded { specs, diagnostics })
+}
+
+/// Removes every spec whose file has a diagnostic, so `Loaded::specs` holds only specs that
+/// passed every check (a valid spec's name equals its path, so the path is known).
+fn drop_invalid(specs: &mut Specs, diagnostics: &[Diagnostic]) {
+    let bad: BTreeSet<&str> = diagnostics.iter().map(|d| d.file.as_str()).collect();
+    if bad.is_empty() {
+        return;
+    }
+    specs
+        .games
+        .retain(|name, _| !bad.contains(format!("games/{name}/game.yaml").as_str()));
+    for (name, game) in &mut specs.games {
+        game.versions.retain(|v| {
+            !bad.contains(format!("games/{name}/versions/{}.yaml", v.metadata.name).as_str())
+        });
+    }
+    specs
+        .users
+        .retain(|name, _| !bad.contains(format!("users/{name}.yaml").as_str()));
 }
 
 /// A parsed document with the file it came from, kept for cross-file checks.
@@ -135,7 +160,13 @@ enum Role {
 }
 
 impl Loader<'_> {
-    fn error(&mut self, file: &str, mark: Option<Mark>, message: impl Into<String>, hint: Option<String>) {
+    fn error(
+        &mut self,
+        file: &str,
+        mark: Option<Mark>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
         self.diagnostics.push(Diagnostic {
             file: file.to_string(),
             line: mark.map(|m| m.line),
@@ -150,7 +181,12 @@ impl Loader<'_> {
         let mut games: Vec<Parsed<Game>> = Vec::new();
         let mut versions: Vec<Parsed<Version>> = Vec::new();
         let mut users: Vec<Parsed<User>> = Vec::new();
+        // What the tree holds, valid or not, so that one broken file is reported once and
+        // not again by every file that refers to it.
         let mut game_folders = BTreeSet::new();
+        let mut version_folders = BTreeSet::new();
+        let mut user_stems = BTreeSet::new();
+        let mut stray_folders = BTreeSet::new();
 
         for entry in &entries {
             let parts: Vec<&str> = entry.path.split('/').collect();
@@ -159,19 +195,35 @@ impl Loader<'_> {
                 // like are the admin's business.
                 continue;
             }
+            // The contents of a folder reported as stray are not reported one by one.
+            if (1..parts.len()).any(|n| stray_folders.contains(&parts[..n].join("/"))) {
+                continue;
+            }
             if !entry.valid_utf8 {
                 self.error(&entry.path, None, "file name is not valid UTF-8", None);
                 continue;
             }
+            let reported = self.diagnostics.len();
             let role = match self.classify(&parts, entry.kind) {
                 Some(role) => role,
-                None => continue,
+                None => {
+                    if entry.kind == EntryKind::Dir && self.diagnostics.len() > reported {
+                        stray_folders.insert(entry.path.clone());
+                    }
+                    continue;
+                }
             };
-            if let Role::Game { folder } = &role {
-                game_folders.insert(folder.clone());
-            }
-            let EntryKind::File { size } = entry.kind else { continue };
-            let Some(root) = self.read_document(&entry.path, size)? else { continue };
+            match &role {
+                Role::Game { folder } => game_folders.insert(folder.clone()),
+                Role::Version { folder, .. } => version_folders.insert(folder.clone()),
+                Role::User { stem } => user_stems.insert(stem.clone()),
+            };
+            let EntryKind::File { size } = entry.kind else {
+                continue;
+            };
+            let Some(root) = self.read_document(&entry.path, size)? else {
+                continue;
+            };
             match role {
                 Role::Game { folder } => {
                     if let Some(game) = self.typed::<Game>(Kind::Game, &entry.path, root) {
@@ -194,20 +246,29 @@ impl Loader<'_> {
             }
         }
 
-        // Folders under games/ that lack a game.yaml.
+        // Folders under games/ that lack a game.yaml. When the folder has versions, each of
+        // them is reported as a version of an unknown game instead.
         for entry in &entries {
             let parts: Vec<&str> = entry.path.split('/').collect();
-            if parts.len() == 2 && parts[0] == "games" && entry.kind == EntryKind::Dir && !game_folders.contains(parts[1]) {
+            if parts.len() == 2
+                && parts[0] == "games"
+                && entry.kind == EntryKind::Dir
+                && !game_folders.contains(parts[1])
+                && !version_folders.contains(parts[1])
+            {
                 self.error(
                     &entry.path,
                     None,
                     format!("game folder `{}` has no game.yaml", parts[1]),
-                    Some(format!("create it with `mistpipe new game {} --title …`", parts[1])),
+                    Some(format!(
+                        "create it with `mistpipe new game {} --title …`",
+                        parts[1]
+                    )),
                 );
             }
         }
 
-        Ok(self.cross_check(games, versions, users))
+        Ok(self.cross_check(games, versions, users, &game_folders, &user_stems))
     }
 
     /// Decides what a path must be; reports paths Mist would not read.
@@ -215,8 +276,17 @@ impl Loader<'_> {
         let path = parts.join("/");
         let is_file = matches!(kind, EntryKind::File { .. });
         if matches!(kind, EntryKind::Symlink | EntryKind::Other) {
-            let what = if kind == EntryKind::Symlink { "a symlink" } else { "not a regular file or folder" };
-            self.error(&path, None, format!("{what}; spec trees hold only folders and .yaml files"), None);
+            let what = if kind == EntryKind::Symlink {
+                "a symlink"
+            } else {
+                "not a regular file or folder"
+            };
+            self.error(
+                &path,
+                None,
+                format!("{what}; spec trees hold only folders and .yaml files"),
+                None,
+            );
             return None;
         }
         if parts.last() == Some(&".gitkeep") && is_file {
@@ -225,27 +295,47 @@ impl Loader<'_> {
         let yaml_stem = |name: &str| name.strip_suffix(".yaml").map(str::to_string);
         let stray = |this: &mut Self, expected: &str| {
             let name = parts.last().copied().unwrap_or_default();
-            let hint = if let Some(stem) = name.strip_suffix(".yml").or_else(|| name.strip_suffix(".YAML")) {
-                Some(format!("Mist reads only `.yaml` files: rename it to `{stem}.yaml`"))
+            let hint = if let Some(stem) = name
+                .strip_suffix(".yml")
+                .or_else(|| name.strip_suffix(".YAML"))
+            {
+                Some(format!(
+                    "Mist reads only `.yaml` files: rename it to `{stem}.yaml`"
+                ))
             } else {
                 Some(format!("{expected}; move or delete this"))
             };
-            this.error(&path, None, "Mist does not read this file".to_string(), hint);
+            let message = if is_file {
+                "Mist does not read this file"
+            } else {
+                "Mist does not read this folder or anything in it"
+            };
+            this.error(&path, None, message, hint);
             None
         };
         match (parts, is_file) {
             (["games" | "users"], false) => None,
             (["games" | "users"], true) => {
-                self.error(&path, None, format!("`{}` must be a folder", parts[0]), None);
+                self.error(
+                    &path,
+                    None,
+                    format!("`{}` must be a folder", parts[0]),
+                    None,
+                );
                 None
             }
             (["games", _], false) => None,
             (["games", _], true) => stray(self, "games/ holds one folder per game"),
-            (["games", game, "game.yaml"], true) => Some(Role::Game { folder: game.to_string() }),
+            (["games", game, "game.yaml"], true) => Some(Role::Game {
+                folder: game.to_string(),
+            }),
             (["games", _, "versions"], false) => None,
             (["games", _, _], _) => stray(self, "a game folder holds game.yaml and versions/"),
             (["games", game, "versions", name], true) => match yaml_stem(name) {
-                Some(stem) => Some(Role::Version { folder: game.to_string(), stem }),
+                Some(stem) => Some(Role::Version {
+                    folder: game.to_string(),
+                    stem,
+                }),
                 None => stray(self, "versions/ holds one <version>.yaml per version"),
             },
             (["games", ..], _) => stray(self, "versions/ holds one <version>.yaml per version"),
@@ -261,26 +351,57 @@ impl Loader<'_> {
     /// Reads and parses one file, bounded; reports and returns `None` on failure.
     fn read_document(&mut self, file: &str, size: u64) -> Result<Option<Node>, SourceError> {
         if size > MAX_FILE_SIZE {
-            self.error(file, None, format!("the file is {size} bytes; spec files may be at most {MAX_FILE_SIZE} bytes"), None);
+            self.error(
+                file,
+                None,
+                format!(
+                    "the file is {size} bytes; spec files may be at most {MAX_FILE_SIZE} bytes"
+                ),
+                None,
+            );
             return Ok(None);
         }
         let bytes = self.source.read(file, MAX_FILE_SIZE + 1)?;
         if bytes.len() as u64 > MAX_FILE_SIZE {
-            self.error(file, None, format!("the file is larger than {MAX_FILE_SIZE} bytes"), None);
+            self.error(
+                file,
+                None,
+                format!("the file is larger than {MAX_FILE_SIZE} bytes"),
+                None,
+            );
             return Ok(None);
         }
         let text = match std::str::from_utf8(&bytes) {
             Ok(text) => text,
             Err(e) => {
-                let valid = &bytes[..e.valid_up_to()];
-                let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-                let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
-                let mark = Mark { line: line as u32, column: column as u32 };
-                self.error(file, Some(mark), "the file is not valid UTF-8", Some("save it as UTF-8".into()));
+                let mark = position_after(&bytes[..e.valid_up_to()]);
+                self.error(
+                    file,
+                    Some(mark),
+                    "the file is not valid UTF-8",
+                    Some("save it as UTF-8".into()),
+                );
                 return Ok(None);
             }
         };
+        // YAML forbids control characters other than tab and line breaks, and yaml-rust2
+        // silently stops reading at a NUL, which would hide everything after it.
+        if let Some(at) =
+            text.find(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))
+        {
+            let c = text[at..].chars().next().unwrap_or_default();
+            let mark = position_after(&bytes[..at]);
+            self.error(
+                file,
+                Some(mark),
+                format!(
+                    "the file contains the control character U+{:04X}; spec files are text",
+                    u32::from(c)
+                ),
+                None,
+            );
+            return Ok(None);
+        }
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         match yaml::parse(text, yaml::Limits::default()) {
             Ok(root) => Ok(Some(root)),
@@ -294,12 +415,19 @@ impl Loader<'_> {
     }
 
     /// Checks a document against the kind's schema and converts it.
-    fn typed<T: DeserializeOwned>(&mut self, kind: Kind, file: &str, root: Node) -> Option<Parsed<T>> {
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        kind: Kind,
+        file: &str,
+        root: Node,
+    ) -> Option<Parsed<T>> {
         let violations = schema::validate(&kind.json_schema(), &root);
         if !violations.is_empty() {
             for v in violations {
                 let hint = if v.message.starts_with("`kind` is") {
-                    Some(format!("this file's place in the tree says it holds a {kind}"))
+                    Some(format!(
+                        "this file's place in the tree says it holds a {kind}"
+                    ))
                 } else {
                     v.hint
                 };
@@ -308,7 +436,11 @@ impl Loader<'_> {
             return None;
         }
         match serde_json::from_value::<T>(root.to_json()) {
-            Ok(spec) => Some(Parsed { file: file.to_string(), root, spec }),
+            Ok(spec) => Some(Parsed {
+                file: file.to_string(),
+                root,
+                spec,
+            }),
             Err(e) => {
                 self.error(file, Some(root.mark), format!("invalid {kind}: {e}"), None);
                 None
@@ -320,26 +452,57 @@ impl Loader<'_> {
         parsed_root.at(path).map(|n| n.mark)
     }
 
-    fn check_name_matches(&mut self, parsed: (&Node, &str), name: &str, expected: &str, what: &str, rule: fn(&str) -> Result<(), String>) {
+    fn check_name_matches(
+        &mut self,
+        parsed: (&Node, &str),
+        name: &str,
+        expected: &str,
+        what: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) {
         let (root, file) = parsed;
         let mark = Self::mark_at(root, &["metadata", "name"]);
         if let Err(problem) = rule(name) {
             self.error(file, mark, problem, None);
         } else if name != expected {
-            self.error(file, mark, format!("`metadata.name` is `{name}` but the {what} is `{expected}`; they must be equal"), None);
+            self.error(
+                file,
+                mark,
+                format!(
+                    "`metadata.name` is `{name}` but the {what} is `{expected}`; they must be equal"
+                ),
+                None,
+            );
         }
     }
 
     fn check_game(&mut self, game: &Parsed<Game>, folder: &str) {
         let (root, file, spec) = (&game.root, game.file.as_str(), &game.spec);
-        self.check_name_matches((root, file), &spec.metadata.name, folder, "folder name", check::check_name);
+        self.check_name_matches(
+            (root, file),
+            &spec.metadata.name,
+            folder,
+            "folder name",
+            check::check_name,
+        );
         if spec.spec.title.trim().is_empty() {
-            self.error(file, Self::mark_at(root, &["spec", "title"]), "`spec.title` is empty", None);
+            self.error(
+                file,
+                Self::mark_at(root, &["spec", "title"]),
+                "`spec.title` is empty",
+                None,
+            );
         }
-        if let Some(launch) = &spec.spec.launch {
-            if let Err(problem) = check::check_relative_path(&launch.executable, "`spec.launch.executable`") {
-                self.error(file, Self::mark_at(root, &["spec", "launch", "executable"]), problem, None);
-            }
+        if let Some(launch) = &spec.spec.launch
+            && let Err(problem) =
+                check::check_relative_path(&launch.executable, "`spec.launch.executable`")
+        {
+            self.error(
+                file,
+                Self::mark_at(root, &["spec", "launch", "executable"]),
+                problem,
+                None,
+            );
         }
         let retention = spec.spec.retention;
         if retention.prune && retention.keep_versions == 0 {
@@ -354,13 +517,22 @@ impl Loader<'_> {
 
     fn check_version(&mut self, version: &Parsed<Version>, folder: &str, stem: &str) {
         let (root, file, spec) = (&version.root, version.file.as_str(), &version.spec);
-        self.check_name_matches((root, file), &spec.metadata.name, stem, "file stem", check::check_version_name);
+        self.check_name_matches(
+            (root, file),
+            &spec.metadata.name,
+            stem,
+            "file stem",
+            check::check_version_name,
+        );
         let game_mark = Self::mark_at(root, &["metadata", "game"]);
         if spec.metadata.game != folder {
             self.error(
                 file,
                 game_mark,
-                format!("`metadata.game` is `{}` but the file is under games/{folder}/", spec.metadata.game),
+                format!(
+                    "`metadata.game` is `{}` but the file is under games/{folder}/",
+                    spec.metadata.game
+                ),
                 None,
             );
         }
@@ -368,46 +540,83 @@ impl Loader<'_> {
         match check::check_relative_path(&spec.spec.source, "`spec.source`") {
             Err(problem) => self.error(file, source_mark, problem, Some("give the build's folder relative to the NAS root, e.g. `incoming/<game>/<version>`".into())),
             Ok(()) => {
-                if let Some(nas) = &self.options.nas_root {
-                    if let Err(problem) = check_source_on_nas(nas, &spec.spec.source) {
-                        self.error(file, source_mark, problem, None);
-                    }
+                if let Some(nas) = &self.options.nas_root
+                    && let Err(problem) = check_source_on_nas(nas, &spec.spec.source)
+                {
+                    self.error(file, source_mark, problem, None);
                 }
             }
         }
-        if let Some(digest) = &spec.spec.digest {
-            if let Err(problem) = check::check_digest(digest) {
-                self.error(
-                    file,
-                    Self::mark_at(root, &["spec", "digest"]),
-                    problem,
-                    Some("print the right value with `mistpipe manifest <build folder>`".into()),
-                );
-            }
+        if let Some(digest) = &spec.spec.digest
+            && let Err(problem) = check::check_digest(digest)
+        {
+            self.error(
+                file,
+                Self::mark_at(root, &["spec", "digest"]),
+                problem,
+                Some("print the right value with `mistpipe manifest <build folder>`".into()),
+            );
         }
     }
 
     fn check_user(&mut self, user: &Parsed<User>, stem: &str) {
         let (root, file, spec) = (&user.root, user.file.as_str(), &user.spec);
-        self.check_name_matches((root, file), &spec.metadata.name, stem, "file stem", check::check_name);
+        self.check_name_matches(
+            (root, file),
+            &spec.metadata.name,
+            stem,
+            "file stem",
+            check::check_name,
+        );
         if let Err(problem) = check::check_password_hash(&spec.spec.password_hash) {
-            self.error(file, Self::mark_at(root, &["spec", "passwordHash"]), problem, None);
+            self.error(
+                file,
+                Self::mark_at(root, &["spec", "passwordHash"]),
+                problem,
+                None,
+            );
         }
     }
 
-    fn cross_check(&mut self, games: Vec<Parsed<Game>>, versions: Vec<Parsed<Version>>, users: Vec<Parsed<User>>) -> Specs {
-        let user_names: BTreeSet<&str> = users.iter().map(|u| u.spec.metadata.name.as_str()).collect();
-        let game_names: BTreeSet<&str> = games.iter().map(|g| g.spec.metadata.name.as_str()).collect();
+    /// Checks references between files. `game_folders` and `user_stems` say which
+    /// game.yaml and user files exist, valid or not: a reference to an existing but invalid
+    /// file is not reported again, since that file's own diagnostics say what is wrong.
+    fn cross_check(
+        &mut self,
+        games: Vec<Parsed<Game>>,
+        versions: Vec<Parsed<Version>>,
+        users: Vec<Parsed<User>>,
+        game_folders: &BTreeSet<String>,
+        user_stems: &BTreeSet<String>,
+    ) -> Specs {
+        let user_names: BTreeSet<&str> = users
+            .iter()
+            .map(|u| u.spec.metadata.name.as_str())
+            .collect();
+        let game_names: BTreeSet<&str> = games
+            .iter()
+            .map(|g| g.spec.metadata.name.as_str())
+            .collect();
         for game in &games {
             let grants = game.root.at(&["spec", "grants"]);
             for (idx, grant) in game.spec.spec.grants.iter().enumerate() {
-                if !user_names.contains(grant.as_str()) {
+                if !user_names.contains(grant.as_str()) && !user_stems.contains(grant) {
                     let mark = match grants.map(|g| &g.value) {
                         Some(yaml::Value::Seq(items)) => items.get(idx).map(|n| n.mark),
                         _ => None,
                     };
-                    let hint = schema::closest(grant, user_names.iter().copied()).map(|c| format!("did you mean `{c}`?"));
-                    self.error(&game.file, mark, format!("grant to unknown user `{grant}`"), hint.or_else(|| Some(format!("add users/{grant}.yaml with `mistpipe user add {grant}`"))));
+                    let hint = schema::closest(grant, user_names.iter().copied())
+                        .map(|c| format!("did you mean `{c}`?"));
+                    self.error(
+                        &game.file,
+                        mark,
+                        format!("grant to unknown user `{grant}`"),
+                        hint.or_else(|| {
+                            Some(format!(
+                                "add users/{grant}.yaml with `mistpipe user add {grant}`"
+                            ))
+                        }),
+                    );
                 }
             }
         }
@@ -416,27 +625,44 @@ impl Loader<'_> {
         for version in versions {
             let game = version.spec.metadata.game.clone();
             if !game_names.contains(game.as_str()) {
+                // A `metadata.game` that differs from the folder is reported by check_version.
+                let folder = version.file.split('/').nth(1).unwrap_or_default();
+                if game != folder || game_folders.contains(&game) {
+                    continue;
+                }
                 let mark = Self::mark_at(&version.root, &["metadata", "game"]);
-                self.error(&version.file, mark, format!("version of unknown game `{game}`"), Some(format!("games/{game}/game.yaml does not exist or is invalid")));
+                self.error(&version.file, mark, format!("version of unknown game `{game}`"), Some(format!("games/{game}/game.yaml does not exist; create it with `mistpipe new game {game} --title …`")));
                 continue;
             }
             by_game.entry(game).or_default().push(version);
         }
         for versions in by_game.values_mut() {
-            versions.sort_by(|a, b| compare_versions(&a.spec.metadata.name, &b.spec.metadata.name).then_with(|| a.file.cmp(&b.file)));
+            versions.sort_by(|a, b| {
+                compare_versions(&a.spec.metadata.name, &b.spec.metadata.name)
+                    .then_with(|| a.file.cmp(&b.file))
+            });
             for pair in versions.windows(2) {
                 let (a, b) = (&pair[0], &pair[1]);
                 if compare_versions(&a.spec.metadata.name, &b.spec.metadata.name).is_eq() {
                     let mark = Self::mark_at(&b.root, &["metadata", "name"]);
                     let message = if a.spec.metadata.name == b.spec.metadata.name {
-                        format!("duplicate version `{}` (also in {})", b.spec.metadata.name, a.file)
+                        format!(
+                            "duplicate version `{}` (also in {})",
+                            b.spec.metadata.name, a.file
+                        )
                     } else {
                         format!(
                             "version `{}` orders equal to `{}` in {}; versions of a game must be strictly ordered",
                             b.spec.metadata.name, a.spec.metadata.name, a.file
                         )
                     };
-                    self.diagnostics.push(Diagnostic { file: b.file.clone(), line: mark.map(|m| m.line), column: mark.map(|m| m.column), message, hint: None });
+                    self.diagnostics.push(Diagnostic {
+                        file: b.file.clone(),
+                        line: mark.map(|m| m.line),
+                        column: mark.map(|m| m.column),
+                        message,
+                        hint: None,
+                    });
                 }
             }
         }
@@ -444,29 +670,70 @@ impl Loader<'_> {
         let mut specs = Specs::default();
         for game in games {
             let name = game.spec.metadata.name.clone();
-            let versions = by_game.remove(&name).unwrap_or_default().into_iter().map(|v| v.spec).collect();
-            specs.games.insert(name, GameSpecs { game: game.spec, versions });
+            let versions = by_game
+                .remove(&name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.spec)
+                .collect();
+            specs.games.insert(
+                name,
+                GameSpecs {
+                    game: game.spec,
+                    versions,
+                },
+            );
         }
         for user in users {
-            specs.users.insert(user.spec.metadata.name.clone(), user.spec);
+            specs
+                .users
+                .insert(user.spec.metadata.name.clone(), user.spec);
         }
         specs
     }
 }
 
+/// The 1-based line and column just after `before`, a valid UTF-8 prefix of a file.
+fn position_after(before: &[u8]) -> Mark {
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    Mark {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        column: u32::try_from(column).unwrap_or(u32::MAX),
+    }
+}
+
 /// Checks that `source` is a directory below `nas` once every symlink is resolved.
 pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), String> {
-    let nas_real = nas.canonicalize().map_err(|e| format!("cannot open the NAS root {}: {e}", nas.display()))?;
+    let nas_real = nas
+        .canonicalize()
+        .map_err(|e| format!("cannot open the NAS root {}: {e}", nas.display()))?;
     let target = nas_real.join(source);
     let real = match target.canonicalize() {
         Ok(real) => real,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("`spec.source` `{source}` does not exist on the NAS ({})", target.display()));
+            return Err(format!(
+                "`spec.source` `{source}` does not exist on the NAS ({})",
+                target.display()
+            ));
         }
-        Err(e) => return Err(format!("cannot resolve `spec.source` `{source}` on the NAS: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "cannot resolve `spec.source` `{source}` on the NAS: {e}"
+            ));
+        }
     };
     if !real.starts_with(&nas_real) {
-        return Err(format!("`spec.source` `{source}` resolves outside the NAS root through a symlink"));
+        return Err(format!(
+            "`spec.source` `{source}` resolves outside the NAS root through a symlink"
+        ));
     }
     if !real.is_dir() {
         return Err(format!("`spec.source` `{source}` is not a folder"));

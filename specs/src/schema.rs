@@ -23,7 +23,10 @@ pub struct Violation {
 
 /// Validates `node` against `schema` (a whole schema document with `$defs`).
 pub fn validate(schema: &Json, node: &Node) -> Vec<Violation> {
-    let mut checker = Checker { root: schema, violations: Vec::new() };
+    let mut checker = Checker {
+        root: schema,
+        violations: Vec::new(),
+    };
     checker.check(schema, node, &mut Vec::new());
     checker.violations
 }
@@ -53,7 +56,11 @@ fn display_path(path: &[Step]) -> String {
             Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
-    if out.is_empty() { "the document".to_string() } else { format!("`{out}`") }
+    if out.is_empty() {
+        "the document".to_string()
+    } else {
+        format!("`{out}`")
+    }
 }
 
 impl<'s> Checker<'s> {
@@ -61,8 +68,12 @@ impl<'s> Checker<'s> {
         let mut schema = schema;
         // Refs in schemars output point at `#/$defs/Name`; follow a bounded chain.
         for _ in 0..16 {
-            let Some(reference) = schema.get("$ref").and_then(Json::as_str) else { break };
-            let Some(name) = reference.strip_prefix("#/$defs/") else { break };
+            let Some(reference) = schema.get("$ref").and_then(Json::as_str) else {
+                break;
+            };
+            let Some(name) = reference.strip_prefix("#/$defs/") else {
+                break;
+            };
             match self.root.get("$defs").and_then(|defs| defs.get(name)) {
                 Some(target) => schema = target,
                 None => break,
@@ -72,7 +83,11 @@ impl<'s> Checker<'s> {
     }
 
     fn report(&mut self, mark: Mark, message: String, hint: Option<String>) {
-        self.violations.push(Violation { mark, message, hint });
+        self.violations.push(Violation {
+            mark,
+            message,
+            hint,
+        });
     }
 
     fn check(&mut self, schema: &'s Json, node: &Node, path: &mut Vec<Step>) {
@@ -81,17 +96,29 @@ impl<'s> Checker<'s> {
         if let Some(choices) = enum_choices(self, schema) {
             let found = scalar_text(node);
             if !choices.iter().any(|c| Some(c.as_str()) == found.as_deref()) {
-                let list = choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+                let list = choices
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let message = match found {
-                    Some(ref found) => format!("{} is `{found}`; expected {list}", display_path(path)),
+                    Some(ref found) => {
+                        format!("{} is `{found}`; expected {list}", display_path(path))
+                    }
                     None => format!(
                         "{} must be one of {list}, found {}",
                         display_path(path),
                         node.value.type_name()
                     ),
                 };
-                let hint = found.as_deref().and_then(|f| closest(f, choices.iter().map(String::as_str)));
-                self.report(node.mark, message, hint.map(|c| format!("did you mean `{c}`?")));
+                let hint = found
+                    .as_deref()
+                    .and_then(|f| closest(f, choices.iter().map(String::as_str)));
+                self.report(
+                    node.mark,
+                    message,
+                    hint.map(|c| format!("did you mean `{c}`?")),
+                );
             }
             return;
         }
@@ -103,22 +130,26 @@ impl<'s> Checker<'s> {
             }
         }
 
-        if let Some(expected) = schema.get("type") {
-            if !type_matches(expected, &node.value) {
-                let wanted = describe_types(expected);
-                let hint = match (&node.value, wanted.as_str()) {
-                    (Value::Int(_) | Value::Float(_) | Value::Bool(_), "a string") => {
-                        Some("quote the value to make it a string".to_string())
-                    }
-                    _ => None,
-                };
-                self.report(
-                    node.mark,
-                    format!("{} must be {wanted}, found {}", display_path(path), node.value.type_name()),
-                    hint,
-                );
-                return;
-            }
+        if let Some(expected) = schema.get("type")
+            && !type_matches(expected, &node.value)
+        {
+            let wanted = describe_types(expected);
+            let hint = match (&node.value, wanted.as_str()) {
+                (Value::Int(_) | Value::Float(_) | Value::Bool(_), "a string") => {
+                    Some("quote the value to make it a string".to_string())
+                }
+                _ => None,
+            };
+            self.report(
+                node.mark,
+                format!(
+                    "{} must be {wanted}, found {}",
+                    display_path(path),
+                    node.value.type_name()
+                ),
+                hint,
+            );
+            return;
         }
 
         match &node.value {
@@ -149,12 +180,18 @@ impl<'s> Checker<'s> {
         }
         let mut best: Option<Vec<Violation>> = None;
         for branch in &non_null {
-            let mut attempt = Checker { root: self.root, violations: Vec::new() };
+            let mut attempt = Checker {
+                root: self.root,
+                violations: Vec::new(),
+            };
             attempt.check(branch, node, path);
             if attempt.violations.is_empty() {
                 return;
             }
-            if best.as_ref().is_none_or(|b| attempt.violations.len() < b.len()) {
+            if best
+                .as_ref()
+                .is_none_or(|b| attempt.violations.len() < b.len())
+            {
                 best = Some(attempt.violations);
             }
         }
@@ -162,7 +199,11 @@ impl<'s> Checker<'s> {
             Some(violations) => self.violations.extend(violations),
             None => self.report(
                 node.mark,
-                format!("{} must not be {}", display_path(path), node.value.type_name()),
+                format!(
+                    "{} must not be {}",
+                    display_path(path),
+                    node.value.type_name()
+                ),
                 None,
             ),
         }
@@ -185,17 +226,30 @@ impl<'s> Checker<'s> {
                     path.pop();
                 }
                 None if closed => {
-                    let known: Vec<&str> =
-                        properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                    let known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
                     let hint = match closest(&key.name, known.iter().copied()) {
                         Some(c) => format!("did you mean `{c}`?"),
                         None => format!(
                             "allowed here: {}",
-                            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     };
-                    let place = if path.is_empty() { String::new() } else { format!(" in {}", display_path(path)) };
-                    self.report(key.mark, format!("unknown field `{}`{place}", key.name), Some(hint));
+                    let place = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", display_path(path))
+                    };
+                    self.report(
+                        key.mark,
+                        format!("unknown field `{}`{place}", key.name),
+                        Some(hint),
+                    );
                 }
                 None => {}
             }
@@ -203,8 +257,16 @@ impl<'s> Checker<'s> {
         if let Some(required) = schema.get("required").and_then(Json::as_array) {
             for name in required.iter().filter_map(Json::as_str) {
                 if !entries.iter().any(|(k, _)| k.name == name) {
-                    let place = if path.is_empty() { String::new() } else { format!(" in {}", display_path(path)) };
-                    self.report(mark, format!("missing required field `{name}`{place}"), None);
+                    let place = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", display_path(path))
+                    };
+                    self.report(
+                        mark,
+                        format!("missing required field `{name}`{place}"),
+                        None,
+                    );
                 }
             }
         }
@@ -228,7 +290,10 @@ impl<'s> Checker<'s> {
         if value < low || value > high {
             self.report(
                 mark,
-                format!("{} is {value}; expected a whole number from {low} to {high}", display_path(path)),
+                format!(
+                    "{} is {value}; expected a whole number from {low} to {high}",
+                    display_path(path)
+                ),
                 None,
             );
         }
@@ -241,9 +306,15 @@ fn enum_choices(checker: &Checker<'_>, schema: &Json) -> Option<Vec<String>> {
         return Some(vec![c.to_string()]);
     }
     if let Some(values) = schema.get("enum").and_then(Json::as_array) {
-        return values.iter().map(|v| v.as_str().map(str::to_string)).collect();
+        return values
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect();
     }
-    let branches = schema.get("oneOf").or_else(|| schema.get("anyOf"))?.as_array()?;
+    let branches = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))?
+        .as_array()?;
     let mut choices = Vec::new();
     for branch in branches {
         choices.extend(enum_choices(checker, checker.resolve(branch))?);
@@ -293,7 +364,12 @@ fn describe_types(expected: &Json) -> String {
     match expected {
         Json::String(t) => one(t).to_string(),
         Json::Array(types) => {
-            let names: Vec<&str> = types.iter().filter_map(Json::as_str).filter(|t| *t != "null").map(one).collect();
+            let names: Vec<&str> = types
+                .iter()
+                .filter_map(Json::as_str)
+                .filter(|t| *t != "null")
+                .map(one)
+                .collect();
             names.join(" or ")
         }
         _ => "valid".to_string(),
@@ -325,7 +401,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1).min(d[i * width + j - 1] + 1).min(d[(i - 1) * width + j - 1] + cost);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[(i - 2) * width + j - 2] + 1);
             }

@@ -42,7 +42,7 @@ pub struct Entry {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A directory could not be listed or a file not read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path that failed.
         path: PathBuf,
@@ -54,8 +54,8 @@ pub enum SourceError {
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
     /// git refused an operation.
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     /// The revision does not name a commit.
     #[error("`{rev}` does not name a commit in {repo}")]
     NoSuchCommit {
@@ -67,6 +67,13 @@ pub enum SourceError {
     /// The tree is far larger than any spec tree should be.
     #[error("the spec tree has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
+}
+
+impl From<git2::Error> for SourceError {
+    fn from(e: git2::Error) -> Self {
+        // The message is in the Display; no `source`, so chains do not print it twice.
+        SourceError::Git(e)
+    }
 }
 
 /// A readable spec tree.
@@ -89,7 +96,10 @@ impl DirSource {
     /// A source rooted at `root`, which must be a directory.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, SourceError> {
         let root = root.into();
-        let metadata = std::fs::metadata(&root).map_err(|source| SourceError::Io { path: root.clone(), source })?;
+        let metadata = std::fs::metadata(&root).map_err(|source| SourceError::Io {
+            path: root.clone(),
+            source,
+        })?;
         if !metadata.is_dir() {
             return Err(SourceError::NotADirectory(root));
         }
@@ -107,9 +117,15 @@ impl SpecSource for DirSource {
         // Breadth-first with an explicit queue: no recursion, so depth cannot overflow.
         let mut queue = VecDeque::from([(self.root.clone(), String::new())]);
         while let Some((dir, prefix)) = queue.pop_front() {
-            let listing = std::fs::read_dir(&dir).map_err(|source| SourceError::Io { path: dir.clone(), source })?;
+            let listing = std::fs::read_dir(&dir).map_err(|source| SourceError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             for item in listing {
-                let item = item.map_err(|source| SourceError::Io { path: dir.clone(), source })?;
+                let item = item.map_err(|source| SourceError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let file_name = item.file_name();
                 let (name, valid_utf8) = match file_name.to_str() {
                     Some(name) => (name.to_string(), true),
@@ -118,8 +134,15 @@ impl SpecSource for DirSource {
                 if prefix.is_empty() && name == ".git" {
                     continue;
                 }
-                let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-                let file_type = item.file_type().map_err(|source| SourceError::Io { path: item.path(), source })?;
+                let path = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let file_type = item.file_type().map_err(|source| SourceError::Io {
+                    path: item.path(),
+                    source,
+                })?;
                 let kind = if file_type.is_symlink() {
                     EntryKind::Symlink
                 } else if file_type.is_dir() {
@@ -128,12 +151,22 @@ impl SpecSource for DirSource {
                     }
                     EntryKind::Dir
                 } else if file_type.is_file() {
-                    let size = item.metadata().map_err(|source| SourceError::Io { path: item.path(), source })?.len();
+                    let size = item
+                        .metadata()
+                        .map_err(|source| SourceError::Io {
+                            path: item.path(),
+                            source,
+                        })?
+                        .len();
                     EntryKind::File { size }
                 } else {
                     EntryKind::Other
                 };
-                entries.push(Entry { path, kind, valid_utf8 });
+                entries.push(Entry {
+                    path,
+                    kind,
+                    valid_utf8,
+                });
                 if entries.len() > MAX_ENTRIES {
                     return Err(SourceError::TooManyEntries);
                 }
@@ -145,7 +178,10 @@ impl SpecSource for DirSource {
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, SourceError> {
         let full = self.root.join(path);
-        let file = std::fs::File::open(&full).map_err(|source| SourceError::Io { path: full.clone(), source })?;
+        let file = std::fs::File::open(&full).map_err(|source| SourceError::Io {
+            path: full.clone(),
+            source,
+        })?;
         let mut bytes = Vec::new();
         file.take(limit)
             .read_to_end(&mut bytes)
@@ -161,28 +197,54 @@ pub struct GitSource {
     repo_path: PathBuf,
     commit: git2::Oid,
     tree: git2::Oid,
+    /// Blob ids by path, recorded by `entries`: looking a path up from the root tree on
+    /// every read costs time linear in the size of its folders, quadratic over a tree.
+    blobs: std::cell::RefCell<std::collections::HashMap<String, git2::Oid>>,
 }
 
 impl GitSource {
     /// Opens `repo` (a work tree or a bare repository) at `rev` (a branch, tag or commit id).
     pub fn open(repo: &Path, rev: &str) -> Result<Self, SourceError> {
         let repository = git2::Repository::open(repo)?;
-        let no_such_commit = |_| SourceError::NoSuchCommit { rev: rev.to_string(), repo: repo.to_path_buf() };
+        let no_such_commit = |_| SourceError::NoSuchCommit {
+            rev: rev.to_string(),
+            repo: repo.to_path_buf(),
+        };
         let (commit, tree) = {
-            let commit = repository.revparse_single(rev).and_then(|o| o.peel_to_commit()).map_err(no_such_commit)?;
+            let commit = repository
+                .revparse_single(rev)
+                .and_then(|o| o.peel_to_commit())
+                .map_err(no_such_commit)?;
             (commit.id(), commit.tree_id())
         };
-        Ok(GitSource { repo: repository, repo_path: repo.to_path_buf(), commit, tree })
+        Ok(GitSource {
+            repo: repository,
+            repo_path: repo.to_path_buf(),
+            commit,
+            tree,
+            blobs: Default::default(),
+        })
     }
 
     /// Opens the staged content of `repo`'s index: exactly what `git commit` would record.
     ///
     /// The index is written as tree objects into the object database (as `git write-tree`
     /// does); no ref, file or the index itself is changed.
-    pub fn open_index(repo: &Path) -> Result<Self, SourceError> {
+    pub fn open_index(repo: &Path, index_file: Option<&Path>) -> Result<Self, SourceError> {
         let repository = git2::Repository::open(repo)?;
-        let tree = repository.index()?.write_tree()?;
-        Ok(GitSource { repo: repository, repo_path: repo.to_path_buf(), commit: git2::Oid::ZERO_SHA1, tree })
+        let tree = match index_file {
+            // git runs hooks with `GIT_INDEX_FILE` naming the index it is about to commit,
+            // which for `git commit -a` or `git commit <paths>` is not `.git/index`.
+            Some(path) => git2::Index::open(path)?.write_tree_to(&repository)?,
+            None => repository.index()?.write_tree()?,
+        };
+        Ok(GitSource {
+            repo: repository,
+            repo_path: repo.to_path_buf(),
+            commit: git2::Oid::ZERO_SHA1,
+            tree,
+            blobs: Default::default(),
+        })
     }
 
     /// The full id of the commit being read.
@@ -209,9 +271,16 @@ impl SpecSource for GitSource {
             for item in tree.iter() {
                 let (name, valid_utf8) = match item.name() {
                     Ok(name) => (name.to_string(), true),
-                    Err(_) => (String::from_utf8_lossy(item.name_bytes()).into_owned(), false),
+                    Err(_) => (
+                        String::from_utf8_lossy(item.name_bytes()).into_owned(),
+                        false,
+                    ),
                 };
-                let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let path = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let kind = match (item.kind(), item.filemode()) {
                     (_, 0o120000) => EntryKind::Symlink,
                     (Some(git2::ObjectType::Tree), _) => {
@@ -221,12 +290,17 @@ impl SpecSource for GitSource {
                         EntryKind::Dir
                     }
                     (Some(git2::ObjectType::Blob), _) => {
+                        self.blobs.borrow_mut().insert(path.clone(), item.id());
                         let (size, _) = odb.read_header(item.id())?;
                         EntryKind::File { size: size as u64 }
                     }
                     _ => EntryKind::Other,
                 };
-                entries.push(Entry { path, kind, valid_utf8 });
+                entries.push(Entry {
+                    path,
+                    kind,
+                    valid_utf8,
+                });
                 if entries.len() > MAX_ENTRIES {
                     return Err(SourceError::TooManyEntries);
                 }
@@ -237,11 +311,20 @@ impl SpecSource for GitSource {
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, SourceError> {
-        let tree = self.repo.find_tree(self.tree)?;
-        let entry = tree.get_path(Path::new(path))?;
-        let blob = self.repo.find_blob(entry.id())?;
+        let known = self.blobs.borrow().get(path).copied();
+        let id = match known {
+            Some(id) => id,
+            None => self
+                .repo
+                .find_tree(self.tree)?
+                .get_path(Path::new(path))?
+                .id(),
+        };
+        let blob = self.repo.find_blob(id)?;
         let content = blob.content();
-        let n = content.len().min(usize::try_from(limit).unwrap_or(usize::MAX));
+        let n = content
+            .len()
+            .min(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(content[..n].to_vec())
     }
 }

@@ -78,7 +78,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_depth: 32, max_nodes: 20_000 }
+        Limits {
+            max_depth: 32,
+            max_nodes: 20_000,
+        }
     }
 }
 
@@ -138,9 +141,14 @@ impl Node {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
             Value::Map(entries) => serde_json::Value::Object(
-                entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -163,8 +171,17 @@ pub fn parse(text: &str, limits: Limits) -> Result<Node, Vec<YamlError>> {
 }
 
 enum Frame {
-    Seq { mark: Mark, anchor: usize, items: Vec<Node> },
-    Map { mark: Mark, anchor: usize, entries: Vec<(Key, Node)>, pending_key: Option<Key> },
+    Seq {
+        mark: Mark,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        mark: Mark,
+        anchor: usize,
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+    },
 }
 
 struct Builder {
@@ -172,6 +189,8 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: std::collections::HashMap<usize, Node>,
     n_nodes: usize,
+    /// How many of `n_nodes` came from expanding aliases.
+    n_aliased: usize,
     documents: usize,
     root: Option<Node>,
     duplicate_keys: Vec<YamlError>,
@@ -184,6 +203,7 @@ impl Builder {
             stack: Vec::new(),
             anchors: std::collections::HashMap::new(),
             n_nodes: 0,
+            n_aliased: 0,
             documents: 0,
             root: None,
             duplicate_keys: Vec::new(),
@@ -223,17 +243,37 @@ impl Builder {
                         None => return Err(vec![err(mark, "alias to an unknown anchor")]),
                     };
                     let size = count_nodes(&node);
+                    self.n_aliased = self.n_aliased.saturating_add(size);
                     self.count(mark, size)?;
-                    let node = Node { mark, value: node.value };
+                    let node = Node {
+                        mark,
+                        value: node.value,
+                    };
                     self.push_value(node)?;
                 }
                 Event::Scalar(text, style, anchor, tag) => {
                     self.count(mark, 1)?;
+                    // An empty value (`title:` and then a newline) is marked by yaml-rust2 at
+                    // the next token, often on a later line; its key is where the reader looks.
+                    let mark = match self.stack.last() {
+                        Some(Frame::Map {
+                            pending_key: Some(key),
+                            ..
+                        }) if text.is_empty() && style == TScalarStyle::Plain && tag.is_none() => {
+                            key.mark
+                        }
+                        _ => mark,
+                    };
                     let value = match tag {
-                        Some(tag) if !(tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!") => {
+                        Some(tag)
+                            if !(tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!") =>
+                        {
                             return Err(vec![err(
                                 mark,
-                                &format!("custom tag `{}{}` is not supported in specs", tag.handle, tag.suffix),
+                                &format!(
+                                    "custom tag `{}{}` is not supported in specs",
+                                    tag.handle, tag.suffix
+                                ),
                             )]);
                         }
                         Some(tag) if tag.suffix == "str" => Value::Str(text),
@@ -248,16 +288,32 @@ impl Builder {
                 Event::SequenceStart(anchor, _) => {
                     self.count(mark, 1)?;
                     self.enter(mark)?;
-                    self.stack.push(Frame::Seq { mark, anchor, items: Vec::new() });
+                    self.stack.push(Frame::Seq {
+                        mark,
+                        anchor,
+                        items: Vec::new(),
+                    });
                 }
                 Event::MappingStart(anchor, _) => {
                     self.count(mark, 1)?;
                     self.enter(mark)?;
-                    self.stack.push(Frame::Map { mark, anchor, entries: Vec::new(), pending_key: None });
+                    self.stack.push(Frame::Map {
+                        mark,
+                        anchor,
+                        entries: Vec::new(),
+                        pending_key: None,
+                    });
                 }
                 Event::SequenceEnd => match self.stack.pop() {
-                    Some(Frame::Seq { mark, anchor, items }) => {
-                        let node = Node { mark, value: Value::Seq(items) };
+                    Some(Frame::Seq {
+                        mark,
+                        anchor,
+                        items,
+                    }) => {
+                        let node = Node {
+                            mark,
+                            value: Value::Seq(items),
+                        };
                         if anchor != 0 {
                             self.anchors.insert(anchor, node.clone());
                         }
@@ -266,8 +322,26 @@ impl Builder {
                     _ => return Err(vec![err(mark, "unbalanced sequence end")]),
                 },
                 Event::MappingEnd => match self.stack.pop() {
-                    Some(Frame::Map { mark, anchor, entries, .. }) => {
-                        let node = Node { mark, value: Value::Map(entries) };
+                    Some(Frame::Map {
+                        mark,
+                        anchor,
+                        entries,
+                        ..
+                    }) => {
+                        // yaml-rust2 marks a block mapping at its first `:`; it starts at its
+                        // first key, which is where "missing field" errors should point.
+                        let mark = match entries.first() {
+                            Some((key, _))
+                                if (key.mark.line, key.mark.column) < (mark.line, mark.column) =>
+                            {
+                                key.mark
+                            }
+                            _ => mark,
+                        };
+                        let node = Node {
+                            mark,
+                            value: Value::Map(entries),
+                        };
                         if anchor != 0 {
                             self.anchors.insert(anchor, node.clone());
                         }
@@ -282,7 +356,10 @@ impl Builder {
         }
         match self.root {
             Some(root) => Ok(root),
-            None => Err(vec![err(Mark { line: 1, column: 1 }, "the file is empty; expected a spec document")]),
+            None => Err(vec![err(
+                Mark { line: 1, column: 1 },
+                "the file is empty; expected a spec document",
+            )]),
         }
     }
 
@@ -299,13 +376,18 @@ impl Builder {
     fn count(&mut self, mark: Mark, n: usize) -> Result<(), Vec<YamlError>> {
         self.n_nodes = self.n_nodes.saturating_add(n);
         if self.n_nodes > self.limits.max_nodes {
-            return Err(vec![err(
-                mark,
-                &format!(
-                    "the document expands to more than {} values (an alias bomb?)",
+            let message = if self.n_aliased > 0 {
+                format!(
+                    "the document expands to more than {} values through aliases (an alias bomb?)",
                     self.limits.max_nodes
-                ),
-            )]);
+                )
+            } else {
+                format!(
+                    "the document has more than {} values; a spec needs far fewer",
+                    self.limits.max_nodes
+                )
+            };
+            return Err(vec![err(mark, &message)]);
         }
         Ok(())
     }
@@ -316,7 +398,11 @@ impl Builder {
                 self.root = Some(node);
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => {
                     let Value::Str(name) = scalar_key_text(node.value) else {
                         return Err(vec![err(node.mark, "mapping keys must be plain strings")]);
@@ -330,7 +416,10 @@ impl Builder {
                             ),
                         });
                     }
-                    *pending_key = Some(Key { mark: node.mark, name });
+                    *pending_key = Some(Key {
+                        mark: node.mark,
+                        name,
+                    });
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -354,13 +443,21 @@ fn scalar_key_text(value: Value) -> Value {
 fn count_nodes(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_nodes(v)).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + count_nodes(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }
 
 fn err(mark: Mark, message: &str) -> YamlError {
-    YamlError { mark, message: message.to_string() }
+    YamlError {
+        mark,
+        message: message.to_string(),
+    }
 }
 
 fn resolve_scalar(text: String, style: TScalarStyle) -> Value {
@@ -376,10 +473,10 @@ fn resolve_scalar(text: String, style: TScalarStyle) -> Value {
     if let Some(i) = parse_int(&text) {
         return Value::Int(i);
     }
-    if looks_like_float(&text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if looks_like_float(&text)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Value::Float(f);
     }
     match text.as_str() {
         ".inf" | ".Inf" | ".INF" | "+.inf" => Value::Float(f64::INFINITY),
@@ -417,8 +514,13 @@ fn parse_int(text: &str) -> Option<i128> {
 fn looks_like_float(text: &str) -> bool {
     let body = text.strip_prefix(['-', '+']).unwrap_or(text);
     !body.is_empty()
-        && body.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
-        && body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
         && body.chars().any(|c| c.is_ascii_digit())
 }
 
@@ -431,7 +533,9 @@ mod tests {
     }
 
     fn parse_err(text: &str) -> YamlError {
-        parse(text, Limits::default()).expect_err("invalid YAML").remove(0)
+        parse(text, Limits::default())
+            .expect_err("invalid YAML")
+            .remove(0)
     }
 
     #[test]
@@ -460,7 +564,11 @@ mod tests {
         let errors = parse("a: 1\nb: 2\na: 3\nb: 4\n", Limits::default()).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].mark.line, 3);
-        assert!(errors[0].message.contains("duplicate key `a`"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("duplicate key `a`"),
+            "{}",
+            errors[0].message
+        );
         assert_eq!(errors[1].mark.line, 4);
     }
 
@@ -477,7 +585,11 @@ mod tests {
         for i in 1..10 {
             text.push_str(&format!(
                 "l{i}: &l{i} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n",
-                p = if i == 1 { "a".to_string() } else { format!("l{}", i - 1) }
+                p = if i == 1 {
+                    "a".to_string()
+                } else {
+                    format!("l{}", i - 1)
+                }
             ));
         }
         let e = parse_err(&text);
@@ -488,8 +600,14 @@ mod tests {
     fn deep_nesting_is_refused_without_overflowing_the_stack() {
         let text = "[".repeat(100_000);
         let e = parse_err(&text);
-        assert!(e.message.contains("nesting") || e.message.contains("invalid YAML"), "{}", e.message);
-        let text = (0..200).map(|i| format!("{}k:\n", "  ".repeat(i))).collect::<String>();
+        assert!(
+            e.message.contains("nesting") || e.message.contains("invalid YAML"),
+            "{}",
+            e.message
+        );
+        let text = (0..200)
+            .map(|i| format!("{}k:\n", "  ".repeat(i)))
+            .collect::<String>();
         let e = parse_err(&text);
         assert!(e.message.contains("nesting deeper"), "{}", e.message);
     }

@@ -1,0 +1,191 @@
+//! The match search of a bsdiff-style delta, on a suffix array of the old file.
+//!
+//! This follows Colin Percival's bsdiff algorithm: walk the new file, find the longest exact
+//! match in the old file at each position with the suffix array, and cut the new file into
+//! "add" regions (bytes stored as differences against an aligned old region; mostly zeros
+//! when code barely changed) and "copy" regions (bytes stored as they are). The new file is
+//! split into chunks searched in parallel; each chunk starts a fresh alignment, which costs a
+//! few bytes per chunk boundary.
+
+use rayon::prelude::*;
+use suffix_array::SuffixArray;
+
+/// One instruction: `add` bytes of new made from old at `old_pos` plus differences, then
+/// `copy` bytes taken literally from the extra stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Control {
+    /// Bytes reconstructed as `old[old_pos + k] + diff[k]`.
+    pub add: usize,
+    /// Where in old the add region is aligned.
+    pub old_pos: usize,
+    /// Bytes copied from the extra stream after the add region.
+    pub copy: usize,
+}
+
+/// Tuning of the search.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParams {
+    /// Size of the chunks of the new file searched in parallel.
+    pub chunk: usize,
+    /// A new exact match must beat the current alignment by more than this many bytes.
+    pub mismatch: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            chunk: 1 << 20,
+            mismatch: 8,
+        }
+    }
+}
+
+/// Computes the controls that rebuild `new` from `old`.
+pub fn search(old: &[u8], new: &[u8], sa: &SuffixArray<'_>, params: SearchParams) -> Vec<Control> {
+    let chunk = params.chunk.max(64 * 1024);
+    let starts: Vec<usize> = (0..new.len()).step_by(chunk).collect();
+    let per_chunk: Vec<Vec<Control>> = starts
+        .par_iter()
+        .map(|&start| {
+            let end = (start + chunk).min(new.len());
+            search_range(old, new, start, end, sa, params.mismatch)
+        })
+        .collect();
+    per_chunk.into_iter().flatten().collect()
+}
+
+const SMALL_MATCH: usize = 12;
+const LONG_MATCH: usize = 256;
+
+fn longest_match(sa: &SuffixArray<'_>, pattern: &[u8]) -> (usize, usize) {
+    let range = sa.search_lcp(pattern);
+    (range.start, range.end - range.start)
+}
+
+/// bsdiff's scan over `new[start..end]`. Matches may extend past `end` in the suffix array
+/// lookup but regions are cut at `end`.
+fn search_range(
+    old: &[u8],
+    new: &[u8],
+    start: usize,
+    end: usize,
+    sa: &SuffixArray<'_>,
+    mismatch: usize,
+) -> Vec<Control> {
+    let new_range = &new[..end];
+    let mut controls = Vec::new();
+    let (mut scan, mut len, mut pos) = (start, 0usize, 0usize);
+    let (mut last_scan, mut last_pos, mut last_offset) = (start, 0usize, 0isize);
+    while scan < end {
+        let mut old_score = 0usize;
+        scan += len;
+        let mut score_scan = scan;
+        while scan < end {
+            (pos, len) = longest_match(sa, &new_range[scan..]);
+            while score_scan < scan + len {
+                let aligned = score_scan as isize + last_offset;
+                if aligned >= 0
+                    && (aligned as usize) < old.len()
+                    && old[aligned as usize] == new_range[score_scan]
+                {
+                    old_score += 1;
+                }
+                score_scan += 1;
+            }
+            if (len == old_score && len != 0) || len > old_score + mismatch {
+                break;
+            }
+            // Short matches are noise and long ones are mostly the current alignment with a
+            // few changed bytes: skip over them instead of searching at every byte, which is
+            // what makes plain bsdiff slow.
+            let step = if len <= SMALL_MATCH {
+                len.max(1)
+            } else if len > LONG_MATCH {
+                len / 4
+            } else {
+                1
+            };
+            let stop = (scan + step).min(end);
+            for (k, byte) in new_range.iter().enumerate().take(stop).skip(scan) {
+                let aligned = k as isize + last_offset;
+                if aligned >= 0 && (aligned as usize) < old.len() && old[aligned as usize] == *byte
+                {
+                    old_score = old_score.saturating_sub(1);
+                }
+            }
+            scan = stop;
+        }
+
+        if len != old_score || scan >= end {
+            // Extend the previous match forwards while it pays.
+            let (mut s, mut best, mut len_forward) = (0isize, 0isize, 0usize);
+            let mut i = 0;
+            while last_scan + i < scan && last_pos + i < old.len() {
+                if old[last_pos + i] == new_range[last_scan + i] {
+                    s += 1;
+                }
+                i += 1;
+                if s * 2 - i as isize > best * 2 - len_forward as isize {
+                    best = s;
+                    len_forward = i;
+                }
+            }
+            // Extend the new match backwards while it pays.
+            let mut len_back = 0usize;
+            if scan < end {
+                let (mut s, mut best) = (0isize, 0isize);
+                let mut i = 1;
+                while scan >= last_scan + i && pos >= i {
+                    if old[pos - i] == new_range[scan - i] {
+                        s += 1;
+                    }
+                    if s * 2 - i as isize > best * 2 - len_back as isize {
+                        best = s;
+                        len_back = i;
+                    }
+                    i += 1;
+                }
+            }
+            // Where the two extensions overlap, split them where it is best.
+            if last_scan + len_forward > scan - len_back {
+                let overlap = (last_scan + len_forward) - (scan - len_back);
+                let (mut s, mut best, mut split) = (0isize, 0isize, 0usize);
+                for i in 0..overlap {
+                    if new_range[last_scan + len_forward - overlap + i]
+                        == old[last_pos + len_forward - overlap + i]
+                    {
+                        s += 1;
+                    }
+                    if new_range[scan - len_back + i] == old[pos - len_back + i] {
+                        s -= 1;
+                    }
+                    if s > best {
+                        best = s;
+                        split = i + 1;
+                    }
+                }
+                len_forward = len_forward + split - overlap;
+                len_back -= split;
+            }
+            controls.push(Control {
+                add: len_forward,
+                old_pos: last_pos,
+                copy: (scan - len_back) - (last_scan + len_forward),
+            });
+            last_scan = scan - len_back;
+            last_pos = pos - len_back;
+            last_offset = pos as isize - scan as isize;
+        }
+    }
+    // The loop may stop with new bytes after the last control (when the scan reached `end`
+    // exactly after a match); cover them so the controls always span the whole range.
+    let covered: usize = start + controls.iter().map(|c| c.add + c.copy).sum::<usize>();
+    if covered < end {
+        controls.push(Control {
+            add: 0,
+            old_pos: last_pos,
+            copy: end - covered,
+        });
+    }
+    controls
+}
