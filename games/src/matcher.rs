@@ -28,6 +28,8 @@ pub struct SearchParams {
     /// Size of the chunks of the new file searched in parallel.
     pub chunk: usize,
     /// A new exact match must beat the current alignment by more than this many bytes.
+    /// bsdiff uses 8; 12 made the smallest patches on real executables (ruff 0.5.6 → 0.5.7:
+    /// 8 → 2.587 MB, 10 → 2.571, 12 → 2.561, 14 → 2.580, 16 → 2.603).
     pub mismatch: usize,
 }
 
@@ -35,7 +37,7 @@ impl Default for SearchParams {
     fn default() -> Self {
         SearchParams {
             chunk: 1 << 20,
-            mismatch: 8,
+            mismatch: 12,
         }
     }
 }
