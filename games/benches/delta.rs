@@ -276,7 +276,6 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
             &p("rdiff.out"),
         );
     }
-    drop(tool);
     print_table(&rows, new_size);
     Ok(())
 }

@@ -83,7 +83,7 @@ impl Default for DiffOptions {
         DiffOptions {
             zstd_level: 19,
             lzma_preset: Some(9),
-            lzma_extreme: true,
+            lzma_extreme: false,
             memory_budget: 4 << 30,
             search: SearchParams::default(),
         }

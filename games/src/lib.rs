@@ -13,3 +13,5 @@
 pub mod filedelta;
 pub mod manifest;
 pub mod matcher;
+pub mod pack;
+pub mod repair;
