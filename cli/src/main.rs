@@ -4,6 +4,7 @@
 //! Exit codes are the same for every command: 0 success, 1 the input is invalid (for
 //! `validate`: problems were found), 2 the command could not run.
 
+mod delta;
 mod scaffold;
 mod validate;
 
@@ -81,6 +82,14 @@ enum Command {
         mistpipe manifest build/ --json > manifest.json"
     )]
     Manifest(ManifestArgs),
+
+    /// Make and apply file and tree deltas.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mistpipe delta create builds/1.0 builds/1.1 -o 1.1.mtd --stats\n  \
+        mistpipe delta apply builds/1.0 1.1.mtd -o rebuilt/1.1"
+    )]
+    Delta(delta::DeltaCommand),
 
     /// Install git hooks in a spec repository.
     #[command(
@@ -160,6 +169,7 @@ fn main() -> ExitCode {
         Command::User(command) => scaffold::run_user(command).map(|()| ExitCode::SUCCESS),
         Command::Manifest(args) => manifest(&args).map(|()| ExitCode::SUCCESS),
         Command::Hook(command) => scaffold::run_hook(command).map(|()| ExitCode::SUCCESS),
+        Command::Delta(command) => delta::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

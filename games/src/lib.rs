@@ -11,7 +11,12 @@
 #![deny(missing_docs)]
 
 pub mod filedelta;
+#[cfg(unix)]
+pub mod install;
 pub mod manifest;
 pub mod matcher;
 pub mod pack;
 pub mod repair;
+#[cfg(unix)]
+pub mod replay;
+pub mod treedelta;

@@ -132,9 +132,9 @@ fn empty_root_scans_to_empty_manifest() {
 
 #[test]
 fn large_files_hash_like_small_ones() {
-    // Crosses the memory-map threshold and the 64 MiB piece size, and is not a power of
-    // two, so the mapped path hashes in two uneven pieces.
-    let contents: Vec<u8> = (0..(64 * 1024 * 1024 + 12345u64))
+    // Above the multi-threaded hashing threshold, and read in several 4 MiB pieces of
+    // which the last is short.
+    let contents: Vec<u8> = (0..(9 * 1024 * 1024 + 12345u64))
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let build = Dir::new();

@@ -24,8 +24,8 @@ const NAMES: &[&str] = &["a", "b", "c.txt", "C", "d-1", "é"];
 
 fn node() -> impl Strategy<Value = Node> {
     let small = prop::collection::vec(any::<u8>(), 0..300);
-    // Big enough to take the memory-mapped path of the scanner.
-    let large = (any::<u8>(), 256 * 1024..300 * 1024usize)
+    // Big enough for the scanner to hash it with several threads.
+    let large = (any::<u8>(), 1024 * 1024..1100 * 1024usize)
         .prop_map(|(seed, len)| (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect());
     let contents = prop_oneof![9 => small, 1 => large];
     prop_oneof![

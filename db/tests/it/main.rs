@@ -1,0 +1,9 @@
+//! Integration tests for `mist-db`. Every test runs on SQLite in a temp dir, and on Postgres
+//! in a fresh schema when `MIST_TEST_POSTGRES` is set (see `common::each_backend`).
+
+mod common;
+mod queue;
+mod schema;
+mod snapshot;
+mod state;
+mod status;

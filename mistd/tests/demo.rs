@@ -1,0 +1,588 @@
+//! `mistd demo`: the generated data, in real temp folders with real git repositories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::PasswordVerifier;
+use mist_games::manifest::{self, EntryKind, Manifest};
+use mist_specs::load::{LoadOptions, load_git};
+use mist_specs::model::Role;
+use mistd::demo::{self, BuildState, DemoError, DemoLayout};
+
+/// Every build's tree digest, pinned: the demo must be byte for byte the same on every
+/// machine. A deliberate change to the generator changes these; update them from the
+/// failure message.
+const EXPECTED_DIGESTS: &[(&str, &str, &str)] = &[
+    ("lantern", "1.0", "blake3:c276750a0776e56c5450b01cef6bda4a74b366a97ea53120fa66412faa86a927"),
+    ("lantern", "1.1", "blake3:4f4f1d422181db233c8b5fe0f94ca555c38446c8c2719de6d91db9a152216789"),
+    ("lantern", "1.2", "blake3:2e747e220ddaa4f604a86b68056898349f2a251a11636c57f35cf2c5e067ee7e"),
+    ("lantern", "2.0", "blake3:c4d2dff443c759b27514b76ee4eb0befc57dcf6d1e800f76ec269783b0d35ecf"),
+    ("starfall", "1.0.0", "blake3:6f071558ccbb4f03fa5b61e75148e68d8f15b35d05f8a1158b204f1f76933c09"),
+    ("starfall", "1.0.1", "blake3:e20b4b6f9640ab3497ba0e0b2879ca7913b0a0a4e8a7a9fcceba213821857305"),
+    ("starfall", "1.1.0", "blake3:ef94bc893029ddb0f9ce8738cc91ed3988726461f6d38a5cb28a69e4f5ef5fed"),
+    ("starfall", "1.2.0", "blake3:ee8d2463d3107fa783a3867db2d02d2881e7e6050ebf78218f56d01373901c22"),
+    ("tidewater", "0.9.0", "blake3:6f0df60345fa38cc1661045ac50d3da06472ecef49826e7b0a5e6db64499ad44"),
+    ("tidewater", "1.0.0", "blake3:617bbfe294dc065632e1adac9af6d06b37dcd7d99a71041fe681a5c03415657d"),
+    ("tidewater", "1.1.0", "blake3:c5923c3bc715d49b5505dadf444e2b05ef33e671009f4787169973c697cc8397"),
+];
+
+fn generate() -> (tempfile::TempDir, DemoLayout) {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = demo::generate(&tmp.path().join("demo")).unwrap();
+    (tmp, layout)
+}
+
+fn scan(path: &Path) -> Manifest {
+    manifest::scan(path).unwrap_or_else(|e| panic!("cannot scan {}: {e}", path.display()))
+}
+
+/// Every build's digest by (game, version), from scanning the NAS.
+fn nas_digests(layout: &DemoLayout) -> Vec<(String, String, String)> {
+    let mut digests = Vec::new();
+    for game in &layout.games {
+        for version in &game.versions {
+            let digest = scan(&layout.nas.join(&version.source)).tree_digest();
+            digests.push((game.name.clone(), version.name.clone(), digest.to_string()));
+        }
+    }
+    digests
+}
+
+/// Files by path: (hash, size, executable).
+fn files(manifest: &Manifest) -> BTreeMap<String, (String, u64, bool)> {
+    manifest
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.kind {
+            EntryKind::File {
+                size,
+                executable,
+                blake3,
+            } => Some((entry.path.clone(), (blake3.to_string(), *size, *executable))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn build_dir(layout: &DemoLayout, game: &str, version: &str) -> PathBuf {
+    layout.nas.join("incoming").join(game).join(version)
+}
+
+#[test]
+fn builds_are_the_same_on_every_run_and_machine() {
+    let (_tmp_a, a) = generate();
+    let (_tmp_b, b) = generate();
+    let digests_a = nas_digests(&a);
+    assert_eq!(digests_a, nas_digests(&b));
+    let expected: Vec<(String, String, String)> = EXPECTED_DIGESTS
+        .iter()
+        .map(|(g, v, d)| (g.to_string(), v.to_string(), d.to_string()))
+        .collect();
+    let listing: String = digests_a
+        .iter()
+        .map(|(g, v, d)| format!("    (\"{g}\", \"{v}\", \"{d}\"),\n"))
+        .collect();
+    assert_eq!(
+        digests_a, expected,
+        "the demo builds changed; if that is intended, pin these:\n{listing}"
+    );
+}
+
+#[test]
+fn specs_validate_and_pin_every_build() {
+    let (_tmp, layout) = generate();
+    assert!(layout.created);
+    assert_eq!(layout.problems, Vec::<String>::new());
+    let options = LoadOptions {
+        nas_root: Some(layout.nas.clone()),
+    };
+    let loaded = load_git(&layout.specs_repo, "main", &options).unwrap();
+    let problems: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(problems, Vec::<String>::new());
+
+    let specs = &loaded.specs;
+    let versions: Vec<(&str, Vec<&str>)> = specs
+        .games
+        .iter()
+        .map(|(name, game)| {
+            let names = game.versions.iter().map(|v| v.metadata.name.as_str()).collect();
+            (name.as_str(), names)
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("lantern", vec!["1.0", "1.1", "1.2", "2.0"]),
+            ("starfall", vec!["1.0.0", "1.0.1", "1.1.0", "1.2.0"]),
+            ("tidewater", vec!["0.9.0", "1.0.0", "1.1.0"]),
+        ]
+    );
+    let mut total_size = 0;
+    for (name, game) in &specs.games {
+        let spec = &game.game.spec;
+        assert_eq!(spec.retention.keep_versions, 0, "{name}");
+        assert!(!spec.retention.prune, "{name}");
+        assert!(!spec.suspend, "{name}");
+        let executable = &spec.launch.as_ref().expect("every game launches").executable;
+        for version in &game.versions {
+            let build = scan(&layout.nas.join(&version.spec.source));
+            assert_eq!(
+                version.spec.digest.as_deref(),
+                Some(build.tree_digest().to_string().as_str()),
+                "{name} {}",
+                version.metadata.name
+            );
+            let launched = files(&build).get(executable).cloned();
+            assert!(
+                matches!(launched, Some((_, _, true))),
+                "{name} {}: {executable} is not an executable file of the build",
+                version.metadata.name
+            );
+            total_size += build.total_size();
+        }
+    }
+    assert!(
+        (30_000_000..=60_000_000).contains(&total_size),
+        "the NAS holds {total_size} bytes"
+    );
+    assert_eq!(specs.games["lantern"].game.spec.grants, ["friend"]);
+    let private: Vec<&str> = specs
+        .games
+        .iter()
+        .filter(|(_, g)| g.game.spec.private)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(private, ["lantern"]);
+    let roles: Vec<(&str, Role)> = specs
+        .users
+        .iter()
+        .map(|(name, user)| (name.as_str(), user.spec.role))
+        .collect();
+    assert_eq!(roles, [("admin", Role::Admin), ("friend", Role::User)]);
+    for version in layout.games.iter().flat_map(|g| &g.versions) {
+        assert!(
+            matches!(version.build, BuildState::Matches { .. }),
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn history_has_one_valid_commit_per_release() {
+    let (_tmp, layout) = generate();
+    let repo = git2::Repository::open(&layout.specs_repo).unwrap();
+    assert_eq!(repo.head().unwrap().name().unwrap(), "refs/heads/main");
+    let statuses = repo.statuses(None).unwrap();
+    assert_eq!(statuses.len(), 0, "the work tree is checked out at the tip");
+
+    let mut revwalk = repo.revwalk().unwrap();
+    revwalk.push_head().unwrap();
+    revwalk.set_sorting(git2::Sort::REVERSE).unwrap();
+    let options = LoadOptions {
+        nas_root: Some(layout.nas.clone()),
+    };
+    let mut history = Vec::new();
+    let mut previous_time = i64::MIN;
+    for id in revwalk {
+        let commit = repo.find_commit(id.unwrap()).unwrap();
+        assert!(commit.time().seconds() > previous_time);
+        previous_time = commit.time().seconds();
+        let loaded = load_git(&layout.specs_repo, &commit.id().to_string(), &options).unwrap();
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let n_versions: usize = loaded.specs.games.values().map(|g| g.versions.len()).sum();
+        history.push(format!(
+            "{} | {} games, {n_versions} versions, {} users",
+            commit.summary().unwrap().unwrap(),
+            loaded.specs.games.len(),
+            loaded.specs.users.len()
+        ));
+    }
+    assert_eq!(layout.n_commits, history.len());
+    assert_eq!(
+        history,
+        [
+            "Add the demo users and the spec schemas | 0 games, 0 versions, 2 users",
+            "Add Starfall, Tidewater and Lantern | 3 games, 3 versions, 2 users",
+            "Release Starfall 1.0.1 | 3 games, 4 versions, 2 users",
+            "Release Lantern 1.1 | 3 games, 5 versions, 2 users",
+            "Release Tidewater 1.0.0 | 3 games, 6 versions, 2 users",
+            "Release Starfall 1.1.0 | 3 games, 7 versions, 2 users",
+            "Release Lantern 1.2 | 3 games, 8 versions, 2 users",
+            "Release Tidewater 1.1.0 | 3 games, 9 versions, 2 users",
+            "Release Starfall 1.2.0 | 3 games, 10 versions, 2 users",
+            "Release Lantern 2.0 | 3 games, 11 versions, 2 users",
+        ]
+    );
+    for kind in ["game", "version", "user"] {
+        let schema = layout.specs_repo.join(format!("schemas/{kind}.schema.json"));
+        let text = std::fs::read_to_string(&schema).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    }
+}
+
+#[test]
+fn passwords_are_random_and_only_hashed() {
+    let (tmp, layout) = generate();
+    let (_tmp_b, other) = generate();
+    let hasher = argon2::Argon2::default();
+    for (user, other_user) in layout.users.iter().zip(&other.users) {
+        let password = user.password.as_deref().expect("a new demo has passwords");
+        assert!(password.len() >= 20, "{password}");
+        assert_ne!(Some(password), other_user.password.as_deref());
+        let text =
+            std::fs::read_to_string(layout.specs_repo.join(format!("users/{}.yaml", user.name)))
+                .unwrap();
+        let hash_line = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("passwordHash: "))
+            .unwrap();
+        let hash_text: String = serde_json::from_str(hash_line).unwrap();
+        assert!(
+            hash_text.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash_text}"
+        );
+        let hash = argon2::password_hash::phc::PasswordHash::new(&hash_text).unwrap();
+        hasher.verify_password(password.as_bytes(), &hash).unwrap();
+        assert!(
+            hasher
+                .verify_password(b"not the password", &hash)
+                .is_err()
+        );
+        assert_no_file_contains(tmp.path(), password.as_bytes());
+    }
+    let debug = format!("{layout:?}");
+    for user in &layout.users {
+        assert!(!debug.contains(user.password.as_deref().unwrap()));
+    }
+}
+
+/// Fails if any file under `dir` (git objects are compressed, so those are skipped: they hold
+/// only what the work tree holds) contains `needle`.
+fn assert_no_file_contains(dir: &Path, needle: &[u8]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if !path.ends_with(".git/objects") {
+                assert_no_file_contains(&path, needle);
+            }
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds a password",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_second_run_reuses_the_demo_untouched() {
+    let (tmp, first) = generate();
+    let dir = tmp.path().join("demo");
+    let before = scan(&dir).tree_digest();
+    let second = demo::generate(&dir).unwrap();
+    assert!(!second.created);
+    assert!(second.users.iter().all(|u| u.password.is_none()));
+    assert_eq!(second.head_commit, first.head_commit);
+    assert_eq!(second.root, first.root);
+    assert_eq!(scan(&dir).tree_digest(), before, "nothing was written");
+    let names = |layout: &DemoLayout| -> Vec<(String, Vec<String>)> {
+        layout
+            .games
+            .iter()
+            .map(|g| {
+                let versions = g.versions.iter().map(|v| v.name.clone()).collect();
+                (g.name.clone(), versions)
+            })
+            .collect()
+    };
+    assert_eq!(names(&second), names(&first));
+}
+
+#[test]
+fn a_second_run_reports_a_changed_build() {
+    let (tmp, _) = generate();
+    let dir = tmp.path().join("demo");
+    let tampered = dir.join("nas/incoming/starfall/1.0.1/data/config.ini");
+    std::fs::write(&tampered, "[video]\nwidth = 640\n").unwrap();
+    std::fs::remove_dir_all(dir.join("nas/incoming/tidewater/0.9.0")).unwrap();
+    let layout = demo::generate(&dir).unwrap();
+    let states: BTreeMap<(String, String), &BuildState> = layout
+        .games
+        .iter()
+        .flat_map(|g| {
+            g.versions
+                .iter()
+                .map(|v| ((g.name.clone(), v.name.clone()), &v.build))
+        })
+        .collect();
+    let key = |g: &str, v: &str| (g.to_string(), v.to_string());
+    assert!(matches!(
+        states[&key("starfall", "1.0.1")],
+        BuildState::Differs { .. }
+    ));
+    assert!(matches!(
+        states[&key("tidewater", "0.9.0")],
+        BuildState::Unreadable { .. }
+    ));
+    assert!(matches!(
+        states[&key("starfall", "1.0.0")],
+        BuildState::Matches { .. }
+    ));
+}
+
+#[test]
+fn refuses_a_folder_that_is_not_a_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("thesis.tex"), "precious").unwrap();
+    let error = demo::generate(tmp.path()).unwrap_err();
+    assert!(
+        matches!(error.downcast_ref::<DemoError>(), Some(DemoError::NotEmpty(_))),
+        "{error:#}"
+    );
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["thesis.tex"]);
+
+    let file = tmp.path().join("thesis.tex");
+    let error = demo::generate(&file).unwrap_err();
+    assert!(
+        matches!(
+            error.downcast_ref::<DemoError>(),
+            Some(DemoError::NotADirectory(_))
+        ),
+        "{error:#}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+}
+
+#[test]
+fn an_interrupted_demo_is_started_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    std::fs::create_dir_all(dir.join("nas/incoming/starfall")).unwrap();
+    std::fs::write(dir.join("nas/incoming/starfall/half-written"), "x").unwrap();
+    std::fs::write(dir.join(demo::PARTIAL_MARKER_FILE), "").unwrap();
+    let layout = demo::generate(&dir).unwrap();
+    assert!(layout.created);
+    assert!(!dir.join("nas/incoming/starfall/half-written").exists());
+    assert!(!dir.join(demo::PARTIAL_MARKER_FILE).exists());
+    assert!(dir.join(demo::MARKER_FILE).is_file());
+
+    // The partial marker does not make a folder with other files ours.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join(demo::PARTIAL_MARKER_FILE), "").unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let error = demo::generate(&other).unwrap_err();
+    assert!(error.downcast_ref::<DemoError>().is_some(), "{error:#}");
+    assert!(other.join("notes.txt").exists());
+}
+
+/// Consecutive versions of every game differ the way real updates do: the big files that
+/// change change a little (a bsdiff-style delta is under a tenth of the file), and most
+/// files do not change at all.
+#[test]
+fn updates_are_delta_friendly() {
+    let (_tmp, layout) = generate();
+    let options = mist_games::filedelta::DiffOptions {
+        // Small and fast settings: the point is the matches, not the last percent.
+        zstd_level: 3,
+        lzma_preset: None,
+        ..Default::default()
+    };
+    let mut report = Vec::new();
+    for game in &layout.games {
+        for pair in game.versions.windows(2) {
+            let old_dir = layout.nas.join(&pair[0].source);
+            let new_dir = layout.nas.join(&pair[1].source);
+            let old = files(&scan(&old_dir));
+            let new = files(&scan(&new_dir));
+            let old_hashes: Vec<&String> = old.values().map(|(hash, _, _)| hash).collect();
+            let mut added_bytes = 0;
+            let mut total = 0;
+            let mut n_big_changed = 0;
+            for (path, (hash, size, _)) in &new {
+                total += size;
+                if old_hashes.contains(&hash) {
+                    // Unchanged, renamed or moved: costs nothing.
+                    continue;
+                }
+                let Some((_, old_size, _)) = old.get(path) else {
+                    added_bytes += size;
+                    continue;
+                };
+                if *size < 64 * 1024 {
+                    continue;
+                }
+                let old_bytes = std::fs::read(old_dir.join(path)).unwrap();
+                let new_file = std::fs::read(new_dir.join(path)).unwrap();
+                let delta = mist_games::filedelta::diff(&old_bytes, &new_file, &options).unwrap();
+                assert_eq!(
+                    mist_games::filedelta::apply(&old_bytes, &delta).unwrap(),
+                    new_file
+                );
+                report.push(format!(
+                    "{} {}→{} {path}: {old_size} → {size} bytes, delta {}",
+                    game.name,
+                    pair[0].name,
+                    pair[1].name,
+                    delta.len()
+                ));
+                assert!(
+                    (delta.len() as u64) * 10 < *size,
+                    "{}",
+                    report.last().unwrap()
+                );
+                n_big_changed += 1;
+            }
+            assert!(
+                n_big_changed >= 1,
+                "{} {}: no big file changed",
+                game.name,
+                pair[1].name
+            );
+            // Files that are new under a new name cannot be patched; they are a small part.
+            assert!(
+                added_bytes * 10 < total,
+                "{} {}: {added_bytes} of {total} bytes are in added files",
+                game.name,
+                pair[1].name
+            );
+        }
+    }
+    // Shown with --nocapture; handy when tuning the generators.
+    println!("{}", report.join("\n"));
+    let changed: Vec<&str> = report
+        .iter()
+        .map(|line| line.split(':').next().unwrap())
+        .collect();
+    for expected in [
+        "starfall 1.0.0→1.0.1 bin/starfall",
+        "starfall 1.1.0→1.2.0 lib/libstarphys.so",
+        "tidewater 0.9.0→1.0.0 data/assets.pak",
+        "tidewater 1.0.0→1.1.0 data/assets.pak",
+        "lantern 1.1→1.2 levels/01-meadow.lvl",
+        "lantern 1.2→2.0 bin/lantern-engine",
+    ] {
+        assert!(changed.contains(&expected), "{expected} not in {changed:?}");
+    }
+}
+
+/// Lantern's releases add, remove, rename and move files and change an exec bit.
+#[test]
+fn lantern_adds_removes_renames_and_moves_files() {
+    let (_tmp, layout) = generate();
+    let version = |v: &str| files(&scan(&build_dir(&layout, "lantern", v)));
+    let (v1_0, v1_1, v1_2, v2_0) = (version("1.0"), version("1.1"), version("1.2"), version("2.0"));
+
+    // 1.1 adds a level and only sets the editor script's exec bit.
+    assert!(!v1_0.contains_key("levels/05-caverns.lvl"));
+    assert!(v1_1.contains_key("levels/05-caverns.lvl"));
+    let editor = "tools/level-editor.sh";
+    assert_eq!(v1_0[editor].0, v1_1[editor].0);
+    assert_eq!((v1_0[editor].2, v1_1[editor].2), (false, true));
+
+    // 1.2 removes a level and moves the music, bytes unchanged.
+    assert!(v1_1.contains_key("levels/03-swamp.lvl"));
+    assert!(!v1_2.contains_key("levels/03-swamp.lvl"));
+    for track in ["theme.ogg", "forest.ogg"] {
+        assert!(!v1_2.contains_key(&format!("music/{track}")));
+        assert_eq!(
+            v1_1[&format!("music/{track}")].0,
+            v1_2[&format!("audio/music/{track}")].0
+        );
+    }
+
+    // 2.0 renames a level, bytes unchanged, and adds one.
+    assert_eq!(
+        v1_2["levels/05-caverns.lvl"].0,
+        v2_0["levels/03-caverns.lvl"].0
+    );
+    assert!(!v2_0.contains_key("levels/05-caverns.lvl"));
+    assert!(v2_0.contains_key("levels/06-summit.lvl"));
+
+    // Unchanged across all four: the second music track and the forest level.
+    assert_eq!(v1_0["music/forest.ogg"].0, v2_0["audio/music/forest.ogg"].0);
+    assert_eq!(v1_1["levels/02-forest.lvl"].0, v2_0["levels/02-forest.lvl"].0);
+
+    // The empty saves folder is part of every build.
+    let manifest = scan(&build_dir(&layout, "lantern", "2.0"));
+    assert!(
+        manifest
+            .entries
+            .iter()
+            .any(|e| e.path == "saves" && e.kind == EntryKind::Dir)
+    );
+}
+
+mod cli {
+    use assert_cmd::Command;
+
+    fn mistd() -> Command {
+        Command::cargo_bin("mistd").unwrap()
+    }
+
+    #[test]
+    fn demo_prints_users_passwords_and_next_steps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("demo");
+        let output = mistd().arg("demo").arg("--dir").arg(&dir).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        for expected in [
+            "Made a Mist demo in",
+            "starfall",
+            "tidewater",
+            "lantern",
+            "private",
+            "admin",
+            "friend",
+            "Next steps:",
+            "mistpipe validate",
+        ] {
+            assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
+        }
+        let password_lines: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("admin ") || l.trim_start().starts_with("friend "))
+            .collect();
+        assert_eq!(password_lines.len(), 2, "{stdout}");
+        for line in password_lines {
+            let password = line.split_whitespace().last().unwrap();
+            assert_eq!(password.len(), 23, "{line}");
+        }
+
+        let again = mistd().arg("demo").arg("--dir").arg(&dir).output().unwrap();
+        assert_eq!(again.status.code(), Some(0), "{again:?}");
+        let stdout = String::from_utf8(again.stdout).unwrap();
+        assert!(stdout.contains("Reusing the Mist demo"), "{stdout}");
+        assert!(stdout.contains("not shown again"), "{stdout}");
+    }
+
+    #[test]
+    fn demo_refuses_a_folder_in_use_with_exit_code_1() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("keep.txt"), "mine").unwrap();
+        let output = mistd().arg("demo").arg("--dir").arg(tmp.path()).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("is not empty and is not a Mist demo"), "{stderr}");
+    }
+
+    #[test]
+    fn help_has_examples() {
+        let output = mistd().args(["demo", "--help"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(stdout.contains("mistd demo --dir"), "{stdout}");
+        let output = mistd().arg("--help").output().unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(stdout.contains("Exit codes"), "{stdout}");
+        let output = mistd().arg("bogus").output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+    }
+}
