@@ -818,6 +818,24 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_chunks_cost_nothing() {
+        // Regression: every search chunk after the first started misaligned, so an unchanged
+        // prefix spanning chunks was stored as literals (a 2 MiB delta for a 1-byte change).
+        let old: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut new = old.clone();
+        let last = new.len() - 1;
+        new[last] ^= 0xFF;
+        let patch = round_trip(&old, &new);
+        assert!(
+            patch.len() < 1_000,
+            "a 1-byte change made a {}-byte delta",
+            patch.len()
+        );
+    }
+
+    #[test]
     fn prefix_and_full_fallbacks_round_trip() {
         let old: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let mut new = old.clone();

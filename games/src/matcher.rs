@@ -77,7 +77,11 @@ fn search_range(
     let new_range = &new[..end];
     let mut controls = Vec::new();
     let (mut scan, mut len, mut pos) = (start, 0usize, 0usize);
-    let (mut last_scan, mut last_pos, mut last_offset) = (start, 0usize, 0isize);
+    // Each chunk starts aligned with the same offset in the old file: an unchanged region is
+    // then one long add of zero differences rather than literals.
+    let first_pos = start.min(old.len());
+    let (mut last_scan, mut last_pos, mut last_offset) =
+        (start, first_pos, first_pos as isize - start as isize);
     while scan < end {
         let mut old_score = 0usize;
         scan += len;

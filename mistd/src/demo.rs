@@ -51,28 +51,11 @@ use catalog::{Build, GAMES, RELEASES, USERS};
 
 /// The file that marks a folder as a finished demo; written last.
 pub const MARKER_FILE: &str = ".mist-demo";
-/// The branch of the demo spec repository.
-pub const BRANCH: &str = "main";
-
 /// Marks a demo being generated; renamed to [`MARKER_FILE`] when it is complete, so that a
 /// generation that was interrupted is recognised and started over.
 pub const PARTIAL_MARKER_FILE: &str = ".mist-demo.partial";
-/// What `generate` puts in a demo folder, besides the markers.
-const DEMO_ENTRIES: [&str; 2] = ["specs", "nas"];
-/// Where schemas live in a spec repository, as `mistpipe` writes them.
-const SCHEMA_DIR: &str = "schemas";
-/// Characters of generated passwords: lowercase letters and digits without the look-alikes
-/// `l`, `o`, `0` and `1`. 32 of them, so each character is 5 random bits.
-const PASSWORD_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
-/// Generated passwords are 4 groups of 5 characters: 100 random bits.
-const PASSWORD_GROUPS: usize = 4;
-const PASSWORD_GROUP_LEN: usize = 5;
-/// argon2id cost, the same as `mistpipe user add`: OWASP's 19 MiB, 2 passes, 1 lane.
-const ARGON2_M_KIB: u32 = 19 * 1024;
-const ARGON2_T: u32 = 2;
-const ARGON2_P: u32 = 1;
-/// Days between the demo repository's commits, so its history reads like real releases.
-const DAYS_BETWEEN_COMMITS: i64 = 6;
+/// The branch of the demo spec repository.
+pub const BRANCH: &str = "main";
 
 /// Where a demo is and what is in it: what `mistd demo` prints, and what the server needs
 /// to serve it (`specs_repo` at `branch`, `nas`, `data`).
@@ -276,6 +259,23 @@ pub fn generate(dir: &Path) -> anyhow::Result<DemoLayout> {
     describe(&root, &passwords, true)
 }
 
+/// What `generate` puts in a demo folder, besides the markers.
+const DEMO_ENTRIES: [&str; 2] = ["specs", "nas"];
+/// Where schemas live in a spec repository, as `mistpipe` writes them.
+const SCHEMA_DIR: &str = "schemas";
+/// Characters of generated passwords: lowercase letters and digits without the look-alikes
+/// `l`, `o`, `0` and `1`. 32 of them, so each character is 5 random bits.
+const PASSWORD_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+/// Generated passwords are 4 groups of 5 characters: 100 random bits.
+const PASSWORD_GROUPS: usize = 4;
+const PASSWORD_GROUP_LEN: usize = 5;
+/// argon2id cost, the same as `mistpipe user add`: OWASP's 19 MiB, 2 passes, 1 lane.
+const ARGON2_M_KIB: u32 = 19 * 1024;
+const ARGON2_T: u32 = 2;
+const ARGON2_P: u32 = 1;
+/// Days between the demo repository's commits, so its history reads like real releases.
+const DAYS_BETWEEN_COMMITS: i64 = 6;
+
 /// What a folder holds, as far as `generate` is concerned.
 enum Found {
     /// Nothing: it is missing or empty.
@@ -293,7 +293,9 @@ fn inspect(dir: &Path) -> anyhow::Result<Found> {
         Err(_) if dir.exists() && !dir.is_dir() => {
             return Err(DemoError::NotADirectory(dir.to_path_buf()).into());
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display()))),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display())));
+        }
     };
     let mut names = Vec::new();
     for entry in entries {
@@ -355,7 +357,8 @@ fn write_build(dir: &Path, build: &Build) -> anyhow::Result<()> {
             fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        fs::write(&path, &file.bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        fs::write(&path, &file.bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -541,9 +544,12 @@ fn describe(
 ) -> anyhow::Result<DemoLayout> {
     let specs_repo = root.join("specs");
     let nas = root.join("nas");
-    let loaded =
-        mist_specs::load::load_git(&specs_repo, BRANCH, &mist_specs::load::LoadOptions::default())
-            .with_context(|| format!("cannot read the demo specs in {}", specs_repo.display()))?;
+    let loaded = mist_specs::load::load_git(
+        &specs_repo,
+        BRANCH,
+        &mist_specs::load::LoadOptions::default(),
+    )
+    .with_context(|| format!("cannot read the demo specs in {}", specs_repo.display()))?;
     let repo = git2::Repository::open(&specs_repo)?;
     let head = repo.revparse_single(BRANCH)?.peel_to_commit()?;
     let mut revwalk = repo.revwalk()?;

@@ -23,8 +23,10 @@ use mistd::demo::{self, BuildState, DemoError, DemoLayout};
     propagate_version = true,
     max_term_width = 100
 )]
-#[command(after_help = "Examples:\n  mistd demo\n  mistd demo --dir /tmp/mist-demo\n\n\
-    Exit codes: 0 success, 1 invalid input, 2 could not run.")]
+#[command(
+    after_help = "Examples:\n  mistd demo\n  mistd demo --dir /tmp/mist-demo\n\n\
+    Exit codes: 0 success, 1 invalid input, 2 could not run."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,17 +13,61 @@ use mistd::demo::{self, BuildState, DemoError, DemoLayout};
 /// machine. A deliberate change to the generator changes these; update them from the
 /// failure message.
 const EXPECTED_DIGESTS: &[(&str, &str, &str)] = &[
-    ("lantern", "1.0", "blake3:c276750a0776e56c5450b01cef6bda4a74b366a97ea53120fa66412faa86a927"),
-    ("lantern", "1.1", "blake3:4f4f1d422181db233c8b5fe0f94ca555c38446c8c2719de6d91db9a152216789"),
-    ("lantern", "1.2", "blake3:2e747e220ddaa4f604a86b68056898349f2a251a11636c57f35cf2c5e067ee7e"),
-    ("lantern", "2.0", "blake3:c4d2dff443c759b27514b76ee4eb0befc57dcf6d1e800f76ec269783b0d35ecf"),
-    ("starfall", "1.0.0", "blake3:6f071558ccbb4f03fa5b61e75148e68d8f15b35d05f8a1158b204f1f76933c09"),
-    ("starfall", "1.0.1", "blake3:e20b4b6f9640ab3497ba0e0b2879ca7913b0a0a4e8a7a9fcceba213821857305"),
-    ("starfall", "1.1.0", "blake3:ef94bc893029ddb0f9ce8738cc91ed3988726461f6d38a5cb28a69e4f5ef5fed"),
-    ("starfall", "1.2.0", "blake3:ee8d2463d3107fa783a3867db2d02d2881e7e6050ebf78218f56d01373901c22"),
-    ("tidewater", "0.9.0", "blake3:6f0df60345fa38cc1661045ac50d3da06472ecef49826e7b0a5e6db64499ad44"),
-    ("tidewater", "1.0.0", "blake3:617bbfe294dc065632e1adac9af6d06b37dcd7d99a71041fe681a5c03415657d"),
-    ("tidewater", "1.1.0", "blake3:c5923c3bc715d49b5505dadf444e2b05ef33e671009f4787169973c697cc8397"),
+    (
+        "lantern",
+        "1.0",
+        "blake3:c276750a0776e56c5450b01cef6bda4a74b366a97ea53120fa66412faa86a927",
+    ),
+    (
+        "lantern",
+        "1.1",
+        "blake3:4f4f1d422181db233c8b5fe0f94ca555c38446c8c2719de6d91db9a152216789",
+    ),
+    (
+        "lantern",
+        "1.2",
+        "blake3:2e747e220ddaa4f604a86b68056898349f2a251a11636c57f35cf2c5e067ee7e",
+    ),
+    (
+        "lantern",
+        "2.0",
+        "blake3:c4d2dff443c759b27514b76ee4eb0befc57dcf6d1e800f76ec269783b0d35ecf",
+    ),
+    (
+        "starfall",
+        "1.0.0",
+        "blake3:6f071558ccbb4f03fa5b61e75148e68d8f15b35d05f8a1158b204f1f76933c09",
+    ),
+    (
+        "starfall",
+        "1.0.1",
+        "blake3:e20b4b6f9640ab3497ba0e0b2879ca7913b0a0a4e8a7a9fcceba213821857305",
+    ),
+    (
+        "starfall",
+        "1.1.0",
+        "blake3:ef94bc893029ddb0f9ce8738cc91ed3988726461f6d38a5cb28a69e4f5ef5fed",
+    ),
+    (
+        "starfall",
+        "1.2.0",
+        "blake3:ee8d2463d3107fa783a3867db2d02d2881e7e6050ebf78218f56d01373901c22",
+    ),
+    (
+        "tidewater",
+        "0.9.0",
+        "blake3:6f0df60345fa38cc1661045ac50d3da06472ecef49826e7b0a5e6db64499ad44",
+    ),
+    (
+        "tidewater",
+        "1.0.0",
+        "blake3:617bbfe294dc065632e1adac9af6d06b37dcd7d99a71041fe681a5c03415657d",
+    ),
+    (
+        "tidewater",
+        "1.1.0",
+        "blake3:c5923c3bc715d49b5505dadf444e2b05ef33e671009f4787169973c697cc8397",
+    ),
 ];
 
 fn generate() -> (tempfile::TempDir, DemoLayout) {
@@ -105,7 +149,11 @@ fn specs_validate_and_pin_every_build() {
         .games
         .iter()
         .map(|(name, game)| {
-            let names = game.versions.iter().map(|v| v.metadata.name.as_str()).collect();
+            let names = game
+                .versions
+                .iter()
+                .map(|v| v.metadata.name.as_str())
+                .collect();
             (name.as_str(), names)
         })
         .collect();
@@ -123,7 +171,11 @@ fn specs_validate_and_pin_every_build() {
         assert_eq!(spec.retention.keep_versions, 0, "{name}");
         assert!(!spec.retention.prune, "{name}");
         assert!(!spec.suspend, "{name}");
-        let executable = &spec.launch.as_ref().expect("every game launches").executable;
+        let executable = &spec
+            .launch
+            .as_ref()
+            .expect("every game launches")
+            .executable;
         for version in &game.versions {
             let build = scan(&layout.nas.join(&version.spec.source));
             assert_eq!(
@@ -214,7 +266,9 @@ fn history_has_one_valid_commit_per_release() {
         ]
     );
     for kind in ["game", "version", "user"] {
-        let schema = layout.specs_repo.join(format!("schemas/{kind}.schema.json"));
+        let schema = layout
+            .specs_repo
+            .join(format!("schemas/{kind}.schema.json"));
         let text = std::fs::read_to_string(&schema).unwrap();
         serde_json::from_str::<serde_json::Value>(&text).unwrap();
     }
@@ -243,11 +297,7 @@ fn passwords_are_random_and_only_hashed() {
         );
         let hash = argon2::password_hash::phc::PasswordHash::new(&hash_text).unwrap();
         hasher.verify_password(password.as_bytes(), &hash).unwrap();
-        assert!(
-            hasher
-                .verify_password(b"not the password", &hash)
-                .is_err()
-        );
+        assert!(hasher.verify_password(b"not the password", &hash).is_err());
         assert_no_file_contains(tmp.path(), password.as_bytes());
     }
     let debug = format!("{layout:?}");
@@ -338,7 +388,10 @@ fn refuses_a_folder_that_is_not_a_demo() {
     std::fs::write(tmp.path().join("thesis.tex"), "precious").unwrap();
     let error = demo::generate(tmp.path()).unwrap_err();
     assert!(
-        matches!(error.downcast_ref::<DemoError>(), Some(DemoError::NotEmpty(_))),
+        matches!(
+            error.downcast_ref::<DemoError>(),
+            Some(DemoError::NotEmpty(_))
+        ),
         "{error:#}"
     );
     let names: Vec<_> = std::fs::read_dir(tmp.path())
@@ -388,12 +441,7 @@ fn an_interrupted_demo_is_started_over() {
 #[test]
 fn updates_are_delta_friendly() {
     let (_tmp, layout) = generate();
-    let options = mist_games::filedelta::DiffOptions {
-        // Small and fast settings: the point is the matches, not the last percent.
-        zstd_level: 3,
-        lzma_preset: None,
-        ..Default::default()
-    };
+    let options = fast_diff_options(mist_games::matcher::SearchParams::default().chunk);
     let mut report = Vec::new();
     for game in &layout.games {
         for pair in game.versions.windows(2) {
@@ -472,12 +520,31 @@ fn updates_are_delta_friendly() {
     }
 }
 
+/// Fast settings for [`mist_games::filedelta::diff`]: the point is the matches, not the last
+/// percent of compression.
+fn fast_diff_options(chunk: usize) -> mist_games::filedelta::DiffOptions {
+    mist_games::filedelta::DiffOptions {
+        zstd_level: 3,
+        lzma_preset: None,
+        search: mist_games::matcher::SearchParams {
+            chunk,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Lantern's releases add, remove, rename and move files and change an exec bit.
 #[test]
 fn lantern_adds_removes_renames_and_moves_files() {
     let (_tmp, layout) = generate();
     let version = |v: &str| files(&scan(&build_dir(&layout, "lantern", v)));
-    let (v1_0, v1_1, v1_2, v2_0) = (version("1.0"), version("1.1"), version("1.2"), version("2.0"));
+    let (v1_0, v1_1, v1_2, v2_0) = (
+        version("1.0"),
+        version("1.1"),
+        version("1.2"),
+        version("2.0"),
+    );
 
     // 1.1 adds a level and only sets the editor script's exec bit.
     assert!(!v1_0.contains_key("levels/05-caverns.lvl"));
@@ -507,7 +574,10 @@ fn lantern_adds_removes_renames_and_moves_files() {
 
     // Unchanged across all four: the second music track and the forest level.
     assert_eq!(v1_0["music/forest.ogg"].0, v2_0["audio/music/forest.ogg"].0);
-    assert_eq!(v1_1["levels/02-forest.lvl"].0, v2_0["levels/02-forest.lvl"].0);
+    assert_eq!(
+        v1_1["levels/02-forest.lvl"].0,
+        v2_0["levels/02-forest.lvl"].0
+    );
 
     // The empty saves folder is part of every build.
     let manifest = scan(&build_dir(&layout, "lantern", "2.0"));
@@ -548,7 +618,9 @@ mod cli {
         }
         let password_lines: Vec<&str> = stdout
             .lines()
-            .filter(|l| l.trim_start().starts_with("admin ") || l.trim_start().starts_with("friend "))
+            .filter(|l| {
+                l.trim_start().starts_with("admin ") || l.trim_start().starts_with("friend ")
+            })
             .collect();
         assert_eq!(password_lines.len(), 2, "{stdout}");
         for line in password_lines {
@@ -567,10 +639,18 @@ mod cli {
     fn demo_refuses_a_folder_in_use_with_exit_code_1() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("keep.txt"), "mine").unwrap();
-        let output = mistd().arg("demo").arg("--dir").arg(tmp.path()).output().unwrap();
+        let output = mistd()
+            .arg("demo")
+            .arg("--dir")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{output:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
-        assert!(stderr.contains("is not empty and is not a Mist demo"), "{stderr}");
+        assert!(
+            stderr.contains("is not empty and is not a Mist demo"),
+            "{stderr}"
+        );
     }
 
     #[test]

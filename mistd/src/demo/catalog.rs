@@ -274,32 +274,32 @@ fn lantern(version_idx: usize) -> Build {
         },
     );
 
-    // (file name, level key, title, rounds that tweaked it, first and last version).
-    let levels: [(&str, &str, &str, &[usize], usize, usize); 6] = [
-        ("01-meadow.lvl", "meadow", "Meadow", &[2], 0, 3),
-        ("02-forest.lvl", "forest", "Forest", &[1], 0, 3),
-        ("03-swamp.lvl", "swamp", "Swamp", &[], 0, 1),
-        ("04-ruins.lvl", "ruins", "Ruins", &[3], 0, 3),
-        ("05-caverns.lvl", "caverns", "Caverns", &[], 1, 2),
-        ("06-summit.lvl", "summit", "Summit", &[], 3, 3),
+    let levels = [
+        LevelDef::new("01-meadow.lvl", "Meadow", &[2], 0..=3),
+        LevelDef::new("02-forest.lvl", "Forest", &[1], 0..=3),
+        LevelDef::new("03-swamp.lvl", "Swamp", &[], 0..=1),
+        LevelDef::new("04-ruins.lvl", "Ruins", &[3], 0..=3),
+        LevelDef::new("05-caverns.lvl", "Caverns", &[], 1..=2),
+        LevelDef::new("06-summit.lvl", "Summit", &[], 3..=3),
     ];
     let mut level_names = Vec::new();
-    for (file_name, key, title, tweaks, first, last) in levels {
-        if !(first..=last).contains(&version_idx) {
+    for level in &levels {
+        if !level.versions.contains(&version_idx) {
             continue;
         }
-        let tweaks: Vec<usize> = tweaks
+        let tweaks: Vec<usize> = level
+            .tweaks
             .iter()
             .copied()
             .filter(|&round| round <= version_idx)
             .collect();
-        let bytes = media::level(&format!("lantern/level/{key}"), title, &tweaks);
-        files.insert(format!("levels/{file_name}"), data(bytes));
-        level_names.push(file_name);
+        let bytes = media::level(&level.key(), level.title, &tweaks);
+        files.insert(format!("levels/{}", level.file_name), data(bytes));
+        level_names.push(level.file_name);
     }
     if version_idx >= 3 {
         // After the Swamp was cut, 2.0 renumbers the Caverns: same bytes, new name.
-        let caverns = media::level("lantern/level/caverns", "Caverns", &[]);
+        let caverns = media::level(&levels[4].key(), levels[4].title, &[]);
         files.insert("levels/03-caverns.lvl".to_string(), data(caverns));
         level_names.push("03-caverns.lvl");
         level_names.sort_unstable();
@@ -322,6 +322,36 @@ fn lantern(version_idx: usize) -> Build {
     Build {
         files,
         empty_dirs: vec!["saves".to_string()],
+    }
+}
+
+/// A Lantern level and the versions that ship it.
+struct LevelDef {
+    file_name: &'static str,
+    title: &'static str,
+    /// Versions that repainted a few tiles; a level's bytes depend on its title, not its
+    /// file name, so a renamed level is the same file.
+    tweaks: &'static [usize],
+    versions: std::ops::RangeInclusive<usize>,
+}
+
+impl LevelDef {
+    const fn new(
+        file_name: &'static str,
+        title: &'static str,
+        tweaks: &'static [usize],
+        versions: std::ops::RangeInclusive<usize>,
+    ) -> LevelDef {
+        LevelDef {
+            file_name,
+            title,
+            tweaks,
+            versions,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("lantern/level/{}", self.title.to_lowercase())
     }
 }
 

@@ -67,7 +67,11 @@ impl Program {
 
     /// The functions in layout order and the strings in table order, after `release`
     /// rounds of edits.
-    fn contents(&self, release: usize, version_string: &str) -> (Vec<Function>, Vec<(u32, Vec<u8>)>) {
+    fn contents(
+        &self,
+        release: usize,
+        version_string: &str,
+    ) -> (Vec<Function>, Vec<(u32, Vec<u8>)>) {
         let n_base = self.n_functions;
         let mut functions: Vec<Function> = (0..n_base)
             .map(|id| self.base_function(id as u32))
@@ -105,7 +109,7 @@ impl Program {
             strings.insert(at, (new_string_id, new_string));
         }
         strings[0].1 = version_string.as_bytes().to_vec();
-    (functions, strings)
+        (functions, strings)
     }
 
     fn base_function(&self, id: u32) -> Function {
@@ -350,14 +354,16 @@ mod tests {
             if bytes[at] == 0xE8 {
                 let rel = i32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap());
                 let target = (at as i64 + 5 + i64::from(rel)) as usize;
-                if text.contains(&target) && bytes[target..target + 4] == [0x55, 0x48, 0x89, 0xE5]
-                {
+                if text.contains(&target) && bytes[target..target + 4] == [0x55, 0x48, 0x89, 0xE5] {
                     n_calls += 1;
                 }
             }
             at += 1;
         }
-        assert!(n_calls > 300, "only {n_calls} calls resolve to function starts");
+        assert!(
+            n_calls > 300,
+            "only {n_calls} calls resolve to function starts"
+        );
     }
 
     #[test]

@@ -135,10 +135,7 @@ impl Pack {
         for &round in &record.edits {
             // A modification rewrites a region with new content of the same kind, and
             // sometimes adds some at the end.
-            let mut rng = Rng::new(&format!(
-                "{}/payload/{}/round/{round}",
-                self.key, record.id
-            ));
+            let mut rng = Rng::new(&format!("{}/payload/{}/round/{round}", self.key, record.id));
             let region_len = rng.range(512, 4097).min(payload.len());
             let at = rng.below(payload.len() - region_len + 1);
             let region = asset_bytes(record.kind, &mut rng, region_len);

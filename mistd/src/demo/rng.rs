@@ -90,7 +90,11 @@ mod tests {
         let first: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
         assert_eq!(
             first,
-            [0x1445_1a86_a716_d040, 0xb6eb_398b_38d4_beb8, 0xceaf_0ae2_757c_ab22]
+            [
+                0x1445_1a86_a716_d040,
+                0xb6eb_398b_38d4_beb8,
+                0xceaf_0ae2_757c_ab22
+            ]
         );
     }
 

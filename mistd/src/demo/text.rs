@@ -4,8 +4,22 @@
 use super::rng::Rng;
 
 const SUBSYSTEMS: &[&str] = &[
-    "renderer", "audio", "physics", "input", "net", "save", "ui", "ai", "script", "streaming",
-    "shader", "particles", "camera", "fleet", "inventory", "quest",
+    "renderer",
+    "audio",
+    "physics",
+    "input",
+    "net",
+    "save",
+    "ui",
+    "ai",
+    "script",
+    "streaming",
+    "shader",
+    "particles",
+    "camera",
+    "fleet",
+    "inventory",
+    "quest",
 ];
 
 const VERBS: &[&str] = &[
@@ -24,22 +38,47 @@ const VERBS: &[&str] = &[
 ];
 
 const NOUNS: &[&str] = &[
-    "texture", "mesh", "shader", "sound bank", "save slot", "level", "material", "font",
-    "animation", "navmesh", "controller", "socket", "config file", "ship", "cargo hold",
-    "waypoint", "checkpoint", "lighthouse", "lantern", "tide table",
+    "texture",
+    "mesh",
+    "shader",
+    "sound bank",
+    "save slot",
+    "level",
+    "material",
+    "font",
+    "animation",
+    "navmesh",
+    "controller",
+    "socket",
+    "config file",
+    "ship",
+    "cargo hold",
+    "waypoint",
+    "checkpoint",
+    "lighthouse",
+    "lantern",
+    "tide table",
 ];
 
 const DETAILS: &[&str] = &[
-    "%s", "'%s' (error %d)", "%d of %d", "at %p", "in %.2f ms", "for player %u", "(%zu bytes)",
-    "from '%s' line %d", "with flags 0x%08x", "",
+    "%s",
+    "'%s' (error %d)",
+    "%d of %d",
+    "at %p",
+    "in %.2f ms",
+    "for player %u",
+    "(%zu bytes)",
+    "from '%s' line %d",
+    "with flags 0x%08x",
+    "",
 ];
 
 const WORDS: &[&str] = &[
     "the", "tide", "is", "turning", "and", "we", "need", "more", "rope", "before", "dark",
     "harbour", "lamp", "keeper", "said", "storm", "coming", "from", "west", "boat", "fish",
     "market", "price", "island", "north", "cove", "old", "map", "shows", "a", "path", "to",
-    "bring", "me", "three", "nets", "salt", "bell", "rings", "at", "dawn", "you", "should",
-    "rest", "here", "tonight", "gulls", "know", "where", "treasure", "lies", "under", "rocks",
+    "bring", "me", "three", "nets", "salt", "bell", "rings", "at", "dawn", "you", "should", "rest",
+    "here", "tonight", "gulls", "know", "where", "treasure", "lies", "under", "rocks",
 ];
 
 /// A log or error message as found in an executable's string table.
@@ -77,11 +116,29 @@ pub(crate) fn sentence(rng: &mut Rng) -> String {
 }
 
 const NAMES: &[&str] = &[
-    "harbour", "reef", "crab", "lighthouse", "boat", "sail", "rope", "gull", "storm", "wave",
-    "dock", "market", "barrel", "net", "rock", "cove", "beacon", "anchor", "kelp", "shell",
+    "harbour",
+    "reef",
+    "crab",
+    "lighthouse",
+    "boat",
+    "sail",
+    "rope",
+    "gull",
+    "storm",
+    "wave",
+    "dock",
+    "market",
+    "barrel",
+    "net",
+    "rock",
+    "cove",
+    "beacon",
+    "anchor",
+    "kelp",
+    "shell",
 ];
 
 /// A noun for naming assets.
 pub(crate) fn name(rng: &mut Rng) -> &'static str {
-    *rng.pick(NAMES)
+    NAMES[rng.below(NAMES.len())]
 }
