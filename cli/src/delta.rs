@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use mist_games::filedelta::{self, DeltaError, DiffOptions};
+use mist_games::manifest;
 use mist_games::treedelta::{self, ApplyOptions, CreateOptions, Package, Stats, TreeDeltaError};
 
 use crate::Failure;
@@ -35,8 +36,8 @@ pub(crate) enum DeltaCommand {
     /// Rebuild NEW into OUT from OLD and a delta, verifying every file.
     ///
     /// The kind of delta (file or tree) is read from PATCH. OLD must be exactly what the
-    /// delta was made from, as far as the delta uses it; OUT must not exist and is created
-    /// whole or not at all.
+    /// delta was made from (a folder is scanned and must have the delta's source tree
+    /// digest); OUT must not exist and is created whole or not at all.
     #[command(
         after_help = "Examples:\n  mistpipe delta apply builds/1.4.0.0 celeste-1.4.0.1.mtd -o rebuilt/1.4.0.1\n  \
         mistpipe delta apply old/Celeste.exe Celeste.exe.mfd -o Celeste.exe.new\n\n\
@@ -87,8 +88,8 @@ enum InputKind {
 }
 
 fn input_kind(path: &Path, what: &str) -> anyhow::Result<InputKind> {
-    let metadata = fs::metadata(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let metadata =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     if metadata.is_dir() {
         Ok(InputKind::Dir)
     } else if metadata.is_file() {
@@ -181,12 +182,30 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
             ));
         }
         let package = Package::open(&args.patch).map_err(tree_error)?;
+        // The package holds the target manifest as a difference from the source manifest,
+        // so applying needs OLD's manifest; a client has it recorded, here OLD is scanned.
+        progress.message("scanning OLD");
+        let source = manifest::scan(&args.old).map_err(|error| tree_error(error.into()))?;
+        let source_error = |error| match error {
+            TreeDeltaError::WrongSource { expected, found } => Failure::invalid(format!(
+                "OLD {} is not the version the delta was made from: OLD is {found}, the delta \
+                 applies to {expected}",
+                args.old.display()
+            )),
+            other => tree_error(other),
+        };
         progress.message("rebuilding the tree");
-        treedelta::apply_to_dir(&args.old, &package, &args.output, &ApplyOptions::default())
-            .map_err(tree_error)?;
+        treedelta::apply_to_dir(
+            &args.old,
+            &source,
+            &package,
+            &args.output,
+            &ApplyOptions::default(),
+        )
+        .map_err(source_error)?;
         progress.done();
         if args.stats {
-            print_tree_stats(&package.stats())?;
+            print_tree_stats(&package.stats(&source).map_err(tree_error)?)?;
         }
     } else {
         return Err(Failure::invalid(format!(
@@ -227,7 +246,8 @@ fn write_replacing(
 ) -> anyhow::Result<()> {
     let tmp = temp_beside(path);
     let written = (|| {
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut out = BufWriter::new(file);
         fill(&mut out)?;
         let file = out
@@ -280,7 +300,11 @@ fn print_file_stats(patch: &[u8]) -> anyhow::Result<()> {
         header.target_size,
         patch.len()
     )?;
-    writeln!(out, "{:<8} {:<6} {:>14} {:>14}", "stream", "codec", "raw", "stored")?;
+    writeln!(
+        out,
+        "{:<8} {:<6} {:>14} {:>14}",
+        "stream", "codec", "raw", "stored"
+    )?;
     for (stream_idx, stream) in streams.iter().enumerate() {
         writeln!(
             out,
@@ -298,10 +322,14 @@ fn print_tree_stats(stats: &Stats) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "tree delta: package {} bytes, index {} bytes",
-        stats.package_bytes, stats.index_bytes
+        "tree delta: package {} bytes, index {} bytes ({} bytes of JSON uncompressed)",
+        stats.package_bytes, stats.index_bytes, stats.index_raw_bytes
     )?;
-    writeln!(out, "{:<16} {:>8} {:>16} {:>14}", "operation", "files", "bytes", "stored")?;
+    writeln!(
+        out,
+        "{:<16} {:>8} {:>16} {:>14}",
+        "operation", "files", "bytes", "stored"
+    )?;
     let rows = [
         ("unchanged", stats.unchanged),
         ("copied/renamed", stats.copied),
@@ -340,12 +368,15 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        let mut last = self.last.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if last.is_some_and(|at| at.elapsed() < Duration::from_millis(200)) && done < total {
             return;
         }
         *last = Some(Instant::now());
-        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         eprint!(
             "\r{}: {percent:>3}% ({:.1} of {:.1} MB)   ",
             self.verb,

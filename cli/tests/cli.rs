@@ -1409,6 +1409,9 @@ fn every_help_has_examples() {
         seen,
         [
             "",
+            "delta",
+            "delta apply",
+            "delta create",
             "hook",
             "hook install",
             "manifest",

@@ -263,39 +263,36 @@ impl Db {
         let connect_options: AnyConnectOptions = url.parse().map_err(connect_error)?;
         let connect_options = connect_options.disable_statement_logging();
         let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        // One lone connection first: it fails fast when the server or file is not there (the
+        // pool would keep retrying until its acquire timeout), and on SQLite it switches the
+        // file to WAL. The journal mode is stored in the file, and switching it needs an
+        // exclusive lock that the busy timeout does not wait for, so it is done once here
+        // rather than from every pooled connection.
+        let mut connection = connect_options.connect().await.map_err(connect_error)?;
+        if backend == Backend::Sqlite && !read_only {
+            connection
+                .execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(connect_error)?;
+        }
+        connection.close().await.map_err(connect_error)?;
         let pool = match backend {
-            Backend::Sqlite => {
-                if !read_only {
-                    // The journal mode is stored in the file. Switching it needs an exclusive
-                    // lock that the busy timeout does not wait for, so do it once, on a lone
-                    // connection, rather than from every pooled connection.
-                    let mut connection = connect_options
-                        .connect()
-                        .await
-                        .map_err(connect_error)?;
-                    connection
-                        .execute("PRAGMA journal_mode = WAL")
-                        .await
-                        .map_err(connect_error)?;
-                    connection.close().await.map_err(connect_error)?;
-                }
-                pool_options
-                    .max_connections(SQLITE_MAX_CONNECTIONS)
-                    .after_connect(|connection, _metadata| {
-                        Box::pin(async move {
-                            let pragmas = sqlx::AssertSqlSafe(format!(
-                                "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
+            Backend::Sqlite => pool_options
+                .max_connections(SQLITE_MAX_CONNECTIONS)
+                .after_connect(|connection, _metadata| {
+                    Box::pin(async move {
+                        let pragmas = sqlx::AssertSqlSafe(format!(
+                            "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
                                  PRAGMA synchronous = NORMAL;",
-                                SQLITE_BUSY_TIMEOUT.as_millis()
-                            ));
-                            connection.execute(pragmas.into_sql_str()).await?;
-                            Ok(())
-                        })
+                            SQLITE_BUSY_TIMEOUT.as_millis()
+                        ));
+                        connection.execute(pragmas.into_sql_str()).await?;
+                        Ok(())
                     })
-                    .connect_with(connect_options)
-                    .await
-                    .map_err(connect_error)?
-            }
+                })
+                .connect_with(connect_options)
+                .await
+                .map_err(connect_error)?,
             Backend::Postgres => {
                 let pool_options = pool_options.max_connections(POSTGRES_MAX_CONNECTIONS);
                 let pool_options = if read_only {
@@ -324,7 +321,9 @@ impl Db {
     }
 
     /// Applies the embedded migrations that are not applied yet. Safe to run any number of
-    /// times, and from several processes at once (the migrator takes a lock).
+    /// times. On Postgres the migrator takes an advisory lock, so several processes may start
+    /// at once; SQLite has no such lock, so there only one process (the reconciler) should
+    /// open the database read-write while a migration is pending.
     pub async fn migrate(&self) -> Result<(), Error> {
         let migrator = migrator(self.backend);
         migrator
@@ -471,11 +470,101 @@ where
     row.try_get(column).op(column)
 }
 
-/// Reads a boolean column: Postgres has `BOOLEAN`, SQLite stores 0 or 1.
-pub(crate) fn get_bool(row: &AnyRow, column: &'static str) -> Result<bool, Error> {
-    match row.try_get::<i64, _>(column) {
-        Ok(value) => Ok(value != 0),
-        Err(_) => get(row, column),
+/// One row being decoded, by column position: either a row from the driver, or one element
+/// of a JSON array of rows (how [`Db::load_snapshot`] reads big tables from SQLite, because it
+/// is several times faster than one driver row per table row). Each decoder sits next to the
+/// column list it reads, and the column name is only for error messages.
+pub(crate) trait Record {
+    fn text(&self, idx: usize, column: &'static str) -> Result<String, Error>;
+    fn opt_text(&self, idx: usize, column: &'static str) -> Result<Option<String>, Error>;
+    fn int(&self, idx: usize, column: &'static str) -> Result<i64, Error>;
+    fn opt_int(&self, idx: usize, column: &'static str) -> Result<Option<i64>, Error>;
+    /// Postgres has `BOOLEAN`; SQLite stores 0 or 1.
+    fn boolean(&self, idx: usize, column: &'static str) -> Result<bool, Error>;
+}
+
+impl Record for AnyRow {
+    fn text(&self, idx: usize, column: &'static str) -> Result<String, Error> {
+        self.try_get(idx).op(column)
+    }
+
+    fn opt_text(&self, idx: usize, column: &'static str) -> Result<Option<String>, Error> {
+        self.try_get(idx).op(column)
+    }
+
+    fn int(&self, idx: usize, column: &'static str) -> Result<i64, Error> {
+        self.try_get(idx).op(column)
+    }
+
+    fn opt_int(&self, idx: usize, column: &'static str) -> Result<Option<i64>, Error> {
+        self.try_get(idx).op(column)
+    }
+
+    fn boolean(&self, idx: usize, column: &'static str) -> Result<bool, Error> {
+        match self.try_get::<i64, _>(idx) {
+            Ok(value) => Ok(value != 0),
+            Err(_) => self.try_get(idx).op(column),
+        }
+    }
+}
+
+/// One row of a JSON array of rows (`[[col0, col1, …], …]`).
+pub(crate) struct JsonRecord<'a>(pub(crate) &'a [serde_json::Value]);
+
+impl JsonRecord<'_> {
+    fn value(&self, idx: usize, column: &'static str) -> Result<&serde_json::Value, Error> {
+        self.0.get(idx).ok_or(Error::InvalidValue {
+            column,
+            value: "<missing>".to_owned(),
+        })
+    }
+
+    fn invalid(value: &serde_json::Value, column: &'static str) -> Error {
+        Error::InvalidValue {
+            column,
+            value: value.to_string(),
+        }
+    }
+}
+
+impl Record for JsonRecord<'_> {
+    fn text(&self, idx: usize, column: &'static str) -> Result<String, Error> {
+        let value = self.value(idx, column)?;
+        value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| JsonRecord::invalid(value, column))
+    }
+
+    fn opt_text(&self, idx: usize, column: &'static str) -> Result<Option<String>, Error> {
+        match self.value(idx, column)? {
+            serde_json::Value::Null => Ok(None),
+            _ => self.text(idx, column).map(Some),
+        }
+    }
+
+    fn int(&self, idx: usize, column: &'static str) -> Result<i64, Error> {
+        let value = self.value(idx, column)?;
+        value
+            .as_i64()
+            .ok_or_else(|| JsonRecord::invalid(value, column))
+    }
+
+    fn opt_int(&self, idx: usize, column: &'static str) -> Result<Option<i64>, Error> {
+        match self.value(idx, column)? {
+            serde_json::Value::Null => Ok(None),
+            _ => self.int(idx, column).map(Some),
+        }
+    }
+
+    fn boolean(&self, idx: usize, column: &'static str) -> Result<bool, Error> {
+        match self.value(idx, column)? {
+            serde_json::Value::Bool(value) => Ok(*value),
+            value => value
+                .as_i64()
+                .map(|n| n != 0)
+                .ok_or_else(|| JsonRecord::invalid(value, column)),
+        }
     }
 }
 

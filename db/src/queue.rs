@@ -39,9 +39,7 @@
 
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
-
-use crate::{Backend, Db, EpochMs, Error, QueryContext, get, text_enum, to_i64, to_u64};
+use crate::{Backend, Db, EpochMs, Error, QueryContext, Record, get, text_enum, to_i64, to_u64};
 
 /// The job queue: a [`Db`] and the [`QueueConfig`] its workers share.
 #[derive(Clone, Debug)]
@@ -185,8 +183,9 @@ impl Default for QueueConfig {
     /// One job per core, retries from 5 s doubling up to 10 min, with jitter.
     fn default() -> QueueConfig {
         QueueConfig {
-            max_running: std::thread::available_parallelism()
-                .map_or(1, |n_cores| u32::try_from(n_cores.get()).unwrap_or(u32::MAX)),
+            max_running: std::thread::available_parallelism().map_or(1, |n_cores| {
+                u32::try_from(n_cores.get()).unwrap_or(u32::MAX)
+            }),
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(600),
             jitter: true,
@@ -219,7 +218,7 @@ fn fnv1a(key: &str, attempts: u32) -> u64 {
     hash
 }
 
-/// The columns of a job row, in the order [`job_from_row`] reads them.
+// The columns of a job row, in the order `job_from_record` reads them.
 macro_rules! job_columns {
     () => {
         "job_key, kind, game, version, payload_json, priority, state, attempts, \
@@ -365,7 +364,7 @@ impl Queue {
         .fetch_one(&mut *transaction)
         .await
         .op("claim job")?;
-        let job = job_from_row(&row)?;
+        let job = job_from_record(&row)?;
         transaction.commit().await.op("claim job")?;
         Ok(Some(job))
     }
@@ -593,7 +592,7 @@ impl Queue {
         .fetch_optional(&self.db.pool)
         .await
         .op("read job")?
-        .map(|row| job_from_row(&row))
+        .map(|row| job_from_record(&row))
         .transpose()
     }
 
@@ -607,7 +606,7 @@ impl Queue {
         .fetch_all(&self.db.pool)
         .await
         .op("list unfinished jobs")?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(|row| job_from_record(row)).collect()
     }
 
     /// How many jobs are in each state (for the queue-depth metric).
@@ -657,41 +656,39 @@ impl Queue {
     }
 }
 
-pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, Error> {
-    let attempts: i64 = get(row, "attempts")?;
-    let stage_index: i64 = get(row, "stage_index")?;
+pub(crate) fn job_from_record(record: &dyn Record) -> Result<Job, Error> {
+    let priority = record.int(5, "jobs.priority")?;
+    let attempts = record.int(7, "jobs.attempts")?;
+    let stage_index = record.int(12, "jobs.stage_index")?;
+    let invalid = |column, value: i64| Error::InvalidValue {
+        column,
+        value: value.to_string(),
+    };
     Ok(Job {
-        key: get(row, "job_key")?,
-        kind: get(row, "kind")?,
-        game: get(row, "game")?,
-        version: get(row, "version")?,
-        payload_json: get(row, "payload_json")?,
-        priority: i32::try_from(get::<i64>(row, "priority")?).map_err(|_| {
-            Error::InvalidValue {
-                column: "jobs.priority",
-                value: "out of range".to_owned(),
-            }
-        })?,
-        state: JobState::parse(&get::<String>(row, "state")?)?,
-        attempts: u32::try_from(attempts).map_err(|_| Error::InvalidValue {
-            column: "jobs.attempts",
-            value: attempts.to_string(),
-        })?,
-        next_attempt_at: get(row, "next_attempt_at")?,
-        last_error: get(row, "last_error")?,
-        lease_owner: get(row, "lease_owner")?,
-        lease_expires_at: get(row, "lease_expires_at")?,
+        key: record.text(0, "jobs.job_key")?,
+        kind: record.text(1, "jobs.kind")?,
+        game: record.opt_text(2, "jobs.game")?,
+        version: record.opt_text(3, "jobs.version")?,
+        payload_json: record.text(4, "jobs.payload_json")?,
+        priority: i32::try_from(priority).map_err(|_| invalid("jobs.priority", priority))?,
+        state: JobState::parse(&record.text(6, "jobs.state")?)?,
+        attempts: u32::try_from(attempts).map_err(|_| invalid("jobs.attempts", attempts))?,
+        next_attempt_at: record.int(8, "jobs.next_attempt_at")?,
+        last_error: record.opt_text(9, "jobs.last_error")?,
+        lease_owner: record.opt_text(10, "jobs.lease_owner")?,
+        lease_expires_at: record.opt_int(11, "jobs.lease_expires_at")?,
         progress: Progress {
-            stage_index: u32::try_from(stage_index).map_err(|_| Error::InvalidValue {
-                column: "jobs.stage_index",
-                value: stage_index.to_string(),
-            })?,
-            stage: get(row, "stage")?,
-            done: to_u64(get(row, "progress_done")?, "jobs.progress_done")?,
-            total: to_u64(get(row, "progress_total")?, "jobs.progress_total")?,
+            stage_index: u32::try_from(stage_index)
+                .map_err(|_| invalid("jobs.stage_index", stage_index))?,
+            stage: record.text(13, "jobs.stage")?,
+            done: to_u64(record.int(14, "jobs.progress_done")?, "jobs.progress_done")?,
+            total: to_u64(
+                record.int(15, "jobs.progress_total")?,
+                "jobs.progress_total",
+            )?,
         },
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        finished_at: get(row, "finished_at")?,
+        created_at: record.int(16, "jobs.created_at")?,
+        updated_at: record.int(17, "jobs.updated_at")?,
+        finished_at: record.opt_int(18, "jobs.finished_at")?,
     })
 }

@@ -6,22 +6,51 @@
 //! converged state leaves the database untouched. The comparison is done by the database in the
 //! same statement (`ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …`), so it is atomic.
 
-use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
-use crate::{Db, EpochMs, Error, QueryContext, get, get_bool, text_enum, to_i64, to_u64};
+use crate::{Db, EpochMs, Error, QueryContext, Record, text_enum, to_i64, to_u64};
 
-/// The columns of a version row, with a tail (`WHERE …`).
-macro_rules! versions_select {
-    ($tail:literal) => {
-        concat!(
-            "SELECT game, name, order_index, source, pinned_digest, spec_json, tree_digest, \
-             manifest_address, pack_address, state FROM versions ",
-            $tail
-        )
+// The column lists, each in the order its decoder below reads them.
+macro_rules! sync_state_columns {
+    () => {
+        "observed_commit, last_attempted_commit, last_applied_commit"
     };
 }
-pub(crate) use versions_select;
+macro_rules! revision_columns {
+    () => {
+        "commit_id, seen_at, outcome, errors_json"
+    };
+}
+macro_rules! game_columns {
+    () => {
+        "name, spec_json, suspended, private, grants_json"
+    };
+}
+macro_rules! version_columns {
+    () => {
+        "game, name, order_index, source, pinned_digest, spec_json, tree_digest, \
+         manifest_address, pack_address, state"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "name, display_name, role, password_hash, disabled"
+    };
+}
+macro_rules! artifact_columns {
+    () => {
+        "address, kind, size, path, created_at, verified_at"
+    };
+}
+macro_rules! delta_columns {
+    () => {
+        "game, from_version, to_version, address"
+    };
+}
+pub(crate) use {
+    artifact_columns, delta_columns, game_columns, sync_state_columns, user_columns,
+    version_columns,
+};
 
 /// The one-row summary of the spec repository as the reconciler saw it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -218,14 +247,15 @@ pub fn is_content_address(address: &str) -> bool {
 impl Db {
     /// The sync state (all `None` before the first pass).
     pub async fn sync_state(&self) -> Result<SyncState, Error> {
-        let row = sqlx::query(
-            "SELECT observed_commit, last_attempted_commit, last_applied_commit \
-             FROM sync_state WHERE id = 1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            sync_state_columns!(),
+            " FROM sync_state WHERE id = 1"
+        ))
         .fetch_one(&self.pool)
         .await
         .op("read sync state")?;
-        sync_state_from_row(&row)
+        sync_state_from_record(&row)
     }
 
     /// Stores the sync state; returns whether anything changed.
@@ -275,28 +305,31 @@ impl Db {
 
     /// One revision by commit id.
     pub async fn revision(&self, commit_id: &str) -> Result<Option<Revision>, Error> {
-        sqlx::query(
-            "SELECT commit_id, seen_at, outcome, errors_json FROM revisions WHERE commit_id = $1",
-        )
+        sqlx::query(concat!(
+            "SELECT ",
+            revision_columns!(),
+            " FROM revisions WHERE commit_id = $1"
+        ))
         .bind(commit_id)
         .fetch_optional(&self.pool)
         .await
         .op("read revision")?
-        .map(|row| revision_from_row(&row))
+        .map(|row| revision_from_record(&row))
         .transpose()
     }
 
     /// The `limit` most recently first-seen revisions, newest first.
     pub async fn recent_revisions(&self, limit: u32) -> Result<Vec<Revision>, Error> {
-        let rows = sqlx::query(
-            "SELECT commit_id, seen_at, outcome, errors_json FROM revisions \
-             ORDER BY seen_at DESC, commit_id LIMIT $1",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            revision_columns!(),
+            " FROM revisions ORDER BY seen_at DESC, commit_id LIMIT $1"
+        ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .op("list revisions")?;
-        rows.iter().map(revision_from_row).collect()
+        rows.iter().map(|row| revision_from_record(row)).collect()
     }
 
     /// Inserts or updates one game; returns whether anything changed.
@@ -317,26 +350,30 @@ impl Db {
 
     /// One game by name.
     pub async fn game(&self, name: &str) -> Result<Option<Game>, Error> {
-        sqlx::query(
-            "SELECT name, spec_json, suspended, private, grants_json FROM games WHERE name = $1",
-        )
+        sqlx::query(concat!(
+            "SELECT ",
+            game_columns!(),
+            " FROM games WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await
         .op("read game")?
-        .map(|row| game_from_row(&row))
+        .map(|row| game_from_record(&row))
         .transpose()
     }
 
     /// Every game, by name.
     pub async fn games(&self) -> Result<Vec<Game>, Error> {
-        let rows = sqlx::query(
-            "SELECT name, spec_json, suspended, private, grants_json FROM games ORDER BY name",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            game_columns!(),
+            " FROM games ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await
         .op("list games")?;
-        rows.iter().map(game_from_row).collect()
+        rows.iter().map(|row| game_from_record(row)).collect()
     }
 
     /// Deletes a game that has no versions left; returns whether it existed.
@@ -433,26 +470,32 @@ impl Db {
 
     /// One version.
     pub async fn version(&self, game: &str, name: &str) -> Result<Option<Version>, Error> {
-        sqlx::query(versions_select!("WHERE game = $1 AND name = $2"))
-            .bind(game)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .op("read version")?
-            .map(|row| version_from_row(&row))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE game = $1 AND name = $2"
+        ))
+        .bind(game)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .op("read version")?
+        .map(|row| version_from_record(&row))
+        .transpose()
     }
 
     /// A game's versions in version order, oldest first.
     pub async fn versions_of(&self, game: &str) -> Result<Vec<Version>, Error> {
-        let rows = sqlx::query(versions_select!(
-            "WHERE game = $1 ORDER BY order_index, name"
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE game = $1 ORDER BY order_index, name"
         ))
         .bind(game)
         .fetch_all(&self.pool)
         .await
         .op("list versions")?;
-        rows.iter().map(version_from_row).collect()
+        rows.iter().map(|row| version_from_record(row)).collect()
     }
 
     /// Deletes a version and the deltas from and to it, in one transaction; returns whether the
@@ -514,26 +557,30 @@ impl Db {
 
     /// One user by login name, for the API's login.
     pub async fn user(&self, name: &str) -> Result<Option<User>, Error> {
-        sqlx::query(
-            "SELECT name, display_name, role, password_hash, disabled FROM users WHERE name = $1",
-        )
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await
         .op("read user")?
-        .map(|row| user_from_row(&row))
+        .map(|row| user_from_record(&row))
         .transpose()
     }
 
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<User>, Error> {
-        let rows = sqlx::query(
-            "SELECT name, display_name, role, password_hash, disabled FROM users ORDER BY name",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await
         .op("list users")?;
-        rows.iter().map(user_from_row).collect()
+        rows.iter().map(|row| user_from_record(row)).collect()
     }
 
     /// Deletes a user (removed from the specs: they can no longer log in); returns whether
@@ -572,13 +619,13 @@ impl Db {
         if result.rows_affected() > 0 {
             return Ok(true);
         }
-        let existing = self
-            .artifact(&artifact.address)
-            .await?
-            .ok_or_else(|| Error::InvalidValue {
-                column: "artifacts.address",
-                value: artifact.address.clone(),
-            })?;
+        let existing =
+            self.artifact(&artifact.address)
+                .await?
+                .ok_or_else(|| Error::InvalidValue {
+                    column: "artifacts.address",
+                    value: artifact.address.clone(),
+                })?;
         if (existing.kind, existing.size, &existing.path)
             == (artifact.kind, artifact.size, &artifact.path)
         {
@@ -612,15 +659,16 @@ impl Db {
 
     /// One artifact by address.
     pub async fn artifact(&self, address: &str) -> Result<Option<Artifact>, Error> {
-        sqlx::query(
-            "SELECT address, kind, size, path, created_at, verified_at FROM artifacts \
-             WHERE address = $1",
-        )
+        sqlx::query(concat!(
+            "SELECT ",
+            artifact_columns!(),
+            " FROM artifacts WHERE address = $1"
+        ))
         .bind(address)
         .fetch_optional(&self.pool)
         .await
         .op("read artifact")?
-        .map(|row| artifact_from_row(&row))
+        .map(|row| artifact_from_record(&row))
         .transpose()
     }
 
@@ -657,15 +705,16 @@ impl Db {
 
     /// A game's delta edges, by (from, to).
     pub async fn deltas_of(&self, game: &str) -> Result<Vec<Delta>, Error> {
-        let rows = sqlx::query(
-            "SELECT game, from_version, to_version, address FROM deltas WHERE game = $1 \
-             ORDER BY from_version, to_version",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delta_columns!(),
+            " FROM deltas WHERE game = $1 ORDER BY from_version, to_version"
+        ))
         .bind(game)
         .fetch_all(&self.pool)
         .await
         .op("list deltas")?;
-        rows.iter().map(delta_from_row).collect()
+        rows.iter().map(|row| delta_from_record(row)).collect()
     }
 
     /// Deletes a delta edge; returns whether it existed.
@@ -719,30 +768,30 @@ where
     Ok(result.rows_affected() > 0)
 }
 
-pub(crate) fn sync_state_from_row(row: &AnyRow) -> Result<SyncState, Error> {
+pub(crate) fn sync_state_from_record(record: &dyn Record) -> Result<SyncState, Error> {
     Ok(SyncState {
-        observed_commit: get(row, "observed_commit")?,
-        last_attempted_commit: get(row, "last_attempted_commit")?,
-        last_applied_commit: get(row, "last_applied_commit")?,
+        observed_commit: record.opt_text(0, "observed_commit")?,
+        last_attempted_commit: record.opt_text(1, "last_attempted_commit")?,
+        last_applied_commit: record.opt_text(2, "last_applied_commit")?,
     })
 }
 
-fn revision_from_row(row: &AnyRow) -> Result<Revision, Error> {
+fn revision_from_record(record: &dyn Record) -> Result<Revision, Error> {
     Ok(Revision {
-        commit_id: get(row, "commit_id")?,
-        seen_at: get(row, "seen_at")?,
-        outcome: Outcome::parse(&get::<String>(row, "outcome")?)?,
-        errors_json: get(row, "errors_json")?,
+        commit_id: record.text(0, "revisions.commit_id")?,
+        seen_at: record.int(1, "revisions.seen_at")?,
+        outcome: Outcome::parse(&record.text(2, "revisions.outcome")?)?,
+        errors_json: record.text(3, "revisions.errors_json")?,
     })
 }
 
-pub(crate) fn game_from_row(row: &AnyRow) -> Result<Game, Error> {
-    let grants_json: String = get(row, "grants_json")?;
+pub(crate) fn game_from_record(record: &dyn Record) -> Result<Game, Error> {
+    let grants_json = record.text(4, "games.grants_json")?;
     Ok(Game {
-        name: get(row, "name")?,
-        spec_json: get(row, "spec_json")?,
-        suspended: get_bool(row, "suspended")?,
-        private: get_bool(row, "private")?,
+        name: record.text(0, "games.name")?,
+        spec_json: record.text(1, "games.spec_json")?,
+        suspended: record.boolean(2, "games.suspended")?,
+        private: record.boolean(3, "games.private")?,
         grants: serde_json::from_str(&grants_json).map_err(|source| Error::Json {
             column: "games.grants_json",
             source,
@@ -750,51 +799,51 @@ pub(crate) fn game_from_row(row: &AnyRow) -> Result<Game, Error> {
     })
 }
 
-pub(crate) fn version_from_row(row: &AnyRow) -> Result<Version, Error> {
+pub(crate) fn version_from_record(record: &dyn Record) -> Result<Version, Error> {
     Ok(Version {
         spec: VersionSpec {
-            game: get(row, "game")?,
-            name: get(row, "name")?,
-            order_index: get(row, "order_index")?,
-            source: get(row, "source")?,
-            pinned_digest: get(row, "pinned_digest")?,
-            spec_json: get(row, "spec_json")?,
+            game: record.text(0, "versions.game")?,
+            name: record.text(1, "versions.name")?,
+            order_index: record.int(2, "versions.order_index")?,
+            source: record.text(3, "versions.source")?,
+            pinned_digest: record.opt_text(4, "versions.pinned_digest")?,
+            spec_json: record.text(5, "versions.spec_json")?,
         },
         observed: VersionObserved {
-            tree_digest: get(row, "tree_digest")?,
-            manifest_address: get(row, "manifest_address")?,
-            pack_address: get(row, "pack_address")?,
-            state: VersionState::parse(&get::<String>(row, "state")?)?,
+            tree_digest: record.opt_text(6, "versions.tree_digest")?,
+            manifest_address: record.opt_text(7, "versions.manifest_address")?,
+            pack_address: record.opt_text(8, "versions.pack_address")?,
+            state: VersionState::parse(&record.text(9, "versions.state")?)?,
         },
     })
 }
 
-pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, Error> {
+pub(crate) fn user_from_record(record: &dyn Record) -> Result<User, Error> {
     Ok(User {
-        name: get(row, "name")?,
-        display_name: get(row, "display_name")?,
-        role: Role::parse(&get::<String>(row, "role")?)?,
-        password_hash: get(row, "password_hash")?,
-        disabled: get_bool(row, "disabled")?,
+        name: record.text(0, "users.name")?,
+        display_name: record.opt_text(1, "users.display_name")?,
+        role: Role::parse(&record.text(2, "users.role")?)?,
+        password_hash: record.text(3, "users.password_hash")?,
+        disabled: record.boolean(4, "users.disabled")?,
     })
 }
 
-pub(crate) fn artifact_from_row(row: &AnyRow) -> Result<Artifact, Error> {
+pub(crate) fn artifact_from_record(record: &dyn Record) -> Result<Artifact, Error> {
     Ok(Artifact {
-        address: get(row, "address")?,
-        kind: ArtifactKind::parse(&get::<String>(row, "kind")?)?,
-        size: to_u64(get(row, "size")?, "artifacts.size")?,
-        path: get(row, "path")?,
-        created_at: get(row, "created_at")?,
-        verified_at: get(row, "verified_at")?,
+        address: record.text(0, "artifacts.address")?,
+        kind: ArtifactKind::parse(&record.text(1, "artifacts.kind")?)?,
+        size: to_u64(record.int(2, "artifacts.size")?, "artifacts.size")?,
+        path: record.text(3, "artifacts.path")?,
+        created_at: record.int(4, "artifacts.created_at")?,
+        verified_at: record.opt_int(5, "artifacts.verified_at")?,
     })
 }
 
-pub(crate) fn delta_from_row(row: &AnyRow) -> Result<Delta, Error> {
+pub(crate) fn delta_from_record(record: &dyn Record) -> Result<Delta, Error> {
     Ok(Delta {
-        game: get(row, "game")?,
-        from_version: get(row, "from_version")?,
-        to_version: get(row, "to_version")?,
-        address: get(row, "address")?,
+        game: record.text(0, "deltas.game")?,
+        from_version: record.text(1, "deltas.from_version")?,
+        to_version: record.text(2, "deltas.to_version")?,
+        address: record.text(3, "deltas.address")?,
     })
 }

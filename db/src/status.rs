@@ -5,9 +5,22 @@
 //! a readable message, and `since` — when the status last changed. Setting a condition to the
 //! values it already has writes nothing.
 
-use sqlx::any::AnyRow;
+use sqlx::{Any, Executor};
 
-use crate::{Db, EpochMs, Error, QueryContext, get, text_enum};
+use crate::{Db, EpochMs, Error, QueryContext, Record, get, text_enum};
+
+// The column lists, each in the order its decoder at the end of this file reads them.
+macro_rules! condition_columns {
+    () => {
+        "object_kind, object_name, condition_type, status, reason, message, since"
+    };
+}
+macro_rules! event_columns {
+    () => {
+        "id, object_kind, object_name, at, severity, reason, message"
+    };
+}
+pub(crate) use condition_columns;
 
 text_enum! {
     /// What kind of object a condition or event is about.
@@ -71,6 +84,21 @@ pub struct Condition {
     pub message: String,
     /// When `status` last changed.
     pub since: EpochMs,
+}
+
+/// The new value of one condition, for [`Db::set_conditions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionUpdate {
+    /// The object.
+    pub object: ObjectRef,
+    /// Which condition.
+    pub condition_type: ConditionType,
+    /// Whether it holds.
+    pub status: ConditionStatus,
+    /// A stable CamelCase reason.
+    pub reason: String,
+    /// A readable sentence for people.
+    pub message: String,
 }
 
 text_enum! {
@@ -152,36 +180,40 @@ impl Db {
         message: &str,
         now: EpochMs,
     ) -> Result<bool, Error> {
-        let result = sqlx::query(
-            "INSERT INTO conditions (object_kind, object_name, condition_type, status, reason, \
-             message, since, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-             ON CONFLICT (object_kind, object_name, condition_type) DO UPDATE SET \
-             status = excluded.status, reason = excluded.reason, message = excluded.message, \
-             since = CASE WHEN conditions.status = excluded.status THEN conditions.since \
-             ELSE excluded.since END, updated_at = excluded.updated_at \
-             WHERE conditions.status IS DISTINCT FROM excluded.status \
-             OR conditions.reason IS DISTINCT FROM excluded.reason \
-             OR conditions.message IS DISTINCT FROM excluded.message",
-        )
-        .bind(object.kind.as_str())
-        .bind(&object.name)
-        .bind(condition_type.as_str())
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(message)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .op("set condition")?;
-        Ok(result.rows_affected() > 0)
+        let update = ConditionUpdate {
+            object: object.clone(),
+            condition_type,
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        };
+        set_condition_on(&self.pool, &update, now).await
+    }
+
+    /// Sets many conditions in one transaction, as [`Db::set_condition`] does; returns how
+    /// many changed. A first sync of thousands of versions wants this: on Postgres each
+    /// separate statement is its own commit.
+    pub async fn set_conditions(
+        &self,
+        updates: &[ConditionUpdate],
+        now: EpochMs,
+    ) -> Result<usize, Error> {
+        let mut transaction = self.begin_write("set conditions").await?;
+        let mut n_changed = 0;
+        for update in updates {
+            n_changed += usize::from(set_condition_on(&mut *transaction, update, now).await?);
+        }
+        transaction.commit().await.op("set conditions")?;
+        Ok(n_changed)
     }
 
     /// An object's conditions, in [`ConditionType`] order.
     pub async fn conditions_of(&self, object: &ObjectRef) -> Result<Vec<Condition>, Error> {
-        let rows = sqlx::query(
-            "SELECT object_kind, object_name, condition_type, status, reason, message, since \
-             FROM conditions WHERE object_kind = $1 AND object_name = $2",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            condition_columns!(),
+            " FROM conditions WHERE object_kind = $1 AND object_name = $2"
+        ))
         .bind(object.kind.as_str())
         .bind(&object.name)
         .fetch_all(&self.pool)
@@ -189,7 +221,7 @@ impl Db {
         .op("list conditions")?;
         let mut conditions = rows
             .iter()
-            .map(condition_from_row)
+            .map(|row| condition_from_record(row))
             .collect::<Result<Vec<_>, _>>()?;
         conditions.sort_by_key(|condition| condition.condition_type);
         Ok(conditions)
@@ -250,60 +282,95 @@ impl Db {
 
     /// An object's `limit` newest events, newest first.
     pub async fn events_of(&self, object: &ObjectRef, limit: u32) -> Result<Vec<Event>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, object_kind, object_name, at, severity, reason, message FROM events \
-             WHERE object_kind = $1 AND object_name = $2 ORDER BY id DESC LIMIT $3",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE object_kind = $1 AND object_name = $2 \
+                 ORDER BY id DESC LIMIT $3"
+        ))
         .bind(object.kind.as_str())
         .bind(&object.name)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .op("list events")?;
-        rows.iter().map(event_from_row).collect()
+        rows.iter().map(|row| event_from_record(row)).collect()
     }
 
     /// Up to `limit` events of any object with an id greater than `after_id`, oldest first:
     /// the feed behind the API's live events.
     pub async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, object_kind, object_name, at, severity, reason, message FROM events \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
         .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .op("list events")?;
-        rows.iter().map(event_from_row).collect()
+        rows.iter().map(|row| event_from_record(row)).collect()
     }
 }
 
-fn object_from_row(row: &AnyRow) -> Result<ObjectRef, Error> {
+async fn set_condition_on<'e, E>(
+    executor: E,
+    update: &ConditionUpdate,
+    now: EpochMs,
+) -> Result<bool, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let result = sqlx::query(
+        "INSERT INTO conditions (object_kind, object_name, condition_type, status, reason, \
+         message, since, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (object_kind, object_name, condition_type) DO UPDATE SET \
+         status = excluded.status, reason = excluded.reason, message = excluded.message, \
+         since = CASE WHEN conditions.status = excluded.status THEN conditions.since \
+         ELSE excluded.since END, updated_at = excluded.updated_at \
+         WHERE conditions.status IS DISTINCT FROM excluded.status \
+         OR conditions.reason IS DISTINCT FROM excluded.reason \
+         OR conditions.message IS DISTINCT FROM excluded.message",
+    )
+    .bind(update.object.kind.as_str())
+    .bind(&update.object.name)
+    .bind(update.condition_type.as_str())
+    .bind(update.status.as_str())
+    .bind(&update.reason)
+    .bind(&update.message)
+    .bind(now)
+    .execute(executor)
+    .await
+    .op("set condition")?;
+    Ok(result.rows_affected() > 0)
+}
+
+fn object_from_record(record: &dyn Record, first_idx: usize) -> Result<ObjectRef, Error> {
     Ok(ObjectRef {
-        kind: ObjectKind::parse(&get::<String>(row, "object_kind")?)?,
-        name: get(row, "object_name")?,
+        kind: ObjectKind::parse(&record.text(first_idx, "object_kind")?)?,
+        name: record.text(first_idx + 1, "object_name")?,
     })
 }
 
-pub(crate) fn condition_from_row(row: &AnyRow) -> Result<Condition, Error> {
+pub(crate) fn condition_from_record(record: &dyn Record) -> Result<Condition, Error> {
     Ok(Condition {
-        object: object_from_row(row)?,
-        condition_type: ConditionType::parse(&get::<String>(row, "condition_type")?)?,
-        status: ConditionStatus::parse(&get::<String>(row, "status")?)?,
-        reason: get(row, "reason")?,
-        message: get(row, "message")?,
-        since: get(row, "since")?,
+        object: object_from_record(record, 0)?,
+        condition_type: ConditionType::parse(&record.text(2, "conditions.condition_type")?)?,
+        status: ConditionStatus::parse(&record.text(3, "conditions.status")?)?,
+        reason: record.text(4, "conditions.reason")?,
+        message: record.text(5, "conditions.message")?,
+        since: record.int(6, "conditions.since")?,
     })
 }
 
-fn event_from_row(row: &AnyRow) -> Result<Event, Error> {
+fn event_from_record(record: &dyn Record) -> Result<Event, Error> {
     Ok(Event {
-        id: get(row, "id")?,
-        object: object_from_row(row)?,
-        at: get(row, "at")?,
-        severity: Severity::parse(&get::<String>(row, "severity")?)?,
-        reason: get(row, "reason")?,
-        message: get(row, "message")?,
+        id: record.int(0, "events.id")?,
+        object: object_from_record(record, 1)?,
+        at: record.int(3, "events.at")?,
+        severity: Severity::parse(&record.text(4, "events.severity")?)?,
+        reason: record.text(5, "events.reason")?,
+        message: record.text(6, "events.message")?,
     })
 }

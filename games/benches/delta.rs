@@ -12,7 +12,8 @@
 //! and whether the round trip reproduced NEW exactly, then Mist's ratios to each tool. Each
 //! diff and apply runs as its own process so peak memory (`ru_maxrss` from `wait4`) is that
 //! command's alone. Directory pairs: the peers diff deterministic tars of the trees; Mist
-//! makes a tree delta. Install the peers with `apt-get install bsdiff xdelta3 rdiff zstd`.
+//! makes a tree delta (applied with the old tree's manifest, scanned beforehand as a client
+//! has it recorded) and prints its index size. Install the peers with `apt-get install bsdiff xdelta3 rdiff zstd`.
 //!
 //! The machine is shared and noisy: compare ratios from one run, not absolute seconds.
 
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use mist_games::filedelta;
+use mist_games::{filedelta, manifest, treedelta};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
 
@@ -64,6 +65,31 @@ fn main() -> ExitCode {
 
 fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     match (mode, args) {
+        ("diff", [old, new, patch]) if Path::new(old).is_dir() => {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(patch)?);
+            treedelta::create(
+                Path::new(old),
+                Path::new(new),
+                &mut out,
+                &treedelta::CreateOptions::default(),
+                &|_, _| {},
+            )?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(())
+        }
+        ("apply", [old, patch, out, source]) if Path::new(old).is_dir() => {
+            // The source manifest a client has recorded; the parent scanned it beforehand.
+            let source: manifest::Manifest = serde_json::from_slice(&std::fs::read(source)?)?;
+            let package = treedelta::Package::open(Path::new(patch))?;
+            treedelta::apply_to_dir(
+                Path::new(old),
+                &source,
+                &package,
+                Path::new(out),
+                &treedelta::ApplyOptions::default(),
+            )?;
+            Ok(())
+        }
         ("diff", [old, new, patch]) => {
             let old = std::fs::read(old)?;
             let new = std::fs::read(new)?;
@@ -144,6 +170,13 @@ fn files_equal(a: &Path, b: &Path) -> bool {
     }
 }
 
+fn trees_equal(a: &Path, b: &Path) -> bool {
+    match (manifest::scan(a), manifest::scan(b)) {
+        (Ok(x), Ok(y)) => x.tree_digest() == y.tree_digest(),
+        _ => false,
+    }
+}
+
 fn run(old: &Path, new: &Path) -> Result<(), String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let w = work.path();
@@ -163,9 +196,6 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     } else {
         return Err("OLD and NEW must both be files or both be directories".into());
     };
-    if old.is_dir() {
-        return Err("directory pairs need the tree delta, which this bench does not drive yet; pass two files".into());
-    }
     let new_size = std::fs::metadata(&new_file)
         .map_err(|e| e.to_string())?
         .len();
@@ -178,6 +208,27 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     );
 
     let (o, n) = (quote(&old_file), quote(&new_file));
+    // Mist diffs the trees themselves (a tree delta); the peers diff the tars.
+    let dirs = old.is_dir();
+    let (mist_old, mist_new) = if dirs {
+        (quote(old), quote(new))
+    } else {
+        (o.clone(), n.clone())
+    };
+    // A tree delta is applied with the source manifest, which a client has recorded: scan
+    // it here, outside the measured apply.
+    let source_json = w.join("source.json");
+    let mist_apply_extra = if dirs {
+        let source = manifest::scan(old).map_err(|e| e.to_string())?;
+        std::fs::write(
+            &source_json,
+            serde_json::to_vec(&source).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        format!(" {}", quote(&source_json))
+    } else {
+        String::new()
+    };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let exe = quote(&exe);
     let mut rows = Vec::new();
@@ -187,12 +238,17 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
             let diff_cost = measure(&diff)?;
             let apply_cost = measure(&apply)?;
             let bytes = std::fs::metadata(patch).map_err(|e| e.to_string())?.len();
+            let ok = if name == "mist" && dirs {
+                trees_equal(out, new)
+            } else {
+                files_equal(out, &new_file)
+            };
             Ok(Row {
                 tool: name.to_string(),
                 bytes,
                 diff: diff_cost,
                 apply: apply_cost,
-                ok: files_equal(out, &new_file),
+                ok,
             })
         })();
         match result {
@@ -203,15 +259,25 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     let p = |name: &str| w.join(name);
     tool(
         "mist",
-        format!("{CHILD_ENV}=diff {exe} {o} {n} {}", quote(&p("mist.patch"))),
         format!(
-            "{CHILD_ENV}=apply {exe} {o} {} {}",
+            "{CHILD_ENV}=diff {exe} {mist_old} {mist_new} {}",
+            quote(&p("mist.patch"))
+        ),
+        format!(
+            "{CHILD_ENV}=apply {exe} {mist_old} {} {}{mist_apply_extra}",
             quote(&p("mist.patch")),
             quote(&p("mist.out"))
         ),
         &p("mist.patch"),
         &p("mist.out"),
     );
+    if dirs && let Ok(package) = treedelta::Package::open(&p("mist.patch")) {
+        let header = package.header();
+        println!(
+            "mist tree delta: index {} bytes ({} bytes of JSON), file deltas {} bytes",
+            header.index_len, header.index_raw_len, header.body_len
+        );
+    }
     if have("bsdiff") && have("bspatch") {
         tool(
             "bsdiff",

@@ -370,16 +370,16 @@ fn compress_one<'a>(raw: &'a [u8], options: &DiffOptions) -> Result<Stream<'a>, 
     // zstd -19 (measured on ruff 0.5.6 → 0.5.7), so zstd is only tried where LZMA is off or
     // the stream is small enough for the attempt to cost nothing.
     if options.lzma_preset.is_none() || raw.len() <= ZSTD_TRY_MAX {
-        let mut stored = Vec::new();
-        let mut encoder = zstd::stream::write::Encoder::new(&mut stored, options.zstd_level)?;
-        encoder.include_checksum(false)?;
-        encoder.include_contentsize(true)?;
-        encoder.window_log(window_log_for(raw.len()))?;
+        // The one-shot API tells zstd the input size, so small inputs get small tables;
+        // a streaming encoder sets up level-19 tables for an unknown size (~50 ms each).
+        use zstd::zstd_safe::CParameter;
+        let mut compressor = zstd::bulk::Compressor::new(options.zstd_level)?;
+        compressor.include_checksum(false)?;
+        compressor.set_parameter(CParameter::WindowLog(window_log_for(raw.len())))?;
         if raw.len() > (8 << 20) {
-            encoder.long_distance_matching(true)?;
+            compressor.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
         }
-        encoder.write_all(raw)?;
-        encoder.finish()?;
+        let stored = compressor.compress(raw)?;
         if stored.len() < best.stored.len() {
             best = Stream {
                 codec: Codec::Zstd,
@@ -389,16 +389,25 @@ fn compress_one<'a>(raw: &'a [u8], options: &DiffOptions) -> Result<Stream<'a>, 
         }
     }
     if let Some(preset) = options.lzma_preset {
+        let lzma_error = |e: liblzma::stream::Error| DeltaError::Io(std::io::Error::other(e));
         let preset = preset.min(9)
             | if options.lzma_extreme {
                 liblzma::stream::PRESET_EXTREME
             } else {
                 0
             };
+        let mut lzma_options =
+            liblzma::stream::LzmaOptions::new_preset(preset).map_err(lzma_error)?;
+        // A dictionary larger than the input only costs set-up time and memory.
+        let dict = (raw.len() as u64).next_power_of_two().clamp(4096, 64 << 20) as u32;
+        lzma_options.dict_size(dict);
+        let mut filters = liblzma::stream::Filters::new();
+        filters.lzma2(&lzma_options);
         let stream =
-            liblzma::stream::Stream::new_easy_encoder(preset, liblzma::stream::Check::None)
-                .map_err(|e| DeltaError::Io(std::io::Error::other(e)))?;
-        let mut encoder = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+            liblzma::stream::Stream::new_stream_encoder(&filters, liblzma::stream::Check::None)
+                .map_err(lzma_error)?;
+        let mut encoder =
+            liblzma::write::XzEncoder::new_stream(Vec::with_capacity(raw.len() / 2), stream);
         encoder.write_all(raw)?;
         let stored = encoder.finish()?;
         if stored.len() < best.stored.len() {

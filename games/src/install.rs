@@ -217,16 +217,21 @@ pub type Unpack<'a> =
     &'a mut dyn FnMut(&Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// Applies a tree delta to the install in `install_dir`, which must hold the delta's source
-/// version (plus any files in neither manifest, which are left alone).
+/// version, whose manifest is `source` (plus any files in neither manifest, which are left
+/// alone).
 ///
-/// Runs [`recover`] first. Returns [`Outcome::AlreadyCurrent`] without writing anything if
-/// the install is already at the target version. On any error before the commit point the
+/// Before anything else, `source` must hash to the package's source digest and the target
+/// manifest rebuilt from it must hash to its target digest ([`Package::target_manifest`]).
+/// Then runs [`recover`]. Returns [`Outcome::AlreadyCurrent`] without writing anything if the
+/// install is already at the target version. On any error before the commit point the
 /// install is untouched; verified staged files stay for the next run.
 pub fn apply_delta(
     install_dir: &Path,
+    source: &Manifest,
     package: &Package,
     options: &InstallOptions,
 ) -> Result<InstallReport, InstallError> {
+    let target = package.target_manifest(source)?;
     let index = package.index();
     let writes: HashMap<&str, Change> = index
         .ops
@@ -242,11 +247,11 @@ pub fn apply_delta(
     run(
         install_dir,
         Update {
-            source: &index.source,
-            target: &index.target,
+            source,
+            target: &target,
             writes,
         },
-        Content::Delta(package),
+        Content::Delta(package, source),
         options,
     )
 }
@@ -300,8 +305,8 @@ pub fn apply_pack(
 /// [`apply_delta`] and [`apply_pack`] call it first.
 pub fn recover(install_dir: &Path) -> Result<Recovery, InstallError> {
     let location = Location::find(install_dir)?;
-    let parent = Dir::open(&location.parent_path)
-        .map_err(io_error(&location.parent_path, "open"))?;
+    let parent =
+        Dir::open(&location.parent_path).map_err(io_error(&location.parent_path, "open"))?;
     let _lock = location.lock(&parent)?;
     recover_locked(&parent, &location)
 }
@@ -310,8 +315,8 @@ pub fn recover(install_dir: &Path) -> Result<Recovery, InstallError> {
 /// files that would let a later run resume.
 pub fn discard_staging(install_dir: &Path) -> Result<Recovery, InstallError> {
     let location = Location::find(install_dir)?;
-    let parent = Dir::open(&location.parent_path)
-        .map_err(io_error(&location.parent_path, "open"))?;
+    let parent =
+        Dir::open(&location.parent_path).map_err(io_error(&location.parent_path, "open"))?;
     let _lock = location.lock(&parent)?;
     let recovery = recover_locked(&parent, &location)?;
     parent
@@ -343,7 +348,8 @@ struct Update<'a> {
 }
 
 enum Content<'a> {
-    Delta(&'a Package),
+    /// The package and the source manifest it was checked against.
+    Delta(&'a Package, &'a Manifest),
     Pack(Unpack<'a>),
 }
 
@@ -410,7 +416,9 @@ impl Location {
                     _ => Path::new("."),
                 };
                 let parent = std::fs::canonicalize(parent).map_err(io_error(parent, "resolve"))?;
-                let name = install_dir.file_name().ok_or_else(|| bad_name(install_dir))?;
+                let name = install_dir
+                    .file_name()
+                    .ok_or_else(|| bad_name(install_dir))?;
                 parent.join(name)
             }
             Err(error) => return Err(io_error(install_dir, "resolve")(error)),
@@ -474,7 +482,11 @@ struct Staging {
 impl Staging {
     /// Opens the staging folder, creating it if `create`; `None` if it does not exist and
     /// `create` is false. A symlink in its place is refused.
-    fn open(parent: &Dir, location: &Location, create: bool) -> Result<Option<Staging>, InstallError> {
+    fn open(
+        parent: &Dir,
+        location: &Location,
+        create: bool,
+    ) -> Result<Option<Staging>, InstallError> {
         let path = location.staging_path();
         let name = location.staging_name();
         let Some(dir) = open_or_make_dir(parent, &name, &path, create)? else {
@@ -507,7 +519,9 @@ fn open_or_make_dir(
     match parent.stat(name).map_err(io_error(path, "inspect"))? {
         None if !create => return Ok(None),
         None => {
-            parent.mkdir(name, 0o700).map_err(io_error(path, "create"))?;
+            parent
+                .mkdir(name, 0o700)
+                .map_err(io_error(path, "create"))?;
             fault_point();
         }
         Some(stat) if stat.kind == Kind::Dir => {}
@@ -531,8 +545,8 @@ fn run(
     options: &InstallOptions,
 ) -> Result<InstallReport, InstallError> {
     let location = Location::find(install_dir)?;
-    let parent = Dir::open(&location.parent_path)
-        .map_err(io_error(&location.parent_path, "open"))?;
+    let parent =
+        Dir::open(&location.parent_path).map_err(io_error(&location.parent_path, "open"))?;
     let _lock = location.lock(&parent)?;
     recover_locked(&parent, &location)?;
 
@@ -570,8 +584,10 @@ fn run(
     };
 
     if let Err(not_source) = check_state(&tree, &update, State::Source, options) {
-        if matches!(not_source, InstallError::NotSource { .. } | InstallError::Conflict { .. })
-            && check_state(&tree, &update, State::Target, options).is_ok()
+        if matches!(
+            not_source,
+            InstallError::NotSource { .. } | InstallError::Conflict { .. }
+        ) && check_state(&tree, &update, State::Target, options).is_ok()
         {
             return Ok(InstallReport {
                 outcome: Outcome::AlreadyCurrent,
@@ -584,6 +600,16 @@ fn run(
         return Err(not_source);
     }
     let steps = plan_steps(&tree, &update)?;
+    if steps.is_empty() {
+        // Everything the update touches is already as the target says.
+        return Ok(InstallReport {
+            outcome: Outcome::AlreadyCurrent,
+            files_staged: 0,
+            files_resumed: 0,
+            bytes_staged: 0,
+            steps: 0,
+        });
+    }
     let objects = objects(&update);
 
     let staging = Staging::open(&parent, &location, true)?.expect("created when missing");
@@ -781,8 +807,8 @@ fn check_state(
                         if *executable { "not " } else { "" }
                     )));
                 }
-                let written = state == State::Target
-                    && update.writes.get(path) == Some(&Change::Place);
+                let written =
+                    state == State::Target && update.writes.get(path) == Some(&Change::Place);
                 if options.verify_unchanged || written {
                     let (dir, name) = tree.existing_parent(path)?;
                     let file = dir
@@ -984,7 +1010,10 @@ fn check_only_tracked(
                 return Err(io_error(&tree.join(&prefix), "open")(source));
             }
         };
-        for name in dir.list().map_err(io_error(&tree.join(&dir_path), "list"))? {
+        for name in dir
+            .list()
+            .map_err(io_error(&tree.join(&dir_path), "list"))?
+        {
             let child = std::str::from_utf8(&name)
                 .ok()
                 .map(|name| format!("{dir_path}/{name}"));
@@ -1052,8 +1081,7 @@ fn resume<'o, 'a>(
     options: &InstallOptions,
 ) -> Result<(Vec<&'o Object<'a>>, u64), InstallError> {
     let objects_path = staging.path.join(OBJECTS);
-    let wanted: HashMap<&str, &Object<'_>> =
-        objects.iter().map(|o| (o.name.as_str(), o)).collect();
+    let wanted: HashMap<&str, &Object<'_>> = objects.iter().map(|o| (o.name.as_str(), o)).collect();
     let present = staging
         .objects
         .list()
@@ -1149,7 +1177,7 @@ fn stage(
     let unpacked_path = staging.path.join(TMP).join(UNPACK);
     let unpacked_dir;
     let source = match content {
-        Content::Delta(package) => Source::Delta(package),
+        Content::Delta(package, manifest) => Source::Delta(package, manifest),
         Content::Pack(unpack) => {
             staging
                 .tmp
@@ -1195,7 +1223,7 @@ fn stage(
 }
 
 enum Source<'a> {
-    Delta(&'a Package),
+    Delta(&'a Package, &'a Manifest),
     Unpacked(Tree<'a>),
 }
 
@@ -1208,7 +1236,7 @@ fn stage_first(
     budget: &Budget,
 ) -> Result<(), InstallError> {
     match source {
-        Source::Delta(package) => {
+        Source::Delta(package, source_manifest) => {
             let index = package.index();
             let op = index.op(object.path).ok_or_else(|| {
                 TreeDeltaError::Corrupt(format!("no operation for {:?}", object.path))
@@ -1222,12 +1250,11 @@ fn stage_first(
                     })
                 }
                 Op::Patch { base, .. } => {
-                    let base_size = index
-                        .source
+                    let base_size = source_manifest
                         .entries
                         .binary_search_by(|e| e.path.as_str().cmp(base))
                         .ok()
-                        .and_then(|idx| match index.source.entries[idx].kind {
+                        .and_then(|idx| match source_manifest.entries[idx].kind {
                             EntryKind::File { size, .. } => Some(size),
                             _ => None,
                         })
@@ -1235,19 +1262,23 @@ fn stage_first(
                     let _memory = budget.acquire(2 * base_size + 2 * object.info.size);
                     let src = open_install_file(tree, base)?;
                     let base_bytes = read_at_most(src, base_size, &tree.join(base))?;
-                    let bytes = package.rebuild(op, &base_bytes)?;
+                    let bytes = package.rebuild(source_manifest, op, &base_bytes)?;
                     drop(base_bytes);
                     write_object(staging, object, |file| {
-                        file.write_all(&bytes)
-                            .map_err(io_error(&staging.path.join(TMP).join(&object.name), "write"))
+                        file.write_all(&bytes).map_err(io_error(
+                            &staging.path.join(TMP).join(&object.name),
+                            "write",
+                        ))
                     })
                 }
                 Op::Add { .. } => {
                     let _memory = budget.acquire(2 * object.info.size);
-                    let bytes = package.rebuild(op, &[])?;
+                    let bytes = package.rebuild(source_manifest, op, &[])?;
                     write_object(staging, object, |file| {
-                        file.write_all(&bytes)
-                            .map_err(io_error(&staging.path.join(TMP).join(&object.name), "write"))
+                        file.write_all(&bytes).map_err(io_error(
+                            &staging.path.join(TMP).join(&object.name),
+                            "write",
+                        ))
                     })
                 }
                 Op::Mode { .. } => Err(TreeDeltaError::Corrupt(format!(
@@ -1404,9 +1435,7 @@ fn read_journal(staging: &Staging, name: &str) -> Result<Option<Journal>, Instal
 
 fn is_object_name(name: &str) -> bool {
     let (hash, copy) = name.split_once('.').unwrap_or((name, "1"));
-    hash.parse::<FileHash>().is_ok()
-        && !copy.is_empty()
-        && copy.bytes().all(|b| b.is_ascii_digit())
+    hash.parse::<FileHash>().is_ok() && !copy.is_empty() && copy.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl Step {
@@ -1549,7 +1578,10 @@ fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), Instal
                 return Ok(());
             }
             let (dir, name) = tree.existing_parent(path)?;
-            match dir.stat(name).map_err(io_error(&tree.join(path), "inspect"))? {
+            match dir
+                .stat(name)
+                .map_err(io_error(&tree.join(path), "inspect"))?
+            {
                 Some(stat) if stat.kind == Kind::File || stat.kind == Kind::Symlink => {}
                 _ => {
                     return Err(inconsistent(format!(
@@ -1565,7 +1597,10 @@ fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), Instal
             let Parent::Found(dir, name) = tree.parent(path)? else {
                 return Ok(());
             };
-            match dir.stat(name).map_err(io_error(&tree.join(path), "inspect"))? {
+            match dir
+                .stat(name)
+                .map_err(io_error(&tree.join(path), "inspect"))?
+            {
                 None => {}
                 Some(stat) if stat.kind == Kind::Dir => match dir.remove_dir(name) {
                     Ok(()) => fault_point(),
@@ -1579,7 +1614,10 @@ fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), Instal
         }
         Step::MakeDir { path } => {
             let (dir, name) = tree.existing_parent(path)?;
-            match dir.stat(name).map_err(io_error(&tree.join(path), "inspect"))? {
+            match dir
+                .stat(name)
+                .map_err(io_error(&tree.join(path), "inspect"))?
+            {
                 Some(stat) if stat.kind == Kind::Dir => {}
                 None => {
                     dir.mkdir(name, 0o755)
@@ -1614,7 +1652,10 @@ fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), Instal
         }
         Step::Symlink { path, target } => {
             let (dir, name) = tree.existing_parent(path)?;
-            match dir.stat(name).map_err(io_error(&tree.join(path), "inspect"))? {
+            match dir
+                .stat(name)
+                .map_err(io_error(&tree.join(path), "inspect"))?
+            {
                 None => {
                     dir.symlink(target, name)
                         .map_err(io_error(&tree.join(path), "create"))?;
@@ -1794,7 +1835,10 @@ fn sync(dir: &Dir, shown: &Path) -> Result<(), InstallError> {
 }
 
 fn is_not_empty(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+    )
 }
 
 /// Counts a filesystem step and aborts the process at the `N`-th when
@@ -1894,9 +1938,8 @@ pub(crate) mod confined {
                 "not a single path component",
             ));
         }
-        CString::new(name).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "a name contains a NUL byte")
-        })
+        CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name contains a NUL byte"))
     }
 
     /// Runs a system call until it is not interrupted.
@@ -2208,9 +2251,8 @@ pub(crate) mod confined {
         /// The names in this directory, without `.` and `..`, sorted.
         pub(crate) fn list(&self) -> io::Result<Vec<Vec<u8>>> {
             // SAFETY: valid fd; the duplicate is owned by the DIR stream from here on.
-            let dup = retry(|| unsafe {
-                libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0)
-            })?;
+            let dup =
+                retry(|| unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
             // SAFETY: `dup` is an open directory fd nobody else owns.
             let stream = unsafe { libc::fdopendir(dup) };
             if stream.is_null() {

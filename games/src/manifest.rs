@@ -627,7 +627,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
 /// the other links in the build point to: `..` may only lead the target, and no further
 /// up than the link's own directory is deep. Directories on disk are real directories, so
 /// leading `..` climbs real parents; after that the target only descends.
-fn check_symlink_target(link_path: &str, target: &str) -> Result<(), SymlinkProblem> {
+pub(crate) fn check_symlink_target(link_path: &str, target: &str) -> Result<(), SymlinkProblem> {
     if target.is_empty() {
         return Err(SymlinkProblem::Empty);
     }

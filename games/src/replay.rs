@@ -2,7 +2,9 @@
 //! versions whose source build is gone from the NAS.
 //!
 //! [`replay`] checks that the chain connects (each delta's target digest is the next one's
-//! source, the first starts at K's manifest and the last ends at N's) before doing any work,
+//! source, the first starts at K's manifest and the last ends at N's) and rebuilds each
+//! step's target manifest from the one before (the source manifest the next delta needs)
+//! before doing any work,
 //! then applies the deltas one after another into hidden folders beside the output, each
 //! step verifying every file, and finally compares a scan of the result with N's manifest
 //! before renaming it into place. Intermediate versions are removed as soon as the next one
@@ -21,7 +23,9 @@ pub enum ReplayError {
     #[error("the delta chain is empty")]
     EmptyChain,
     /// Two consecutive deltas do not connect, or the ends do not match.
-    #[error("the delta chain is broken at step {step}: expected a delta from {expected}, found one from {found}")]
+    #[error(
+        "the delta chain is broken at step {step}: expected a delta from {expected}, found one from {found}"
+    )]
     Broken {
         /// The 0-based position in the chain.
         step: usize,
@@ -88,6 +92,16 @@ pub fn replay(
             found: at,
         });
     }
+    // Each step's source manifest is the target manifest the step before gives; rebuilding
+    // them all first finds a damaged index before any work.
+    let mut manifests: Vec<Manifest> = Vec::with_capacity(chain.len());
+    for (step, package) in chain.iter().enumerate() {
+        let source = manifests.last().unwrap_or(base);
+        let target = package
+            .target_manifest(source)
+            .map_err(|source| ReplayError::Step { step, source })?;
+        manifests.push(target);
+    }
     let last = chain.len() - 1;
     let out_parent = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
@@ -111,7 +125,9 @@ pub fn replay(
         let from = previous.as_deref().unwrap_or(base_root);
         let into = step_path(step);
         remove(&into);
-        let applied = treedelta::apply_to_dir(from, package, &into, options).map_err(step_error(step));
+        let source = step.checked_sub(1).map_or(base, |previous| &manifests[previous]);
+        let applied = treedelta::apply_to_dir(from, source, package, &into, options)
+            .map_err(step_error(step));
         if let Some(previous) = previous.take() {
             remove(&previous);
         }

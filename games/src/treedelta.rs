@@ -10,16 +10,25 @@
 //! some path: renames, moves and duplicates cost nothing), `patch` (a
 //! [file delta](crate::filedelta) against the best old file: the same path, else a file of
 //! the same name elsewhere, else one with the same extension and the closest size) or `add`
-//! (the file compressed alone). Deletions, directories and symlinks follow from the two
-//! manifests, which the index holds in full.
+//! (the file compressed alone).
+//!
+//! The index does not hold the manifests: it holds the target manifest as a difference from
+//! the source manifest, so its size follows the change, not the tree. Besides the operations
+//! (which carry the new files' entries) it lists the removed paths and the new directories
+//! and new or changed symlinks. Applying therefore needs the source manifest from the caller
+//! (a client has the manifest of the version it runs; `mistpipe` scans the old folder):
+//! [`Package::target_manifest`] checks it against the header's source digest, rebuilds the
+//! target manifest as source − removed + changed, validates it and checks it against the
+//! header's target digest before anything is written.
 //!
 //! The package is a fixed header, a zstd-compressed JSON index, then the file deltas
 //! concatenated in index order; `docs/delta.md` ("Tree delta") specifies it byte by byte.
 //! Every piece verifies on its own: the header has a checksum and the BLAKE3 of the index,
-//! the index holds both manifests (which must hash to the header's tree digests) and the
-//! `offset`/`len` of each file delta, and each file delta carries its own checksum and the
-//! hashes of its input and output, which must match the manifests. A client that fetched
-//! only the index and some of the file deltas can check each of them.
+//! the index gives the `len` of each file delta (they lie end to end) and the target size
+//! and hash of each file, and each file delta carries its own checksum and the hashes of its
+//! input and output, which must match the source manifest's entry for its base and the
+//! target entry. A client that fetched only the index and some of the file deltas can check
+//! each of them.
 //!
 //! The same inputs and options give the same bytes: operations are chosen and written in
 //! path order, whatever order the parallel diffs finish in.
@@ -27,7 +36,7 @@
 //! Every path in an index is untrusted: [`check_untrusted_path`] refuses absolute paths,
 //! `..`, `.` and empty components and backslashes, and writing never follows a symlink.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -38,16 +47,17 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::filedelta::{self, DeltaError, DiffOptions, Method};
-use crate::manifest::{EntryKind, FileHash, Manifest, ScanError, TreeDigest};
+use crate::manifest::{Entry, EntryKind, FileHash, Manifest, ScanError, TreeDigest};
 
 /// The first eight bytes of every tree delta.
 pub const MAGIC: &[u8; 8] = b"MISTTDLT";
-/// The package format version this code writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The package format version this code writes and reads. Version 1 held both manifests in
+/// full; version 2 holds the target manifest as a difference from the source manifest.
+pub const FORMAT_VERSION: u8 = 2;
 /// The length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 164;
-/// The largest index (compressed or not) a reader accepts: a manifest of a million files
-/// is about 200 MB of JSON.
+/// The largest index (compressed or not) a reader accepts: an index changing a million
+/// files is about 200 MB of JSON.
 pub const MAX_INDEX_LEN: u64 = 1 << 30;
 
 /// Bytes of the header covered by its checksum.
@@ -72,31 +82,55 @@ pub struct Header {
     pub index_hash: [u8; 32],
 }
 
-/// What a package holds: both manifests and one operation per changed target file.
+/// What a package holds: the target manifest as a difference from the source manifest, and
+/// one operation per target file that is not the same file at the same path in the source.
 ///
-/// A target file with no operation is unchanged: the source has a file at the same path with
-/// the same content and executable bit. [`Index::validate`] checks all of this.
+/// The target manifest is the source manifest without the entries at `removed`, with the
+/// entries of `dirs`, `symlinks` and `ops` added or put in place of the source's entry at
+/// their path; see [`Index::target_from`]. Every path appears in at most one of the four
+/// lists, and each list is sorted strictly by path. [`Index::validate`] checks what can be
+/// checked without the source manifest; the rest is checked when the target manifest is
+/// rebuilt.
+///
+/// In JSON: `{"removed":[…],"dirs":[…],"symlinks":[{"path":…,"target":…}…],"ops":[…]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(into = "wire::Index", from = "wire::Index")]
 pub struct Index {
-    /// The version the delta applies to.
-    pub source: Manifest,
-    /// The version the delta produces.
-    pub target: Manifest,
-    /// Sorted strictly by path; payload operations name their file delta in the body.
+    /// Source paths (of any kind) that the target does not have.
+    pub removed: Vec<String>,
+    /// Target directories where the source has no directory.
+    pub dirs: Vec<String>,
+    /// Target symlinks where the source has no symlink, or one with another target.
+    pub symlinks: Vec<Symlink>,
+    /// One per target file that the source does not have at the same path with the same
+    /// content and executable bit; payload operations name their file delta in the body.
     pub ops: Vec<Op>,
 }
 
-/// How one target file is made. In JSON: `{"op":"patch","path":…,"base":…,"offset":…,"len":…}`.
+/// A new or changed symlink of the target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Symlink {
+    /// Where the link is.
+    pub path: String,
+    /// Its target text, as in the manifest.
+    pub target: String,
+}
+
+/// How one target file is made, and (where the source manifest does not give it) the
+/// file's target entry. In JSON, e.g.
+/// `{"op":"patch","path":…,"size":…,"blake3":…,"len":…}`; see `docs/delta.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// The content is the old file `from` (a rename, move or copy); nothing is stored.
+    /// The content is the old file `from` (a rename, move or copy); nothing is stored. The
+    /// target file has the size and hash of `from` in the source.
     Copy {
         /// The target path.
         path: String,
         /// The source path with the same content.
         from: String,
+        /// The target file's executable bit.
+        executable: bool,
     },
     /// A file delta against the old file `base`, stored at `offset..offset + len` of the body.
     Patch {
@@ -104,7 +138,14 @@ pub enum Op {
         path: String,
         /// The source file the delta applies to.
         base: String,
-        /// Where the file delta starts, counted from the start of the body.
+        /// The target file's size.
+        size: u64,
+        /// The target file's executable bit.
+        executable: bool,
+        /// The target file's hash.
+        blake3: FileHash,
+        /// Where the file delta starts, counted from the start of the body. Not stored:
+        /// the file deltas lie end to end in index order.
         offset: u64,
         /// Its length in bytes.
         len: u64,
@@ -113,16 +154,197 @@ pub enum Op {
     Add {
         /// The target path.
         path: String,
-        /// Where the file delta starts, counted from the start of the body.
+        /// The target file's size.
+        size: u64,
+        /// The target file's executable bit.
+        executable: bool,
+        /// The target file's hash.
+        blake3: FileHash,
+        /// Where the file delta starts, counted from the start of the body (not stored).
         offset: u64,
         /// Its length in bytes.
         len: u64,
     },
-    /// Same path and content; only the executable bit changes (to the target's).
+    /// Same path and content; only the executable bit changes (it is flipped).
     Mode {
         /// The path.
         path: String,
     },
+}
+
+/// The JSON shapes of the index: what is derivable is left out (file delta offsets, a
+/// `patch` base equal to its path, a false executable bit).
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    use crate::manifest::FileHash;
+
+    #[derive(Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(super) struct Index {
+        removed: Vec<String>,
+        dirs: Vec<String>,
+        symlinks: Vec<super::Symlink>,
+        ops: Vec<Op>,
+    }
+
+    #[derive(Clone, Serialize, Deserialize)]
+    #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
+    enum Op {
+        Copy {
+            path: String,
+            from: String,
+            #[serde(default, skip_serializing_if = "is_false")]
+            executable: bool,
+        },
+        Patch {
+            path: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            base: Option<String>,
+            size: u64,
+            #[serde(default, skip_serializing_if = "is_false")]
+            executable: bool,
+            blake3: FileHash,
+            len: u64,
+        },
+        Add {
+            path: String,
+            size: u64,
+            #[serde(default, skip_serializing_if = "is_false")]
+            executable: bool,
+            blake3: FileHash,
+            len: u64,
+        },
+        Mode {
+            path: String,
+        },
+    }
+
+    fn is_false(value: &bool) -> bool {
+        !*value
+    }
+
+    impl From<super::Index> for Index {
+        fn from(index: super::Index) -> Index {
+            let ops = index
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    super::Op::Copy {
+                        path,
+                        from,
+                        executable,
+                    } => Op::Copy {
+                        path,
+                        from,
+                        executable,
+                    },
+                    super::Op::Patch {
+                        path,
+                        base,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                        ..
+                    } => Op::Patch {
+                        base: (base != path).then_some(base),
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                    },
+                    super::Op::Add {
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                        ..
+                    } => Op::Add {
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                    },
+                    super::Op::Mode { path } => Op::Mode { path },
+                })
+                .collect();
+            Index {
+                removed: index.removed,
+                dirs: index.dirs,
+                symlinks: index.symlinks,
+                ops,
+            }
+        }
+    }
+
+    /// Fills in what the JSON leaves out; offsets that overflow saturate, and validation
+    /// refuses them.
+    impl From<Index> for super::Index {
+        fn from(index: Index) -> super::Index {
+            let mut offset = 0u64;
+            let mut next = |len: u64| {
+                let at = offset;
+                offset = offset.saturating_add(len);
+                at
+            };
+            let ops = index
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Copy {
+                        path,
+                        from,
+                        executable,
+                    } => super::Op::Copy {
+                        path,
+                        from,
+                        executable,
+                    },
+                    Op::Patch {
+                        path,
+                        base,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                    } => super::Op::Patch {
+                        base: base.unwrap_or_else(|| path.clone()),
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        offset: next(len),
+                        len,
+                    },
+                    Op::Add {
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        len,
+                    } => super::Op::Add {
+                        path,
+                        size,
+                        executable,
+                        blake3,
+                        offset: next(len),
+                        len,
+                    },
+                    Op::Mode { path } => super::Op::Mode { path },
+                })
+                .collect();
+            super::Index {
+                removed: index.removed,
+                dirs: index.dirs,
+                symlinks: index.symlinks,
+                ops,
+            }
+        }
+    }
 }
 
 /// Sizes per kind of operation, for `--stats`.
@@ -140,8 +362,10 @@ pub struct Stats {
     pub deleted: KindStats,
     /// Target files whose executable bit changed and nothing else.
     pub mode: KindStats,
-    /// Bytes of the stored index.
+    /// Bytes of the stored (compressed) index.
     pub index_bytes: u64,
+    /// Bytes of the index JSON once decompressed.
+    pub index_raw_bytes: u64,
     /// Bytes of the whole package.
     pub package_bytes: u64,
 }
@@ -242,6 +466,16 @@ pub enum TreeDeltaError {
     /// The old tree is not the version the delta was made from.
     #[error("the old tree does not match the delta: {0}")]
     SourceMismatch(String),
+    /// The source manifest given to apply the delta is not the one it was made from.
+    #[error(
+        "the delta applies to version {expected}, but the source manifest given is version {found}"
+    )]
+    WrongSource {
+        /// The source digest in the package's header.
+        expected: TreeDigest,
+        /// The digest of the manifest given.
+        found: TreeDigest,
+    },
     /// A build changed while the delta was made from it.
     #[error("{} changed while the delta was made; is the build still being written?", path.display())]
     Changed {
@@ -519,11 +753,7 @@ impl Index {
         }
         let mut raw = Vec::with_capacity(header.index_raw_len.min(1 << 24) as usize);
         zstd::stream::read::Decoder::new(stored)
-            .and_then(|decoder| {
-                decoder
-                    .take(header.index_raw_len + 1)
-                    .read_to_end(&mut raw)
-            })
+            .and_then(|decoder| decoder.take(header.index_raw_len + 1).read_to_end(&mut raw))
             .map_err(|e| TreeDeltaError::Corrupt(format!("the index does not decompress: {e}")))?;
         if raw.len() as u64 != header.index_raw_len {
             return Err(corrupt("the index's length differs from the header"));
@@ -534,65 +764,63 @@ impl Index {
         Ok(index)
     }
 
-    /// Checks everything a reader relies on: safe paths, digests equal to the header's,
-    /// operations sorted and consistent with both manifests, file deltas laid end to end
-    /// filling exactly the body, and an operation for every target file that changed.
+    /// Checks everything a reader can check without the source manifest: every path safe,
+    /// every symlink target confined to the root, each list sorted strictly, no path in two
+    /// lists, and the file deltas laid end to end filling exactly the body.
+    ///
+    /// The rest — that removed paths, `copy` origins, `patch` bases and `mode` files exist
+    /// in the source, and that the result is a well-formed manifest with the header's target
+    /// digest — is checked by [`Package::target_manifest`].
     pub fn validate(&self, header: &Header) -> Result<(), TreeDeltaError> {
-        for entry in self.source.entries.iter().chain(&self.target.entries) {
-            check_path_field(&entry.path)?;
+        fn sorted<'a>(
+            what: &str,
+            paths: impl Iterator<Item = &'a str>,
+        ) -> Result<(), TreeDeltaError> {
+            let mut previous: Option<&str> = None;
+            for path in paths {
+                check_path_field(path)?;
+                if previous.is_some_and(|previous| previous >= path) {
+                    return Err(TreeDeltaError::Corrupt(format!(
+                        "{what} {path:?} is out of order or repeated"
+                    )));
+                }
+                previous = Some(path);
+            }
+            Ok(())
         }
-        if self.source.tree_digest() != header.source {
-            return Err(corrupt("the source manifest does not match the header's digest"));
+        sorted("removed path", self.removed.iter().map(String::as_str))?;
+        sorted("directory", self.dirs.iter().map(String::as_str))?;
+        sorted("symlink", self.symlinks.iter().map(|link| link.path.as_str()))?;
+        sorted("operation for", self.ops.iter().map(Op::path))?;
+        for link in &self.symlinks {
+            crate::manifest::check_symlink_target(&link.path, &link.target).map_err(|problem| {
+                TreeDeltaError::UnsafePath {
+                    path: format!("{} -> {}", link.path, link.target),
+                    reason: symlink_reason(problem),
+                }
+            })?;
         }
-        if self.target.tree_digest() != header.target {
-            return Err(corrupt("the target manifest does not match the header's digest"));
-        }
-        let source_files = files_by_path(&self.source);
-        let target_files = files_by_path(&self.target);
-        let mut next_offset = 0u64;
-        let mut previous: Option<&str> = None;
-        for op in &self.ops {
-            let path = op.path();
-            check_path_field(path)?;
-            if previous.is_some_and(|previous| previous >= path) {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(
+            self.removed.len() + self.dirs.len() + self.symlinks.len() + self.ops.len(),
+        );
+        let all = (self.removed.iter().chain(&self.dirs))
+            .map(String::as_str)
+            .chain(self.symlinks.iter().map(|link| link.path.as_str()))
+            .chain(self.ops.iter().map(Op::path));
+        for path in all {
+            if !seen.insert(path) {
                 return Err(TreeDeltaError::Corrupt(format!(
-                    "operation for {path:?} is out of order or repeated"
+                    "{path:?} is listed twice in the index"
                 )));
             }
-            previous = Some(path);
-            let Some(target) = target_files.get(path) else {
-                return Err(TreeDeltaError::Corrupt(format!(
-                    "operation for {path:?}, which is not a file of the target"
-                )));
-            };
+        }
+        let mut next_offset = 0u64;
+        for op in &self.ops {
+            let path = op.path();
             match op {
-                Op::Copy { from, .. } => {
-                    check_path_field(from)?;
-                    if source_files.get(from.as_str()).map(|f| f.hash) != Some(target.hash) {
-                        return Err(TreeDeltaError::Corrupt(format!(
-                            "{path:?} is copied from {from:?}, which is not a source file with the same content"
-                        )));
-                    }
-                }
-                Op::Patch { base, .. } => {
-                    check_path_field(base)?;
-                    if !source_files.contains_key(base.as_str()) {
-                        return Err(TreeDeltaError::Corrupt(format!(
-                            "{path:?} is patched from {base:?}, which is not a source file"
-                        )));
-                    }
-                }
-                Op::Add { .. } => {}
-                Op::Mode { .. } => {
-                    let same_content = source_files
-                        .get(path)
-                        .is_some_and(|f| f.hash == target.hash && f.executable != target.executable);
-                    if !same_content {
-                        return Err(TreeDeltaError::Corrupt(format!(
-                            "{path:?} is marked as a mode change, but its source differs in more than the mode"
-                        )));
-                    }
-                }
+                Op::Copy { from, .. } => check_path_field(from)?,
+                Op::Patch { base, .. } => check_path_field(base)?,
+                Op::Add { .. } | Op::Mode { .. } => {}
             }
             if let Op::Patch { offset, len, .. } | Op::Add { offset, len, .. } = op {
                 if *offset != next_offset || *len == 0 {
@@ -613,28 +841,141 @@ impl Index {
         if next_offset != header.body_len {
             return Err(corrupt("the file deltas do not fill the body"));
         }
-        let with_op: std::collections::HashSet<&str> = self.ops.iter().map(Op::path).collect();
-        for (path, target) in &target_files {
-            if !with_op.contains(path) && source_files.get(path) != Some(target) {
-                return Err(TreeDeltaError::Corrupt(format!(
-                    "no operation for {path:?}, which differs from the source"
-                )));
-            }
-        }
         Ok(())
     }
 
-    /// What the package holds, per kind of operation.
-    pub fn stats(&self, header: &Header) -> Stats {
-        let source_files = files_by_path(&self.source);
-        let target_files = files_by_path(&self.target);
+    /// The target manifest this index makes from `source`: the source's entries without
+    /// `removed`, with the entries of `dirs`, `symlinks` and `ops` added or in place of the
+    /// source's entry at the same path, checked to be a well-formed manifest.
+    ///
+    /// This does not compare digests; [`Package::target_manifest`] does.
+    pub fn target_from(&self, source: &Manifest) -> Result<Manifest, TreeDeltaError> {
+        let source_files = files_by_path(source);
+        let source_file = |path: &str, op: &str, role: &str| {
+            source_files.get(path).copied().ok_or_else(|| {
+                TreeDeltaError::Corrupt(format!(
+                    "{op} {path:?}, which is not a file of the source{role}"
+                ))
+            })
+        };
+        let mut changed: HashMap<&str, EntryKind> = HashMap::with_capacity(
+            self.dirs.len() + self.symlinks.len() + self.ops.len(),
+        );
+        for dir in &self.dirs {
+            changed.insert(dir, EntryKind::Dir);
+        }
+        for link in &self.symlinks {
+            changed.insert(
+                &link.path,
+                EntryKind::Symlink {
+                    target: link.target.clone(),
+                },
+            );
+        }
+        for op in &self.ops {
+            let kind = match op {
+                Op::Copy {
+                    path,
+                    from,
+                    executable,
+                } => {
+                    let from_file =
+                        source_file(from, &format!("{path:?} is copied from"), "")?;
+                    EntryKind::File {
+                        size: from_file.size,
+                        executable: *executable,
+                        blake3: from_file.hash,
+                    }
+                }
+                Op::Patch {
+                    path,
+                    base,
+                    size,
+                    executable,
+                    blake3,
+                    ..
+                } => {
+                    source_file(base, &format!("{path:?} is patched from"), "")?;
+                    EntryKind::File {
+                        size: *size,
+                        executable: *executable,
+                        blake3: *blake3,
+                    }
+                }
+                Op::Add {
+                    size,
+                    executable,
+                    blake3,
+                    ..
+                } => EntryKind::File {
+                    size: *size,
+                    executable: *executable,
+                    blake3: *blake3,
+                },
+                Op::Mode { path } => {
+                    let file = source_file(path, "a mode change for", "")?;
+                    EntryKind::File {
+                        size: file.size,
+                        executable: !file.executable,
+                        blake3: file.hash,
+                    }
+                }
+            };
+            changed.insert(op.path(), kind);
+        }
+        let removed: HashSet<&str> = self.removed.iter().map(String::as_str).collect();
+        let mut n_removed = 0;
+        let mut entries = Vec::with_capacity(source.entries.len() + changed.len());
+        for entry in &source.entries {
+            if removed.contains(entry.path.as_str()) {
+                n_removed += 1;
+            } else if let Some(kind) = changed.remove(entry.path.as_str()) {
+                entries.push(Entry {
+                    path: entry.path.clone(),
+                    kind,
+                });
+            } else {
+                entries.push(entry.clone());
+            }
+        }
+        if n_removed != removed.len() {
+            let source_paths: HashSet<&str> =
+                source.entries.iter().map(|e| e.path.as_str()).collect();
+            let missing = self
+                .removed
+                .iter()
+                .find(|path| !source_paths.contains(path.as_str()))
+                .map_or("", String::as_str);
+            return Err(TreeDeltaError::Corrupt(format!(
+                "the index removes {missing:?}, which the source does not have"
+            )));
+        }
+        entries.extend(changed.into_iter().map(|(path, kind)| Entry {
+            path: path.to_owned(),
+            kind,
+        }));
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let target = Manifest { entries };
+        target.validate().map_err(|error| {
+            TreeDeltaError::Corrupt(format!(
+                "the target manifest the index gives is not well formed: {error}"
+            ))
+        })?;
+        Ok(target)
+    }
+
+    /// What the package holds, per kind of operation, given both manifests.
+    fn stats(&self, header: &Header, source: &Manifest, target: &Manifest) -> Stats {
+        let source_files = files_by_path(source);
+        let target_files = files_by_path(target);
         let ops: HashMap<&str, &Op> = self.ops.iter().map(|op| (op.path(), op)).collect();
         let mut stats = Stats {
             index_bytes: header.index_len,
+            index_raw_bytes: header.index_raw_len,
             package_bytes: header.package_len(),
             ..Stats::default()
         };
-        for entry in &self.target.entries {
+        for entry in &target.entries {
             let Some(file) = target_files.get(entry.path.as_str()) else {
                 continue;
             };
@@ -649,7 +990,7 @@ impl Index {
             kind.bytes += file.size;
             kind.stored += stored;
         }
-        for entry in &self.source.entries {
+        for entry in &source.entries {
             if let Some(file) = source_files.get(entry.path.as_str())
                 && !target_files.contains_key(entry.path.as_str())
             {
@@ -666,6 +1007,18 @@ impl Index {
             .binary_search_by(|op| op.path().cmp(path))
             .ok()
             .map(|idx| &self.ops[idx])
+    }
+}
+
+fn symlink_reason(problem: crate::manifest::SymlinkProblem) -> &'static str {
+    use crate::manifest::SymlinkProblem;
+    match problem {
+        SymlinkProblem::Empty => "the symlink target is empty",
+        SymlinkProblem::Absolute => "the symlink target is absolute",
+        SymlinkProblem::Escapes => "the symlink target points outside the build root",
+        SymlinkProblem::DotDotAfterName => "the symlink target has '..' after a name",
+        SymlinkProblem::NotUtf8 => "the symlink target is not valid UTF-8",
+        SymlinkProblem::ContainsNul => "the symlink target contains a NUL byte",
     }
 }
 
@@ -724,9 +1077,41 @@ impl Package {
         &self.index
     }
 
-    /// What the package holds, per kind of operation.
-    pub fn stats(&self) -> Stats {
-        self.index.stats(&self.header)
+    /// The target manifest, rebuilt from `source` (the manifest of the version the delta
+    /// applies to) and the index.
+    ///
+    /// Fails with [`TreeDeltaError::WrongSource`] if `source` does not hash to the header's
+    /// source digest, and with [`TreeDeltaError::Corrupt`] if the index does not fit the
+    /// source (removes or reads a path the source lacks), gives a malformed manifest, or
+    /// gives one that does not hash to the header's target digest.
+    pub fn target_manifest(&self, source: &Manifest) -> Result<Manifest, TreeDeltaError> {
+        self.check_source(source)?;
+        let target = self.index.target_from(source)?;
+        if target.tree_digest() != self.header.target {
+            return Err(corrupt(
+                "the target manifest rebuilt from the index does not match the header's target digest",
+            ));
+        }
+        Ok(target)
+    }
+
+    /// Checks that `source` is the manifest of the version the delta applies to.
+    pub fn check_source(&self, source: &Manifest) -> Result<(), TreeDeltaError> {
+        let found = source.tree_digest();
+        if found != self.header.source {
+            return Err(TreeDeltaError::WrongSource {
+                expected: self.header.source,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// What the package holds, per kind of operation; `source` is the manifest of the
+    /// version the delta applies to (see [`Package::target_manifest`]).
+    pub fn stats(&self, source: &Manifest) -> Result<Stats, TreeDeltaError> {
+        let target = self.target_manifest(source)?;
+        Ok(self.index.stats(&self.header, source, &target))
     }
 
     /// The raw file delta of a payload operation (unchecked; [`Package::rebuild`] checks it).
@@ -745,10 +1130,18 @@ impl Package {
 
     /// Rebuilds the target file of a `patch` or `add` operation from its base's content
     /// (`base` is ignored for `add`), checking that the file delta is the one the manifests
-    /// promise before decoding it and the output after.
-    pub fn rebuild(&self, op: &Op, base: &[u8]) -> Result<Vec<u8>, TreeDeltaError> {
+    /// promise before decoding it ([`check_blob`]) and the output after.
+    ///
+    /// `source` is the manifest [`Package::target_manifest`] accepted; only the base's entry
+    /// is looked up in it (its digest is not recomputed per file).
+    pub fn rebuild(
+        &self,
+        source: &Manifest,
+        op: &Op,
+        base: &[u8],
+    ) -> Result<Vec<u8>, TreeDeltaError> {
         let blob = self.blob(op)?;
-        check_blob(&self.index, op, &blob)?;
+        check_blob(source, op, &blob)?;
         let base: &[u8] = if matches!(op, Op::Add { .. }) {
             &[]
         } else {
@@ -761,36 +1154,40 @@ impl Package {
     }
 }
 
-/// Checks a fetched file delta against the (already validated) index: its own checksum, and
-/// that it turns exactly the manifests' base into exactly the manifests' target.
-pub fn check_blob(index: &Index, op: &Op, blob: &[u8]) -> Result<filedelta::Header, TreeDeltaError> {
+/// Checks a fetched file delta against the (already validated) index and the source
+/// manifest: its own checksum, and that it turns exactly the source's entry for its base (or
+/// the empty file) into exactly the target entry the operation gives.
+pub fn check_blob(
+    source: &Manifest,
+    op: &Op,
+    blob: &[u8],
+) -> Result<filedelta::Header, TreeDeltaError> {
     let path = op.path();
     let file_header = filedelta::read_header(blob).map_err(|source| TreeDeltaError::FileDelta {
         path: path.to_owned(),
         source,
     })?;
-    let target = index
-        .target
-        .entries
-        .binary_search_by(|entry| entry.path.as_str().cmp(path))
-        .ok()
-        .and_then(|idx| match index.target.entries[idx].kind {
-            EntryKind::File { size, blake3, .. } => Some((size, blake3)),
-            _ => None,
-        })
-        .ok_or_else(|| TreeDeltaError::Corrupt(format!("{path:?} is not a target file")))?;
-    let source = match op {
-        Op::Patch { base, .. } => index
-            .source
-            .entries
-            .binary_search_by(|entry| entry.path.as_str().cmp(base))
-            .ok()
-            .and_then(|idx| match index.source.entries[idx].kind {
-                EntryKind::File { size, blake3, .. } => Some((size, blake3)),
-                _ => None,
-            })
-            .ok_or_else(|| TreeDeltaError::Corrupt(format!("{base:?} is not a source file")))?,
-        Op::Add { .. } => (0, FileHash(*blake3::hash(b"").as_bytes())),
+    let (base, target) = match op {
+        Op::Patch {
+            base, size, blake3, ..
+        } => {
+            let base = source
+                .entries
+                .binary_search_by(|entry| entry.path.as_str().cmp(base))
+                .ok()
+                .and_then(|idx| match source.entries[idx].kind {
+                    EntryKind::File { size, blake3, .. } => Some((size, blake3)),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    TreeDeltaError::Corrupt(format!("{base:?} is not a source file"))
+                })?;
+            (base, (*size, *blake3))
+        }
+        Op::Add { size, blake3, .. } => (
+            (0, FileHash(*blake3::hash(b"").as_bytes())),
+            (*size, *blake3),
+        ),
         Op::Copy { .. } | Op::Mode { .. } => {
             return Err(TreeDeltaError::Corrupt(format!(
                 "{path:?} has no file delta"
@@ -798,7 +1195,7 @@ pub fn check_blob(index: &Index, op: &Op, blob: &[u8]) -> Result<filedelta::Head
         }
     };
     if (file_header.target_size, FileHash(file_header.target_hash)) != target
-        || (file_header.source_size, FileHash(file_header.source_hash)) != source
+        || (file_header.source_size, FileHash(file_header.source_hash)) != base
     {
         return Err(TreeDeltaError::Corrupt(format!(
             "the file delta stored for {path:?} belongs to other files"
@@ -909,13 +1306,12 @@ pub fn create_from_manifests(
             path: job.path.to_owned(),
             source,
         };
-        let mut blob = filedelta::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
+        let mut blob =
+            filedelta::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
         let mut is_patch = job.base.is_some();
         // A delta that found nothing better than compressing the file alone would still make
         // the client read and check the base; store it as an added file instead.
-        if is_patch
-            && filedelta::read_header(&blob).map_err(diff_error)?.method == Method::Full
-        {
+        if is_patch && filedelta::read_header(&blob).map_err(diff_error)?.method == Method::Full {
             blob = filedelta::diff(&[], &new_bytes, &file_options).map_err(diff_error)?;
             is_patch = false;
         }
@@ -950,10 +1346,12 @@ pub fn create_from_manifests(
     let mut offset = 0u64;
     for (planned_idx, planned) in planned.iter().enumerate() {
         let path = planned.path.clone();
+        let file = new_files[path.as_str()];
         let op = match &planned.kind {
             Planned::Copy { from } => Op::Copy {
                 path,
                 from: from.clone(),
+                executable: file.executable,
             },
             Planned::Mode => Op::Mode { path },
             Planned::Patch { .. } | Planned::Add => {
@@ -963,10 +1361,20 @@ pub fn create_from_manifests(
                     Planned::Patch { base } if is_patch => Op::Patch {
                         path,
                         base: base.clone(),
+                        size: file.size,
+                        executable: file.executable,
+                        blake3: file.hash,
                         offset,
                         len,
                     },
-                    _ => Op::Add { path, offset, len },
+                    _ => Op::Add {
+                        path,
+                        size: file.size,
+                        executable: file.executable,
+                        blake3: file.hash,
+                        offset,
+                        len,
+                    },
                 };
                 offset += len;
                 op
@@ -975,10 +1383,13 @@ pub fn create_from_manifests(
         ops.push(op);
     }
     let index = Index {
-        source: old.manifest.clone(),
-        target: new.manifest.clone(),
         ops,
+        ..tree_difference(old.manifest, new.manifest)
     };
+    debug_assert_eq!(
+        index.target_from(old.manifest).ok().as_ref(),
+        Some(new.manifest)
+    );
     let raw = serde_json::to_vec(&index).expect("an index always serializes");
     let stored = zstd::stream::encode_all(&raw[..], INDEX_ZSTD_LEVEL)
         .map_err(io_error(Path::new("<index>"), "compress"))?;
@@ -994,7 +1405,10 @@ pub fn create_from_manifests(
     out.write_all(&header.encode())
         .map_err(io_error(output, "write"))?;
     out.write_all(&stored).map_err(io_error(output, "write"))?;
-    let mut spool = spool.into_inner().unwrap_or_else(|poison| poison.into_inner()).0;
+    let mut spool = spool
+        .into_inner()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .0;
     let mut buf = vec![0u8; 1 << 20];
     for (spool_at, len) in body_parts {
         spool
@@ -1006,12 +1420,52 @@ pub fn create_from_manifests(
             spool
                 .read_exact(&mut buf[..n])
                 .map_err(io_error(Path::new("<temp file>"), "read"))?;
-            out.write_all(&buf[..n]).map_err(io_error(output, "write"))?;
+            out.write_all(&buf[..n])
+                .map_err(io_error(output, "write"))?;
             left -= n as u64;
         }
     }
     out.flush().map_err(io_error(output, "write"))?;
-    Ok(index.stats(&header))
+    Ok(index.stats(&header, old.manifest, new.manifest))
+}
+
+/// The index's lists besides the operations: the source paths the target lacks, and the
+/// target's directories and symlinks that the source lacks at their path or has otherwise.
+fn tree_difference(old: &Manifest, new: &Manifest) -> Index {
+    let old_kinds: HashMap<&str, &EntryKind> = old
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), &entry.kind))
+        .collect();
+    let new_paths: HashSet<&str> = new.entries.iter().map(|e| e.path.as_str()).collect();
+    let removed = old
+        .entries
+        .iter()
+        .filter(|entry| !new_paths.contains(entry.path.as_str()))
+        .map(|entry| entry.path.clone())
+        .collect();
+    let mut dirs = Vec::new();
+    let mut symlinks = Vec::new();
+    for entry in &new.entries {
+        if old_kinds.get(entry.path.as_str()) == Some(&&entry.kind) {
+            continue;
+        }
+        match &entry.kind {
+            EntryKind::Dir => dirs.push(entry.path.clone()),
+            EntryKind::Symlink { target } => symlinks.push(Symlink {
+                path: entry.path.clone(),
+                target: target.clone(),
+            }),
+            // Files are the operations'.
+            EntryKind::File { .. } => {}
+        }
+    }
+    Index {
+        removed,
+        dirs,
+        symlinks,
+        ops: Vec::new(),
+    }
 }
 
 /// One target file as planned, before its file delta exists.
@@ -1096,7 +1550,8 @@ pub(crate) fn plan(old: &Manifest, new: &Manifest) -> Vec<PlannedOp> {
                             // Files of the same type but very different sizes rarely share
                             // much, and the diff would cost memory for the larger one.
                             closest(list, size, |old_size| {
-                                old_size <= size.saturating_mul(4) && size <= old_size.saturating_mul(4)
+                                old_size <= size.saturating_mul(4)
+                                    && size <= old_size.saturating_mul(4)
                             })
                         });
                     match similar {
@@ -1197,9 +1652,13 @@ fn tuned(options: &DiffOptions, input_len: u64) -> DiffOptions {
         _ => 9,
     };
     DiffOptions {
-        lzma_preset: options
-            .lzma_preset
-            .map(|preset| if preset > 6 { preset.min(needed) } else { preset }),
+        lzma_preset: options.lzma_preset.map(|preset| {
+            if preset > 6 {
+                preset.min(needed)
+            } else {
+                preset
+            }
+        }),
         ..*options
     }
 }
@@ -1235,27 +1694,36 @@ fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 /// Rebuilds the new version into `out`, a path that must not exist, from the old version in
-/// `old_root` and `package`.
+/// `old_root`, whose manifest is `source`, and `package`.
 ///
-/// Every file is checked: files taken from the old tree are hashed as they are copied, file
-/// deltas check their base and their output. The tree is built in a hidden folder beside
-/// `out` and renamed into place at the end, so `out` appears complete or not at all. Old
-/// files are opened without following symlinks, and only through real directories.
+/// Before anything is written, `source` must hash to the package's source digest and the
+/// target manifest rebuilt from it must hash to the target digest
+/// ([`Package::target_manifest`]). Every file is checked: files taken from the old tree are
+/// hashed against `source` as they are copied, file deltas check their base and their
+/// output. The tree is built in a hidden folder beside `out` and renamed into place at the
+/// end, so `out` appears complete or not at all. Old files are opened without following
+/// symlinks, and only through real directories.
 #[cfg(unix)]
 pub fn apply_to_dir(
     old_root: &Path,
+    source: &Manifest,
     package: &Package,
     out: &Path,
     options: &ApplyOptions,
 ) -> Result<(), TreeDeltaError> {
+    let target = package.target_manifest(source)?;
     let (parent_path, name) = split_output(out)?;
     let parent = Dir::open(&parent_path).map_err(io_error(&parent_path, "open"))?;
-    if parent.stat(&name).map_err(io_error(out, "inspect"))?.is_some() {
+    if parent
+        .stat(&name)
+        .map_err(io_error(out, "inspect"))?
+        .is_some()
+    {
         return Err(TreeDeltaError::OutputExists {
             path: out.to_owned(),
         });
     }
-    let needed = package.index.target.total_size() + (1 << 20);
+    let needed = target.total_size() + (1 << 20);
     let available = parent
         .free_bytes()
         .map_err(io_error(&parent_path, "read the free space of"))?;
@@ -1285,6 +1753,10 @@ pub fn apply_to_dir(
                 dir: &old,
             },
             package,
+            Manifests {
+                source,
+                target: &target,
+            },
             Tree {
                 root_path: &tmp_path,
                 dir: &dest,
@@ -1345,17 +1817,27 @@ impl Tree<'_> {
     }
 }
 
+/// The manifests of both versions, the target one rebuilt and checked by
+/// [`Package::target_manifest`].
+#[cfg(unix)]
+#[derive(Clone, Copy)]
+pub(crate) struct Manifests<'a> {
+    pub(crate) source: &'a Manifest,
+    pub(crate) target: &'a Manifest,
+}
+
 /// Builds the target tree into the empty `dest` from `old`, checking every file.
 #[cfg(unix)]
 pub(crate) fn build_tree(
     old: Tree<'_>,
     package: &Package,
+    manifests: Manifests<'_>,
     dest: Tree<'_>,
     options: &ApplyOptions,
 ) -> Result<(), TreeDeltaError> {
     let index = &package.index;
     let mut files = Vec::new();
-    for entry in &index.target.entries {
+    for entry in &manifests.target.entries {
         match &entry.kind {
             EntryKind::Dir => {
                 let (dir, name) = dest.parent_of(&entry.path)?;
@@ -1381,7 +1863,7 @@ pub(crate) fn build_tree(
             )),
         }
     }
-    let source_files = files_by_path(&index.source);
+    let source_files = files_by_path(manifests.source);
     let budget = Budget::new(options.memory_budget);
     // The largest files first, so the long ones start early.
     files.sort_by(|a, b| b.1.size.cmp(&a.1.size).then_with(|| a.0.cmp(b.0)));
@@ -1409,11 +1891,11 @@ pub(crate) fn build_tree(
                     let (src_dir, src_name) = old.parent_of(base)?;
                     let src = open_old_file(&src_dir, src_name, &old.display(base))?;
                     let bytes = read_at_most(src, base_info.size, &old.display(base))?;
-                    package.rebuild(op, &bytes)?
+                    package.rebuild(manifests.source, op, &bytes)?
                 }
                 _ => {
                     let _memory = budget.acquire(2 * info.size);
-                    package.rebuild(op, &[])?
+                    package.rebuild(manifests.source, op, &[])?
                 }
             };
             out.write_all(&base)
@@ -1423,7 +1905,7 @@ pub(crate) fn build_tree(
             .map_err(io_error(&dest.display(path), "sync"))?;
         Ok::<_, TreeDeltaError>(())
     })?;
-    for entry in &index.target.entries {
+    for entry in &manifests.target.entries {
         if matches!(entry.kind, EntryKind::Dir) {
             dest.dir
                 .open_path(&entry.path)
@@ -1435,9 +1917,7 @@ pub(crate) fn build_tree(
                 .map_err(io_error(&dest.display(&entry.path), "sync"))?;
         }
     }
-    dest.dir
-        .sync()
-        .map_err(io_error(dest.root_path, "sync"))
+    dest.dir.sync().map_err(io_error(dest.root_path, "sync"))
 }
 
 /// The permission bits Mist gives a file: the manifest records only the executable bit.
@@ -1503,8 +1983,7 @@ pub(crate) fn copy_verified(
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(io_error(shown, "copy"))?;
+        out.write_all(&buf[..n]).map_err(io_error(shown, "copy"))?;
     }
     if n_copied != info.size || *hasher.finalize().as_bytes() != info.hash.0 {
         return Err(TreeDeltaError::SourceMismatch(format!(
@@ -1557,7 +2036,10 @@ impl Budget {
 
     pub(crate) fn acquire(&self, want: u64) -> BudgetGuard<'_> {
         let amount = want.min(self.limit);
-        let mut used = self.used.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         while *used + amount > self.limit {
             used = self
                 .freed
@@ -1622,9 +2104,8 @@ where
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
-                    results
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())[item_idx] = Some(result);
+                    results.lock().unwrap_or_else(|poison| poison.into_inner())[item_idx] =
+                        Some(result);
                 }
             });
         }
@@ -1652,7 +2133,10 @@ fn corrupt(message: &str) -> TreeDeltaError {
     TreeDeltaError::Corrupt(message.to_owned())
 }
 
-pub(crate) fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> TreeDeltaError {
+pub(crate) fn io_error(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> TreeDeltaError {
     let path = path.to_owned();
     move |source| TreeDeltaError::Io {
         path,

@@ -34,14 +34,26 @@ fn crash_child() {
     let install_dir = PathBuf::from(env::var(INSTALL_ENV).unwrap());
     match mode.as_str() {
         "apply" => {
-            let package = Package::open(Path::new(&env::var(PACKAGE_ENV).unwrap())).unwrap();
-            install::apply_delta(&install_dir, &package, &options()).unwrap();
+            let package_path = PathBuf::from(env::var(PACKAGE_ENV).unwrap());
+            let package = Package::open(&package_path).unwrap();
+            let source = read_source(&package_path);
+            install::apply_delta(&install_dir, &source, &package, &options()).unwrap();
         }
         "recover" => {
             install::recover(&install_dir).unwrap();
         }
         other => panic!("unknown child mode {other}"),
     }
+}
+
+/// The source manifest the package applies with, stored beside it (a client has the
+/// manifest of the version it runs recorded).
+fn source_path(package: &Path) -> PathBuf {
+    package.with_extension("source.json")
+}
+
+fn read_source(package: &Path) -> Manifest {
+    serde_json::from_slice(&fs::read(source_path(package)).unwrap()).unwrap()
 }
 
 fn options() -> InstallOptions {
@@ -122,9 +134,15 @@ fn versions(n_files: usize, file_len: usize) -> (Model, Model) {
     old.insert("bin".into(), Node::Dir);
     old.insert("bin/game".into(), Node::File(bytes(100, 3000), true));
     old.insert("current".into(), Node::Symlink("data"));
-    old.insert("will_be_dir".into(), Node::File(b"a file for now".to_vec(), false));
+    old.insert(
+        "will_be_dir".into(),
+        Node::File(b"a file for now".to_vec(), false),
+    );
     old.insert("will_be_file".into(), Node::Dir);
-    old.insert("will_be_file/inner".into(), Node::File(b"inner".to_vec(), false));
+    old.insert(
+        "will_be_file/inner".into(),
+        Node::File(b"inner".to_vec(), false),
+    );
     old.insert("removed".into(), Node::Dir);
     old.insert("removed/a".into(), Node::File(b"a".to_vec(), false));
 
@@ -162,12 +180,18 @@ fn versions(n_files: usize, file_len: usize) -> (Model, Model) {
             }
         }
     }
-    new.insert("data/added.bin".into(), Node::File(bytes(200, file_len), false));
+    new.insert(
+        "data/added.bin".into(),
+        Node::File(bytes(200, file_len), false),
+    );
     new.insert("current".into(), Node::Symlink("bin"));
     new.insert("will_be_dir".into(), Node::Dir);
     new.insert("will_be_dir/x".into(), Node::File(b"x".to_vec(), true));
     new.remove("will_be_file/inner");
-    new.insert("will_be_file".into(), Node::File(b"now a file".to_vec(), false));
+    new.insert(
+        "will_be_file".into(),
+        Node::File(b"now a file".to_vec(), false),
+    );
     new.remove("removed/a");
     new.remove("removed");
     (old, new)
@@ -202,7 +226,10 @@ fn scan_install(root: &Path) -> Manifest {
         fs::read(root.join("saves/slot1.sav")).unwrap(),
         b"precious progress"
     );
-    assert_eq!(fs::read(root.join("data/my-mod.cfg")).unwrap(), b"mod settings");
+    assert_eq!(
+        fs::read(root.join("data/my-mod.cfg")).unwrap(),
+        b"mod settings"
+    );
     let mut manifest = scan(root).unwrap();
     manifest
         .entries
@@ -243,8 +270,10 @@ impl Fixture {
             ..CreateOptions::default()
         };
         treedelta::create(&old_root, &new_root, &mut out, &create_options, &|_, _| {}).unwrap();
+        let old = scan(&old_root).unwrap();
+        fs::write(source_path(&package), serde_json::to_vec(&old).unwrap()).unwrap();
         Fixture {
-            old: scan(&old_root).unwrap(),
+            old,
             new: scan(&new_root).unwrap(),
             temp,
             old_model,
@@ -290,7 +319,8 @@ impl Fixture {
         install::recover(install_dir).unwrap();
         let recovered = self.version(install_dir);
         let package = Package::open(&self.package).unwrap();
-        let report = install::apply_delta(install_dir, &package, &options()).unwrap();
+        let report =
+            install::apply_delta(install_dir, &self.old, &package, &options()).unwrap();
         let expected = match recovered {
             Version::Old => Outcome::Updated,
             Version::New => Outcome::AlreadyCurrent,
@@ -370,9 +400,8 @@ enum Moment {
 
 impl Moment {
     fn reached(self, staging: &Path) -> bool {
-        let count = |sub: &str| {
-            fs::read_dir(staging.join(sub)).map_or(0, |entries| entries.count())
-        };
+        let count =
+            |sub: &str| fs::read_dir(staging.join(sub)).map_or(0, |entries| entries.count());
         match self {
             Moment::Start => true,
             Moment::Staging => staging.exists(),
@@ -410,7 +439,10 @@ fn sigkill_at_random_moments_leaves_old_or_new() {
         let deadline = Instant::now() + Duration::from_secs(60);
         // Poll for the moment (or the child's end) with a deadline.
         while !moment.reached(&staging) && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "timed out waiting for {moment:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {moment:?}"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         child.kill().unwrap();

@@ -75,7 +75,14 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
 }
 
 const NAMES: &[&str] = &[
-    "a", "b", "data.pak", "level.bin", "readme.txt", "lib.so", "Game", "c.pak",
+    "a",
+    "b",
+    "data.pak",
+    "level.bin",
+    "readme.txt",
+    "lib.so",
+    "Game",
+    "c.pak",
 ];
 
 #[derive(Clone, Debug)]
@@ -148,7 +155,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-fn pick<'a>(list: &'a [String], idx: usize) -> Option<&'a String> {
+fn pick(list: &[String], idx: usize) -> Option<&String> {
     (!list.is_empty()).then(|| &list[idx % list.len()])
 }
 
@@ -462,7 +469,8 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     let new = temp.tree("new", &new_model);
     let bytes = create(&old, &new);
     let package = package(&bytes);
-    let stats = package.stats();
+    let source = scan(&old).unwrap();
+    let stats = package.stats(&source).unwrap();
     let count = |kind: treedelta::KindStats| (kind.files, kind.bytes);
     assert_eq!(count(stats.unchanged), (2, 5000 + 5), "{stats:?}");
     assert_eq!(count(stats.copied), (2, 2000 + 5), "{stats:?}");
@@ -470,7 +478,10 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     assert_eq!(count(stats.added), (2, 3000 + 1), "{stats:?}");
     assert_eq!(count(stats.mode), (1, 300), "{stats:?}");
     assert_eq!(count(stats.deleted), (4, 10 + 2000 + 22 + 5), "{stats:?}");
-    assert_eq!(stats.copied.stored + stats.unchanged.stored + stats.mode.stored, 0);
+    assert_eq!(
+        stats.copied.stored + stats.unchanged.stored + stats.mode.stored,
+        0
+    );
     assert!(stats.patched.stored < 1000, "{stats:?}");
     assert_eq!(stats.package_bytes, bytes.len() as u64);
     assert_eq!(
@@ -478,19 +489,23 @@ fn every_kind_of_change_round_trips_and_is_counted() {
         HEADER_LEN as u64 + stats.index_bytes + stats.patched.stored + stats.added.stored
     );
 
+    assert_eq!(package.target_manifest(&source).unwrap(), scan(&new).unwrap());
+
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &package, &out, &ApplyOptions::default()).unwrap();
+    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
-    let report = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap();
+    let report =
+        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
     assert!(!install::staging_path(&install).unwrap().exists());
 
     // Running it again finds the new version and changes nothing.
-    let again = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap();
+    let again =
+        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(again.outcome, Outcome::AlreadyCurrent);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 }
@@ -509,7 +524,7 @@ fn renames_and_copies_cost_nothing() {
         ]),
     );
     let package = package(&create(&old, &new));
-    let stats = package.stats();
+    let stats = package.stats(&scan(&old).unwrap()).unwrap();
     assert_eq!(stats.copied.files, 2);
     assert_eq!(stats.patched.files + stats.added.files, 0);
     assert!(stats.package_bytes < 2000, "{stats:?}");
@@ -562,7 +577,15 @@ fn default_options_round_trip() {
     let new = temp.tree("new", &new_model);
     let bytes = create_with(&old, &new, &CreateOptions::default());
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &package(&bytes), &out, &ApplyOptions::default()).unwrap();
+    let source = scan(&old).unwrap();
+    treedelta::apply_to_dir(
+        &old,
+        &source,
+        &package(&bytes),
+        &out,
+        &ApplyOptions::default(),
+    )
+    .unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 }
 
@@ -609,7 +632,10 @@ fn chain_replay_rebuilds_the_last_version_and_checks_the_chain() {
         &manifests[2],
         &ApplyOptions::default(),
     );
-    assert!(matches!(wrong_order, Err(ReplayError::Broken { step: 0, .. })));
+    assert!(matches!(
+        wrong_order,
+        Err(ReplayError::Broken { step: 0, .. })
+    ));
     let d01 = package(&create(&roots[0], &roots[1]));
     let short = replay::replay(
         &roots[0],
@@ -675,13 +701,18 @@ proptest! {
         let d12 = create(&roots[1], &roots[2]);
 
         let out = temp.path("out");
-        treedelta::apply_to_dir(&roots[0], &package(&d01), &out, &ApplyOptions::default()).unwrap();
+        treedelta::apply_to_dir(
+            &roots[0], &manifests[0], &package(&d01), &out, &ApplyOptions::default(),
+        ).unwrap();
         prop_assert_eq!(&scan(&out).unwrap(), &manifests[1]);
 
         let install = temp.tree("install", &v0);
         add_untracked(&install);
-        for (delta, expected) in [(&d01, &manifests[1]), (&d12, &manifests[2])] {
-            install::apply_delta(&install, &package(delta), &InstallOptions::default()).unwrap();
+        for (delta, source, expected) in
+            [(&d01, &manifests[0], &manifests[1]), (&d12, &manifests[1], &manifests[2])]
+        {
+            install::apply_delta(&install, source, &package(delta), &InstallOptions::default())
+                .unwrap();
             prop_assert_eq!(&scan_install(&install), expected);
         }
 
@@ -708,6 +739,7 @@ fn sample_package(temp: &Temp) -> (PathBuf, Vec<u8>) {
 fn every_bit_flip_and_truncation_is_rejected_before_output() {
     let temp = Temp::new();
     let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
     let out = temp.path("out");
     let mut n_read_ok = 0;
     for byte_idx in 0..bytes.len() {
@@ -717,7 +749,8 @@ fn every_bit_flip_and_truncation_is_rejected_before_output() {
         // is used. Either way no output appears.
         if let Ok(package) = Package::from_bytes(damaged) {
             n_read_ok += 1;
-            let result = treedelta::apply_to_dir(&old, &package, &out, &ApplyOptions::default());
+            let result =
+                treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was applied");
             assert!(!out.exists(), "flip at byte {byte_idx} left output");
         }
@@ -743,7 +776,8 @@ fn every_bit_flip_and_truncation_is_rejected_before_output() {
 fn damaged_packages_never_change_an_install() {
     let temp = Temp::new();
     let (old_model, _) = sample_versions();
-    let (_, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
     let before = scan_install(&install);
@@ -753,7 +787,8 @@ fn damaged_packages_never_change_an_install() {
         let mut damaged = bytes.clone();
         damaged[byte_idx] ^= 0x10;
         if let Ok(package) = Package::from_bytes(damaged) {
-            let result = install::apply_delta(&install, &package, &InstallOptions::default());
+            let result =
+                install::apply_delta(&install, &source, &package, &InstallOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was installed");
         }
         // Files staged by an earlier round would spare this one from reading its deltas.
@@ -761,8 +796,13 @@ fn damaged_packages_never_change_an_install() {
         assert_eq!(scan_install(&install), before, "flip at byte {byte_idx}");
     }
     // Verified files staged before a failure are kept, and a good package resumes.
-    let report = install::apply_delta(&install, &package(&bytes), &InstallOptions::default())
-        .unwrap();
+    let report = install::apply_delta(
+        &install,
+        &source,
+        &package(&bytes),
+        &InstallOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert!(!install::staging_path(&install).unwrap().exists());
 }
@@ -771,7 +811,8 @@ fn damaged_packages_never_change_an_install() {
 fn staged_files_are_kept_and_reused_after_a_failure() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let (_, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
     let package_ok = package(&bytes);
     // Damage the last file delta, so the files staged before it are good.
     let mut damaged = bytes.clone();
@@ -782,16 +823,22 @@ fn staged_files_are_kept_and_reused_after_a_failure() {
         threads: 1,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &package_bad, &options).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package_bad, &options).unwrap_err();
     assert!(matches!(error, InstallError::Delta(_)), "{error}");
-    assert_eq!(scan(&install).unwrap(), scan(&temp.tree("old-again", &old_model)).unwrap());
+    assert_eq!(
+        scan(&install).unwrap(),
+        scan(&temp.tree("old-again", &old_model)).unwrap()
+    );
     let staged = install::staging_path(&install).unwrap().join("objects");
     let n_staged = fs::read_dir(&staged).unwrap().count() as u64;
     assert!(n_staged > 0);
-    let report = install::apply_delta(&install, &package_ok, &options).unwrap();
+    let report = install::apply_delta(&install, &source, &package_ok, &options).unwrap();
     assert_eq!(report.files_resumed, n_staged);
     assert!(report.files_staged > 0);
-    assert_eq!(scan(&install).unwrap(), scan(&temp.tree("new-again", &new_model)).unwrap());
+    assert_eq!(
+        scan(&install).unwrap(),
+        scan(&temp.tree("new-again", &new_model)).unwrap()
+    );
 }
 
 /// Writes a package around a hand-made index, following docs/delta.md: the header, the
@@ -800,7 +847,7 @@ fn assemble(source: TreeDigest, target: TreeDigest, index_json: &str, body: &[u8
     let stored = zstd::stream::encode_all(index_json.as_bytes(), 3).unwrap();
     let mut out = Vec::new();
     out.extend_from_slice(b"MISTTDLT");
-    out.extend_from_slice(&[1, 0, 0, 0]);
+    out.extend_from_slice(&[2, 0, 0, 0]);
     out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
     out.extend_from_slice(&(index_json.len() as u64).to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
@@ -818,96 +865,190 @@ fn assemble(source: TreeDigest, target: TreeDigest, index_json: &str, body: &[u8
 #[test]
 fn a_hand_assembled_package_matches_the_documented_format() {
     let temp = Temp::new();
-    let (_, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
     let package = package(&bytes);
     let index_json = serde_json::to_string(package.index()).unwrap();
     let body = &bytes[package.header().body_start() as usize..];
-    let rebuilt = assemble(package.header().source, package.header().target, &index_json, body);
+    let rebuilt = assemble(
+        package.header().source,
+        package.header().target,
+        &index_json,
+        body,
+    );
     let reread = Package::from_bytes(rebuilt).unwrap();
     assert_eq!(reread.index(), package.index());
-    assert_eq!(reread.stats(), Stats {
-        index_bytes: reread.header().index_len,
-        package_bytes: reread.header().package_len(),
-        ..package.stats()
-    });
+    assert_eq!(
+        reread.stats(&source).unwrap(),
+        Stats {
+            index_bytes: reread.header().index_len,
+            index_raw_bytes: reread.header().index_raw_len,
+            package_bytes: reread.header().package_len(),
+            ..package.stats(&source).unwrap()
+        }
+    );
+
+    // The documented JSON, written by hand: what is derivable (offsets, a patch base equal to
+    // its path, a false executable bit) is left out, and a reader fills it in.
+    let blob = |op: &Op| package.blob(op).unwrap();
+    let index = package.index();
+    let hash_of = |path: &str| match index.op(path).unwrap() {
+        Op::Patch { blake3, size, .. } | Op::Add { blake3, size, .. } => (*blake3, *size),
+        other => panic!("{other:?}"),
+    };
+    let (level1, level1_size) = hash_of("data/level1.pak");
+    let (level2, level2_size) = hash_of("data/level2.pak");
+    let (x, x_size) = hash_of("becomes_dir/x");
+    let by_hand = format!(
+        concat!(
+            r#"{{"removed":["data/moved.bin","data/old.txt","gone","gone/inner.txt"],"#,
+            r#""dirs":["assets","becomes_dir"],"symlinks":[{{"path":"lib","target":"docs"}}],"#,
+            r#""ops":[{{"op":"copy","path":"assets/moved.bin","from":"data/moved.bin"}},"#,
+            r#"{{"op":"add","path":"becomes_dir/x","size":{},"blake3":"{}","len":{}}},"#,
+            r#"{{"op":"mode","path":"bin/tool"}},"#,
+            r#"{{"op":"patch","path":"data/level1.pak","size":{},"blake3":"{}","len":{}}},"#,
+            r#"{{"op":"add","path":"data/level2.pak","size":{},"blake3":"{}","len":{}}},"#,
+            r#"{{"op":"copy","path":"docs/copy-of-readme.txt","from":"docs/readme.txt"}}]}}"#
+        ),
+        x_size,
+        x,
+        blob(index.op("becomes_dir/x").unwrap()).len(),
+        level1_size,
+        level1,
+        blob(index.op("data/level1.pak").unwrap()).len(),
+        level2_size,
+        level2,
+        blob(index.op("data/level2.pak").unwrap()).len(),
+    );
+    assert_eq!(by_hand, index_json);
+    let by_hand = Package::from_bytes(assemble(
+        package.header().source,
+        package.header().target,
+        &by_hand,
+        body,
+    ))
+    .unwrap();
+    assert_eq!(by_hand.index(), package.index());
+    let out = temp.path("by-hand");
+    treedelta::apply_to_dir(&old, &source, &by_hand, &out, &ApplyOptions::default()).unwrap();
+    assert_eq!(scan(&out).unwrap(), package.target_manifest(&source).unwrap());
 }
 
-/// An index (as JSON) with the given entries and ops, both manifests the same except for
-/// `target_extra`.
-fn index_json(source_entries: &str, target_entries: &str, ops: &str) -> String {
-    format!(
-        r#"{{"source":{{"entries":[{source_entries}]}},"target":{{"entries":[{target_entries}]}},"ops":[{ops}]}}"#
-    )
+/// An index (as JSON) with the given list contents.
+fn index_json(removed: &str, dirs: &str, symlinks: &str, ops: &str) -> String {
+    format!(r#"{{"removed":[{removed}],"dirs":[{dirs}],"symlinks":[{symlinks}],"ops":[{ops}]}}"#)
 }
 
 const HASH_A: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+fn empty_manifest() -> Manifest {
+    Manifest {
+        entries: Vec::new(),
+    }
+}
+
 #[test]
 fn escaping_paths_in_a_package_are_refused() {
-    let file_entry = |path: &str| {
-        format!(r#"{{"path":"{path}","type":"file","size":0,"executable":false,"blake3":"{HASH_A}"}}"#)
+    let add = |path: &str| {
+        format!(r#"{{"op":"add","path":"{path}","size":1,"blake3":"{HASH_A}","len":1}}"#)
     };
-    let dir = r#"{"path":"a","type":"dir"}"#;
     let cases: Vec<(&str, String, &str)> = vec![
-        ("absolute", index_json("", &file_entry("/etc/passwd"), ""), "absolute"),
-        ("dot-dot", index_json("", &file_entry("../outside"), ""), "'..'"),
         (
-            "inner dot-dot",
-            index_json("", &format!("{dir},{}", file_entry("a/../../x")), ""),
+            "absolute removed path",
+            index_json(r#""/etc/passwd""#, "", "", ""),
+            "absolute",
+        ),
+        (
+            "removed path outside",
+            index_json(r#""../x""#, "", "", ""),
             "'..'",
         ),
-        ("backslash", index_json("", &file_entry(r"..\\outside"), ""), "backslash"),
-        ("empty component", index_json("", &file_entry("a//b"), ""), "empty component"),
+        ("dot-dot dir", index_json("", r#""../outside""#, "", ""), "'..'"),
+        (
+            "inner dot-dot",
+            index_json("", r#""a""#, "", &add("a/../../x")),
+            "'..'",
+        ),
+        (
+            "backslash",
+            index_json("", "", "", &add(r"..\\outside")),
+            "backslash",
+        ),
+        (
+            "empty component",
+            index_json("", r#""a//b""#, "", ""),
+            "empty component",
+        ),
         (
             "symlink escaping",
-            index_json("", r#"{"path":"l","type":"symlink","target":"../.."}"#, ""),
+            index_json("", "", r#"{"path":"l","target":"../.."}"#, ""),
             "outside the build root",
         ),
         (
             "absolute symlink",
-            index_json("", r#"{"path":"l","type":"symlink","target":"/etc"}"#, ""),
+            index_json("", "", r#"{"path":"l","target":"/etc"}"#, ""),
             "absolute",
         ),
         (
+            "symlink path outside",
+            index_json("", "", r#"{"path":"../l","target":"x"}"#, ""),
+            "'..'",
+        ),
+        (
             "file below a symlink",
-            index_json(
-                "",
-                &format!(r#"{{"path":"l","type":"symlink","target":"d"}},{}"#, file_entry("l/x")),
-                "",
-            ),
+            index_json("", "", r#"{"path":"l","target":"d"}"#, &add("l/x")),
             "no parent directory",
         ),
         (
             "copy from outside",
-            index_json("", &file_entry("x"), r#"{"op":"copy","path":"x","from":"../etc/passwd"}"#),
+            index_json(
+                "",
+                "",
+                "",
+                r#"{"op":"copy","path":"x","from":"../etc/passwd"}"#,
+            ),
             "'..'",
         ),
         (
             "patch base outside",
             index_json(
                 "",
-                &file_entry("x"),
-                r#"{"op":"patch","path":"x","base":"/etc/shadow","offset":0,"len":0}"#,
+                "",
+                "",
+                &format!(
+                    r#"{{"op":"patch","path":"x","base":"/etc/shadow","size":1,"blake3":"{HASH_A}","len":1}}"#
+                ),
             ),
             "absolute",
         ),
-        (
-            "op for a path outside",
-            index_json("", "", r#"{"op":"add","path":"../x","offset":0,"len":0}"#),
-            "'..'",
-        ),
+        ("op for a path outside", index_json("", "", "", &add("../x")), "'..'"),
+        ("op for the root", index_json("", "", "", &add("")), "empty"),
     ];
+    let temp = Temp::new();
+    let old = temp.tree("old", &Model::new());
+    let source = empty_manifest();
     for (name, json, expected) in cases {
-        // The header's digests are those of the manifests where they parse, so that the
-        // path checks, not the digest check, are what refuses the package.
-        let value = serde_json::from_str::<serde_json::Value>(&json).unwrap();
-        let digest_of = |key: &str| {
-            serde_json::from_value::<Manifest>(value[key].clone())
-                .map(|manifest| manifest.tree_digest())
-                .unwrap_or(TreeDigest([0; 32]))
+        // The header's source digest is that of the (empty) source, so that the path checks,
+        // not the digest check, are what refuses the package. Paths are checked on reading;
+        // what needs the source (a file below a symlink) when the target manifest is rebuilt.
+        let body = if json.contains(r#""len":1"#) {
+            &b"x"[..]
+        } else {
+            b""
         };
-        let bytes = assemble(digest_of("source"), digest_of("target"), &json, b"");
-        let error = Package::from_bytes(bytes).expect_err(name);
+        let bytes = assemble(source.tree_digest(), TreeDigest([0; 32]), &json, body);
+        let error = match Package::from_bytes(bytes) {
+            Err(error) => error,
+            Ok(package) => {
+                let out = temp.path("out");
+                let error =
+                    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
+                        .expect_err(name);
+                assert!(!out.exists(), "{name}");
+                assert!(package.target_manifest(&source).is_err(), "{name}");
+                error
+            }
+        };
         let message = error.to_string();
         assert!(message.contains(expected), "{name}: {message}");
     }
@@ -920,6 +1061,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     let old = temp.tree("old", &old_model);
     let new = temp.tree("new", &new_model);
     let package = package(&create(&old, &new));
+    let source = scan(&old).unwrap();
 
     // `data` is replaced by a symlink to a folder outside holding the same files, so every
     // size and hash check through the link would pass.
@@ -938,25 +1080,44 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     symlink(&outside, install.join("data")).unwrap();
 
     // The check of the install stops at `data` itself: the source says it is a folder.
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
-    assert!(error.to_string().contains("\"data\" should be a folder but is a symlink"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("\"data\" should be a folder but is a symlink"),
+        "{error}"
+    );
     assert_eq!(scan(&outside).unwrap(), outside_before);
     assert!(install.join("data").is_symlink());
 
     // Reading an old tree through such a link is refused too.
     let out = temp.path("out");
-    let error = treedelta::apply_to_dir(&install, &package, &out, &ApplyOptions::default())
-        .unwrap_err();
-    assert!(matches!(error, TreeDeltaError::Symlink { ref path, .. } if path == "data"), "{error}");
+    let error =
+        treedelta::apply_to_dir(&install, &source, &package, &out, &ApplyOptions::default()).unwrap_err();
+    assert!(
+        matches!(error, TreeDeltaError::Symlink { ref path, .. } if path == "data"),
+        "{error}"
+    );
     assert!(!out.exists());
+
+    // A friend's symlink to elsewhere where the new version makes a folder is in the way;
+    // nothing is written through it.
+    let linked = temp.tree("linked", &old_model);
+    symlink(&outside, linked.join("assets")).unwrap();
+    let error = install::apply_delta(&linked, &source, &package, &InstallOptions::default()).unwrap_err();
+    assert!(
+        matches!(error, InstallError::Conflict { ref path, .. } if path == "assets"),
+        "{error}"
+    );
+    assert_eq!(scan(&outside).unwrap(), outside_before);
 
     // A staging folder replaced by a symlink to elsewhere is refused, not written through.
     let clean = temp.tree("clean", &old_model);
     let elsewhere = temp.path("elsewhere");
     fs::create_dir(&elsewhere).unwrap();
     symlink(&elsewhere, temp.path(".clean.mist-staging")).unwrap();
-    let error = install::apply_delta(&clean, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&clean, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Symlink { .. }), "{error}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert_eq!(scan(&clean).unwrap(), scan(&old).unwrap());
@@ -972,16 +1133,20 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     let old = temp.tree("old", &old_model);
     let new = temp.tree("new", &new_model);
     let package = package(&create(&old, &new));
+    let source = scan(&old).unwrap();
 
     // A friend's file where the new version puts one.
     let install = temp.tree("install", &old_model);
     fs::write(install.join("data/level2.pak"), b"my mod").unwrap();
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "data/level2.pak"),
         "{error}"
     );
-    assert_eq!(fs::read(install.join("data/level2.pak")).unwrap(), b"my mod");
+    assert_eq!(
+        fs::read(install.join("data/level2.pak")).unwrap(),
+        b"my mod"
+    );
 
     // A friend's file inside a folder the new version turns into a file.
     let mut old_with_dir = old_model.clone();
@@ -989,11 +1154,11 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     old_with_dir.insert("plugins/official.so".to_owned(), file(b"so"));
     let mut new_with_file = new_model.clone();
     new_with_file.insert("plugins".to_owned(), file(b"now a file"));
-    let package = package_of(&temp, "plugins", &old_with_dir, &new_with_file);
+    let (package, source) = package_of(&temp, "plugins", &old_with_dir, &new_with_file);
     let install = temp.tree("install-plugins", &old_with_dir);
     fs::write(install.join("plugins/mine.so"), b"mine").unwrap();
     let before = scan(&install).unwrap();
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "plugins/mine.so"),
         "{error}"
@@ -1002,24 +1167,25 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
 
     // Without the friend's file it goes through.
     fs::remove_file(install.join("plugins/mine.so")).unwrap();
-    install::apply_delta(&install, &package, &InstallOptions::default()).unwrap();
+    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("plugins")).unwrap(), b"now a file");
 }
 
-fn package_of(temp: &Temp, name: &str, old: &Model, new: &Model) -> Package {
+/// A package from `old` to `new`, and the source manifest it applies with.
+fn package_of(temp: &Temp, name: &str, old: &Model, new: &Model) -> (Package, Manifest) {
     let old = temp.tree(&format!("{name}-old"), old);
     let new = temp.tree(&format!("{name}-new"), new);
-    package(&create(&old, &new))
+    (package(&create(&old, &new)), scan(&old).unwrap())
 }
 
 #[test]
 fn a_friends_files_in_a_removed_folder_keep_it() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let package = package_of(&temp, "v", &old_model, &new_model);
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
     let install = temp.tree("install", &old_model);
     fs::write(install.join("gone/notes.txt"), b"mine").unwrap();
-    install::apply_delta(&install, &package, &InstallOptions::default()).unwrap();
+    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("gone/notes.txt")).unwrap(), b"mine");
     assert!(!install.join("gone/inner.txt").exists());
 }
@@ -1028,7 +1194,7 @@ fn a_friends_files_in_a_removed_folder_keep_it() {
 fn an_install_at_another_version_is_refused_unchanged() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let package = package_of(&temp, "v", &old_model, &new_model);
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
 
     let mut modified = old_model.clone();
     modified.insert("data/old.txt".to_owned(), file(b"going awaz"));
@@ -1040,14 +1206,14 @@ fn an_install_at_another_version_is_refused_unchanged() {
         verify_unchanged: true,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &package, &options).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 
     let mut missing = old_model.clone();
     missing.remove("bin/game");
     let install = temp.tree("install-missing", &missing);
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("bin/game"), "{error}");
 
     // A changed file the update patches is caught by the file delta's source check, before
@@ -1058,7 +1224,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
     }
     let install = temp.tree("install-base", &changed_base);
     let before = scan(&install).unwrap();
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("level1.pak"), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 }
@@ -1067,15 +1233,18 @@ fn an_install_at_another_version_is_refused_unchanged() {
 fn not_enough_space_is_refused_before_staging() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let package = package_of(&temp, "v", &old_model, &new_model);
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
     let install = temp.tree("install", &old_model);
     let options = InstallOptions {
         free_space_margin: u64::MAX / 2,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &package, &options).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NoSpace { .. }), "{error}");
-    assert_eq!(scan(&install).unwrap(), scan(&temp.tree("old", &old_model)).unwrap());
+    assert_eq!(
+        scan(&install).unwrap(),
+        scan(&temp.tree("old", &old_model)).unwrap()
+    );
 }
 
 #[test]
@@ -1083,15 +1252,15 @@ fn a_second_updater_is_turned_away() {
     use std::os::fd::AsRawFd;
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let package = package_of(&temp, "v", &old_model, &new_model);
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
     let install = temp.tree("install", &old_model);
     let lock = fs::File::create(temp.path(".install.mist-lock")).unwrap();
     // SAFETY: a valid fd.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let error = install::apply_delta(&install, &package, &InstallOptions::default()).unwrap_err();
+    let error = install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Busy { .. }), "{error}");
     drop(lock);
-    install::apply_delta(&install, &package, &InstallOptions::default()).unwrap();
+    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
 }
 
 #[test]
@@ -1165,13 +1334,17 @@ fn recover_without_an_update_does_nothing() {
     let install = temp.tree("install", &old_model);
     assert_eq!(install::recover(&install).unwrap(), Recovery::Clean);
     assert_eq!(install::discard_staging(&install).unwrap(), Recovery::Clean);
-    assert_eq!(scan(&install).unwrap(), scan(&temp.tree("old", &old_model)).unwrap());
+    assert_eq!(
+        scan(&install).unwrap(),
+        scan(&temp.tree("old", &old_model)).unwrap()
+    );
 }
 
 #[test]
 fn the_index_names_every_changed_file_once() {
     let temp = Temp::new();
-    let (_, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
     let package = package(&bytes);
     let index = package.index();
     let paths: Vec<&str> = index.ops.iter().map(Op::path).collect();
@@ -1183,14 +1356,33 @@ fn the_index_names_every_changed_file_once() {
         if let Some(range) = op.blob_range() {
             let blob = package.blob(op).unwrap();
             assert_eq!(blob.len() as u64, range.end - range.start);
-            treedelta::check_blob(index, op, &blob).unwrap();
+            treedelta::check_blob(&source, op, &blob).unwrap();
         }
     }
     // A blob checked against the wrong operation is refused.
-    let payload: Vec<&Op> = index.ops.iter().filter(|op| op.blob_range().is_some()).collect();
+    let payload: Vec<&Op> = index
+        .ops
+        .iter()
+        .filter(|op| op.blob_range().is_some())
+        .collect();
     assert!(payload.len() >= 2);
     let blob = package.blob(payload[0]).unwrap();
-    assert!(treedelta::check_blob(index, payload[1], &blob).is_err());
+    assert!(treedelta::check_blob(&source, payload[1], &blob).is_err());
+    // Checked against a source whose base differs, a patch's blob is refused too.
+    let patch = index
+        .ops
+        .iter()
+        .find(|op| matches!(op, Op::Patch { .. }))
+        .unwrap();
+    let mut other_source = source.clone();
+    for entry in &mut other_source.entries {
+        if let EntryKind::File { blake3, .. } = &mut entry.kind {
+            blake3.0[0] ^= 1;
+        }
+    }
+    let error = treedelta::check_blob(&other_source, patch, &package.blob(patch).unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("belongs to other files"), "{error}");
     // Unchanged files have no operation; the JSON has no field the docs do not list.
     assert!(index.op("bin/game").is_none());
     let mut stored = Vec::new();
@@ -1201,9 +1393,289 @@ fn the_index_names_every_changed_file_once() {
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["ops", "source", "target"]);
+    assert_eq!(keys, ["dirs", "ops", "removed", "symlinks"]);
+    // The source manifest is not in the index, and only changed entries of the target are.
+    assert!(!String::from_utf8_lossy(&stored).contains("bin/game"));
+    assert_eq!(
+        index.symlinks,
+        [treedelta::Symlink {
+            path: "lib".to_owned(),
+            target: "docs".to_owned()
+        }]
+    );
     assert!(matches!(
-        index.target.entries.iter().find(|e| e.path == "lib").unwrap().kind,
+        package
+            .target_manifest(&source)
+            .unwrap()
+            .entries
+            .iter()
+            .find(|e| e.path == "lib")
+            .unwrap()
+            .kind,
         EntryKind::Symlink { .. }
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// The index follows the change, not the tree; the source manifest comes from the caller.
+
+#[test]
+fn the_index_grows_with_the_change_not_the_tree() {
+    let temp = Temp::new();
+    let mut old_model = Model::new();
+    for dir in 0..10 {
+        old_model.insert(format!("assets{dir:02}"), Node::Dir);
+        for idx in 0..50 {
+            old_model.insert(
+                format!("assets{dir:02}/file{idx:03}.dat"),
+                file(&content((dir * 100 + idx) as u64, 300 + idx * 7)),
+            );
+        }
+    }
+    let mut new_model = old_model.clone();
+    for path in ["assets03/file007.dat", "assets08/file042.dat"] {
+        if let Some(Node::File { content, .. }) = new_model.get_mut(path) {
+            content[10..20].copy_from_slice(b"changed!!!");
+        }
+    }
+    let old = temp.tree("old", &old_model);
+    let new = temp.tree("new", &new_model);
+    let source = scan(&old).unwrap();
+    assert_eq!(source.n_files(), 500);
+    let package = package(&create(&old, &new));
+    let stats = package.stats(&source).unwrap();
+    assert_eq!(stats.patched.files, 2, "{stats:?}");
+    assert_eq!(stats.unchanged.files, 498, "{stats:?}");
+    // Two ops, each a path, a size, a hash and a length: a few hundred bytes. The full
+    // manifests of version 1 made this about 35 KB.
+    assert!(stats.index_bytes < 2048, "{stats:?}");
+    assert!(stats.index_raw_bytes < 2048, "{stats:?}");
+    let out = temp.path("out");
+    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
+}
+
+#[test]
+fn a_wrong_source_manifest_is_refused_before_anything_is_written() {
+    let temp = Temp::new();
+    let (old_model, new_model) = sample_versions();
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
+    let old = temp.tree("old", &old_model);
+
+    // Another version's manifest (here the target's), and one differing in one hash.
+    let target = package.target_manifest(&source).unwrap();
+    let mut one_hash_off = source.clone();
+    if let Some(EntryKind::File { blake3, .. }) = one_hash_off
+        .entries
+        .iter_mut()
+        .find(|e| e.path == "docs/readme.txt")
+        .map(|e| &mut e.kind)
+    {
+        blake3.0[31] ^= 1;
+    }
+    for wrong in [&target, &one_hash_off, &empty_manifest()] {
+        let check = |error: TreeDeltaError| {
+            assert!(
+                matches!(error, TreeDeltaError::WrongSource { expected, found }
+                    if expected == package.header().source && found == wrong.tree_digest()),
+                "{error}"
+            );
+            assert!(error.to_string().contains("source manifest"), "{error}");
+        };
+        check(package.target_manifest(wrong).unwrap_err());
+        check(package.stats(wrong).unwrap_err());
+        let out = temp.path("out");
+        check(
+            treedelta::apply_to_dir(&old, wrong, &package, &out, &ApplyOptions::default())
+                .unwrap_err(),
+        );
+        assert!(!out.exists());
+        assert!(
+            fs::read_dir(temp.dir.path())
+                .unwrap()
+                .all(|entry| !entry.unwrap().file_name().to_string_lossy().contains("out")),
+            "a temporary output folder was made"
+        );
+
+        let install = temp.tree("install", &old_model);
+        add_untracked(&install);
+        let before = scan(&install).unwrap();
+        let error =
+            install::apply_delta(&install, wrong, &package, &InstallOptions::default()).unwrap_err();
+        match error {
+            InstallError::Delta(error) => check(error),
+            other => panic!("{other}"),
+        }
+        assert_eq!(scan(&install).unwrap(), before);
+        assert!(!install::staging_path(&install).unwrap().exists());
+        fs::remove_dir_all(&install).unwrap();
+    }
+
+    // Replay checks each step's source: a base manifest that is not the chain's start.
+    let error = replay::replay(
+        &old,
+        &one_hash_off,
+        &[package],
+        &temp.path("never"),
+        &target,
+        &ApplyOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, ReplayError::Broken { step: 0, .. }), "{error}");
+    assert!(!temp.path("never").exists());
+}
+
+/// Re-encodes `bytes`'s index after `edit` changed its JSON, with a consistent header, so
+/// that only the rebuilt target manifest can notice.
+fn with_index(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let package = package(bytes);
+    let mut json = serde_json::to_value(package.index()).unwrap();
+    edit(&mut json);
+    let body = &bytes[package.header().body_start() as usize..];
+    assemble(
+        package.header().source,
+        package.header().target,
+        &serde_json::to_string(&json).unwrap(),
+        body,
+    )
+}
+
+#[test]
+fn tampered_changed_entries_are_refused_before_anything_is_written() {
+    let temp = Temp::new();
+    let (old_model, _) = sample_versions();
+    let (old, bytes) = sample_package(&temp);
+    let source = scan(&old).unwrap();
+    let other_hash = "ab".repeat(32);
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "a symlink retargeted",
+            Box::new(|json| json["symlinks"][0]["target"] = "bin".into()),
+        ),
+        (
+            "a symlink change dropped",
+            Box::new(|json| {
+                json["symlinks"].as_array_mut().unwrap().clear();
+            }),
+        ),
+        (
+            "a directory added",
+            Box::new(|json| json["dirs"].as_array_mut().unwrap().push("zz".into())),
+        ),
+        (
+            "a removal dropped",
+            Box::new(|json| {
+                json["removed"].as_array_mut().unwrap().remove(1);
+            }),
+        ),
+        (
+            "an added file's hash",
+            Box::new(move |json| {
+                let ops = json["ops"].as_array_mut().unwrap();
+                let add = ops.iter_mut().find(|op| op["op"] == "add").unwrap();
+                add["blake3"] = other_hash.clone().into();
+            }),
+        ),
+        (
+            "a patched file's size",
+            Box::new(|json| {
+                let ops = json["ops"].as_array_mut().unwrap();
+                let patch = ops.iter_mut().find(|op| op["op"] == "patch").unwrap();
+                patch["size"] = 12345.into();
+            }),
+        ),
+        (
+            "a copy made executable",
+            Box::new(|json| {
+                let ops = json["ops"].as_array_mut().unwrap();
+                let copy = ops.iter_mut().find(|op| op["op"] == "copy").unwrap();
+                copy["executable"] = true.into();
+            }),
+        ),
+        (
+            "a mode change dropped",
+            Box::new(|json| {
+                json["ops"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|op| op["op"] != "mode");
+            }),
+        ),
+    ];
+    for (name, edit) in edits {
+        let tampered = with_index(&bytes, edit);
+        // The index is consistent on its own: it reads.
+        let package = Package::from_bytes(tampered).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let error = package.target_manifest(&source).unwrap_err();
+        assert!(
+            matches!(error, TreeDeltaError::Corrupt(ref message)
+                if message.contains("does not match the header's target digest")),
+            "{name}: {error}"
+        );
+        let out = temp.path("out");
+        let error = treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
+            .unwrap_err();
+        assert!(error.to_string().contains("corrupt"), "{name}: {error}");
+        assert!(!out.exists(), "{name}");
+        let install = temp.tree("install", &old_model);
+        let before = scan(&install).unwrap();
+        let error = install::apply_delta(&install, &source, &package, &InstallOptions::default())
+            .unwrap_err();
+        assert!(error.to_string().contains("corrupt"), "{name}: {error}");
+        assert_eq!(scan(&install).unwrap(), before, "{name}");
+        assert!(!install::staging_path(&install).unwrap().exists(), "{name}");
+        fs::remove_dir_all(&install).unwrap();
+    }
+
+    // Edits that do not fit the source are refused by what they name.
+    let misfits: Vec<(&str, Edit, &str)> = vec![
+        (
+            "removing a path the source lacks",
+            Box::new(|json| json["removed"].as_array_mut().unwrap().push("zz".into())),
+            "which the source does not have",
+        ),
+        (
+            "copying from a path the source lacks",
+            Box::new(|json| {
+                let ops = json["ops"].as_array_mut().unwrap();
+                let copy = ops.iter_mut().find(|op| op["op"] == "copy").unwrap();
+                copy["from"] = "nowhere".into();
+            }),
+            "not a file of the source",
+        ),
+        (
+            "a directory left without its removed parent",
+            Box::new(|json| {
+                json["removed"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|path| path != "gone");
+            }),
+            "does not match the header's target digest",
+        ),
+        (
+            "a new directory dropped",
+            Box::new(|json| {
+                json["dirs"].as_array_mut().unwrap().remove(0);
+            }),
+            "has no parent directory entry \"assets\"",
+        ),
+        (
+            "a file below a removed folder",
+            Box::new(|json| {
+                json["removed"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|path| path != "gone/inner.txt");
+            }),
+            "not well formed",
+        ),
+    ];
+    for (name, edit, expected) in misfits {
+        let package = Package::from_bytes(with_index(&bytes, edit))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let error = package.target_manifest(&source).unwrap_err();
+        assert!(error.to_string().contains(expected), "{name}: {error}");
+    }
 }

@@ -1,11 +1,19 @@
 //! The library half of `mistd`, the Mist server binary.
 //!
-//! For now it holds [`demo`]: [`demo::generate`] makes a demo spec repository and NAS with
-//! three synthetic games and returns a [`demo::DemoLayout`] saying where everything is. The
-//! server itself (reconciler and API, `mistd run`) will be wired in next to it; the layout
-//! carries exactly what the server needs to serve the demo (`specs_repo`, `branch`, `nas`,
-//! `data`).
+//! The principal function is [`run::serve`], which runs `mistd run`: the reconciler
+//! ([`mist_reconciler::Reconciler`]) and the HTTP [`server::app`] in one process, configured
+//! by [`config::Settings`] (flags > `MIST_*` variables > config file > defaults) and stopped
+//! by a [`run::Shutdown`]. Next to it:
+//!
+//! - [`demo`]: [`demo::generate`] makes a demo spec repository and NAS with three synthetic
+//!   games and returns a [`demo::DemoLayout`] saying where everything is;
+//! - [`status_view`]: the readable form of [`mist_reconciler::status`] (`mistd status`) and
+//!   the one-line progress `mistd demo` shows while it converges.
 
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod demo;
+pub mod run;
+pub mod server;
+pub mod status_view;

@@ -596,11 +596,20 @@ mod cli {
         Command::cargo_bin("mistd").unwrap()
     }
 
+    /// `mistd demo --no-serve` end to end: generates, converges, prints the summary and
+    /// exits 0; `mistd status --json` then shows every version Ready. A second run reuses
+    /// the demo and finds nothing to do.
     #[test]
-    fn demo_prints_users_passwords_and_next_steps() {
+    fn demo_converges_prints_users_passwords_and_next_steps() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("demo");
-        let output = mistd().arg("demo").arg("--dir").arg(&dir).output().unwrap();
+        let output = mistd()
+            .arg("demo")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--no-serve")
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(0), "{output:?}");
         let stdout = String::from_utf8(output.stdout).unwrap();
         for expected in [
@@ -611,28 +620,89 @@ mod cli {
             "private",
             "admin",
             "friend",
-            "Next steps:",
+            "11/11 versions Ready",
+            ".mist",
+            "Try next:",
+            "mistd status --data",
             "mistpipe validate",
+            "mistpipe new version starfall 1.3.0",
         ] {
             assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
         }
+        // The passwords: in the description of the new demo, and again in the summary.
         let password_lines: Vec<&str> = stdout
             .lines()
             .filter(|l| {
                 l.trim_start().starts_with("admin ") || l.trim_start().starts_with("friend ")
             })
             .collect();
-        assert_eq!(password_lines.len(), 2, "{stdout}");
-        for line in password_lines {
+        assert_eq!(password_lines.len(), 4, "{stdout}");
+        for line in &password_lines {
             let password = line.split_whitespace().last().unwrap();
             assert_eq!(password.len(), 23, "{line}");
         }
+        assert_eq!(password_lines[..2], password_lines[2..], "{stdout}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("versions ready"),
+            "no progress shown:\n{stderr}"
+        );
 
-        let again = mistd().arg("demo").arg("--dir").arg(&dir).output().unwrap();
+        assert_all_ready(&dir.join("data"));
+
+        let again = mistd()
+            .arg("demo")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--no-serve")
+            .output()
+            .unwrap();
         assert_eq!(again.status.code(), Some(0), "{again:?}");
         let stdout = String::from_utf8(again.stdout).unwrap();
         assert!(stdout.contains("Reusing the Mist demo"), "{stdout}");
         assert!(stdout.contains("not shown again"), "{stdout}");
+        assert!(stdout.contains("11/11 versions Ready"), "{stdout}");
+        assert_all_ready(&dir.join("data"));
+    }
+
+    /// `mistd status --json` lists the demo's 11 versions, every one Ready, and full commit
+    /// ids; the table form says the same.
+    fn assert_all_ready(data: &std::path::Path) {
+        let output = mistd()
+            .arg("status")
+            .arg("--data")
+            .arg(data)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let mut versions = Vec::new();
+        for game in report["games"].as_array().expect("games") {
+            for version in game["versions"].as_array().expect("versions") {
+                versions.push((
+                    format!("{} {}", game["name"].as_str().unwrap(), version["name"]),
+                    version["ready"].as_bool(),
+                ));
+            }
+        }
+        assert_eq!(versions.len(), 11, "{report:#}");
+        assert!(
+            versions.iter().all(|(_, ready)| *ready == Some(true)),
+            "{report:#}"
+        );
+        let commit = report["commit"].as_str().expect("commit");
+        assert_eq!(commit.len(), 40, "{report:#}");
+
+        let table = mistd()
+            .arg("status")
+            .arg("--data")
+            .arg(data)
+            .output()
+            .unwrap();
+        assert_eq!(table.status.code(), Some(0), "{table:?}");
+        let table = String::from_utf8(table.stdout).unwrap();
+        assert!(table.contains("11/11 versions ready"), "{table}");
     }
 
     #[test]

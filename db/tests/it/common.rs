@@ -15,6 +15,10 @@ use sqlx::{AnyConnection, Connection, Executor, Row, SqlSafeStr};
 pub const T0: EpochMs = 1_700_000_000_000;
 
 /// A database for one test on one backend, removed when dropped.
+///
+/// `TestDb` implements `Drop`, which matters: a closure such as `|t| async move { t.db… }`
+/// captures only the fields it uses, and would otherwise drop the rest (the temp dir!) as soon
+/// as it returned the future. A type with `Drop` cannot be taken apart, so `t` is captured whole.
 pub struct TestDb {
     /// A read-write handle, migrated.
     pub db: Db,
@@ -114,13 +118,13 @@ impl TestDb {
     }
 }
 
-impl Drop for Cleanup {
+impl Drop for TestDb {
     fn drop(&mut self) {
-        let Cleanup::Postgres { base_url, schema } = self else {
+        let Cleanup::Postgres { base_url, schema } = &self._cleanup else {
             return;
         };
         let base_url = base_url.clone();
-        let schema = schema.clone();
+        let schema_name = schema.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
         // own runtime can. This also runs when the test panicked.
         let dropper = std::thread::spawn(move || {
@@ -132,7 +136,7 @@ impl Drop for Cleanup {
                 let mut connection = AnyConnection::connect(&base_url).await?;
                 connection
                     .execute(
-                        sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema_name} CASCADE"))
                             .into_sql_str(),
                     )
                     .await?;

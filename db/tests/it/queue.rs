@@ -54,7 +54,10 @@ async fn claim_key(queue: &Queue, owner: &str, now: i64) -> Option<String> {
 async fn enqueue_is_idempotent_by_key() {
     each_backend("enqueue_is_idempotent_by_key", |t| async move {
         let queue = t.db.queue(config(4));
-        assert_eq!(queue.enqueue(&new_job("a"), T0).await.unwrap(), Enqueued::Added);
+        assert_eq!(
+            queue.enqueue(&new_job("a"), T0).await.unwrap(),
+            Enqueued::Added
+        );
 
         let mut probe = WriteProbe::new(&t).await;
         let before = probe.marker().await;
@@ -66,7 +69,11 @@ async fn enqueue_is_idempotent_by_key() {
         );
         assert_eq!(probe.marker().await, before, "a duplicate enqueue wrote");
         let job = queue.job("a").await.unwrap().unwrap();
-        assert_eq!(job.payload_json, new_job("a").payload_json, "first payload kept");
+        assert_eq!(
+            job.payload_json,
+            new_job("a").payload_json,
+            "first payload kept"
+        );
         assert_eq!(job.created_at, T0);
 
         // Running, done: still the same job, never queued twice.
@@ -91,7 +98,10 @@ async fn enqueue_is_idempotent_by_key() {
 
         // An explicit requeue (the output vanished) runs it again.
         assert!(queue.requeue("a", T0 + 20).await.unwrap());
-        assert!(!queue.requeue("a", T0 + 20).await.unwrap(), "already queued");
+        assert!(
+            !queue.requeue("a", T0 + 20).await.unwrap(),
+            "already queued"
+        );
         assert_eq!(claim_key(&queue, "w1", T0 + 20).await.as_deref(), Some("a"));
     })
     .await;
@@ -105,7 +115,10 @@ async fn concurrency_cap_holds_across_claimers() {
         let queue_a = t.db.queue(config(2));
         let queue_b = other_db.queue(config(2));
         for n in 0..5 {
-            queue_a.enqueue(&new_job(&format!("job-{n}")), T0).await.unwrap();
+            queue_a
+                .enqueue(&new_job(&format!("job-{n}")), T0)
+                .await
+                .unwrap();
         }
         assert!(claim_key(&queue_a, "a", T0).await.is_some());
         assert!(claim_key(&queue_b, "b", T0).await.is_some());
@@ -118,10 +131,17 @@ async fn concurrency_cap_holds_across_claimers() {
             .collect();
         assert_eq!(running.len(), 2);
         queue_a
-            .complete(&running[0].key, running[0].lease_owner.as_deref().unwrap(), T0 + 1)
+            .complete(
+                &running[0].key,
+                running[0].lease_owner.as_deref().unwrap(),
+                T0 + 1,
+            )
             .await
             .unwrap();
-        assert!(claim_key(&queue_b, "b", T0 + 1).await.is_some(), "room again");
+        assert!(
+            claim_key(&queue_b, "b", T0 + 1).await.is_some(),
+            "room again"
+        );
         assert_eq!(claim_key(&queue_a, "a", T0 + 1).await, None);
 
         // A running job whose lease expired no longer counts against the cap.
@@ -132,13 +152,23 @@ async fn concurrency_cap_holds_across_claimers() {
         let fresh_other = other_db.queue(config(3));
         let now = T0 + 10 * LEASE_MS; // every earlier lease has expired
         for n in 0..20 {
-            fresh.enqueue(&new_job(&format!("burst-{n:02}")), now).await.unwrap();
+            fresh
+                .enqueue(&new_job(&format!("burst-{n:02}")), now)
+                .await
+                .unwrap();
         }
         let mut tasks = Vec::new();
         for claimer in 0..10 {
-            let queue = if claimer % 2 == 0 { fresh.clone() } else { fresh_other.clone() };
+            let queue = if claimer % 2 == 0 {
+                fresh.clone()
+            } else {
+                fresh_other.clone()
+            };
             tasks.push(tokio::spawn(async move {
-                queue.claim(&format!("c{claimer}"), now, LEASE).await.unwrap()
+                queue
+                    .claim(&format!("c{claimer}"), now, LEASE)
+                    .await
+                    .unwrap()
             }));
         }
         let mut claimed = Vec::new();
@@ -203,7 +233,10 @@ fn backoff_jitter_is_bounded_and_deterministic() {
             let delay = backoff_delay(&plain, key, attempts);
             let with_jitter = backoff_delay(&jittered, key, attempts);
             assert!(with_jitter <= delay);
-            assert!(with_jitter >= delay - delay / 10, "{with_jitter:?} vs {delay:?}");
+            assert!(
+                with_jitter >= delay - delay / 10,
+                "{with_jitter:?} vs {delay:?}"
+            );
             assert_eq!(with_jitter, backoff_delay(&jittered, key, attempts));
             differs |= with_jitter != delay;
         }
@@ -225,7 +258,12 @@ async fn terminal_errors_wait_for_a_new_key() {
         queue.enqueue(&new_job(old_key), T0).await.unwrap();
         assert!(claim_key(&queue, "w", T0).await.is_some());
         queue
-            .fail_terminal(old_key, "w", T0 + 1, "digest mismatch: the build is not the pinned one")
+            .fail_terminal(
+                old_key,
+                "w",
+                T0 + 1,
+                "digest mismatch: the build is not the pinned one",
+            )
             .await
             .unwrap();
         let job = queue.job(old_key).await.unwrap().unwrap();
@@ -274,34 +312,58 @@ async fn progress_only_moves_forward() {
             let queue = queue.clone();
             async move { queue.progress("p", "w", now, &progress).await.unwrap() }
         };
-        assert_eq!(report(T0 + 1000, progress(0, "scan", 10, 100)).await, ProgressWrite::Recorded);
+        assert_eq!(
+            report(T0 + 1000, progress(0, "scan", 10, 100)).await,
+            ProgressWrite::Recorded
+        );
         // A lower `done` in the same stage is ignored.
-        assert_eq!(report(T0 + 2000, progress(0, "scan", 5, 100)).await, ProgressWrite::Ignored);
+        assert_eq!(
+            report(T0 + 2000, progress(0, "scan", 5, 100)).await,
+            ProgressWrite::Ignored
+        );
         let job = queue.job("p").await.unwrap().unwrap();
         assert_eq!(job.progress, progress(0, "scan", 10, 100));
         // The ignored report still renewed the lease.
         assert_eq!(job.lease_expires_at, Some(T0 + 2000 + LEASE_MS));
 
-        assert_eq!(report(T0 + 3000, progress(0, "scan", 10, 100)).await, ProgressWrite::Recorded);
-        assert_eq!(report(T0 + 4000, progress(1, "hash", 0, 500)).await, ProgressWrite::Recorded);
+        assert_eq!(
+            report(T0 + 3000, progress(0, "scan", 10, 100)).await,
+            ProgressWrite::Recorded
+        );
+        assert_eq!(
+            report(T0 + 4000, progress(1, "hash", 0, 500)).await,
+            ProgressWrite::Recorded
+        );
         // An earlier stage is ignored, even with more done.
-        assert_eq!(report(T0 + 5000, progress(0, "scan", 100, 100)).await, ProgressWrite::Ignored);
-        assert_eq!(report(T0 + 6000, progress(1, "hash", 500, 500)).await, ProgressWrite::Recorded);
+        assert_eq!(
+            report(T0 + 5000, progress(0, "scan", 100, 100)).await,
+            ProgressWrite::Ignored
+        );
+        assert_eq!(
+            report(T0 + 6000, progress(1, "hash", 500, 500)).await,
+            ProgressWrite::Recorded
+        );
         let job = queue.job("p").await.unwrap().unwrap();
         assert_eq!(job.progress, progress(1, "hash", 500, 500));
         assert_eq!(job.updated_at, T0 + 6000);
 
         // Nonsense and strangers are refused.
         assert!(matches!(
-            queue.progress("p", "w", T0, &progress(2, "write", 11, 10)).await,
+            queue
+                .progress("p", "w", T0, &progress(2, "write", 11, 10))
+                .await,
             Err(Error::InvalidProgress { .. })
         ));
         assert!(matches!(
-            queue.progress("p", "intruder", T0, &progress(3, "x", 0, 0)).await,
+            queue
+                .progress("p", "intruder", T0, &progress(3, "x", 0, 0))
+                .await,
             Err(Error::LeaseLost { .. })
         ));
         assert!(matches!(
-            queue.progress("nope", "w", T0, &progress(0, "x", 0, 0)).await,
+            queue
+                .progress("nope", "w", T0, &progress(0, "x", 0, 0))
+                .await,
             Err(Error::LeaseLost { .. })
         ));
 
@@ -319,10 +381,17 @@ async fn expired_leases_are_recovered() {
     each_backend("expired_leases_are_recovered", |t| async move {
         let queue = t.db.queue(config(1));
         queue.enqueue(&new_job("crashy"), T0).await.unwrap();
-        let claimed = queue.claim("dead-worker", T0, LEASE).await.unwrap().unwrap();
+        let claimed = queue
+            .claim("dead-worker", T0, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(claimed.lease_expires_at, Some(T0 + LEASE_MS));
         // A renewal pushes the expiry out.
-        queue.renew_lease("crashy", "dead-worker", T0 + 10_000).await.unwrap();
+        queue
+            .renew_lease("crashy", "dead-worker", T0 + 10_000)
+            .await
+            .unwrap();
         let expiry = T0 + 10_000 + LEASE_MS;
 
         assert_eq!(queue.recover_expired_leases(expiry - 1).await.unwrap(), 0);
@@ -347,7 +416,9 @@ async fn expired_leases_are_recovered() {
             Err(Error::LeaseLost { .. })
         ));
         assert!(matches!(
-            queue.fail_terminal("crashy", "dead-worker", expiry, "late").await,
+            queue
+                .fail_terminal("crashy", "dead-worker", expiry, "late")
+                .await,
             Err(Error::LeaseLost { .. })
         ));
         assert!(matches!(
@@ -355,74 +426,108 @@ async fn expired_leases_are_recovered() {
             Err(Error::LeaseLost { .. })
         ));
 
-        // Another worker picks it up (ties on time go by key: "crashy" < "other").
-        let again = queue.claim("new-worker", expiry, LEASE).await.unwrap().unwrap();
+        // Another worker picks it up, after "other", which has been due for longer.
+        assert_eq!(
+            claim_key(&queue, "new-worker", expiry).await.as_deref(),
+            Some("other")
+        );
+        queue.complete("other", "new-worker", expiry).await.unwrap();
+        let again = queue
+            .claim("new-worker", expiry, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.key, "crashy");
-        queue.complete("crashy", "new-worker", expiry + 1).await.unwrap();
+        assert_eq!(again.attempts, 1);
+        queue
+            .complete("crashy", "new-worker", expiry + 1)
+            .await
+            .unwrap();
         assert!(matches!(
             queue.complete("crashy", "dead-worker", expiry + 2).await,
             Err(Error::LeaseLost { .. })
         ));
-        assert_eq!(queue.job("crashy").await.unwrap().unwrap().state, JobState::Done);
+        assert_eq!(
+            queue.job("crashy").await.unwrap().unwrap().state,
+            JobState::Done
+        );
     })
     .await;
 }
 
 #[tokio::test]
 async fn release_returns_jobs_without_counting_an_attempt() {
-    each_backend("release_returns_jobs_without_counting_an_attempt", |t| async move {
-        let queue = t.db.queue(config(3));
-        for key in ["a", "b", "c"] {
-            queue.enqueue(&new_job(key), T0).await.unwrap();
-        }
-        assert!(claim_key(&queue, "stable-owner", T0).await.is_some());
-        assert!(claim_key(&queue, "stable-owner", T0).await.is_some());
-        assert!(claim_key(&queue, "someone-else", T0).await.is_some());
-
-        // SIGTERM: the running step is abandoned cleanly.
-        queue.release("a", "stable-owner", T0 + 5).await.unwrap();
-        let job = queue.job("a").await.unwrap().unwrap();
-        assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
-        assert_eq!(job.next_attempt_at, T0 + 5);
-
-        // A restart with the same owner name takes back what its predecessor held.
-        assert_eq!(queue.release_owner("stable-owner", T0 + 6).await.unwrap(), 1);
-        assert_eq!(queue.release_owner("stable-owner", T0 + 6).await.unwrap(), 0);
-        let counts = queue.counts().await.unwrap();
-        assert_eq!(
-            counts,
-            QueueCounts {
-                queued: 2,
-                running: 1,
-                ..QueueCounts::default()
+    each_backend(
+        "release_returns_jobs_without_counting_an_attempt",
+        |t| async move {
+            let queue = t.db.queue(config(3));
+            for key in ["a", "b", "c"] {
+                queue.enqueue(&new_job(key), T0).await.unwrap();
             }
-        );
-        assert_eq!(queue.job("c").await.unwrap().unwrap().state, JobState::Running);
-    })
+            assert!(claim_key(&queue, "stable-owner", T0).await.is_some());
+            assert!(claim_key(&queue, "stable-owner", T0).await.is_some());
+            assert!(claim_key(&queue, "someone-else", T0).await.is_some());
+
+            // SIGTERM: the running step is abandoned cleanly.
+            queue.release("a", "stable-owner", T0 + 5).await.unwrap();
+            let job = queue.job("a").await.unwrap().unwrap();
+            assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+            assert_eq!(job.next_attempt_at, T0 + 5);
+
+            // A restart with the same owner name takes back what its predecessor held.
+            assert_eq!(
+                queue.release_owner("stable-owner", T0 + 6).await.unwrap(),
+                1
+            );
+            assert_eq!(
+                queue.release_owner("stable-owner", T0 + 6).await.unwrap(),
+                0
+            );
+            let counts = queue.counts().await.unwrap();
+            assert_eq!(
+                counts,
+                QueueCounts {
+                    queued: 2,
+                    running: 1,
+                    ..QueueCounts::default()
+                }
+            );
+            assert_eq!(
+                queue.job("c").await.unwrap().unwrap().state,
+                JobState::Running
+            );
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn claims_go_by_priority_then_due_time_then_key() {
-    each_backend("claims_go_by_priority_then_due_time_then_key", |t| async move {
-        let queue = t.db.queue(config(10));
-        let job = |key: &str, priority| NewJob {
-            priority,
-            ..new_job(key)
-        };
-        queue.enqueue(&job("late", 0), T0 + 100).await.unwrap();
-        queue.enqueue(&job("b-normal", 0), T0).await.unwrap();
-        queue.enqueue(&job("a-normal", 0), T0).await.unwrap();
-        queue.enqueue(&job("urgent", -1), T0 + 50).await.unwrap();
-        queue.enqueue(&job("background", 5), T0).await.unwrap();
+    each_backend(
+        "claims_go_by_priority_then_due_time_then_key",
+        |t| async move {
+            let queue = t.db.queue(config(10));
+            let job = |key: &str, priority| NewJob {
+                priority,
+                ..new_job(key)
+            };
+            queue.enqueue(&job("late", 0), T0 + 100).await.unwrap();
+            queue.enqueue(&job("b-normal", 0), T0).await.unwrap();
+            queue.enqueue(&job("a-normal", 0), T0).await.unwrap();
+            queue.enqueue(&job("urgent", -1), T0 + 50).await.unwrap();
+            queue.enqueue(&job("background", 5), T0).await.unwrap();
 
-        let mut order = Vec::new();
-        while let Some(key) = claim_key(&queue, "w", T0 + 60).await {
-            order.push(key);
-        }
-        assert_eq!(order, ["urgent", "a-normal", "b-normal", "background"]);
-        assert_eq!(claim_key(&queue, "w", T0 + 100).await.as_deref(), Some("late"));
-    })
+            let mut order = Vec::new();
+            while let Some(key) = claim_key(&queue, "w", T0 + 60).await {
+                order.push(key);
+            }
+            assert_eq!(order, ["urgent", "a-normal", "b-normal", "background"]);
+            assert_eq!(
+                claim_key(&queue, "w", T0 + 100).await.as_deref(),
+                Some("late")
+            );
+        },
+    )
     .await;
 }
 
@@ -461,7 +566,10 @@ async fn unfinished_counts_and_cleanup() {
         queue.complete("done-old", "w", T0).await.unwrap();
         queue.complete("done-new", "w", T0 + 100).await.unwrap();
         queue.fail("failing", "w", T0, "boom").await.unwrap();
-        queue.fail_terminal("stuck", "w", T0, "invalid build").await.unwrap();
+        queue
+            .fail_terminal("stuck", "w", T0, "invalid build")
+            .await
+            .unwrap();
 
         let counts = queue.counts().await.unwrap();
         assert_eq!(

@@ -124,6 +124,14 @@ async fn read_only_handle_refuses_writes() {
         assert_eq!(t.db.users().await.unwrap(), vec![user("alice")]);
         assert_eq!(t.db.sync_state().await.unwrap(), SyncState::default());
         read_only.close().await;
+
+        // The API may start while the reconciler is down (on SQLite: no -wal or -shm file
+        // left behind); it still reads, and still cannot write.
+        t.db.close().await;
+        let read_only = Db::connect_read_only(&t.url).await.unwrap();
+        assert_eq!(read_only.games().await.unwrap(), vec![game("celeste")]);
+        assert_query_error(read_only.upsert_game(&game("other"), T0).await);
+        read_only.close().await;
     })
     .await;
 }
@@ -157,12 +165,15 @@ async fn read_only_handle_requires_a_migrated_schema() {
         Err(Error::Connect { .. })
     ));
 
-    each_backend("read_only_handle_requires_a_migrated_schema", |t| async move {
-        // A migrated database passes the check on both backends.
-        let read_only = Db::connect_read_only(&t.url).await.unwrap();
-        assert_eq!(read_only.backend(), t.backend);
-        read_only.close().await;
-    })
+    each_backend(
+        "read_only_handle_requires_a_migrated_schema",
+        |t| async move {
+            // A migrated database passes the check on both backends.
+            let read_only = Db::connect_read_only(&t.url).await.unwrap();
+            assert_eq!(read_only.backend(), t.backend);
+            read_only.close().await;
+        },
+    )
     .await;
 }
 
@@ -197,7 +208,9 @@ async fn urls() {
         Backend::from_url("postgresql://u@h/db").unwrap(),
         Backend::Postgres
     );
-    let error = Db::connect("mysql://root:hunter2@host/db").await.unwrap_err();
+    let error = Db::connect("mysql://root:hunter2@host/db")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::UnsupportedUrl { .. }));
     assert!(!error.to_string().contains("hunter2"), "{error}");
 
@@ -225,7 +238,9 @@ async fn urls() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("odd ?#% name");
     std::fs::create_dir(&data_dir).unwrap();
-    let db = Db::connect(&mist_db::sqlite_url_in(&data_dir)).await.unwrap();
+    let db = Db::connect(&mist_db::sqlite_url_in(&data_dir))
+        .await
+        .unwrap();
     db.close().await;
     assert!(data_dir.join("mist.db").exists());
 }

@@ -1,69 +1,123 @@
 //! Conditions and the bounded event history.
 
-use mist_db::status::{ConditionStatus, ConditionType, ObjectKind, ObjectRef, Severity};
+use mist_db::status::{
+    ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
+};
 
 use crate::common::{T0, each_backend};
 
 #[tokio::test]
 async fn condition_since_moves_only_when_status_changes() {
-    each_backend("condition_since_moves_only_when_status_changes", |t| async move {
-        let db = &t.db;
-        let object = ObjectRef::version("celeste", "1.4.0.1");
-        let set = |status, reason: &'static str, message: &'static str, now| {
-            let object = object.clone();
-            async move {
-                db.set_condition(&object, ConditionType::Ready, status, reason, message, now)
+    each_backend(
+        "condition_since_moves_only_when_status_changes",
+        |t| async move {
+            let db = &t.db;
+            let object = ObjectRef::version("celeste", "1.4.0.1");
+            let set = |status, reason: &'static str, message: &'static str, now| {
+                let object = object.clone();
+                async move {
+                    db.set_condition(&object, ConditionType::Ready, status, reason, message, now)
+                        .await
+                        .unwrap()
+                }
+            };
+            assert!(set(ConditionStatus::False, "Ingesting", "Hashing 40 %.", T0).await);
+            // Same status, new message: written, since kept.
+            assert!(
+                set(
+                    ConditionStatus::False,
+                    "Ingesting",
+                    "Hashing 80 %.",
+                    T0 + 10
+                )
+                .await
+            );
+            // Same everything: not written.
+            assert!(
+                !set(
+                    ConditionStatus::False,
+                    "Ingesting",
+                    "Hashing 80 %.",
+                    T0 + 20
+                )
+                .await
+            );
+            let conditions = db.conditions_of(&object).await.unwrap();
+            assert_eq!(conditions.len(), 1);
+            assert_eq!(conditions[0].since, T0);
+            assert_eq!(conditions[0].message, "Hashing 80 %.");
+
+            // New status: since moves.
+            assert!(set(ConditionStatus::True, "Ready", "Served.", T0 + 30).await);
+            db.set_condition(
+                &object,
+                ConditionType::Stalled,
+                ConditionStatus::False,
+                "Ready",
+                "",
+                T0 + 30,
+            )
+            .await
+            .unwrap();
+            db.set_condition(
+                &object,
+                ConditionType::Reconciling,
+                ConditionStatus::False,
+                "Ready",
+                "",
+                T0 + 30,
+            )
+            .await
+            .unwrap();
+            let conditions = db.conditions_of(&object).await.unwrap();
+            let types: Vec<_> = conditions.iter().map(|c| c.condition_type).collect();
+            assert_eq!(
+                types,
+                [
+                    ConditionType::Ready,
+                    ConditionType::Reconciling,
+                    ConditionType::Stalled
+                ]
+            );
+            assert_eq!(conditions[0].since, T0 + 30);
+            assert_eq!(conditions[0].status, ConditionStatus::True);
+            assert_eq!(conditions[0].object.kind, ObjectKind::Version);
+
+            // Other objects are separate.
+            assert!(
+                db.conditions_of(&ObjectRef::game("celeste"))
                     .await
                     .unwrap()
-            }
-        };
-        assert!(set(ConditionStatus::False, "Ingesting", "Hashing 40 %.", T0).await);
-        // Same status, new message: written, since kept.
-        assert!(set(ConditionStatus::False, "Ingesting", "Hashing 80 %.", T0 + 10).await);
-        // Same everything: not written.
-        assert!(!set(ConditionStatus::False, "Ingesting", "Hashing 80 %.", T0 + 20).await);
-        let conditions = db.conditions_of(&object).await.unwrap();
-        assert_eq!(conditions.len(), 1);
-        assert_eq!(conditions[0].since, T0);
-        assert_eq!(conditions[0].message, "Hashing 80 %.");
+                    .is_empty()
+            );
+            // The batch form: only the one that differs is written.
+            let update = |condition_type, status: ConditionStatus| ConditionUpdate {
+                object: object.clone(),
+                condition_type,
+                status,
+                reason: "Ready".to_owned(),
+                message: if status == ConditionStatus::True {
+                    "Served.".to_owned()
+                } else {
+                    String::new()
+                },
+            };
+            let updates = [
+                update(ConditionType::Ready, ConditionStatus::True),
+                update(ConditionType::Reconciling, ConditionStatus::False),
+                update(ConditionType::Stalled, ConditionStatus::True),
+            ];
+            assert_eq!(db.set_conditions(&updates, T0 + 40).await.unwrap(), 1);
+            assert_eq!(db.set_conditions(&updates, T0 + 50).await.unwrap(), 0);
+            let conditions = db.conditions_of(&object).await.unwrap();
+            assert_eq!(conditions[0].since, T0 + 30);
+            assert_eq!(conditions[2].since, T0 + 40);
+            assert_eq!(conditions[2].status, ConditionStatus::True);
 
-        // New status: since moves.
-        assert!(set(ConditionStatus::True, "Ready", "Served.", T0 + 30).await);
-        db.set_condition(
-            &object,
-            ConditionType::Stalled,
-            ConditionStatus::False,
-            "Ready",
-            "",
-            T0 + 30,
-        )
-        .await
-        .unwrap();
-        db.set_condition(
-            &object,
-            ConditionType::Reconciling,
-            ConditionStatus::False,
-            "Ready",
-            "",
-            T0 + 30,
-        )
-        .await
-        .unwrap();
-        let conditions = db.conditions_of(&object).await.unwrap();
-        let types: Vec<_> = conditions.iter().map(|c| c.condition_type).collect();
-        assert_eq!(
-            types,
-            [ConditionType::Ready, ConditionType::Reconciling, ConditionType::Stalled]
-        );
-        assert_eq!(conditions[0].since, T0 + 30);
-        assert_eq!(conditions[0].status, ConditionStatus::True);
-        assert_eq!(conditions[0].object.kind, ObjectKind::Version);
-
-        // Other objects are separate.
-        assert!(db.conditions_of(&ObjectRef::game("celeste")).await.unwrap().is_empty());
-        assert_eq!(db.delete_conditions(&object).await.unwrap(), 3);
-        assert!(db.conditions_of(&object).await.unwrap().is_empty());
-    })
+            assert_eq!(db.delete_conditions(&object).await.unwrap(), 3);
+            assert!(db.conditions_of(&object).await.unwrap().is_empty());
+        },
+    )
     .await;
 }
 
@@ -74,13 +128,27 @@ async fn events_are_bounded_per_object() {
         let noisy = ObjectRef::game("noisy");
         let quiet = ObjectRef::game("quiet");
         let quiet_id = db
-            .record_event(&quiet, Severity::Warning, "DigestMismatch", "Changed on the NAS.", T0, 5)
+            .record_event(
+                &quiet,
+                Severity::Warning,
+                "DigestMismatch",
+                "Changed on the NAS.",
+                T0,
+                5,
+            )
             .await
             .unwrap();
         let mut ids = Vec::new();
         for n in 0..12 {
             let id = db
-                .record_event(&noisy, Severity::Normal, "Tick", &format!("tick {n}"), T0 + n, 5)
+                .record_event(
+                    &noisy,
+                    Severity::Normal,
+                    "Tick",
+                    &format!("tick {n}"),
+                    T0 + n,
+                    5,
+                )
                 .await
                 .unwrap();
             ids.push(id);
@@ -89,7 +157,10 @@ async fn events_are_bounded_per_object() {
 
         let events = db.events_of(&noisy, 100).await.unwrap();
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
-        assert_eq!(messages, ["tick 11", "tick 10", "tick 9", "tick 8", "tick 7"]);
+        assert_eq!(
+            messages,
+            ["tick 11", "tick 10", "tick 9", "tick 8", "tick 7"]
+        );
         assert_eq!(events[0].at, T0 + 11);
         assert_eq!(db.events_of(&noisy, 2).await.unwrap().len(), 2);
         // Trimming one object leaves the others alone.
@@ -103,7 +174,12 @@ async fn events_are_bounded_per_object() {
         let feed = db.events_after(quiet_id, 100).await.unwrap();
         assert_eq!(feed.len(), 5);
         assert_eq!(feed[0].message, "tick 7");
-        assert!(db.events_after(*ids.last().unwrap(), 100).await.unwrap().is_empty());
+        assert!(
+            db.events_after(*ids.last().unwrap(), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let next = db
             .record_event(&noisy, Severity::Normal, "Tick", "tick 12", T0 + 12, 5)
             .await

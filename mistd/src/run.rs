@@ -1,0 +1,326 @@
+//! `mistd run`: the reconciler and the HTTP server in one process, and how it stops.
+//!
+//! [`serve`] connects the database, starts [`mist_reconciler::Reconciler::run`] (roles `all`
+//! and `reconciler`) and the HTTP [`crate::server::app`], and returns when a [`Shutdown`] is
+//! requested — by [`spawn_signal_handlers`] on `SIGTERM` or `SIGINT` — once both have
+//! stopped, or after [`SHUTDOWN_GRACE`] if something does not stop in time. The reconciler is
+//! crash-safe by design (durable queue, content-addressed outputs written through temp files
+//! and renamed), so abandoning a step at the deadline loses only that step's progress.
+//!
+//! `SIGHUP` is not handled here: the reconciler's triggers already turn it into a pass
+//! ([`mist_reconciler::triggers`]), and a second handler would only run a second one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mist_db::Db;
+use mist_reconciler::{Reconciler, ReconcilerConfig};
+use tokio::sync::watch;
+
+use crate::config::{Secrets, Settings};
+use crate::server::{self, AppParts, Metrics, Readiness};
+
+/// How long the reconciler and the HTTP server get to stop after a shutdown request. The
+/// deployment contract is "stopped within 10 s"; the reconciler gives a running job 8 s of
+/// it, and the last second is for closing the database and the runtime.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+/// A last pass older than this many resync intervals (plus [`READY_SLACK`]) makes `/readyz`
+/// fail: passes run at least once per interval, so missing several means the loop is stuck.
+pub const READY_PASS_INTERVALS: u32 = 3;
+
+/// Added to the allowed age of the last pass, for a slow pass on a busy machine.
+pub const READY_SLACK: Duration = Duration::from_secs(30);
+
+/// Requests a stop; every clone of the paired [`Shutdown`] sees it.
+#[derive(Debug, Clone)]
+pub struct ShutdownSender {
+    sender: Arc<watch::Sender<bool>>,
+}
+
+/// A stop request to wait for. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    receiver: watch::Receiver<bool>,
+}
+
+/// A new stop signal, not yet raised.
+pub fn shutdown_channel() -> (ShutdownSender, Shutdown) {
+    let (sender, receiver) = watch::channel(false);
+    (
+        ShutdownSender {
+            sender: Arc::new(sender),
+        },
+        Shutdown { receiver },
+    )
+}
+
+impl ShutdownSender {
+    /// Requests the stop. Idempotent.
+    pub fn request(&self) {
+        self.sender.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once the stop is requested (at once if it already was). A dropped sender
+    /// counts as never requesting it.
+    pub async fn requested(mut self) {
+        if self
+            .receiver
+            .wait_for(|requested| *requested)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether the stop has been requested.
+    pub fn is_requested(&self) -> bool {
+        *self.receiver.borrow()
+    }
+}
+
+/// Requests a stop on the first `SIGTERM` or `SIGINT`; a second one ends the process at
+/// once with status 130, for an operator who does not want to wait. Must be called inside a
+/// tokio runtime.
+pub fn spawn_signal_handlers(shutdown: ShutdownSender) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "stopping: finishing or abandoning the running steps"
+        );
+        shutdown.request();
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::warn!(signal = name, "second signal: exiting now");
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+/// Logs and otherwise ignores `SIGHUP`, whose default action would end the process: for the
+/// `api` role, which runs no reconciler.
+pub fn ignore_sighup() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: the api role has nothing to reconcile");
+        }
+    });
+    Ok(())
+}
+
+/// The reconciler's settings for `settings`; `None` when the role runs no reconciler. The
+/// lease owner is the reconciler's default, derived from the data folder: stable across
+/// restarts, so a restarted `mistd` takes back at once the jobs a killed one held.
+pub fn reconciler_config(settings: &Settings) -> Option<ReconcilerConfig> {
+    if !settings.role.runs_reconciler() {
+        return None;
+    }
+    let mut config = ReconcilerConfig::new(
+        settings.specs.clone()?,
+        settings.nas.clone()?,
+        settings.data.clone()?,
+    );
+    config.branch = settings.branch.clone();
+    config.resync = settings.resync;
+    config.skip_deltas = settings.skip_deltas;
+    config.concurrency = settings.concurrency;
+    config.verify_interval = settings.verify_interval;
+    Some(config)
+}
+
+/// Opens the database the way the role needs it: read-write with migrations for the
+/// reconciler roles, read-only (and checked to be migrated) for the `api` role, which never
+/// writes. Makes the data folder first for SQLite.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    if let Some(data) = &settings.data {
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data folder {}", data.display()))?;
+    }
+    let db = if settings.role.runs_reconciler() {
+        Db::connect(&settings.db_url).await?
+    } else {
+        Db::connect_read_only(&settings.db_url).await?
+    };
+    Ok(db)
+}
+
+/// Runs `mistd run` until `shutdown`: see the module documentation. `on_listening` is told
+/// the bound address once the server accepts connections (the demo prints it).
+pub async fn serve(
+    settings: &Settings,
+    secrets: Secrets,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    log_settings(settings);
+    let db = open_db(settings).await?;
+
+    if !settings.role.runs_reconciler() {
+        ignore_sighup()?;
+    }
+    let reconciler = match reconciler_config(settings) {
+        Some(config) => {
+            Some(Reconciler::new(config, db.clone()).context("cannot start the reconciler")?)
+        }
+        None => None,
+    };
+    let trigger = reconciler.as_ref().map(Reconciler::trigger);
+    let webhook = match (secrets.webhook, &trigger) {
+        (Some(secret), Some(trigger)) => Some((secret, trigger.clone())),
+        (Some(_), None) => {
+            tracing::warn!(
+                "a webhook secret is configured, but the api role runs no reconciler: the \
+                 webhook is served by the reconciler role"
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let readiness = Readiness {
+        last_pass: reconciler.as_ref().map(|_| metrics.last_pass_reader()),
+        max_pass_age: settings.resync * READY_PASS_INTERVALS + READY_SLACK,
+    };
+    let app = server::app(AppParts {
+        db: db.clone(),
+        metrics,
+        readiness,
+        webhook,
+        serve_api: settings.role.serves_api(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(%address, role = %settings.role, "listening");
+    on_listening(address);
+
+    let mut server_task = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().requested())
+            .into_future(),
+    );
+    let mut reconciler_task = reconciler.map(|reconciler| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { reconciler.run(shutdown.requested()).await })
+    });
+
+    // Run until asked to stop, or until a part stops on its own (an error). The parts stop
+    // on the same signal, so a part that ended after the request is not an error.
+    let mut server_done = false;
+    let mut reconciler_done = reconciler_task.is_none();
+    let early_exit: Option<anyhow::Error> = tokio::select! {
+        biased;
+        _ = shutdown.clone().requested() => None,
+        result = &mut server_task => {
+            server_done = true;
+            match result {
+                Ok(Ok(())) if shutdown.is_requested() => None,
+                Ok(Ok(())) => Some(anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+                Ok(Err(e)) => Some(anyhow::Error::from(e).context("the HTTP server failed")),
+                Err(e) => Some(anyhow::Error::from(e).context("the HTTP server panicked")),
+            }
+        },
+        result = join_optional(&mut reconciler_task) => {
+            reconciler_done = true;
+            match result {
+                Ok(Ok(())) if shutdown.is_requested() => None,
+                Ok(Ok(())) => Some(anyhow::anyhow!("the reconciler stopped unexpectedly")),
+                Ok(Err(e)) => Some(anyhow::Error::from(e).context("the reconciler failed")),
+                Err(e) => Some(anyhow::Error::from(e).context("the reconciler panicked")),
+            }
+        },
+    };
+    if let Some(error) = early_exit {
+        // Nothing asked the rest to stop: do so, so they release the database cleanly.
+        server_task.abort();
+        if let Some(task) = &reconciler_task {
+            task.abort();
+        }
+        db.close().await;
+        return Err(error);
+    }
+
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let started = Instant::now();
+    if let Some(task) = reconciler_task.filter(|_| !reconciler_done) {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(()))) => tracing::info!("reconciler stopped"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = format!("{e:#}"), "reconciler failed while stopping")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reconciler panicked while stopping"),
+            Err(_) => tracing::warn!(
+                "the reconciler did not stop within {} s; abandoning its running steps",
+                SHUTDOWN_GRACE.as_secs()
+            ),
+        }
+    }
+    if !server_done {
+        match tokio::time::timeout_at(deadline, &mut server_task).await {
+            Ok(_) => tracing::info!("HTTP server stopped"),
+            Err(_) => {
+                server_task.abort();
+                tracing::warn!("open HTTP connections did not close in time; dropped them");
+            }
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(1), db.close())
+        .await
+        .ok();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}
+
+/// Logs the effective settings. Secrets are files: only their paths appear.
+fn log_settings(settings: &Settings) {
+    let path = |path: &Option<std::path::PathBuf>| {
+        path.as_deref()
+            .map_or_else(|| "-".to_string(), |p| p.display().to_string())
+    };
+    tracing::info!(
+        role = %settings.role,
+        specs = settings.specs.as_ref().map_or_else(|| "-".to_string(), ToString::to_string),
+        branch = %settings.branch,
+        nas = path(&settings.nas),
+        data = path(&settings.data),
+        db = %mist_db::redact_url(&settings.db_url),
+        listen = %settings.listen,
+        resync_s = settings.resync.as_secs(),
+        skip_deltas = settings.skip_deltas,
+        concurrency = settings.concurrency,
+        verify_interval_s = settings.verify_interval.as_secs(),
+        webhook_secret_file = path(&settings.webhook_secret_file),
+        "starting mistd {}",
+        env!("CARGO_PKG_VERSION"),
+    );
+}
+
+async fn join_optional<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,327 @@
+//! A converged no-op pass over 1,000 games × 10 versions: how long it takes (target ≤ 200 ms)
+//! and proof that it writes nothing (database and NAS).
+//!
+//! The state is populated directly — spec repository, version rows, tiny artifact files with
+//! real content addresses, delta rows — bypassing real builds; one pass then writes the
+//! conditions, and the passes after it are measured.
+//!
+//! `cargo bench -p mist-reconciler --bench noop` runs the full size; without `--bench` (as a
+//! smoke test) it runs 20 games. SQLite always; Postgres too when `MIST_TEST_POSTGRES` is set.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionSpec, VersionState};
+use mist_db::{Backend, Db};
+use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
+use sqlx::{AnyConnection, Connection, Executor, Row, SqlSafeStr};
+
+const N_VERSIONS: usize = 10;
+const N_PASSES: usize = 20;
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let n_games = if full { 1000 } else { 20 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = mist_db::sqlite_url_in(dir.path());
+        let db = Db::connect(&url).await.expect("SQLite");
+        run("SQLite", &db, &url, n_games).await;
+        db.close().await;
+
+        match std::env::var("MIST_TEST_POSTGRES") {
+            Ok(base_url) if !base_url.is_empty() => {
+                let schema = format!("noop_bench_{}", std::process::id());
+                sqlx::any::install_default_drivers();
+                let mut admin = AnyConnection::connect(&base_url).await.expect("Postgres");
+                let create =
+                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+                admin
+                    .execute(sqlx::AssertSqlSafe(create).into_sql_str())
+                    .await
+                    .expect("create schema");
+                let separator = if base_url.contains('?') { '&' } else { '?' };
+                let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
+                let db = Db::connect(&url).await.expect("Postgres");
+                run("Postgres", &db, &url, n_games).await;
+                db.close().await;
+                let drop = format!("DROP SCHEMA {schema} CASCADE");
+                admin
+                    .execute(sqlx::AssertSqlSafe(drop).into_sql_str())
+                    .await
+                    .expect("drop schema");
+            }
+            _ => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
+        }
+    });
+}
+
+async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let specs = root.path().join("specs");
+    let nas = root.path().join("nas");
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&nas).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+
+    let started = Instant::now();
+    let repo = common::init(&specs);
+    let mut files = Vec::new();
+    for game_idx in 0..n_games {
+        let game = format!("game-{game_idx:04}");
+        files.push(common::game(&game));
+        for version_idx in 0..N_VERSIONS {
+            files.push(common::version(&game, &format!("1.{version_idx}")));
+        }
+    }
+    common::commit(&repo, &files, "many games");
+    populate(db, &nas, n_games).await;
+    let populated = started.elapsed();
+
+    let mut config = ReconcilerConfig::new(SpecsSource::Local(specs), &nas, &data);
+    config.owner = "bench".to_string();
+    let reconciler = Reconciler::new(config, db.clone()).expect("reconciler");
+    let started = Instant::now();
+    let first = reconciler.reconcile_once().await.expect("first pass");
+    let first_pass = started.elapsed();
+    assert!(first.planned.is_empty(), "populated state is converged: {:?}", &first.planned[..first.planned.len().min(5)]);
+    assert_eq!(first.n_ready, n_games * N_VERSIONS, "{first}");
+
+    let nas_before = fs_snapshot(&nas);
+    let mut probe = Probe::new(db, url).await;
+    let marker_before = probe.marker().await;
+    let mut times = Vec::new();
+    for _ in 0..N_PASSES {
+        let started = Instant::now();
+        let report = reconciler.reconcile_once().await.expect("pass");
+        times.push(started.elapsed());
+        assert!(report.is_converged(), "{report}");
+        assert_eq!(report.n_writes, 0);
+    }
+    assert_eq!(probe.marker().await, marker_before, "a converged pass wrote to the database");
+    assert_eq!(fs_snapshot(&nas), nas_before, "a converged pass wrote to the NAS");
+    times.sort();
+    let n_versions = n_games * N_VERSIONS;
+    println!("{backend}: converged no-op pass over {n_games} games × {N_VERSIONS} versions ({n_versions} versions, {} paths on the NAS)", nas_before.len());
+    println!("  populate (specs repository, rows, artifact files): {}", ms(populated));
+    println!("  first pass (loads the specs, writes conditions):   {}", ms(first_pass));
+    println!(
+        "  no-op pass ({N_PASSES} runs): min {}  median {}  max {}  (target ≤ 200 ms)",
+        ms(times[0]),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1])
+    );
+    println!("  writes during the no-op passes: 0 (database marker and NAS snapshot unchanged)");
+}
+
+/// Writes the rows and tiny artifact files of a converged state: every version ingested with
+/// a manifest and a pack, direct deltas and two skip deltas per game.
+async fn populate(db: &Db, nas: &Path, n_games: usize) {
+    let store = nas.join(".mist/artifacts");
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut artifacts = Vec::new();
+    let mut put = |kind: ArtifactKind, bytes: Vec<u8>| -> String {
+        let hex = blake3::hash(&bytes).to_hex().to_string();
+        let dir = store.join(&hex[..2]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&hex), &bytes).unwrap();
+        let address = format!("blake3:{hex}");
+        artifacts.push(Artifact {
+            address: address.clone(),
+            kind,
+            size: bytes.len() as u64,
+            path: format!("{}/{hex}", &hex[..2]),
+            created_at: now,
+            verified_at: (kind == ArtifactKind::Manifest).then_some(now),
+        });
+        address
+    };
+    let mut games = Vec::new();
+    let mut specs = Vec::new();
+    let mut observed = Vec::new();
+    let mut deltas = Vec::new();
+    for game_idx in 0..n_games {
+        let game = format!("game-{game_idx:04}");
+        games.push(mist_db::state::Game {
+            name: game.clone(),
+            spec_json: "{}".to_string(),
+            suspended: false,
+            private: false,
+            grants: Vec::new(),
+        });
+        let digest = |version_idx: usize| {
+            format!("blake3:{}", blake3::hash(format!("{game}/{version_idx}").as_bytes()).to_hex())
+        };
+        for version_idx in 0..N_VERSIONS {
+            let name = format!("1.{version_idx}");
+            specs.push(VersionSpec {
+                game: game.clone(),
+                name: name.clone(),
+                order_index: version_idx as i64,
+                source: format!("incoming/{game}/{name}"),
+                pinned_digest: None,
+                spec_json: "{}".to_string(),
+            });
+            let manifest = put(ArtifactKind::Manifest, format!("manifest {game} {name}").into_bytes());
+            let pack = put(ArtifactKind::Pack, format!("pack {game} {name}").into_bytes());
+            observed.push((
+                game.clone(),
+                name.clone(),
+                VersionObserved {
+                    tree_digest: Some(digest(version_idx)),
+                    manifest_address: Some(manifest),
+                    pack_address: Some(pack),
+                    state: VersionState::Ready,
+                },
+            ));
+        }
+        let latest = N_VERSIONS - 1;
+        let mut edges: Vec<(usize, usize)> = (1..N_VERSIONS).map(|to| (to - 1, to)).collect();
+        edges.extend([(latest - 2, latest), (latest - 3, latest)]);
+        for (from, to) in edges {
+            let address = put(ArtifactKind::Delta, format!("delta {game} {from} {to}").into_bytes());
+            deltas.push(Delta {
+                game: game.clone(),
+                from_version: format!("1.{from}"),
+                to_version: format!("1.{to}"),
+                address,
+            });
+        }
+    }
+    db.upsert_games(&games, now).await.unwrap();
+    db.upsert_version_specs(&specs, now).await.unwrap();
+    for artifact in &artifacts {
+        db.record_artifact(artifact).await.unwrap();
+    }
+    for (game, name, observed) in &observed {
+        db.set_version_observed(game, name, observed, now).await.unwrap();
+    }
+    for delta in &deltas {
+        db.upsert_delta(delta, now).await.unwrap();
+    }
+}
+
+/// Tells whether anything was written: SQLite's `data_version`, read on a connection of its
+/// own that stays open (it moves whenever another connection commits a change), plus the
+/// newest `updated_at` of every table; on Postgres, every row's `xmin` (the transaction that
+/// wrote it, new even for a rewrite with equal values).
+struct Probe {
+    connection: AnyConnection,
+    backend: Backend,
+}
+
+impl Probe {
+    async fn new(db: &Db, url: &str) -> Probe {
+        Probe {
+            connection: AnyConnection::connect(url).await.expect("probe connection"),
+            backend: db.backend(),
+        }
+    }
+
+    async fn marker(&mut self) -> String {
+        let mut marker = String::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let row = sqlx::query("PRAGMA data_version")
+                    .fetch_one(&mut self.connection)
+                    .await
+                    .unwrap();
+                marker.push_str(&format!("data_version {}\n", row.get::<i64, _>(0)));
+                marker.push_str(&updated_at_marker(&mut self.connection).await);
+            }
+            Backend::Postgres => {
+                for table in TABLES {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT xmin::text AS x FROM {table} ORDER BY xmin::text"
+                    )))
+                    .fetch_all(&mut self.connection)
+                    .await
+                    .unwrap();
+                    marker.push_str(table);
+                    for row in rows {
+                        marker.push(' ');
+                        marker.push_str(&row.get::<String, _>("x"));
+                    }
+                    marker.push('\n');
+                }
+            }
+        }
+        marker
+    }
+}
+
+const TABLES: [&str; 11] = [
+    "sync_state",
+    "revisions",
+    "games",
+    "artifacts",
+    "versions",
+    "deltas",
+    "users",
+    "jobs",
+    "queue_lock",
+    "conditions",
+    "events",
+];
+
+/// The newest `updated_at` (or equivalent) of every table that has one: any write moves it.
+async fn updated_at_marker(connection: &mut AnyConnection) -> String {
+    let mut out = String::new();
+    for (table, column) in [
+        ("sync_state", "updated_at"),
+        ("revisions", "updated_at"),
+        ("games", "updated_at"),
+        ("artifacts", "COALESCE(verified_at, created_at)"),
+        ("versions", "updated_at"),
+        ("deltas", "updated_at"),
+        ("users", "updated_at"),
+        ("jobs", "updated_at"),
+        ("conditions", "updated_at"),
+        ("events", "id"),
+    ] {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(MAX({column}), 0) AS m, COALESCE(SUM({column}), 0) AS s FROM {table}"
+        )))
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+        out.push_str(&format!("{table} {} {}\n", row.get::<i64, _>("m"), row.get::<i64, _>("s")));
+    }
+    out
+}
+
+fn fs_snapshot(root: &Path) -> BTreeMap<String, (u64, i128)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            let modified = metadata
+                .modified()
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128);
+            out.insert(entry.path().to_string_lossy().into_owned(), (metadata.len(), modified));
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}

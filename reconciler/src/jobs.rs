@@ -1,0 +1,155 @@
+//! Actions as durable jobs: deterministic, content-derived keys and payloads.
+//!
+//! The key says what the work produces, not who asked for it, so identical work is queued
+//! once and, once done, never done again ([`mist_db::queue::Queue::enqueue`] ignores a key
+//! it has):
+//!
+//! | action | key |
+//! |---|---|
+//! | ingest | `ingest:<game>:<version>:<source>:<pinned digest or ->` — a new source or pin is new work |
+//! | pack | `pack:<tree digest>` — two versions with the same content share one pack |
+//! | delta | `delta:<from tree digest>:<to tree digest>` |
+//! | prune | `prune:<game>:<version>`, and `…:row` when the row goes too |
+//!
+//! The payload is the [`Action`] as JSON; the worker reads everything else fresh when it runs.
+//! A job queued again (its output vanished) keeps its first payload, so a pack or delta job
+//! looks for the content by digest when the version it names no longer has it.
+
+use mist_db::queue::NewJob;
+
+use crate::plan::Action;
+
+/// The job kinds, as stored in `jobs.kind`.
+pub const KINDS: [&str; 4] = ["ingest", "pack", "delta", "prune"];
+
+/// The key of an action's job; `None` for actions the pass does itself (links).
+pub fn key(action: &Action) -> Option<String> {
+    match action {
+        Action::Ingest {
+            game,
+            version,
+            source,
+            pinned,
+        } => Some(format!(
+            "ingest:{game}:{version}:{source}:{}",
+            pinned.as_deref().unwrap_or("-")
+        )),
+        Action::Pack { digest, .. } => Some(format!("pack:{digest}")),
+        Action::Delta {
+            from_digest,
+            to_digest,
+            ..
+        } => Some(format!("delta:{from_digest}:{to_digest}")),
+        Action::Prune {
+            game,
+            version,
+            remove,
+        } => Some(format!(
+            "prune:{game}:{version}{}",
+            if *remove { ":row" } else { "" }
+        )),
+        Action::LinkPack { .. } | Action::LinkDelta { .. } => None,
+    }
+}
+
+/// The job kind of an action: `ingest`, `pack`, `delta` or `prune`.
+pub fn kind(action: &Action) -> &'static str {
+    match action {
+        Action::Ingest { .. } => "ingest",
+        Action::Pack { .. } | Action::LinkPack { .. } => "pack",
+        Action::Delta { .. } | Action::LinkDelta { .. } => "delta",
+        Action::Prune { .. } => "prune",
+    }
+}
+
+/// The job for an action; `None` for actions the pass does itself.
+///
+/// Priorities (lower runs first): ingests first, since everything else needs their
+/// manifests; then packs and deltas; pruning last.
+pub fn new_job(action: &Action) -> Option<NewJob> {
+    let key = key(action)?;
+    let (game, version, priority) = match action {
+        Action::Ingest { game, version, .. } => (game, version, 0),
+        Action::Pack { game, version, .. } => (game, version, 1),
+        Action::Delta { game, to, .. } => (game, to, 1),
+        Action::Prune { game, version, .. } => (game, version, 3),
+        Action::LinkPack { .. } | Action::LinkDelta { .. } => return None,
+    };
+    Some(NewJob {
+        key,
+        kind: kind(action).to_string(),
+        game: Some(game.clone()),
+        version: Some(version.clone()),
+        payload_json: serde_json::to_string(action).expect("actions serialize"),
+        priority,
+    })
+}
+
+/// Reads a job's payload back.
+pub fn parse_payload(payload_json: &str) -> Result<Action, serde_json::Error> {
+    serde_json::from_str(payload_json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_content_derived() {
+        let d1 = format!("blake3:{}", "1".repeat(64));
+        let d2 = format!("blake3:{}", "2".repeat(64));
+        let cases = [
+            (
+                Action::Ingest {
+                    game: "celeste".into(),
+                    version: "1.0".into(),
+                    source: "incoming/celeste/1.0".into(),
+                    pinned: None,
+                },
+                Some("ingest:celeste:1.0:incoming/celeste/1.0:-".to_string()),
+            ),
+            (
+                Action::Pack {
+                    game: "celeste".into(),
+                    version: "1.0".into(),
+                    digest: d1.clone(),
+                },
+                Some(format!("pack:{d1}")),
+            ),
+            (
+                // Another game with the same content: the same pack.
+                Action::Pack {
+                    game: "other".into(),
+                    version: "9".into(),
+                    digest: d1.clone(),
+                },
+                Some(format!("pack:{d1}")),
+            ),
+            (
+                Action::Delta {
+                    game: "celeste".into(),
+                    from: "1.0".into(),
+                    to: "1.1".into(),
+                    from_digest: d1.clone(),
+                    to_digest: d2.clone(),
+                },
+                Some(format!("delta:{d1}:{d2}")),
+            ),
+            (
+                Action::LinkPack {
+                    game: "celeste".into(),
+                    version: "1.0".into(),
+                    address: d1.clone(),
+                },
+                None,
+            ),
+        ];
+        for (action, want) in cases {
+            assert_eq!(key(&action), want, "{action:?}");
+            if let Some(job) = new_job(&action) {
+                assert_eq!(parse_payload(&job.payload_json).unwrap(), action);
+                assert!(KINDS.contains(&job.kind.as_str()));
+            }
+        }
+    }
+}

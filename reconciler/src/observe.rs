@@ -1,0 +1,290 @@
+//! Observed state: the database snapshot checked against what is really on the NAS.
+//!
+//! Cheap facts are checked on every pass: each recorded artifact is stat-ed (present, a
+//! regular file, the recorded size) and each version's source folder is looked for. Hashing
+//! is not: builds are re-scanned on a slow schedule, at most once per
+//! [`ObserveConfig::verify_interval`] per version (and at once when a job found the build
+//! changed under it). A re-scan that no longer gives the recorded tree digest is drift: the
+//! version is marked drifted until a later re-scan matches again. Drift is remembered in the
+//! database as the version's `Stalled` condition with reason `DigestMismatch`, so a restart does
+//! not forget it; a match is remembered as the manifest artifact's `verified_at`.
+//!
+//! Everything here blocks (stat, scans); the pass runs it on a blocking thread.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mist_db::EpochMs;
+use mist_db::snapshot::Snapshot;
+use mist_db::state::Artifact;
+use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
+use mist_games::manifest::{self, ScanError};
+use rayon::prelude::*;
+
+use crate::plan::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
+use crate::store::ArtifactStore;
+
+/// How observation verifies builds.
+#[derive(Debug, Clone, Copy)]
+pub struct ObserveConfig {
+    /// Re-scan an ingested build at most this often (0: on every pass).
+    pub verify_interval: Duration,
+    /// Stop starting new re-scans in a pass after this long; the rest wait for the next pass.
+    pub verify_budget: Duration,
+}
+
+/// What observation remembers between passes (in memory): when each build was last re-scanned
+/// (matching or not), and which builds a job found changed.
+#[derive(Debug, Default)]
+pub struct VerifyState {
+    last_scan: HashMap<(String, String), EpochMs>,
+    suspects: HashSet<(String, String)>,
+}
+
+impl VerifyState {
+    /// Asks for the build of a version to be re-scanned on the next pass, whatever the
+    /// schedule (a job found a file that no longer matches its manifest).
+    pub fn suspect(&mut self, game: &str, version: &str) {
+        self.suspects
+            .insert((game.to_string(), version.to_string()));
+    }
+}
+
+/// The outcome of observing.
+#[derive(Debug, Default)]
+pub struct Observation {
+    /// What the plan compares against.
+    pub observed: Observed,
+    /// Manifest artifacts whose build was re-scanned and matched: their `verified_at` moves.
+    pub verified: Vec<String>,
+    /// Versions whose re-scan found drift: (game, version, the digest found).
+    pub drift_found: Vec<(String, String, String)>,
+    /// Versions whose re-scan matched although they were marked drifted.
+    pub drift_cleared: Vec<(String, String)>,
+}
+
+/// Observes: `snapshot` checked against the NAS, for the versions `desired` speaks of.
+pub fn observe(
+    snapshot: &Snapshot,
+    desired: &Desired,
+    store: &ArtifactStore,
+    nas: &Path,
+    verify_state: &mut VerifyState,
+    config: ObserveConfig,
+    now: EpochMs,
+) -> Observation {
+    let artifacts: HashMap<&str, &Artifact> = snapshot
+        .artifacts
+        .iter()
+        .map(|artifact| (artifact.address.as_str(), artifact))
+        .collect();
+
+    // Every artifact a version or delta refers to, stat-ed once, in parallel.
+    let mut referenced: HashSet<&str> = HashSet::new();
+    for version in &snapshot.versions {
+        referenced.extend(version.observed.manifest_address.as_deref());
+        referenced.extend(version.observed.pack_address.as_deref());
+    }
+    referenced.extend(snapshot.deltas.iter().map(|delta| delta.address.as_str()));
+    let referenced: Vec<&Artifact> = referenced
+        .into_iter()
+        .filter_map(|address| artifacts.get(address).copied())
+        .collect();
+    let present: HashSet<&str> = referenced
+        .par_iter()
+        .filter(|artifact| store.is_present(&artifact.address, artifact.size))
+        .map(|artifact| artifact.address.as_str())
+        .collect();
+    let presence = |address: Option<&str>| match address {
+        None => Presence::Absent,
+        Some(address) if present.contains(address) => Presence::Present,
+        Some(_) => Presence::Missing,
+    };
+
+    // Source folders of the versions the plan will look at.
+    let mut sources: Vec<(&str, &str, &str)> = Vec::new();
+    for (game_name, game) in &desired.games {
+        if game.suspend {
+            continue;
+        }
+        for version in &game.versions {
+            sources.push((game_name, &version.name, &version.source));
+        }
+    }
+    let sources_present: HashSet<(&str, &str)> = sources
+        .par_iter()
+        .filter(|(_, _, source)| nas.join(source).is_dir())
+        .map(|(game, version, _)| (*game, *version))
+        .collect();
+
+    // Drift remembered from earlier passes.
+    let drifted_before: HashSet<&str> = snapshot
+        .conditions
+        .iter()
+        .filter(|condition| {
+            condition.object.kind == ObjectKind::Version
+                && condition.condition_type == ConditionType::Stalled
+                && condition.status == ConditionStatus::True
+                && condition.reason == Reason::DigestMismatch.as_str()
+        })
+        .map(|condition| condition.object.name.as_str())
+        .collect();
+
+    let mut observation = Observation::default();
+    let observed = &mut observation.observed;
+    let desired_source: HashMap<(&str, &str), &str> = sources
+        .iter()
+        .map(|(game, version, source)| ((*game, *version), *source))
+        .collect();
+    let verify_started = Instant::now();
+    let interval_ms = i64::try_from(config.verify_interval.as_millis()).unwrap_or(i64::MAX);
+    let mut digests: HashMap<(&str, &str), &str> = HashMap::new();
+    for version in &snapshot.versions {
+        let game = version.spec.game.as_str();
+        let name = version.spec.name.as_str();
+        let object_name = format!("{game}/{name}");
+        let source_present = sources_present.contains(&(game, name));
+        let mut drifted = drifted_before.contains(object_name.as_str());
+        let digest = version.observed.tree_digest.clone();
+        if let Some(digest) = version.observed.tree_digest.as_deref() {
+            digests.insert((game, name), digest);
+        }
+
+        // The slow re-verification of an ingested build.
+        if let (Some(digest), Some(manifest_address), Some(source), true) = (
+            &digest,
+            &version.observed.manifest_address,
+            desired_source.get(&(game, name)),
+            source_present,
+        ) {
+            let id = (game.to_string(), name.to_string());
+            let last_match = artifacts
+                .get(manifest_address.as_str())
+                .and_then(|artifact| artifact.verified_at)
+                .unwrap_or(i64::MIN);
+            let last_scan = verify_state
+                .last_scan
+                .get(&id)
+                .copied()
+                .unwrap_or(i64::MIN)
+                .max(last_match);
+            let due = verify_state.suspects.contains(&id)
+                || now.saturating_sub(last_scan) >= interval_ms;
+            if due && verify_started.elapsed() < config.verify_budget {
+                verify_state.suspects.remove(&id);
+                verify_state.last_scan.insert(id, now);
+                match scan_digest(&nas.join(source)) {
+                    Ok(found) if &found == digest => {
+                        observation.verified.push(manifest_address.clone());
+                        if drifted {
+                            observation
+                                .drift_cleared
+                                .push((game.to_string(), name.to_string()));
+                        }
+                        drifted = false;
+                    }
+                    Ok(found) => {
+                        if !drifted {
+                            observation
+                                .drift_found
+                                .push((game.to_string(), name.to_string(), found));
+                        }
+                        drifted = true;
+                    }
+                    Err(error) => {
+                        tracing::warn!(game, version = name, %error, "cannot re-verify the build");
+                    }
+                }
+            }
+        }
+
+        observed.versions.insert(
+            (game.to_string(), name.to_string()),
+            ObservedVersion {
+                state: version.observed.state,
+                source_present,
+                digest,
+                manifest: presence(version.observed.manifest_address.as_deref()),
+                pack: presence(version.observed.pack_address.as_deref()),
+                drifted,
+            },
+        );
+        if let (Some(digest), Some(pack)) = (
+            &version.observed.tree_digest,
+            version.observed.pack_address.as_deref(),
+        ) && present.contains(pack)
+        {
+            observed.packs.insert(digest.clone(), pack.to_string());
+        }
+    }
+    // A source present for a version without a row yet (new in the specs).
+    for (game, version) in &sources_present {
+        observed
+            .versions
+            .entry((game.to_string(), version.to_string()))
+            .or_insert_with(|| ObservedVersion {
+                state: mist_db::state::VersionState::Pending,
+                source_present: true,
+                digest: None,
+                manifest: Presence::Absent,
+                pack: Presence::Absent,
+                drifted: false,
+            });
+    }
+
+    for delta in &snapshot.deltas {
+        let presence = presence(Some(&delta.address));
+        observed.deltas.insert(
+            (
+                delta.game.clone(),
+                delta.from_version.clone(),
+                delta.to_version.clone(),
+            ),
+            presence,
+        );
+        if presence == Presence::Present
+            && let (Some(from), Some(to)) = (
+                digests.get(&(delta.game.as_str(), delta.from_version.as_str())),
+                digests.get(&(delta.game.as_str(), delta.to_version.as_str())),
+            )
+        {
+            observed
+                .delta_artifacts
+                .insert((from.to_string(), to.to_string()), delta.address.clone());
+        }
+    }
+
+    observed.jobs = snapshot
+        .jobs
+        .iter()
+        .map(|job| {
+            (
+                job.key.clone(),
+                ObservedJob {
+                    state: job.state,
+                    attempts: job.attempts,
+                    last_error: job.last_error.clone(),
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    observed.users = snapshot
+        .users
+        .iter()
+        .map(|user| (user.name.clone(), user.clone()))
+        .collect();
+    observation
+}
+
+/// The tree digest of the build at `root`, as text.
+fn scan_digest(root: &Path) -> Result<String, ScanError> {
+    match manifest::scan(root) {
+        Ok(manifest) => Ok(manifest.tree_digest().to_string()),
+        // A build that now holds something a build may not is a changed build.
+        Err(ScanError::UnsupportedFileType { .. })
+        | Err(ScanError::InvalidSymlink { .. })
+        | Err(ScanError::NonUtf8Name { .. }) => Ok("(not a valid build any more)".to_string()),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,899 @@
+//! The reconciler's diff: desired state and observed state in, actions and conditions out.
+//!
+//! [`plan`] is a pure function with no I/O, so every rule of reconciliation is tested by
+//! tables of (desired, observed) → plan (`tests` below, through one `check` helper). The shell
+//! around it observes ([`crate::observe`]: database rows and what is really on the NAS), turns
+//! actions into durable jobs ([`crate::jobs`]) and writes conditions.
+//!
+//! Rules, for each game that is not suspended and each of its versions in order:
+//!
+//! - A version whose build has not been ingested (or whose manifest artifact is gone, or
+//!   whose recorded digest differs from a newly pinned one) is ingested if its source build
+//!   is on the NAS; otherwise it is stalled (`SourceMissing`).
+//! - A version whose build changed on the NAS after ingest (drift, found by the slow
+//!   re-verification) is stalled (`DigestMismatch`) and never re-ingested; its source is not
+//!   used as an input any more.
+//! - An ingested version gets a pack, and (unless it is the oldest kept version) a delta from
+//!   the previous version. Warm skip deltas go from each of the [`PlanConfig::skip_deltas`]
+//!   versions before the previous one to the latest.
+//! - Identical content is never built twice: a pack (or delta) that exists for the same tree
+//!   digest(s) under another version is linked, not rebuilt.
+//! - Inputs: a version's tree comes from its source build when that is present and not
+//!   drifted, else from a replay of the delta chain from the nearest earlier version whose
+//!   build is present, else from its pack ([`input_for`]). Work whose inputs cannot be had
+//!   is not queued; the version is stalled.
+//! - A version is `Ready` only when its manifest, its pack and the delta from the previous
+//!   version all exist (present on the NAS with the right size) and it is not drifted.
+//! - Pruning happens only when the desired state allows it ([`Desired::may_prune`]) and the
+//!   game's retention says `prune: true`: versions beyond the newest `keepVersions` lose
+//!   their artifacts (once every kept version is Ready), and versions no longer in the specs
+//!   lose their artifacts and their row. Without that, a version removed from the specs is
+//!   only marked retired.
+//! - Users are published as the specs list them: new and changed ones upserted, removed ones
+//!   deleted.
+//!
+//! A suspended game gets no actions and no conditions: it is left exactly as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mist_db::queue::JobState;
+use mist_db::state::{User, VersionState};
+use serde::{Deserialize, Serialize};
+
+use crate::jobs;
+
+/// What the specs ask for, at the commit in force.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// Games by name.
+    pub games: BTreeMap<String, DesiredGame>,
+    /// Users by name.
+    pub users: BTreeMap<String, User>,
+    /// Whether pruning is allowed at all: the latest commit loaded, validated, is the one in
+    /// force and is not empty (see [`crate::desired::Desired::may_prune`]).
+    pub may_prune: bool,
+}
+
+/// One game as the specs describe it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredGame {
+    /// The reconciler leaves the game alone.
+    pub suspend: bool,
+    /// Keep this many newest versions; 0 keeps all.
+    pub keep_versions: u32,
+    /// Whether versions beyond `keep_versions`, and versions removed from the specs, may be
+    /// deleted.
+    pub prune: bool,
+    /// Versions, oldest first.
+    pub versions: Vec<DesiredVersion>,
+}
+
+/// One version as the specs describe it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredVersion {
+    /// The version name.
+    pub name: String,
+    /// The build folder relative to the NAS root.
+    pub source: String,
+    /// The pinned tree digest, if any.
+    pub pinned: Option<String>,
+}
+
+/// What is really there: database rows checked against the NAS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Versions with a row in the database, by (game, version).
+    pub versions: BTreeMap<(String, String), ObservedVersion>,
+    /// Delta rows by (game, from version, to version), and whether their artifact is there.
+    pub deltas: BTreeMap<(String, String, String), Presence>,
+    /// Packs present on the NAS, by tree digest: the content a pack holds is named by the
+    /// digest, so any version with that digest can use it.
+    pub packs: BTreeMap<String, String>,
+    /// Delta artifacts present on the NAS, by (from digest, to digest).
+    pub delta_artifacts: BTreeMap<(String, String), String>,
+    /// Jobs that are not done, by key.
+    pub jobs: BTreeMap<String, ObservedJob>,
+    /// Users in the database, by name.
+    pub users: BTreeMap<String, User>,
+}
+
+/// Whether a recorded artifact is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Presence {
+    /// Nothing is recorded.
+    #[default]
+    Absent,
+    /// It is recorded, but the file is gone or has the wrong size.
+    Missing,
+    /// It is recorded and on the NAS with the recorded size.
+    Present,
+}
+
+/// One version's observed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVersion {
+    /// The version row's state.
+    pub state: VersionState,
+    /// The source build folder exists on the NAS.
+    pub source_present: bool,
+    /// The tree digest recorded at ingest.
+    pub digest: Option<String>,
+    /// The manifest artifact.
+    pub manifest: Presence,
+    /// The pack artifact.
+    pub pack: Presence,
+    /// The build on the NAS no longer matches the recorded digest (found by the slow
+    /// re-verification, and remembered until a later one finds it matching again).
+    pub drifted: bool,
+}
+
+/// A job that is not done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedJob {
+    /// Queued, running, failed (waiting for a retry) or terminal.
+    pub state: JobState,
+    /// Attempts that failed.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Settings that shape the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// How many versions before the previous one get a warm skip delta to the latest.
+    pub skip_deltas: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig { skip_deltas: 2 }
+    }
+}
+
+/// Work to do. The variants that are jobs ([`Action::is_job`]) go to the durable queue; the
+/// links are database writes the pass does itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// Scan a version's source build, check it and record its manifest.
+    Ingest {
+        /// Game.
+        game: String,
+        /// Version.
+        version: String,
+        /// The build folder relative to the NAS root.
+        source: String,
+        /// The digest the spec pins, if any.
+        pinned: Option<String>,
+    },
+    /// Pack a version.
+    Pack {
+        /// Game.
+        game: String,
+        /// Version.
+        version: String,
+        /// Its tree digest.
+        digest: String,
+    },
+    /// Make the tree delta from one version to another.
+    Delta {
+        /// Game.
+        game: String,
+        /// Old version.
+        from: String,
+        /// New version.
+        to: String,
+        /// The old version's tree digest.
+        from_digest: String,
+        /// The new version's tree digest.
+        to_digest: String,
+    },
+    /// Point a version at a pack that exists for the same tree digest.
+    LinkPack {
+        /// Game.
+        game: String,
+        /// Version.
+        version: String,
+        /// The pack's address.
+        address: String,
+    },
+    /// Record a delta edge whose artifact exists for the same pair of tree digests.
+    LinkDelta {
+        /// Game.
+        game: String,
+        /// Old version.
+        from: String,
+        /// New version.
+        to: String,
+        /// The delta's address.
+        address: String,
+    },
+    /// Delete a version's artifacts (retention).
+    Prune {
+        /// Game.
+        game: String,
+        /// Version.
+        version: String,
+        /// Delete the version's row too: it is no longer in the specs.
+        remove: bool,
+    },
+}
+
+/// The outcome of a diff.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Work to do, sorted.
+    pub actions: Vec<Action>,
+    /// The condition of every version the plan speaks for (every version of every game that
+    /// is not suspended, and every observed version of a game no longer in the specs), with
+    /// the state its row should have.
+    pub conditions: BTreeMap<(String, String), VersionStatus>,
+    /// Users to insert or update.
+    pub upsert_users: Vec<User>,
+    /// Users to delete.
+    pub delete_users: Vec<String>,
+}
+
+/// A version's condition and the state its row should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    /// The condition.
+    pub condition: Condition,
+    /// The row's state.
+    pub state: VersionState,
+}
+
+/// A version's condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// Ready, reconciling, stalled or inactive.
+    pub status: Status,
+    /// A stable reason.
+    pub reason: Reason,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The kind of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Served to friends.
+    Ready,
+    /// Work is queued or running.
+    Reconciling,
+    /// No progress is possible without a change (to the specs or the NAS).
+    Stalled,
+    /// Retired or pruned: deliberately not served.
+    Inactive,
+}
+
+/// Why a version is in its state: stable strings for the API and scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// Manifest, pack and delta from the previous version exist.
+    Ready,
+    /// Waiting for the ingest.
+    Ingesting,
+    /// Waiting for its pack or delta.
+    Building,
+    /// The source build is not on the NAS (and is needed).
+    SourceMissing,
+    /// The build changed on the NAS after it was ingested.
+    DigestMismatch,
+    /// The build does not hash to the digest the spec pins.
+    PinnedDigestMismatch,
+    /// The build cannot be served (special files, escaping symlinks, …).
+    InvalidBuild,
+    /// The previous version cannot serve as the base of the delta.
+    Blocked,
+    /// A job failed in a way retrying cannot fix; see the message.
+    Failed,
+    /// Beyond the game's `keepVersions`.
+    Pruned,
+    /// No longer in the specs.
+    Retired,
+}
+
+impl Reason {
+    /// The stable text of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ready => "Ready",
+            Reason::Ingesting => "Ingesting",
+            Reason::Building => "Building",
+            Reason::SourceMissing => "SourceMissing",
+            Reason::DigestMismatch => "DigestMismatch",
+            Reason::PinnedDigestMismatch => "PinnedDigestMismatch",
+            Reason::InvalidBuild => "InvalidBuild",
+            Reason::Blocked => "Blocked",
+            Reason::Failed => "Failed",
+            Reason::Pruned => "Pruned",
+            Reason::Retired => "Retired",
+        }
+    }
+
+    /// The reason a terminal job error starts with (`"<Reason>: <message>"`), `Failed` when
+    /// it names none.
+    pub fn of_terminal_error(error: &str) -> (Reason, &str) {
+        for reason in [
+            Reason::PinnedDigestMismatch,
+            Reason::DigestMismatch,
+            Reason::InvalidBuild,
+        ] {
+            if let Some(rest) = error
+                .strip_prefix(reason.as_str())
+                .and_then(|rest| rest.strip_prefix(": "))
+            {
+                return (reason, rest);
+            }
+        }
+        (Reason::Failed, error)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Status {
+    /// `Ready`, `Reconciling`, `Stalled` or `Inactive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "Ready",
+            Status::Reconciling => "Reconciling",
+            Status::Stalled => "Stalled",
+            Status::Inactive => "Inactive",
+        }
+    }
+}
+
+impl Action {
+    /// Whether the action is work for the durable queue (rather than a write the pass does
+    /// itself).
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self,
+            Action::Ingest { .. } | Action::Pack { .. } | Action::Delta { .. } | Action::Prune { .. }
+        )
+    }
+}
+
+/// Where a version's tree comes from when work needs it; see [`input_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The source build on the NAS.
+    Source,
+    /// A replay of the direct deltas from version `base` (by index), whose source build is
+    /// present, up to this version.
+    Replay {
+        /// The index of the version replayed from.
+        base: usize,
+    },
+    /// Unpacking the version's pack.
+    Pack,
+}
+
+/// What [`input_for`] needs to know about each version of a game.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputFacts {
+    /// The source build is on the NAS and not known to have drifted.
+    pub source_ok: bool,
+    /// The manifest is recorded and present.
+    pub manifest: bool,
+    /// The pack is present.
+    pub pack: bool,
+    /// The delta from the previous version is present.
+    pub delta_from_previous: bool,
+}
+
+/// Where version `idx`'s tree can come from: its source; else a replay from the nearest
+/// earlier version whose source is there, through present direct deltas; else its pack.
+/// `None` when it cannot be had. Shared by the plan and by the job that does the work (with
+/// facts fresh at run time), so the two agree.
+pub fn input_for(facts: &[InputFacts], idx: usize) -> Option<Input> {
+    let version = &facts[idx];
+    if !version.manifest {
+        return None;
+    }
+    if version.source_ok {
+        return Some(Input::Source);
+    }
+    let mut base = idx;
+    while base > 0 && facts[base].delta_from_previous {
+        base -= 1;
+        if !facts[base].manifest {
+            break;
+        }
+        if facts[base].source_ok {
+            return Some(Input::Replay { base });
+        }
+    }
+    version.pack.then_some(Input::Pack)
+}
+
+/// Diffs desired against observed state.
+pub fn plan(desired: &Desired, observed: &Observed, config: PlanConfig) -> Plan {
+    let mut out = Plan::default();
+    for (game_name, game) in &desired.games {
+        if game.suspend {
+            continue;
+        }
+        plan_game(game_name, game, desired.may_prune, observed, config, &mut out);
+    }
+    // Versions of games no longer in the specs at all: kept, marked retired.
+    for (game_name, version_name) in observed.versions.keys() {
+        if desired.games.contains_key(game_name) {
+            continue;
+        }
+        out.conditions.insert(
+            (game_name.clone(), version_name.clone()),
+            retired("its game is no longer in the specs; its data is kept"),
+        );
+    }
+    plan_users(desired, observed, &mut out);
+    out.actions.sort();
+    out.actions.dedup();
+    out
+}
+
+fn plan_users(desired: &Desired, observed: &Observed, out: &mut Plan) {
+    for (name, user) in &desired.users {
+        if observed.users.get(name) != Some(user) {
+            out.upsert_users.push(user.clone());
+        }
+    }
+    for name in observed.users.keys() {
+        if !desired.users.contains_key(name) {
+            out.delete_users.push(name.clone());
+        }
+    }
+}
+
+fn retired(message: &str) -> VersionStatus {
+    VersionStatus {
+        condition: Condition {
+            status: Status::Inactive,
+            reason: Reason::Retired,
+            message: message.to_string(),
+        },
+        state: VersionState::Retired,
+    }
+}
+
+/// A piece of work a version needs, and how it stands.
+enum Need {
+    /// Queued, running or linked: the version is reconciling.
+    Working(String),
+    /// Cannot progress: the version is stalled.
+    Stuck(Reason, String),
+}
+
+fn plan_game(
+    game_name: &str,
+    game: &DesiredGame,
+    may_prune: bool,
+    observed: &Observed,
+    config: PlanConfig,
+    out: &mut Plan,
+) {
+    let no_row = ObservedVersion {
+        state: VersionState::Pending,
+        source_present: false,
+        digest: None,
+        manifest: Presence::Absent,
+        pack: Presence::Absent,
+        drifted: false,
+    };
+    let n_versions = game.versions.len();
+    let keep_from = if game.prune && game.keep_versions > 0 {
+        n_versions.saturating_sub(game.keep_versions as usize)
+    } else {
+        0
+    };
+    let key = |version: &str| (game_name.to_string(), version.to_string());
+    let obs_all: Vec<&ObservedVersion> = game
+        .versions
+        .iter()
+        .map(|version| observed.versions.get(&key(&version.name)).unwrap_or(&no_row))
+        .collect();
+    let delta_presence = |from: usize, to: usize| {
+        observed
+            .deltas
+            .get(&(
+                game_name.to_string(),
+                game.versions[from].name.clone(),
+                game.versions[to].name.clone(),
+            ))
+            .copied()
+            .unwrap_or_default()
+    };
+    // Versions whose recorded manifest can serve as the description of their tree.
+    let ingested: Vec<bool> = game
+        .versions
+        .iter()
+        .zip(&obs_all)
+        .map(|(version, obs)| {
+            obs.digest.is_some()
+                && obs.manifest == Presence::Present
+                && !pin_mismatch(version, obs)
+        })
+        .collect();
+    let facts: Vec<InputFacts> = (0..n_versions)
+        .map(|idx| InputFacts {
+            source_ok: obs_all[idx].source_present && !obs_all[idx].drifted && ingested[idx],
+            manifest: ingested[idx],
+            pack: obs_all[idx].pack == Presence::Present,
+            delta_from_previous: idx > 0 && delta_presence(idx - 1, idx) == Presence::Present,
+        })
+        .collect();
+    let can_build = |idx: usize| input_for(&facts, idx).is_some();
+
+    let mut statuses: Vec<Option<VersionStatus>> = vec![None; n_versions];
+    for idx in keep_from..n_versions {
+        let version = &game.versions[idx];
+        let obs = obs_all[idx];
+        let mut needs: Vec<Need> = Vec::new();
+
+        let ingest = Action::Ingest {
+            game: game_name.to_string(),
+            version: version.name.clone(),
+            source: version.source.clone(),
+            pinned: version.pinned.clone(),
+        };
+        if obs.drifted {
+            let digest = obs.digest.as_deref().unwrap_or("its recorded digest");
+            needs.push(Need::Stuck(
+                Reason::DigestMismatch,
+                format!(
+                    "the build in {} changed on the NAS after it was ingested as {digest}; it is \
+                     not served and not re-ingested: restore the build, or publish the new one \
+                     as a new version",
+                    version.source
+                ),
+            ));
+        } else if !ingested[idx] {
+            let need = if let Some(job) = job_of(observed, &ingest) {
+                job_need(job, format!("ingesting the build in {}", version.source))
+            } else if obs.source_present {
+                out.actions.push(ingest);
+                Need::Working(format!("ingesting the build in {}", version.source))
+            } else if pin_mismatch(version, obs) {
+                Need::Stuck(
+                    Reason::PinnedDigestMismatch,
+                    format!(
+                        "the spec pins {} but the version was ingested as {}, and the build {} \
+                         is not on the NAS",
+                        version.pinned.as_deref().unwrap_or_default(),
+                        obs.digest.as_deref().unwrap_or_default(),
+                        version.source
+                    ),
+                )
+            } else if obs.digest.is_some() {
+                Need::Stuck(
+                    Reason::SourceMissing,
+                    format!(
+                        "the manifest of this version is missing from the NAS and its build {} \
+                         is gone, so it cannot be made again",
+                        version.source
+                    ),
+                )
+            } else {
+                Need::Stuck(
+                    Reason::SourceMissing,
+                    format!("the build {} is not on the NAS", version.source),
+                )
+            };
+            needs.push(need);
+        }
+
+        if ingested[idx] {
+            let digest = obs.digest.clone().unwrap_or_default();
+            // The pack.
+            if obs.pack != Presence::Present {
+                let need = if let Some(address) = observed.packs.get(&digest) {
+                    out.actions.push(Action::LinkPack {
+                        game: game_name.to_string(),
+                        version: version.name.clone(),
+                        address: address.clone(),
+                    });
+                    Need::Working("linking the pack of identical content".to_string())
+                } else {
+                    let pack = Action::Pack {
+                        game: game_name.to_string(),
+                        version: version.name.clone(),
+                        digest: digest.clone(),
+                    };
+                    if let Some(job) = job_of(observed, &pack) {
+                        job_need(job, "packing".to_string())
+                    } else if can_build(idx) {
+                        out.actions.push(pack);
+                        Need::Working("packing".to_string())
+                    } else {
+                        Need::Stuck(Reason::SourceMissing, gone(version))
+                    }
+                };
+                needs.push(need);
+            }
+            // The delta from the previous version.
+            if idx > keep_from {
+                let previous = &game.versions[idx - 1];
+                if delta_presence(idx - 1, idx) != Presence::Present {
+                    let what = format!("making the delta from {}", previous.name);
+                    let need = if !ingested[idx - 1] {
+                        Need::Stuck(
+                            Reason::Blocked,
+                            format!(
+                                "waiting for the previous version {} to be ingested, to make \
+                                 the delta from it",
+                                previous.name
+                            ),
+                        )
+                    } else {
+                        delta_need(
+                            game_name,
+                            (
+                                idx - 1,
+                                previous,
+                                obs_all[idx - 1].digest.as_deref().unwrap_or_default(),
+                            ),
+                            (idx, version, &digest),
+                            observed,
+                            &can_build,
+                            what,
+                            out,
+                        )
+                    };
+                    needs.push(need);
+                }
+            }
+        }
+        statuses[idx] = Some(status_of(needs, obs));
+    }
+
+    // Warm skip deltas from a few older versions to the latest; they never hold up Ready.
+    if n_versions >= 3 && ingested[n_versions - 1] {
+        let latest_idx = n_versions - 1;
+        let latest = &game.versions[latest_idx];
+        let latest_digest = obs_all[latest_idx].digest.clone().unwrap_or_default();
+        for idx in (keep_from..latest_idx - 1).rev().take(config.skip_deltas) {
+            if !ingested[idx] || delta_presence(idx, latest_idx) == Presence::Present {
+                continue;
+            }
+            let from = &game.versions[idx];
+            let from_digest = obs_all[idx].digest.clone().unwrap_or_default();
+            let _ = delta_need(
+                game_name,
+                (idx, from, &from_digest),
+                (latest_idx, latest, &latest_digest),
+                observed,
+                &can_build,
+                String::new(),
+                out,
+            );
+        }
+    }
+
+    // Retention: versions beyond keepVersions.
+    let all_kept_ready = statuses[keep_from..]
+        .iter()
+        .all(|status| status.as_ref().is_some_and(|s| s.condition.status == Status::Ready));
+    let prune_allowed = may_prune && game.prune;
+    for idx in 0..keep_from {
+        let version = &game.versions[idx];
+        let has_data = has_data(game_name, &version.name, obs_all[idx], observed);
+        let message = if !has_data {
+            format!(
+                "beyond the newest {} versions kept; its artifacts were removed (its build in \
+                 {} is left alone)",
+                game.keep_versions, version.source
+            )
+        } else if prune_allowed && all_kept_ready {
+            out.actions.push(Action::Prune {
+                game: game_name.to_string(),
+                version: version.name.clone(),
+                remove: false,
+            });
+            format!(
+                "beyond the newest {} versions kept; removing its artifacts",
+                game.keep_versions
+            )
+        } else if !may_prune {
+            format!(
+                "beyond the newest {} versions kept; nothing is pruned while the latest spec \
+                 commit fails, the specs cannot be read, or no game is declared",
+                game.keep_versions
+            )
+        } else {
+            format!(
+                "beyond the newest {} versions kept; its artifacts are removed once the newer \
+                 versions are ready",
+                game.keep_versions
+            )
+        };
+        statuses[idx] = Some(VersionStatus {
+            condition: Condition {
+                status: Status::Inactive,
+                reason: Reason::Pruned,
+                message,
+            },
+            state: VersionState::Retired,
+        });
+    }
+
+    for (idx, status) in statuses.into_iter().enumerate() {
+        if let Some(status) = status {
+            out.conditions.insert(key(&game.versions[idx].name), status);
+        }
+    }
+
+    // Versions observed but no longer in the specs.
+    let desired_names: BTreeSet<&str> = game.versions.iter().map(|v| v.name.as_str()).collect();
+    let range = (game_name.to_string(), String::new())..;
+    for ((observed_game, version_name), _) in observed.versions.range(range) {
+        if observed_game != game_name {
+            break;
+        }
+        if desired_names.contains(version_name.as_str()) {
+            continue;
+        }
+        let status = if prune_allowed && all_kept_ready {
+            out.actions.push(Action::Prune {
+                game: game_name.to_string(),
+                version: version_name.clone(),
+                remove: true,
+            });
+            retired("removed from the specs; removing its artifacts")
+        } else if prune_allowed {
+            retired("removed from the specs; its artifacts are removed once the versions kept are ready",
+            )
+        } else {
+            retired("removed from the specs; its data is kept (no retention policy prunes it)",
+            )
+        };
+        out.conditions.insert(key(version_name), status);
+    }
+}
+
+/// What a delta between two ingested versions needs: nothing if linked or present, a job if
+/// both trees can be had, else it is stuck.
+fn delta_need(
+    game_name: &str,
+    from: (usize, &DesiredVersion, &str),
+    to: (usize, &DesiredVersion, &str),
+    observed: &Observed,
+    can_build: &dyn Fn(usize) -> bool,
+    what: String,
+    out: &mut Plan,
+) -> Need {
+    let (from_idx, from_version, from_digest) = from;
+    let (to_idx, to_version, to_digest) = to;
+    if let Some(address) = observed
+        .delta_artifacts
+        .get(&(from_digest.to_string(), to_digest.to_string()))
+    {
+        out.actions.push(Action::LinkDelta {
+            game: game_name.to_string(),
+            from: from_version.name.clone(),
+            to: to_version.name.clone(),
+            address: address.clone(),
+        });
+        return Need::Working("linking the delta of identical content".to_string());
+    }
+    let delta = Action::Delta {
+        game: game_name.to_string(),
+        from: from_version.name.clone(),
+        to: to_version.name.clone(),
+        from_digest: from_digest.to_string(),
+        to_digest: to_digest.to_string(),
+    };
+    if let Some(job) = job_of(observed, &delta) {
+        return job_need(job, what);
+    }
+    if !can_build(from_idx) {
+        return Need::Stuck(Reason::Blocked, gone(from_version));
+    }
+    if !can_build(to_idx) {
+        return Need::Stuck(Reason::SourceMissing, gone(to_version));
+    }
+    out.actions.push(delta);
+    Need::Working(what)
+}
+
+fn gone(version: &DesiredVersion) -> String {
+    format!(
+        "the build of {} is not on the NAS ({}) and cannot be rebuilt from the delta chain or its \
+         pack",
+        version.name, version.source
+    )
+}
+
+fn pin_mismatch(version: &DesiredVersion, obs: &ObservedVersion) -> bool {
+    matches!((&version.pinned, &obs.digest), (Some(pinned), Some(digest)) if pinned != digest)
+}
+
+fn job_of<'a>(observed: &'a Observed, action: &Action) -> Option<&'a ObservedJob> {
+    jobs::key(action).and_then(|key| observed.jobs.get(&key))
+}
+
+/// How a piece of work stands given its job.
+fn job_need(job: &ObservedJob, what: String) -> Need {
+    match job.state {
+        JobState::Terminal => {
+            let error = job.last_error.as_deref().unwrap_or("failed");
+            let (reason, message) = Reason::of_terminal_error(error);
+            Need::Stuck(reason, message.to_string())
+        }
+        JobState::Failed => Need::Working(format!(
+            "{what} (attempt {} failed: {}; retrying)",
+            job.attempts,
+            job.last_error.as_deref().unwrap_or("unknown error")
+        )),
+        JobState::Queued | JobState::Running | JobState::Done => Need::Working(what),
+    }
+}
+
+/// Whether anything recorded remains to prune for a version.
+fn has_data(game_name: &str, version_name: &str, obs: &ObservedVersion, observed: &Observed) -> bool {
+    obs.manifest != Presence::Absent
+        || obs.pack != Presence::Absent
+        || observed
+            .deltas
+            .keys()
+            .any(|(game, from, to)| game == game_name && (from == version_name || to == version_name))
+}
+
+fn status_of(needs: Vec<Need>, obs: &ObservedVersion) -> VersionStatus {
+    let mut working = Vec::new();
+    for need in needs {
+        match need {
+            Need::Working(what) if what.is_empty() => {}
+            Need::Working(what) => working.push(what),
+            Need::Stuck(reason, message) => {
+                let state = VersionState::Stalled;
+                return VersionStatus {
+                    condition: Condition {
+                        status: Status::Stalled,
+                        reason,
+                        message,
+                    },
+                    state,
+                };
+            }
+        }
+    }
+    if working.is_empty() {
+        return VersionStatus {
+            condition: Condition {
+                status: Status::Ready,
+                reason: Reason::Ready,
+                message: "manifest, pack and delta from the previous version are ready".to_string(),
+            },
+            state: VersionState::Ready,
+        };
+    }
+    let reason = if obs.digest.is_none() || working.iter().any(|w| w.starts_with("ingesting")) {
+        Reason::Ingesting
+    } else {
+        Reason::Building
+    };
+    let state = if obs.digest.is_some() {
+        VersionState::Ingested
+    } else {
+        VersionState::Pending
+    };
+    let message = working.join("; ");
+    VersionStatus {
+        condition: Condition {
+            status: Status::Reconciling,
+            reason,
+            message,
+        },
+        state,
+    }
+}
+
+#[cfg(test)]
+mod tests;

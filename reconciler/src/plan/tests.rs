@@ -1,0 +1,654 @@
+//! Table tests of the pure diff. Every case goes through [`check`]: a small text describing
+//! the desired and observed state, and the expected plan rendered as text
+//! (`UPDATE_EXPECT=1 cargo test -p mist-reconciler` rewrites the expectations).
+//!
+//! The input, one item per line:
+//!
+//! ```text
+//! may-prune                          the desired state allows pruning
+//! game g [suspend] [keep=N] [prune]  a game in the specs
+//!   1.0 [flags]                      a version in the specs, oldest first
+//!   ~0.9 [flags]                     a version only in the database
+//! gone g 1.0 [flags]                 a version of a game no longer in the specs
+//! delta g 1.0 1.2 [missing]          a delta row (its artifact present unless `missing`)
+//! job <key> <state> [error…]         an unfinished job
+//! user alice | user-db alice [old]   a user in the specs | in the database
+//! ```
+//!
+//! Version flags: `src` (source on the NAS), `d=X` (ingested with digest `blake3:X`), `pin=X`,
+//! `m`/`m?` (manifest present / recorded but missing), `p`/`p?` (pack), `<` (the delta from
+//! the previous version is present), `drift`.
+
+use expect_test::{Expect, expect};
+use mist_db::queue::JobState;
+use mist_db::state::{Role, User, VersionState};
+
+use super::*;
+
+fn check(input: &str, expect: Expect) {
+    let (desired, observed) = parse(input);
+    let plan = plan(&desired, &observed, PlanConfig::default());
+    expect.assert_eq(&render(&plan));
+}
+
+fn parse(input: &str) -> (Desired, Observed) {
+    let mut desired = Desired::default();
+    let mut observed = Observed::default();
+    let mut current_game: Option<String> = None;
+    for line in input.lines() {
+        let indented = line.starts_with("  ");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(&first) = words.first() else {
+            continue;
+        };
+        if indented {
+            let game = current_game.clone().expect("a version line follows a game line");
+            let (name, in_specs) = match first.strip_prefix('~') {
+                Some(name) => (name, false),
+                None => (first, true),
+            };
+            let previous = desired.games[&game].versions.last().map(|v| v.name.clone());
+            let pinned = flag_value(&words, "pin=").map(digest);
+            if in_specs {
+                desired
+                    .games
+                    .get_mut(&game)
+                    .expect("game")
+                    .versions
+                    .push(DesiredVersion {
+                        name: name.to_string(),
+                        source: format!("incoming/{game}/{name}"),
+                        pinned,
+                    });
+            }
+            add_version(&mut observed, &game, name, &words[1..], previous.as_deref());
+            continue;
+        }
+        match first {
+            "may-prune" => desired.may_prune = true,
+            "game" => {
+                let name = words[1].to_string();
+                let game = DesiredGame {
+                    suspend: words.contains(&"suspend"),
+                    keep_versions: flag_value(&words, "keep=").map_or(0, |n| n.parse().unwrap()),
+                    prune: words.contains(&"prune"),
+                    versions: Vec::new(),
+                };
+                desired.games.insert(name.clone(), game);
+                current_game = Some(name);
+            }
+            "gone" => add_version(&mut observed, words[1], words[2], &words[3..], None),
+            "delta" => {
+                let presence = if words.contains(&"missing") {
+                    Presence::Missing
+                } else {
+                    Presence::Present
+                };
+                add_delta(&mut observed, words[1], words[2], words[3], presence);
+            }
+            "job" => {
+                let state = JobState::parse(words[2]).unwrap();
+                let error = (words.len() > 3).then(|| words[3..].join(" "));
+                observed.jobs.insert(
+                    words[1].to_string(),
+                    ObservedJob {
+                        state,
+                        attempts: 1,
+                        last_error: error,
+                    },
+                );
+            }
+            "user" => {
+                desired
+                    .users
+                    .insert(words[1].to_string(), user(words[1], "new"));
+            }
+            "user-db" => {
+                let hash = if words.contains(&"old") { "old" } else { "new" };
+                observed
+                    .users
+                    .insert(words[1].to_string(), user(words[1], hash));
+            }
+            other => panic!("unknown line {other:?}"),
+        }
+    }
+    // What observation derives: packs and deltas by digest.
+    for ((_, _), version) in &observed.versions {
+        if let (Some(digest), Presence::Present) = (&version.digest, version.pack) {
+            observed
+                .packs
+                .insert(digest.clone(), format!("pack-of-{}", &digest[7..]));
+        }
+    }
+    let deltas: Vec<_> = observed
+        .deltas
+        .iter()
+        .filter(|(_, presence)| **presence == Presence::Present)
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (game, from, to) in deltas {
+        let digest_of = |version: &str| {
+            observed
+                .versions
+                .get(&(game.clone(), version.to_string()))
+                .and_then(|v| v.digest.clone())
+        };
+        if let (Some(from_digest), Some(to_digest)) = (digest_of(&from), digest_of(&to)) {
+            let address = format!("delta-{}-{}", &from_digest[7..], &to_digest[7..]);
+            observed
+                .delta_artifacts
+                .insert((from_digest, to_digest), address);
+        }
+    }
+    (desired, observed)
+}
+
+fn add_version(observed: &mut Observed, game: &str, name: &str, flags: &[&str], previous: Option<&str>) {
+    let has = |flag: &str| flags.contains(&flag);
+    let presence = |letter: &str| {
+        if has(letter) {
+            Presence::Present
+        } else if has(&format!("{letter}?")) {
+            Presence::Missing
+        } else {
+            Presence::Absent
+        }
+    };
+    let digest = flag_value(flags, "d=").map(digest);
+    let has_row = digest.is_some() || has("row");
+    let version = ObservedVersion {
+        state: if digest.is_some() {
+            VersionState::Ingested
+        } else {
+            VersionState::Pending
+        },
+        source_present: has("src"),
+        digest,
+        manifest: presence("m"),
+        pack: presence("p"),
+        drifted: has("drift"),
+    };
+    if has_row || version.source_present {
+        observed
+            .versions
+            .insert((game.to_string(), name.to_string()), version);
+    }
+    if has("<") {
+        add_delta(observed, game, previous.expect("a previous version"), name, Presence::Present);
+    }
+}
+
+fn add_delta(observed: &mut Observed, game: &str, from: &str, to: &str, presence: Presence) {
+    observed
+        .deltas
+        .insert((game.to_string(), from.to_string(), to.to_string()), presence);
+}
+
+fn flag_value<'a>(words: &[&'a str], prefix: &str) -> Option<&'a str> {
+    words.iter().find_map(|word| word.strip_prefix(prefix))
+}
+
+fn digest(label: &str) -> String {
+    format!("blake3:{label}")
+}
+
+fn user(name: &str, hash: &str) -> User {
+    User {
+        name: name.to_string(),
+        display_name: None,
+        role: Role::User,
+        password_hash: hash.to_string(),
+        disabled: false,
+    }
+}
+
+fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    for action in &plan.actions {
+        let line = match action {
+            Action::Ingest {
+                game,
+                version,
+                pinned,
+                ..
+            } => format!(
+                "ingest {game}/{version}{}",
+                pinned.as_ref().map_or(String::new(), |p| format!(" pin={p}"))
+            ),
+            Action::Pack { game, version, .. } => format!("pack {game}/{version}"),
+            Action::Delta { game, from, to, .. } => format!("delta {game} {from} -> {to}"),
+            Action::LinkPack {
+                game,
+                version,
+                address,
+            } => format!("link-pack {game}/{version} = {address}"),
+            Action::LinkDelta {
+                game,
+                from,
+                to,
+                address,
+            } => format!("link-delta {game} {from} -> {to} = {address}"),
+            Action::Prune {
+                game,
+                version,
+                remove,
+            } => format!(
+                "prune {game}/{version}{}",
+                if *remove { " and its row" } else { "" }
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for ((game, version), status) in &plan.conditions {
+        out.push_str(&format!(
+            "{game}/{version}: {} {} ({}): {}\n",
+            status.condition.status.as_str(),
+            status.condition.reason,
+            status.state,
+            status.condition.message
+        ));
+    }
+    for user in &plan.upsert_users {
+        out.push_str(&format!("upsert user {}\n", user.name));
+    }
+    for name in &plan.delete_users {
+        out.push_str(&format!("delete user {name}\n"));
+    }
+    out
+}
+
+#[test]
+fn new_game_is_ingested() {
+    check(
+        "
+game g
+  1.0 src
+  1.1 src
+  1.2
+",
+        expect![[r#"
+            ingest g/1.0
+            ingest g/1.1
+            g/1.0: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.0
+            g/1.1: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.1
+            g/1.2: Stalled SourceMissing (stalled): the build incoming/g/1.2 is not on the NAS
+        "#]],
+    );
+}
+
+#[test]
+fn ingested_versions_get_packs_direct_and_skip_deltas() {
+    check(
+        "
+game g
+  1.0 src d=a m
+  1.1 src d=b m
+  1.2 src d=c m
+  1.3 src d=d m
+",
+        expect![[r#"
+            pack g/1.0
+            pack g/1.1
+            pack g/1.2
+            pack g/1.3
+            delta g 1.0 -> 1.1
+            delta g 1.0 -> 1.3
+            delta g 1.1 -> 1.2
+            delta g 1.1 -> 1.3
+            delta g 1.2 -> 1.3
+            g/1.0: Reconciling Building (ingested): packing
+            g/1.1: Reconciling Building (ingested): packing; making the delta from 1.0
+            g/1.2: Reconciling Building (ingested): packing; making the delta from 1.1
+            g/1.3: Reconciling Building (ingested): packing; making the delta from 1.2
+        "#]],
+    );
+}
+
+#[test]
+fn ready_needs_manifest_pack_and_delta_from_previous() {
+    check(
+        "
+game g
+  1.0 src d=a m p
+  1.1 src d=b m p <
+  1.2 src d=c m? p <
+  1.3 src d=d m p? <
+  1.4 src d=e m p
+delta g 1.1 1.4
+delta g 1.2 1.4
+",
+        expect![[r#"
+            ingest g/1.2
+            pack g/1.3
+            delta g 1.3 -> 1.4
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.2: Reconciling Ingesting (ingested): ingesting the build in incoming/g/1.2
+            g/1.3: Reconciling Building (ingested): packing
+            g/1.4: Reconciling Building (ingested): making the delta from 1.3
+        "#]],
+    );
+}
+
+#[test]
+fn converged_plans_nothing() {
+    check(
+        "
+game g
+  1.0 d=a m p
+  1.1 d=b m p <
+  1.2 d=c m p <
+delta g 1.0 1.2
+user alice
+user-db alice
+",
+        expect![[r#"
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.2: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+}
+
+#[test]
+fn drift_stalls_and_is_never_reingested() {
+    // 1.1 drifted: stalled, not re-ingested, its source no longer used. The delta to 1.2 is
+    // still made, from 1.1's pack.
+    check(
+        "
+game g
+  1.0 src d=a m p
+  1.1 src d=b m p < drift
+  1.2 src d=c m p
+",
+        expect![[r#"
+            delta g 1.0 -> 1.2
+            delta g 1.1 -> 1.2
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Stalled DigestMismatch (stalled): the build in incoming/g/1.1 changed on the NAS after it was ingested as blake3:b; it is not served and not re-ingested: restore the build, or publish the new one as a new version
+            g/1.2: Reconciling Building (ingested): making the delta from 1.1
+        "#]],
+    );
+}
+
+#[test]
+fn pins() {
+    // A new pin on an ingested version is an explicit request to ingest again; a pin on a
+    // version whose build is gone cannot be checked.
+    check(
+        "
+game g
+  1.0 src d=a m p pin=b
+  1.1 d=b m p < pin=x
+",
+        expect![[r#"
+            ingest g/1.0 pin=blake3:b
+            g/1.0: Reconciling Ingesting (ingested): ingesting the build in incoming/g/1.0
+            g/1.1: Stalled PinnedDigestMismatch (stalled): the spec pins blake3:x but the version was ingested as blake3:b, and the build incoming/g/1.1 is not on the NAS
+        "#]],
+    );
+}
+
+#[test]
+fn job_states_show_in_conditions() {
+    check(
+        "
+game g
+  1.0 src
+  1.1 src
+  1.2 src d=c m
+job ingest:g:1.0:incoming/g/1.0:- terminal PinnedDigestMismatch: the build hashes to x
+job ingest:g:1.1:incoming/g/1.1:- failed disk on fire
+job pack:blake3:c running
+",
+        expect![[r#"
+            g/1.0: Stalled PinnedDigestMismatch (stalled): the build hashes to x
+            g/1.1: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.1 (attempt 1 failed: disk on fire; retrying)
+            g/1.2: Stalled Blocked (stalled): waiting for the previous version 1.1 to be ingested, to make the delta from it
+        "#]],
+    );
+}
+
+#[test]
+fn terminal_job_of_an_old_key_does_not_matter() {
+    // The pin changed since the terminal ingest: a new key, so a new ingest.
+    check(
+        "
+game g
+  1.0 src pin=b
+job ingest:g:1.0:incoming/g/1.0:blake3:a terminal PinnedDigestMismatch: nope
+",
+        expect![[r#"
+            ingest g/1.0 pin=blake3:b
+            g/1.0: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.0
+        "#]],
+    );
+}
+
+#[test]
+fn missing_source_is_replayed_from_the_delta_chain() {
+    // 1.1's build is gone; the delta 1.1 -> 1.2 and the skip delta 1.1 -> 1.3 need its tree,
+    // which a replay of 1.0 + delta(1.0 -> 1.1) gives.
+    check(
+        "
+game g
+  1.0 src d=a m p
+  1.1 d=b m p <
+  1.2 src d=c m p
+  1.3 src d=d m p <
+",
+        expect![[r#"
+            delta g 1.0 -> 1.3
+            delta g 1.1 -> 1.2
+            delta g 1.1 -> 1.3
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.2: Reconciling Building (ingested): making the delta from 1.1
+            g/1.3: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+}
+
+#[test]
+fn missing_source_without_chain_or_pack_stalls() {
+    check(
+        "
+game g
+  1.0 src d=a m p
+  1.1 d=b m
+  1.2 src d=c m p
+",
+        expect![[r#"
+            delta g 1.0 -> 1.2
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Stalled SourceMissing (stalled): the build of 1.1 is not on the NAS (incoming/g/1.1) and cannot be rebuilt from the delta chain or its pack
+            g/1.2: Stalled Blocked (stalled): the build of 1.1 is not on the NAS (incoming/g/1.1) and cannot be rebuilt from the delta chain or its pack
+        "#]],
+    );
+}
+
+#[test]
+fn identical_content_is_linked_not_rebuilt() {
+    check(
+        "
+game g
+  1.0 src d=a m p
+  1.1 src d=b m p <
+game h
+  2.0 src d=a m
+  2.1 src d=b m
+",
+        expect![[r#"
+            link-pack h/2.0 = pack-of-a
+            link-pack h/2.1 = pack-of-b
+            link-delta h 2.0 -> 2.1 = delta-a-b
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            h/2.0: Reconciling Building (ingested): linking the pack of identical content
+            h/2.1: Reconciling Building (ingested): linking the pack of identical content; linking the delta of identical content
+        "#]],
+    );
+}
+
+#[test]
+fn retention_prunes_only_when_allowed_and_kept_versions_are_ready() {
+    let ready = "
+game g keep=2 prune
+  1.0 d=a m p
+  1.1 d=b m p <
+  1.2 d=c m p <
+  1.3 d=d m p <
+";
+    check(
+        &format!("may-prune{ready}"),
+        expect![[r#"
+            prune g/1.0
+            prune g/1.1
+            g/1.0: Inactive Pruned (retired): beyond the newest 2 versions kept; removing its artifacts
+            g/1.1: Inactive Pruned (retired): beyond the newest 2 versions kept; removing its artifacts
+            g/1.2: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.3: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+    // A failing or empty spec tree prunes nothing.
+    check(
+        ready,
+        expect![[r#"
+            g/1.0: Inactive Pruned (retired): beyond the newest 2 versions kept; nothing is pruned while the latest spec commit fails, the specs cannot be read, or no game is declared
+            g/1.1: Inactive Pruned (retired): beyond the newest 2 versions kept; nothing is pruned while the latest spec commit fails, the specs cannot be read, or no game is declared
+            g/1.2: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.3: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+    // Nothing is pruned before the versions kept are ready; the oldest kept version needs no
+    // delta (its predecessor is pruned).
+    check(
+        "
+may-prune
+game g keep=2 prune
+  1.0 d=a m p
+  1.1 d=b m p <
+  1.2 src d=c m
+  1.3 d=d m p <
+",
+        expect![[r#"
+            pack g/1.2
+            g/1.0: Inactive Pruned (retired): beyond the newest 2 versions kept; its artifacts are removed once the newer versions are ready
+            g/1.1: Inactive Pruned (retired): beyond the newest 2 versions kept; its artifacts are removed once the newer versions are ready
+            g/1.2: Reconciling Building (ingested): packing
+            g/1.3: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+    // Already pruned: nothing left to do.
+    check(
+        "
+may-prune
+game g keep=1 prune
+  1.0 d=a
+  1.1 d=b m p
+",
+        expect![[r#"
+            g/1.0: Inactive Pruned (retired): beyond the newest 1 versions kept; its artifacts were removed (its build in incoming/g/1.0 is left alone)
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+}
+
+#[test]
+fn keep_versions_without_prune_keeps_everything() {
+    check(
+        "
+may-prune
+game g keep=1
+  1.0 d=a m p
+  1.1 d=b m p <
+",
+        expect![[r#"
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+        "#]],
+    );
+}
+
+#[test]
+fn removed_versions_are_retired_or_pruned_by_policy() {
+    check(
+        "
+may-prune
+game g
+  ~0.9 d=z m p
+  1.0 d=a m p
+game h prune
+  ~0.9 d=y m p
+  1.0 d=b m p
+gone old 1.0 d=x m p
+",
+        expect![[r#"
+            prune h/0.9 and its row
+            g/0.9: Inactive Retired (retired): removed from the specs; its data is kept (no retention policy prunes it)
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            h/0.9: Inactive Retired (retired): removed from the specs; removing its artifacts
+            h/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            old/1.0: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+        "#]],
+    );
+}
+
+#[test]
+fn suspended_game_is_left_alone() {
+    check(
+        "
+may-prune
+game g suspend keep=1 prune
+  ~0.9 d=z m p
+  1.0 src
+  1.1 d=b m drift
+",
+        expect![""],
+    );
+}
+
+#[test]
+fn users_are_published() {
+    check(
+        "
+user alice
+user bob
+user-db bob old
+user-db carol
+",
+        expect![[r#"
+            upsert user alice
+            upsert user bob
+            delete user carol
+        "#]],
+    );
+}
+
+#[test]
+fn input_for_prefers_source_then_replay_then_pack() {
+    let facts = |spec: &str| -> Vec<InputFacts> {
+        spec.split_whitespace()
+            .map(|word| InputFacts {
+                source_ok: word.contains('s'),
+                manifest: word.contains('m'),
+                pack: word.contains('p'),
+                delta_from_previous: word.contains('<'),
+            })
+            .collect()
+    };
+    let cases = [
+        ("sm m<", 1, Some(Input::Replay { base: 0 })),
+        ("sm m< m<p", 2, Some(Input::Replay { base: 0 })),
+        ("sm m mp", 2, Some(Input::Pack)),
+        ("sm m m", 2, None),
+        ("s m<", 1, None),
+        ("m smp", 1, Some(Input::Source)),
+        ("smp", 0, Some(Input::Source)),
+        ("p", 0, None),
+    ];
+    for (spec, idx, want) in cases {
+        assert_eq!(input_for(&facts(spec), idx), want, "{spec} @ {idx}");
+    }
+}

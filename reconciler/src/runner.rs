@@ -1,0 +1,333 @@
+//! Workers: claim a job under a lease, run it, report progress, and record how it ended.
+//!
+//! - **Leases.** A job is claimed for [`LEASE`]; while it runs its progress is written (which
+//!   renews the lease) every [`PROGRESS_PERIOD`], so at least once a second. A worker that dies
+//!   stops renewing; each pass puts jobs whose lease ran out back in the queue.
+//! - **Progress** belongs to the running attempt and only ever moves forward (the queue
+//!   ignores a report that would move it back).
+//! - **Failures.** A retryable error backs off per key, doubling up to a cap (the queue's
+//!   [`mist_db::queue::QueueConfig`]); a terminal one (digest mismatch, invalid build) waits
+//!   for a spec change, which makes a new key.
+//! - **Concurrency.** At most `concurrency` jobs run at once, across every process sharing
+//!   the database (the queue enforces it at claim time).
+//! - **Graceful shutdown.** Once shutdown is signalled no job is claimed; a running job gets
+//!   [`SHUTDOWN_GRACE`] to finish, then it is cancelled and released back to the queue (no
+//!   attempt counted), all within 10 s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mist_db::EpochMs;
+use mist_db::queue::{Job, Queue};
+use tokio::sync::{Notify, watch};
+
+use crate::actions::{self, ActionError, Context, ProgressCell};
+
+/// How long a claim lasts unless renewed.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// How often a running job's progress is written (renewing its lease).
+pub const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
+
+/// How long a running job may go on after shutdown is signalled before it is released.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// How often an idle worker looks for due jobs when nobody wakes it (retries that came due,
+/// jobs queued by another process).
+pub const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Done.
+    Completed,
+    /// Failed; will be retried after the backoff.
+    Failed,
+    /// Failed terminally.
+    Terminal,
+    /// Put back in the queue (shutdown, or the lease was lost).
+    Released,
+}
+
+/// What workers share.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    pub ctx: Arc<Context>,
+    pub queue: Queue,
+    /// The lease owner: every worker of this process.
+    pub owner: String,
+    /// Raised after every job, so the reconcile loop runs a pass.
+    pub job_ended: Arc<Notify>,
+    /// Raised when jobs are queued, so idle workers look at once.
+    pub jobs_queued: Arc<Notify>,
+    /// The clock.
+    pub now: fn() -> EpochMs,
+}
+
+impl Workers {
+    /// Claims and runs jobs until shutdown is signalled.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.queue.claim(&self.owner, (self.now)(), LEASE).await {
+                Ok(Some(job)) => {
+                    self.run_job(job, Some(&mut shutdown)).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.jobs_queued.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim a job");
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims and runs jobs until none is due; returns how many ran.
+    pub async fn drain(&self) -> Result<usize, mist_db::Error> {
+        let mut n_ran = 0;
+        while let Some(job) = self.queue.claim(&self.owner, (self.now)(), LEASE).await? {
+            self.run_job(job, None).await;
+            n_ran += 1;
+        }
+        Ok(n_ran)
+    }
+
+    /// Runs one claimed job to its end, writing progress while it runs.
+    #[tracing::instrument(skip_all, fields(key = %job.key, game = job.game.as_deref(), version = job.version.as_deref()))]
+    pub async fn run_job(
+        &self,
+        job: Job,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Ended {
+        let key = job.key.clone();
+        let kind = job.kind.clone();
+        let started = Instant::now();
+        let progress = Arc::new(ProgressCell::default());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut work = tokio::spawn(actions::execute(
+            self.ctx.clone(),
+            job,
+            progress.clone(),
+            cancel.clone(),
+            self.now,
+        ));
+        // Progress (and with it the lease) is written every PROGRESS_PERIOD while the work
+        // runs; losing the lease means someone else may run the job now, so this run stops.
+        let lease_lost = Notify::new();
+        let reporter = report_every(
+            PROGRESS_PERIOD,
+            &progress,
+            |progress| {
+                let (key, lease_lost) = (&key, &lease_lost);
+                async move {
+                    match self.queue.progress(key, &self.owner, (self.now)(), &progress).await {
+                        Ok(_) => {}
+                        Err(mist_db::Error::LeaseLost { .. }) => lease_lost.notify_one(),
+                        Err(error) => tracing::warn!(%error, "cannot report progress"),
+                    }
+                }
+            },
+            std::future::pending(),
+        );
+        tokio::pin!(reporter);
+        let mut grace_deadline: Option<tokio::time::Instant> = None;
+        let result = loop {
+            let shutdown_signalled = async {
+                match shutdown.as_mut() {
+                    Some(shutdown) if grace_deadline.is_none() => {
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        let _ = shutdown.changed().await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let grace_over = async {
+                match grace_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = &mut work => break result,
+                _ = &mut reporter => {}
+                _ = lease_lost.notified() => {
+                    tracing::warn!("lost the lease; abandoning the job");
+                    cancel.store(true, Ordering::Relaxed);
+                    work.abort();
+                    self.job_ended.notify_one();
+                    return Ended::Released;
+                }
+                _ = shutdown_signalled => {
+                    tracing::info!("shutting down; giving the running job {SHUTDOWN_GRACE:?} to finish");
+                    grace_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                }
+                _ = grace_over => {
+                    tracing::info!("releasing the unfinished job for a later run");
+                    cancel.store(true, Ordering::Relaxed);
+                    work.abort();
+                    self.release(&key).await;
+                    self.job_ended.notify_one();
+                    return Ended::Released;
+                }
+            }
+        };
+        let now = (self.now)();
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::histogram!("mist_job_duration_seconds", "kind" => kind.clone()).record(elapsed);
+        let ended = match result {
+            Ok(Ok(())) => {
+                // A last report, so the finished job shows its whole progress.
+                let _ = self
+                    .queue
+                    .progress(&key, &self.owner, now, &progress.get())
+                    .await;
+                match self.queue.complete(&key, &self.owner, now).await {
+                    Ok(()) => {
+                        tracing::info!(seconds = elapsed, "job done");
+                        Ended::Completed
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot mark the job done");
+                        Ended::Released
+                    }
+                }
+            }
+            Ok(Err(ActionError::Cancelled)) => {
+                self.release(&key).await;
+                Ended::Released
+            }
+            Ok(Err(ActionError::Retry(message))) => {
+                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "false")
+                    .increment(1);
+                match self.queue.fail(&key, &self.owner, now, &message).await {
+                    Ok(next_attempt_at) => {
+                        tracing::warn!(error = %message, retry_in_ms = next_attempt_at - now, "job failed; will retry");
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot record the failure"),
+                }
+                Ended::Failed
+            }
+            Ok(Err(ActionError::Terminal(reason, message))) => {
+                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "true")
+                    .increment(1);
+                tracing::warn!(%reason, error = %message, "job failed terminally; waiting for a spec change");
+                let text = format!("{reason}: {message}");
+                if let Err(error) = self
+                    .queue
+                    .fail_terminal(&key, &self.owner, now, &text)
+                    .await
+                {
+                    tracing::warn!(%error, "cannot record the failure");
+                }
+                Ended::Terminal
+            }
+            Err(join_error) => {
+                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "false")
+                    .increment(1);
+                let message = format!("the job panicked: {join_error}");
+                tracing::error!(error = %message);
+                let _ = self.queue.fail(&key, &self.owner, now, &message).await;
+                Ended::Failed
+            }
+        };
+        self.job_ended.notify_one();
+        ended
+    }
+
+    async fn release(&self, key: &str) {
+        if let Err(error) = self.queue.release(key, &self.owner, (self.now)()).await {
+            tracing::warn!(%error, "cannot release the job");
+        }
+    }
+}
+
+/// Calls `report` every `period` (the first time at once) until `until` resolves; each call
+/// gets the progress now. [`Workers::run_job`] reports through it; it is kept apart so its
+/// timing can be tested with tokio's paused clock.
+pub(crate) async fn report_every<F, Fut>(
+    period: Duration,
+    cell: &ProgressCell,
+    mut report: F,
+    until: impl std::future::Future<Output = ()>,
+) where
+    F: FnMut(mist_db::queue::Progress) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            _ = &mut until => return,
+            _ = ticker.tick() => report(cell.get()).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_is_reported_at_least_every_second_and_only_forward() {
+        let cell = Arc::new(ProgressCell::default());
+        let reports = std::sync::Mutex::new(Vec::new());
+        let start = tokio::time::Instant::now();
+        let work = {
+            let cell = cell.clone();
+            async move {
+                cell.stage(0, "scan", 100);
+                for done in [10, 40, 30, 100] {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    cell.set(done, 100);
+                }
+                cell.stage(1, "store", 10);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                // An earlier stage is ignored.
+                cell.stage(0, "scan", 100);
+                cell.set(10, 10);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        };
+        report_every(
+            PROGRESS_PERIOD,
+            &cell,
+            |progress| {
+                reports
+                    .lock()
+                    .unwrap()
+                    .push((start.elapsed(), progress));
+                async {}
+            },
+            work,
+        )
+        .await;
+        let reports = reports.into_inner().unwrap();
+        assert!(reports.len() >= 8, "{reports:?}");
+        for pair in reports.windows(2) {
+            let (t0, p0) = &pair[0];
+            let (t1, p1) = &pair[1];
+            assert!(*t1 - *t0 <= Duration::from_secs(1), "{reports:?}");
+            assert!(
+                (p1.stage_index, p1.done) >= (p0.stage_index, p0.done),
+                "progress moved back: {p0:?} -> {p1:?}"
+            );
+        }
+        let last = &reports.last().unwrap().1;
+        assert_eq!((last.stage_index, last.stage.as_str(), last.done, last.total), (1, "store", 10, 10));
+    }
+}
