@@ -449,15 +449,29 @@ impl Location {
 
     /// Takes the install's lock, a file beside it that is never removed (so two processes
     /// can never lock different files), held until the returned file is closed.
+    ///
+    /// A lock held elsewhere is retried for a moment before the install counts as busy: a
+    /// process that another thread of this one is just starting holds a copy of every open
+    /// file (the lock of an update that has already finished, too) until it executes its
+    /// program, which closes them.
     fn lock(&self, parent: &Dir) -> Result<File, InstallError> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
         let name = format!(".{}.mist-lock", self.name);
         let path = self.parent_path.join(&name);
-        match parent.lock_file(&name) {
-            Ok(file) => Ok(file),
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Err(InstallError::Busy {
-                install: self.install_path.clone(),
-            }),
-            Err(error) => Err(io_error(&path, "lock")(error)),
+        let start = std::time::Instant::now();
+        loop {
+            match parent.lock_file(&name) {
+                Ok(file) => return Ok(file),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if start.elapsed() >= PATIENCE {
+                        return Err(InstallError::Busy {
+                            install: self.install_path.clone(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(error) => return Err(io_error(&path, "lock")(error)),
+            }
         }
     }
 }
@@ -1793,13 +1807,10 @@ fn sync_touched(tree: &Tree<'_>, staging: &Staging, journal: &Journal) -> Result
             Ok(dir) => sync(&dir, &tree.join(dir_path))?,
             // A folder removed by a step, or one a rollback has not restored: nothing to sync.
             Err(WalkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            Err(WalkError::NotDir { .. }) => {}
-            Err(WalkError::Symlink { prefix }) => {
-                return Err(InstallError::Symlink {
-                    install: tree.path.to_owned(),
-                    path: prefix,
-                });
-            }
+            // A folder that a step (or a rollback) replaced by a file or a symlink: it is
+            // gone, and its parent, which recorded the change, is synced. The symlink is not
+            // followed; only fsyncs are skipped.
+            Err(WalkError::NotDir { .. } | WalkError::Symlink { .. }) => {}
             Err(WalkError::Io { prefix, source }) => {
                 return Err(io_error(&tree.join(&prefix), "open")(source));
             }

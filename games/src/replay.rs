@@ -125,7 +125,9 @@ pub fn replay(
         let from = previous.as_deref().unwrap_or(base_root);
         let into = step_path(step);
         remove(&into);
-        let source = step.checked_sub(1).map_or(base, |previous| &manifests[previous]);
+        let source = step
+            .checked_sub(1)
+            .map_or(base, |previous| &manifests[previous]);
         let applied = treedelta::apply_to_dir(from, source, package, &into, options)
             .map_err(step_error(step));
         if let Some(previous) = previous.take() {

@@ -790,7 +790,10 @@ impl Index {
         }
         sorted("removed path", self.removed.iter().map(String::as_str))?;
         sorted("directory", self.dirs.iter().map(String::as_str))?;
-        sorted("symlink", self.symlinks.iter().map(|link| link.path.as_str()))?;
+        sorted(
+            "symlink",
+            self.symlinks.iter().map(|link| link.path.as_str()),
+        )?;
         sorted("operation for", self.ops.iter().map(Op::path))?;
         for link in &self.symlinks {
             crate::manifest::check_symlink_target(&link.path, &link.target).map_err(|problem| {
@@ -851,16 +854,15 @@ impl Index {
     /// This does not compare digests; [`Package::target_manifest`] does.
     pub fn target_from(&self, source: &Manifest) -> Result<Manifest, TreeDeltaError> {
         let source_files = files_by_path(source);
-        let source_file = |path: &str, op: &str, role: &str| {
+        let source_file = |path: &str, what: &str| {
             source_files.get(path).copied().ok_or_else(|| {
                 TreeDeltaError::Corrupt(format!(
-                    "{op} {path:?}, which is not a file of the source{role}"
+                    "{what} {path:?}, which is not a file of the source"
                 ))
             })
         };
-        let mut changed: HashMap<&str, EntryKind> = HashMap::with_capacity(
-            self.dirs.len() + self.symlinks.len() + self.ops.len(),
-        );
+        let mut changed: HashMap<&str, EntryKind> =
+            HashMap::with_capacity(self.dirs.len() + self.symlinks.len() + self.ops.len());
         for dir in &self.dirs {
             changed.insert(dir, EntryKind::Dir);
         }
@@ -879,8 +881,7 @@ impl Index {
                     from,
                     executable,
                 } => {
-                    let from_file =
-                        source_file(from, &format!("{path:?} is copied from"), "")?;
+                    let from_file = source_file(from, &format!("{path:?} is copied from"))?;
                     EntryKind::File {
                         size: from_file.size,
                         executable: *executable,
@@ -895,7 +896,7 @@ impl Index {
                     blake3,
                     ..
                 } => {
-                    source_file(base, &format!("{path:?} is patched from"), "")?;
+                    source_file(base, &format!("{path:?} is patched from"))?;
                     EntryKind::File {
                         size: *size,
                         executable: *executable,
@@ -913,7 +914,7 @@ impl Index {
                     blake3: *blake3,
                 },
                 Op::Mode { path } => {
-                    let file = source_file(path, "a mode change for", "")?;
+                    let file = source_file(path, "a mode change for")?;
                     EntryKind::File {
                         size: file.size,
                         executable: !file.executable,
@@ -1179,9 +1180,7 @@ pub fn check_blob(
                     EntryKind::File { size, blake3, .. } => Some((size, blake3)),
                     _ => None,
                 })
-                .ok_or_else(|| {
-                    TreeDeltaError::Corrupt(format!("{base:?} is not a source file"))
-                })?;
+                .ok_or_else(|| TreeDeltaError::Corrupt(format!("{base:?} is not a source file")))?;
             (base, (*size, *blake3))
         }
         Op::Add { size, blake3, .. } => (

@@ -319,8 +319,7 @@ impl Fixture {
         install::recover(install_dir).unwrap();
         let recovered = self.version(install_dir);
         let package = Package::open(&self.package).unwrap();
-        let report =
-            install::apply_delta(install_dir, &self.old, &package, &options()).unwrap();
+        let report = install::apply_delta(install_dir, &self.old, &package, &options()).unwrap();
         let expected = match recovered {
             Version::Old => Outcome::Updated,
             Version::New => Outcome::AlreadyCurrent,

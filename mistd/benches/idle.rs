@@ -170,7 +170,7 @@ fn main() {
 
     mistd.signal(libc::SIGTERM);
     let (status, took) = mistd.wait_exit(Duration::from_secs(10));
-    println!("SIGTERM -> exit {status} in {} ms", took.as_millis());
+    println!("SIGTERM -> {status} after {} ms", took.as_millis());
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {

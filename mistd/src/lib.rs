@@ -7,7 +7,7 @@
 //!
 //! - [`demo`]: [`demo::generate`] makes a demo spec repository and NAS with three synthetic
 //!   games and returns a [`demo::DemoLayout`] saying where everything is;
-//! - [`status_view`]: the readable form of [`mist_reconciler::status`] (`mistd status`) and
+//! - [`status_view`]: the readable form of [`mist_reconciler::status()`] (`mistd status`) and
 //!   the one-line progress `mistd demo` shows while it converges.
 
 #![deny(missing_docs)]

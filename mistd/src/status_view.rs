@@ -1,4 +1,4 @@
-//! Showing [`mist_reconciler::status`] to a person: the table of `mistd status` and the
+//! Showing [`mist_reconciler::status()`] to a person: the table of `mistd status` and the
 //! one-line progress of `mistd demo`.
 //!
 //! Both read the report through its JSON form (the documented contract of

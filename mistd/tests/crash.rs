@@ -8,7 +8,8 @@
 //! a kill waits until a random number of artifacts is in the store, then a random extra
 //! delay up to the uninterrupted run's mean time per artifact, so kills land before the first
 //! artifact, between artifacts and inside jobs. Each round starts from a fresh copy of the
-//! NAS and kills 1–3 times before letting a last process converge.
+//! NAS and stops 2–3 processes before letting a last one converge. About one stop in four is
+//! a SIGTERM instead, which must end the process with status 0 within 10 s.
 
 mod common;
 
@@ -27,15 +28,44 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// What must be identical between an interrupted and an uninterrupted run.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
-    /// (game, version) → Ready.
-    ready: BTreeMap<(String, String), bool>,
+    /// (game, version) → (Ready, status, reason).
+    versions: BTreeMap<(String, String), (bool, String, String)>,
+    /// Jobs not done (failed, terminal): none after a clean convergence.
+    unfinished_jobs: Vec<String>,
+    /// The commit in force.
+    commit: Option<String>,
     /// Content address → size, every file checked against its address.
     artifacts: BTreeMap<String, u64>,
 }
 
 fn outcome(nas: &Path, report: &serde_json::Value) -> Outcome {
+    let mut versions = BTreeMap::new();
+    for game in report["games"].as_array().into_iter().flatten() {
+        for version in game["versions"].as_array().into_iter().flatten() {
+            let text = |key: &str| version[key].as_str().unwrap_or("-").to_string();
+            versions.insert(
+                (
+                    game["name"].as_str().unwrap_or("-").to_string(),
+                    text("name"),
+                ),
+                (
+                    version["ready"].as_bool() == Some(true),
+                    text("status"),
+                    text("reason"),
+                ),
+            );
+        }
+    }
+    let unfinished_jobs = report["queue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|job| format!("{} {}", job["key"], job["state"]))
+        .collect();
     Outcome {
-        ready: common::readiness(report),
+        versions,
+        unfinished_jobs,
+        commit: report["lastAppliedRevision"].as_str().map(str::to_string),
         artifacts: common::verified_artifacts(nas),
     }
 }
@@ -94,7 +124,9 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
     );
     let reference_time = started.elapsed();
     assert!(
-        reference.ready.values().all(|ready| *ready) && !reference.artifacts.is_empty(),
+        reference.versions.values().all(|(ready, _, _)| *ready)
+            && reference.unfinished_jobs.is_empty()
+            && !reference.artifacts.is_empty(),
         "{reference:?}"
     );
     let n_reference_artifacts = reference.artifacts.len();
@@ -106,6 +138,7 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
     );
 
     let mut n_kills = 0;
+    let mut n_sigterms = 0;
     let mut round = 0;
     while n_kills < MIN_KILLS {
         round += 1;
@@ -115,7 +148,7 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
         common::copy_tree(&pristine.nas, &nas);
         let incoming = common::file_facts(&nas.join("incoming"));
 
-        let kills_this_round = 1 + rng.below(3);
+        let kills_this_round = 2 + rng.below(2);
         for kill_idx in 0..kills_this_round {
             let log = round_dir.join(format!("killed-{kill_idx}.log"));
             let mut mistd = Mistd::run(&run_args(&pristine.specs, &nas, &data), &log);
@@ -139,6 +172,21 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
                 |_| (Instant::now() >= kill_at).then_some(()),
             );
             let still_running = mistd.child.try_wait().unwrap().is_none();
+            if rng.below(4) == 0 {
+                // Now and then a graceful stop instead, mid-reconcile: it must end within
+                // the 10 s of the deployment contract, with status 0.
+                mistd.signal(libc::SIGTERM);
+                let (status, took) = mistd.wait_exit(Duration::from_secs(10));
+                assert!(status.success(), "{status}:\n{}", mistd.log_text());
+                n_sigterms += 1;
+                eprintln!(
+                    "round {round}: SIGTERM at {target} artifacts + {} ms: stopped in {} ms",
+                    extra_delay.as_millis(),
+                    took.as_millis()
+                );
+                common::verified_artifacts(&nas);
+                continue;
+            }
             mistd.kill();
             n_kills += 1;
             eprintln!(
@@ -171,5 +219,8 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
         // Keep the disk use flat.
         std::fs::remove_dir_all(&round_dir).unwrap();
     }
-    eprintln!("{n_kills} SIGKILLs in {round} rounds, every round converged to the reference");
+    eprintln!(
+        "{n_kills} SIGKILLs and {n_sigterms} SIGTERMs in {round} rounds, every round converged \
+         to the reference"
+    );
 }

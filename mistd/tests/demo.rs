@@ -622,7 +622,7 @@ mod cli {
             "friend",
             "11/11 versions Ready",
             ".mist",
-            "Try next:",
+            "Try next",
             "mistd status --data",
             "mistpipe validate",
             "mistpipe new version starfall 1.3.0",

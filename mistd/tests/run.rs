@@ -188,8 +188,16 @@ fn the_api_role_needs_an_existing_database_and_no_reconciler() {
         db.close().await;
     });
 
-    let mut mistd = Mistd::run(&args, &tmp.path().join("api.log"));
+    let json_args: Vec<&OsStr> =
+        [&args[..], &[OsStr::new("--log-format"), OsStr::new("json")]].concat();
+    let mut mistd = Mistd::run(&json_args, &tmp.path().join("api.log"));
     mistd.wait_healthy(Duration::from_secs(30));
+    // JSON logs: one object per line, with the message and its fields at the top level.
+    let log = mistd.log_text();
+    let first: serde_json::Value =
+        serde_json::from_str(log.lines().next().expect("a log line")).expect("a JSON log line");
+    assert_eq!(first["level"], "INFO", "{log}");
+    assert_eq!(first["role"], "api", "{log}");
     let (status, body) = http_get(mistd.address, "/readyz").unwrap();
     assert_eq!(status, 200, "{body}");
     let (status, metrics) = http_get(mistd.address, "/metrics").unwrap();
@@ -254,6 +262,18 @@ fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PGPASSFILE"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // `mistd status` on a folder where mistd never ran: exit 1, and says so.
+    let output = std::process::Command::new(common::mistd_bin())
+        .arg("status")
+        .arg("--data")
+        .arg(tmp.path())
+        .env_remove("MIST_DB")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no database at"), "{stderr}");
 
     // The help documents the precedence.
     let output = std::process::Command::new(common::mistd_bin())

@@ -21,7 +21,13 @@ use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
 use sqlx::{AnyConnection, Connection, Executor, Row, SqlSafeStr};
 
 const N_VERSIONS: usize = 10;
-const N_PASSES: usize = 20;
+/// Measured passes; `MIST_BENCH_PASSES` overrides (to profile the passes, say).
+fn n_passes() -> usize {
+    std::env::var("MIST_BENCH_PASSES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20)
+}
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
@@ -92,32 +98,90 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
     let started = Instant::now();
     let first = reconciler.reconcile_once().await.expect("first pass");
     let first_pass = started.elapsed();
-    assert!(first.planned.is_empty(), "populated state is converged: {:?}", &first.planned[..first.planned.len().min(5)]);
+    assert!(
+        first.planned.is_empty(),
+        "populated state is converged: {:?}",
+        &first.planned[..first.planned.len().min(5)]
+    );
     assert_eq!(first.n_ready, n_games * N_VERSIONS, "{first}");
 
     let nas_before = fs_snapshot(&nas);
     let mut probe = Probe::new(db, url).await;
     let marker_before = probe.marker().await;
     let mut times = Vec::new();
-    for _ in 0..N_PASSES {
+    let mut steps: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut step_order = Vec::new();
+    for _ in 0..n_passes() {
         let started = Instant::now();
         let report = reconciler.reconcile_once().await.expect("pass");
         times.push(started.elapsed());
+        for (name, duration) in &report.timings {
+            if !steps.contains_key(name) {
+                step_order.push(*name);
+            }
+            steps.entry(name).or_default().push(*duration);
+        }
         assert!(report.is_converged(), "{report}");
         assert_eq!(report.n_writes, 0);
     }
-    assert_eq!(probe.marker().await, marker_before, "a converged pass wrote to the database");
-    assert_eq!(fs_snapshot(&nas), nas_before, "a converged pass wrote to the NAS");
+    assert_eq!(
+        probe.marker().await,
+        marker_before,
+        "a converged pass wrote to the database"
+    );
+    assert_eq!(
+        fs_snapshot(&nas),
+        nas_before,
+        "a converged pass wrote to the NAS"
+    );
+    // The parts that are not the reconciler's own code, measured alone.
+    let mut snapshot_times = Vec::new();
+    let mut walk_times = Vec::new();
+    let store = mist_reconciler::store::ArtifactStore::open(&nas).unwrap();
+    for _ in 0..n_passes().min(10) {
+        let started = Instant::now();
+        db.load_snapshot().await.unwrap();
+        snapshot_times.push(started.elapsed());
+        let started = Instant::now();
+        mist_reconciler::observe::artifacts_on_disk(&store);
+        walk_times.push(started.elapsed());
+    }
+    snapshot_times.sort();
+    walk_times.sort();
     times.sort();
     let n_versions = n_games * N_VERSIONS;
-    println!("{backend}: converged no-op pass over {n_games} games × {N_VERSIONS} versions ({n_versions} versions, {} paths on the NAS)", nas_before.len());
-    println!("  populate (specs repository, rows, artifact files): {}", ms(populated));
-    println!("  first pass (loads the specs, writes conditions):   {}", ms(first_pass));
     println!(
-        "  no-op pass ({N_PASSES} runs): min {}  median {}  max {}  (target ≤ 200 ms)",
+        "{backend}: converged no-op pass over {n_games} games × {N_VERSIONS} versions ({n_versions} versions, {} paths on the NAS)",
+        nas_before.len()
+    );
+    println!(
+        "  populate (specs repository, rows, artifact files): {}",
+        ms(populated)
+    );
+    println!(
+        "  first pass (loads the specs, writes conditions):   {}",
+        ms(first_pass)
+    );
+    println!(
+        "  no-op pass ({} runs): min {}  median {}  max {}  (target ≤ 200 ms)",
+        times.len(),
         ms(times[0]),
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1])
+    );
+    let steps_line: Vec<String> = step_order
+        .iter()
+        .map(|name| {
+            let mut durations = steps[name].clone();
+            durations.sort();
+            format!("{name} {}", ms(durations[durations.len() / 2]))
+        })
+        .collect();
+    println!("  median by step: {}", steps_line.join(", "));
+    println!(
+        "  alone: Db::load_snapshot median {}, walk of the artifact store median {}",
+        ms(snapshot_times[snapshot_times.len() / 2]),
+        ms(walk_times[walk_times.len() / 2])
     );
     println!("  writes during the no-op passes: 0 (database marker and NAS snapshot unchanged)");
 }
@@ -161,7 +225,10 @@ async fn populate(db: &Db, nas: &Path, n_games: usize) {
             grants: Vec::new(),
         });
         let digest = |version_idx: usize| {
-            format!("blake3:{}", blake3::hash(format!("{game}/{version_idx}").as_bytes()).to_hex())
+            format!(
+                "blake3:{}",
+                blake3::hash(format!("{game}/{version_idx}").as_bytes()).to_hex()
+            )
         };
         for version_idx in 0..N_VERSIONS {
             let name = format!("1.{version_idx}");
@@ -173,8 +240,14 @@ async fn populate(db: &Db, nas: &Path, n_games: usize) {
                 pinned_digest: None,
                 spec_json: "{}".to_string(),
             });
-            let manifest = put(ArtifactKind::Manifest, format!("manifest {game} {name}").into_bytes());
-            let pack = put(ArtifactKind::Pack, format!("pack {game} {name}").into_bytes());
+            let manifest = put(
+                ArtifactKind::Manifest,
+                format!("manifest {game} {name}").into_bytes(),
+            );
+            let pack = put(
+                ArtifactKind::Pack,
+                format!("pack {game} {name}").into_bytes(),
+            );
             observed.push((
                 game.clone(),
                 name.clone(),
@@ -190,7 +263,10 @@ async fn populate(db: &Db, nas: &Path, n_games: usize) {
         let mut edges: Vec<(usize, usize)> = (1..N_VERSIONS).map(|to| (to - 1, to)).collect();
         edges.extend([(latest - 2, latest), (latest - 3, latest)]);
         for (from, to) in edges {
-            let address = put(ArtifactKind::Delta, format!("delta {game} {from} {to}").into_bytes());
+            let address = put(
+                ArtifactKind::Delta,
+                format!("delta {game} {from} {to}").into_bytes(),
+            );
             deltas.push(Delta {
                 game: game.clone(),
                 from_version: format!("1.{from}"),
@@ -205,7 +281,9 @@ async fn populate(db: &Db, nas: &Path, n_games: usize) {
         db.record_artifact(artifact).await.unwrap();
     }
     for (game, name, observed) in &observed {
-        db.set_version_observed(game, name, observed, now).await.unwrap();
+        db.set_version_observed(game, name, observed, now)
+            .await
+            .unwrap();
     }
     for delta in &deltas {
         db.upsert_delta(delta, now).await.unwrap();
@@ -296,7 +374,11 @@ async fn updated_at_marker(connection: &mut AnyConnection) -> String {
         .fetch_one(&mut *connection)
         .await
         .unwrap();
-        out.push_str(&format!("{table} {} {}\n", row.get::<i64, _>("m"), row.get::<i64, _>("s")));
+        out.push_str(&format!(
+            "{table} {} {}\n",
+            row.get::<i64, _>("m"),
+            row.get::<i64, _>("s")
+        ));
     }
     out
 }
@@ -313,7 +395,10 @@ fn fs_snapshot(root: &Path) -> BTreeMap<String, (u64, i128)> {
                 .unwrap()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i128);
-            out.insert(entry.path().to_string_lossy().into_owned(), (metadata.len(), modified));
+            out.insert(
+                entry.path().to_string_lossy().into_owned(),
+                (metadata.len(), modified),
+            );
             if metadata.is_dir() {
                 stack.push(entry.path());
             }

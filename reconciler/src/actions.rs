@@ -103,8 +103,9 @@ pub(crate) async fn execute(
     cancel: Arc<AtomicBool>,
     now: fn() -> EpochMs,
 ) -> Result<(), ActionError> {
-    let action = crate::jobs::parse_payload(&job.payload_json)
-        .map_err(|e| ActionError::Terminal(Reason::Failed, format!("unreadable job payload: {e}")))?;
+    let action = crate::jobs::parse_payload(&job.payload_json).map_err(|e| {
+        ActionError::Terminal(Reason::Failed, format!("unreadable job payload: {e}"))
+    })?;
     let run = Run {
         ctx,
         progress,
@@ -117,7 +118,10 @@ pub(crate) async fn execute(
             version,
             source,
             pinned,
-        } => run.ingest(&game, &version, &source, pinned.as_deref()).await,
+        } => {
+            run.ingest(&game, &version, &source, pinned.as_deref())
+                .await
+        }
         Action::Pack {
             game,
             version,
@@ -275,7 +279,9 @@ impl Run {
             .version(game, version)
             .await
             .map_err(retry)?
-            .ok_or_else(|| ActionError::Retry(format!("version {game}/{version} has no row yet")))?;
+            .ok_or_else(|| {
+                ActionError::Retry(format!("version {game}/{version} has no row yet"))
+            })?;
         if let Some(recorded) = &row.observed.tree_digest
             && recorded != &digest
             && pinned != Some(digest.as_str())
@@ -297,7 +303,8 @@ impl Run {
         self.progress.set(stored.size, stored.size);
         self.check_cancel()?;
         let now = self.now();
-        self.record(&stored, ArtifactKind::Manifest, Some(now)).await?;
+        self.record(&stored, ArtifactKind::Manifest, Some(now))
+            .await?;
 
         let n_files = manifest.n_files();
         let total_size = manifest.total_size();
@@ -346,7 +353,9 @@ impl Run {
         let (game, version) = (game.as_str(), version[0].as_str());
         let facts = self.game_facts(game).await?;
         let Some(idx) = facts.index_of(version, digest) else {
-            return Err(ActionError::Retry(format!("{game}/{version} changed meanwhile")));
+            return Err(ActionError::Retry(format!(
+                "{game}/{version} changed meanwhile"
+            )));
         };
         let manifest = self.manifest_of(&facts.versions[idx]).await?;
         self.progress.stage(0, "prepare", 1);
@@ -434,7 +443,9 @@ impl Run {
             facts.index_of(from, from_digest),
             facts.index_of(to, to_digest),
         ) else {
-            return Err(ActionError::Retry(format!("{game}/{from} or {to} changed meanwhile")));
+            return Err(ActionError::Retry(format!(
+                "{game}/{from} or {to} changed meanwhile"
+            )));
         };
         let old_manifest = self.manifest_of(&facts.versions[from_idx]).await?;
         let new_manifest = self.manifest_of(&facts.versions[to_idx]).await?;
@@ -449,7 +460,8 @@ impl Run {
         self.progress.set(2, 2);
         self.check_cancel()?;
 
-        self.progress.stage(1, "diff", new_manifest.total_size());
+        let diff_total = new_manifest.total_size();
+        self.progress.stage(1, "diff", diff_total);
         let store = self.ctx.store.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
@@ -489,6 +501,7 @@ impl Run {
             self.on_changed(game, from, error);
             self.on_changed(game, to, error);
         })?;
+        self.progress.set(diff_total, diff_total);
         self.check_cancel()?;
         self.record(&stored, ArtifactKind::Delta, None).await?;
         let delta = Delta {
@@ -566,9 +579,8 @@ impl Run {
                 Ok(true) => {
                     let store = self.ctx.store.clone();
                     let address = address.clone();
-                    n_removed += usize::from(
-                        blocking(move || store.remove(&address).map_err(retry)).await?,
-                    );
+                    n_removed +=
+                        usize::from(blocking(move || store.remove(&address).map_err(retry)).await?);
                 }
                 Ok(false) => {}
                 Err(error) if is_foreign_key_violation(&error) => {}
@@ -678,7 +690,12 @@ impl Run {
                         && row.observed.tree_digest.as_deref() == Some(digest)
                 })
             };
-            if game_idx == 0 && names.iter().zip(digests).all(|(name, digest)| holds(name, digest)) {
+            if game_idx == 0
+                && names
+                    .iter()
+                    .zip(digests)
+                    .all(|(name, digest)| holds(name, digest))
+            {
                 return Ok(Some((
                     candidate.clone(),
                     names.iter().map(|name| name.to_string()).collect(),
@@ -833,9 +850,8 @@ impl Run {
                 let nas = self.ctx.nas.clone();
                 let source = version.source.clone();
                 blocking(move || {
-                    mist_specs::load::check_source_on_nas(&nas, &source).map_err(|message| {
-                        ActionError::Retry(message)
-                    })?;
+                    mist_specs::load::check_source_on_nas(&nas, &source)
+                        .map_err(ActionError::Retry)?;
                     Ok(Tree {
                         root: nas.join(&source),
                         _guard: None,

@@ -21,7 +21,7 @@
 //! - [`jobs`]: actions as durable jobs with deterministic, content-derived keys.
 //! - `actions` and `runner`: the workers that execute jobs under leases.
 //! - [`store`]: the content-addressed artifact store on the NAS.
-//! - [`status`]: the status report.
+//! - [`mod@status`]: the status report, read by [`status()`].
 //!
 //! Metrics go through the `metrics` facade (the binary installs a recorder):
 //! `mist_queue_depth` (gauge), `mist_job_duration_seconds` (histogram, by kind),
@@ -153,8 +153,9 @@ pub struct Reconciler {
     db: Db,
     ctx: Arc<Context>,
     queue: Queue,
-    /// The spec reader; taken out while a blocking read runs.
-    reader: Mutex<Option<desired::DesiredState>>,
+    /// The spec reader. A blocking read holds the lock until it ends, even when the pass
+    /// that started it was cancelled.
+    reader: Arc<tokio::sync::Mutex<desired::DesiredState>>,
     /// Serialises passes and holds what they remember.
     pass_state: tokio::sync::Mutex<pass::PassState>,
     trigger: triggers::Trigger,
@@ -206,7 +207,7 @@ impl Reconciler {
             db,
             ctx,
             queue,
-            reader: Mutex::new(Some(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
             pass_state: tokio::sync::Mutex::new(pass::PassState::default()),
             trigger,
             requests: Mutex::new(Some(requests)),
@@ -253,7 +254,9 @@ impl Reconciler {
     /// For tests and the demo; a server calls [`Reconciler::run`].
     pub async fn run_until_idle(&self) -> Result<()> {
         const MAX_ROUNDS: usize = 200;
-        self.queue.release_owner(&self.config.owner, now_ms()).await?;
+        self.queue
+            .release_owner(&self.config.owner, now_ms())
+            .await?;
         for _ in 0..MAX_ROUNDS {
             let report = self.reconcile_once().await?;
             let n_ran = self.drain().await?;
@@ -285,14 +288,10 @@ impl Reconciler {
         requests: &mut triggers::Requests,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        self.queue.release_owner(&self.config.owner, now_ms()).await?;
-        let watch_git_dir = {
-            let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-            match reader.as_ref() {
-                Some(reader) => reader.watch_dir()?,
-                None => None,
-            }
-        };
+        self.queue
+            .release_owner(&self.config.owner, now_ms())
+            .await?;
+        let watch_git_dir = self.reader.lock().await.watch_dir()?;
         let triggers_config = triggers::TriggersConfig {
             startup: true,
             watch_git_dir,
@@ -336,7 +335,9 @@ impl Reconciler {
             .is_err()
         {
             tasks.abort_all();
-            self.queue.release_owner(&self.config.owner, now_ms()).await?;
+            self.queue
+                .release_owner(&self.config.owner, now_ms())
+                .await?;
         }
         Ok(())
     }

@@ -11,16 +11,23 @@
 //!
 //! Everything here blocks (stat, scans); the pass runs it on a blocking thread.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
 use mist_db::snapshot::Snapshot;
-use mist_db::state::Artifact;
+use mist_db::state::ArtifactKind;
 use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
 use mist_games::manifest::{self, ScanError};
 use rayon::prelude::*;
+
+/// A hash map with a fast, non-cryptographic hasher: its keys come from the database and
+/// the NAS, and a pass over a large NAS builds maps of tens of thousands of them.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The set counterpart of [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use crate::plan::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
 use crate::store::ArtifactStore;
@@ -38,8 +45,8 @@ pub struct ObserveConfig {
 /// (matching or not), and which builds a job found changed.
 #[derive(Debug, Default)]
 pub struct VerifyState {
-    last_scan: HashMap<(String, String), EpochMs>,
-    suspects: HashSet<(String, String)>,
+    last_scan: FastMap<(String, String), EpochMs>,
+    suspects: FastSet<(String, String)>,
 }
 
 impl VerifyState {
@@ -64,62 +71,131 @@ pub struct Observation {
     pub drift_cleared: Vec<(String, String)>,
 }
 
-/// Observes: `snapshot` checked against the NAS, for the versions `desired` speaks of.
+/// Every regular file in the artifact store with its size, by address: one stat per file,
+/// the 256 folders walked in parallel. The pass runs it while the database snapshot loads.
+pub fn artifacts_on_disk(store: &ArtifactStore) -> FastMap<String, u64> {
+    let Ok(entries) = std::fs::read_dir(store.artifacts_dir()) else {
+        return FastMap::default();
+    };
+    let dirs: Vec<std::path::PathBuf> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.path())
+        .collect();
+    dirs.par_iter()
+        .flat_map_iter(|dir| {
+            let mut found = Vec::new();
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    // `DirEntry::metadata` does not follow symlinks.
+                    if let (Ok(metadata), Some(name)) =
+                        (entry.metadata(), entry.file_name().to_str())
+                        && metadata.is_file()
+                    {
+                        found.push((format!("blake3:{name}"), metadata.len()));
+                    }
+                }
+            }
+            found
+        })
+        .collect()
+}
+
+/// Observes: `snapshot` checked against the NAS (`on_disk` from [`artifacts_on_disk`]), for
+/// the versions `desired` speaks of.
 pub fn observe(
     snapshot: &Snapshot,
+    on_disk: &FastMap<String, u64>,
     desired: &Desired,
-    store: &ArtifactStore,
     nas: &Path,
     verify_state: &mut VerifyState,
     config: ObserveConfig,
     now: EpochMs,
 ) -> Observation {
-    let artifacts: HashMap<&str, &Artifact> = snapshot
+    // An artifact is present when its file is there with the recorded size.
+    let present: FastSet<&str> = snapshot
         .artifacts
         .iter()
-        .map(|artifact| (artifact.address.as_str(), artifact))
-        .collect();
-
-    // Every artifact a version or delta refers to, stat-ed once, in parallel.
-    let mut referenced: HashSet<&str> = HashSet::new();
-    for version in &snapshot.versions {
-        referenced.extend(version.observed.manifest_address.as_deref());
-        referenced.extend(version.observed.pack_address.as_deref());
-    }
-    referenced.extend(snapshot.deltas.iter().map(|delta| delta.address.as_str()));
-    let referenced: Vec<&Artifact> = referenced
-        .into_iter()
-        .filter_map(|address| artifacts.get(address).copied())
-        .collect();
-    let present: HashSet<&str> = referenced
-        .par_iter()
-        .filter(|artifact| store.is_present(&artifact.address, artifact.size))
+        .filter(|artifact| on_disk.get(artifact.address.as_str()) == Some(&artifact.size))
         .map(|artifact| artifact.address.as_str())
         .collect();
+    let verified_at: FastMap<&str, Option<EpochMs>> = snapshot
+        .artifacts
+        .iter()
+        .filter(|artifact| artifact.kind == ArtifactKind::Manifest)
+        .map(|artifact| (artifact.address.as_str(), artifact.verified_at))
+        .collect();
+    let is_present = |address: &str| present.contains(address);
     let presence = |address: Option<&str>| match address {
         None => Presence::Absent,
-        Some(address) if present.contains(address) => Presence::Present,
+        Some(address) if is_present(address) => Presence::Present,
         Some(_) => Presence::Missing,
     };
 
-    // Source folders of the versions the plan will look at.
+    // Source folders, for games with work to do: a game whose every version has its
+    // manifest, pack and delta from the previous version needs no build to be read (drift
+    // re-scans look for their build themselves), and a large NAS has thousands of them.
+    let rows: FastMap<(&str, &str), &mist_db::state::Version> = snapshot
+        .versions
+        .iter()
+        .map(|version| {
+            (
+                (version.spec.game.as_str(), version.spec.name.as_str()),
+                version,
+            )
+        })
+        .collect();
+    let delta_rows: FastMap<(&str, &str, &str), &str> = snapshot
+        .deltas
+        .iter()
+        .map(|delta| {
+            (
+                (
+                    delta.game.as_str(),
+                    delta.from_version.as_str(),
+                    delta.to_version.as_str(),
+                ),
+                delta.address.as_str(),
+            )
+        })
+        .collect();
     let mut sources: Vec<(&str, &str, &str)> = Vec::new();
     for (game_name, game) in &desired.games {
         if game.suspend {
+            continue;
+        }
+        let complete = game.versions.iter().enumerate().all(|(idx, version)| {
+            let Some(row) = rows.get(&(game_name.as_str(), version.name.as_str())) else {
+                return false;
+            };
+            let delta_ok = idx == 0
+                || delta_rows
+                    .get(&(
+                        game_name.as_str(),
+                        game.versions[idx - 1].name.as_str(),
+                        version.name.as_str(),
+                    ))
+                    .is_some_and(|address| is_present(address));
+            row.observed.tree_digest.is_some()
+                && presence(row.observed.manifest_address.as_deref()) == Presence::Present
+                && presence(row.observed.pack_address.as_deref()) == Presence::Present
+                && delta_ok
+        });
+        if complete {
             continue;
         }
         for version in &game.versions {
             sources.push((game_name, &version.name, &version.source));
         }
     }
-    let sources_present: HashSet<(&str, &str)> = sources
+    let sources_present: FastSet<(&str, &str)> = sources
         .par_iter()
         .filter(|(_, _, source)| nas.join(source).is_dir())
         .map(|(game, version, _)| (*game, *version))
         .collect();
 
     // Drift remembered from earlier passes.
-    let drifted_before: HashSet<&str> = snapshot
+    let drifted_before: FastSet<(&str, &str)> = snapshot
         .conditions
         .iter()
         .filter(|condition| {
@@ -128,40 +204,46 @@ pub fn observe(
                 && condition.status == ConditionStatus::True
                 && condition.reason == Reason::DigestMismatch.as_str()
         })
-        .map(|condition| condition.object.name.as_str())
+        .filter_map(|condition| condition.object.name.split_once('/'))
         .collect();
 
     let mut observation = Observation::default();
     let observed = &mut observation.observed;
-    let desired_source: HashMap<(&str, &str), &str> = sources
+    // Sources of the versions of games that are not suspended.
+    let desired_source: FastMap<(&str, &str), &str> = desired
+        .games
         .iter()
-        .map(|(game, version, source)| ((*game, *version), *source))
+        .filter(|(_, game)| !game.suspend)
+        .flat_map(|(game_name, game)| {
+            game.versions
+                .iter()
+                .map(move |v| ((game_name.as_str(), v.name.as_str()), v.source.as_str()))
+        })
         .collect();
     let verify_started = Instant::now();
     let interval_ms = i64::try_from(config.verify_interval.as_millis()).unwrap_or(i64::MAX);
-    let mut digests: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut digests: FastMap<(&str, &str), &str> = FastMap::default();
     for version in &snapshot.versions {
         let game = version.spec.game.as_str();
         let name = version.spec.name.as_str();
-        let object_name = format!("{game}/{name}");
-        let source_present = sources_present.contains(&(game, name));
-        let mut drifted = drifted_before.contains(object_name.as_str());
+        let mut source_present = sources_present.contains(&(game, name));
+        let mut drifted = drifted_before.contains(&(game, name));
         let digest = version.observed.tree_digest.clone();
         if let Some(digest) = version.observed.tree_digest.as_deref() {
             digests.insert((game, name), digest);
         }
 
         // The slow re-verification of an ingested build.
-        if let (Some(digest), Some(manifest_address), Some(source), true) = (
+        if let (Some(digest), Some(manifest_address), Some(source)) = (
             &digest,
             &version.observed.manifest_address,
             desired_source.get(&(game, name)),
-            source_present,
         ) {
             let id = (game.to_string(), name.to_string());
-            let last_match = artifacts
+            let last_match = verified_at
                 .get(manifest_address.as_str())
-                .and_then(|artifact| artifact.verified_at)
+                .copied()
+                .flatten()
                 .unwrap_or(i64::MIN);
             let last_scan = verify_state
                 .last_scan
@@ -169,9 +251,12 @@ pub fn observe(
                 .copied()
                 .unwrap_or(i64::MIN)
                 .max(last_match);
-            let due = verify_state.suspects.contains(&id)
-                || now.saturating_sub(last_scan) >= interval_ms;
-            if due && verify_started.elapsed() < config.verify_budget {
+            let due =
+                verify_state.suspects.contains(&id) || now.saturating_sub(last_scan) >= interval_ms;
+            if due && !source_present && nas.join(source).is_dir() {
+                source_present = true;
+            }
+            if due && source_present && verify_started.elapsed() < config.verify_budget {
                 verify_state.suspects.remove(&id);
                 verify_state.last_scan.insert(id, now);
                 match scan_digest(&nas.join(source)) {
@@ -186,9 +271,11 @@ pub fn observe(
                     }
                     Ok(found) => {
                         if !drifted {
-                            observation
-                                .drift_found
-                                .push((game.to_string(), name.to_string(), found));
+                            observation.drift_found.push((
+                                game.to_string(),
+                                name.to_string(),
+                                found,
+                            ));
                         }
                         drifted = true;
                     }
@@ -213,7 +300,7 @@ pub fn observe(
         if let (Some(digest), Some(pack)) = (
             &version.observed.tree_digest,
             version.observed.pack_address.as_deref(),
-        ) && present.contains(pack)
+        ) && is_present(pack)
         {
             observed.packs.insert(digest.clone(), pack.to_string());
         }

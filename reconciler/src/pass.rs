@@ -3,20 +3,23 @@
 //! Everything the pass writes is compared with the snapshot first, so a pass over a converged
 //! state makes no write at all: no upsert, no condition, no event.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
 use mist_db::queue::{Enqueued, JobState};
 use mist_db::snapshot::Snapshot;
-use mist_db::state::{self, Outcome, Revision, SyncState, VersionObserved, VersionSpec, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity};
+use mist_db::state::{
+    self, Outcome, Revision, SyncState, VersionObserved, VersionSpec, VersionState,
+};
+use mist_db::status::{
+    ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
+};
 use mist_specs::load::Specs;
 
 use crate::actions::EVENTS_KEPT;
 use crate::desired::{self, Attempt};
-use crate::observe::{self, ObserveConfig};
+use crate::observe::{self, FastMap, FastSet, ObserveConfig};
 use crate::plan::{self, Action, PlanConfig, Status};
 use crate::{Error, Reconciler, Result, jobs, now_ms};
 
@@ -52,12 +55,17 @@ pub struct PassReport {
     pub n_not_ready: usize,
     /// Leftover temporary files removed.
     pub n_tmp_removed: usize,
+    /// How long each step of the pass took, in order.
+    pub timings: Vec<(&'static str, Duration)>,
 }
 
 impl PassReport {
     /// Whether the pass found nothing to do and wrote nothing.
     pub fn is_converged(&self) -> bool {
-        self.planned.is_empty() && self.n_writes == 0 && self.n_enqueued == 0 && self.n_requeued == 0
+        self.planned.is_empty()
+            && self.n_writes == 0
+            && self.n_enqueued == 0
+            && self.n_requeued == 0
     }
 }
 
@@ -66,7 +74,9 @@ impl std::fmt::Display for PassReport {
         write!(
             f,
             "commit {}, {} ready, {} not ready, {} queued, {} requeued, {} links, {} writes, {} verified",
-            self.commit.as_deref().map_or("none", |c| &c[..c.len().min(12)]),
+            self.commit
+                .as_deref()
+                .map_or("none", |c| &c[..c.len().min(12)]),
             self.n_ready,
             self.n_not_ready,
             self.n_enqueued,
@@ -100,6 +110,11 @@ impl Reconciler {
         let mut state = self.pass_state.lock().await;
         let pass_started = now_ms();
         let mut report = PassReport::default();
+        let mut step_started = Instant::now();
+        let mut step = |report: &mut PassReport, name: &'static str| {
+            report.timings.push((name, step_started.elapsed()));
+            step_started = Instant::now();
+        };
 
         // Desired state.
         match self.read_desired().await? {
@@ -121,13 +136,28 @@ impl Reconciler {
             .last_attempted()
             .map_or(0, |a| a.diagnostics.len());
         report.read_error = state.machine.read_error().map(str::to_string);
+        step(&mut report, "desired");
 
+        // The database snapshot and the walk of the artifact store, at the same time.
+        let walk = {
+            let store = self.ctx.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                (observe::artifacts_on_disk(&store), started.elapsed())
+            })
+        };
         let snapshot = Arc::new(self.db.load_snapshot().await?);
+        step(&mut report, "snapshot");
+        let (on_disk, walk_took) = walk.await.map_err(|e| Error::Task(e.to_string()))?;
+        let on_disk = Arc::new(on_disk);
+        step(&mut report, "waiting for the NAS walk");
+        report.timings.push(("NAS walk (alongside)", walk_took));
         let now = now_ms();
-        self.record_specs(&mut state, &snapshot, &mut report, now).await?;
+        self.record_specs(&mut state, &snapshot, &mut report, now)
+            .await?;
 
-        report.n_writes += usize::try_from(self.queue.recover_expired_leases(now).await?)
-            .unwrap_or(usize::MAX);
+        report.n_writes +=
+            usize::try_from(self.queue.recover_expired_leases(now).await?).unwrap_or(usize::MAX);
         {
             let store = self.ctx.store.clone();
             report.n_tmp_removed = tokio::task::spawn_blocking(move || store.clean_tmp())
@@ -138,19 +168,22 @@ impl Reconciler {
                     0
                 });
         }
+        step(&mut report, "leases and tmp");
 
         let Some(good) = state.machine.last_good().cloned() else {
             return Ok(report);
         };
         let specs = &good.loaded.specs;
         let desired = desired_of(specs, state.machine.may_prune());
+        step(&mut report, "record specs");
         self.apply_specs(specs, &snapshot, &mut report, now).await?;
+        step(&mut report, "apply specs");
 
         // Observe (blocking: stats and scans).
         let observation = {
             let snapshot = snapshot.clone();
             let desired = desired.clone();
-            let store = self.ctx.store.clone();
+            let on_disk = on_disk.clone();
             let nas = self.config.nas.clone();
             let ctx = self.ctx.clone();
             let config = ObserveConfig {
@@ -158,9 +191,16 @@ impl Reconciler {
                 verify_budget: VERIFY_BUDGET,
             };
             tokio::task::spawn_blocking(move || {
-                let mut verify = std::mem::take(&mut *ctx.verify.lock().unwrap_or_else(|e| e.into_inner()));
+                let mut verify =
+                    std::mem::take(&mut *ctx.verify.lock().unwrap_or_else(|e| e.into_inner()));
                 let observation = observe::observe(
-                    &snapshot, &desired, &store, &nas, &mut verify, config, now,
+                    &snapshot,
+                    &on_disk,
+                    &desired,
+                    &nas,
+                    &mut verify,
+                    config,
+                    now,
                 );
                 *ctx.verify.lock().unwrap_or_else(|e| e.into_inner()) = verify;
                 observation
@@ -168,18 +208,26 @@ impl Reconciler {
             .await
             .map_err(|e| Error::Task(e.to_string()))?
         };
+        step(&mut report, "observe");
         report.n_verified = observation.verified.len() + observation.drift_found.len();
         for address in &observation.verified {
             self.db.mark_artifact_verified(address, now).await?;
             report.n_writes += 1;
         }
         for (game, version, found) in &observation.drift_found {
-            tracing::warn!(game, version, found, "build changed on the NAS after ingest");
+            tracing::warn!(
+                game,
+                version,
+                found,
+                "build changed on the NAS after ingest"
+            );
             self.event(
                 &ObjectRef::version(game, version),
                 Severity::Warning,
                 "DriftDetected",
-                &format!("the build no longer matches its recorded digest (it now hashes to {found})"),
+                &format!(
+                    "the build no longer matches its recorded digest (it now hashes to {found})"
+                ),
                 now,
                 &mut report,
             )
@@ -205,9 +253,14 @@ impl Reconciler {
             },
         );
         report.planned = plan.actions.clone();
+        step(&mut report, "plan");
 
-        self.act(&plan, &snapshot, &mut report, pass_started, now).await?;
-        self.write_status(&plan, &snapshot, &mut report, now).await?;
+        self.act(&plan, &snapshot, &mut report, pass_started, now)
+            .await?;
+        step(&mut report, "act");
+        self.write_status(&plan, &snapshot, &mut report, now)
+            .await?;
+        step(&mut report, "status");
         let n_waiting = snapshot
             .jobs
             .iter()
@@ -221,20 +274,10 @@ impl Reconciler {
 
     /// Reads the branch tip on a blocking thread.
     async fn read_desired(&self) -> Result<Result<desired::Snapshot, desired::DesiredError>> {
-        let mut reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| Error::Task("the spec reader is in use".to_string()))?;
-        let (reader, read) = tokio::task::spawn_blocking(move || {
-            let read = reader.read();
-            (reader, read)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
-        *self.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
-        Ok(read)
+        let mut reader = self.reader.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || reader.read())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
     }
 
     /// Records the revision tried, the sync state and the spec repository's condition.
@@ -265,7 +308,11 @@ impl Reconciler {
             if self.db.record_revision(&revision, now).await? {
                 report.n_writes += 1;
                 let (severity, reason, message) = if outcome == Outcome::Ok {
-                    (Severity::Normal, "CommitApplied", format!("commit {} is applied", attempt.commit))
+                    (
+                        Severity::Normal,
+                        "CommitApplied",
+                        format!("commit {} is applied", attempt.commit),
+                    )
                 } else {
                     (
                         Severity::Warning,
@@ -278,7 +325,8 @@ impl Reconciler {
                         ),
                     )
                 };
-                self.event(&object, severity, reason, &message, now, report).await?;
+                self.event(&object, severity, reason, &message, now, report)
+                    .await?;
             }
             state.recorded_attempt = Some(attempt);
         }
@@ -293,7 +341,9 @@ impl Reconciler {
 
         let attempted = state.machine.last_attempted().map(|a| a.commit.clone());
         let sync_state = SyncState {
-            observed_commit: attempted.clone().or(snapshot.sync_state.observed_commit.clone()),
+            observed_commit: attempted
+                .clone()
+                .or(snapshot.sync_state.observed_commit.clone()),
             last_attempted_commit: attempted.or(snapshot.sync_state.last_attempted_commit.clone()),
             last_applied_commit: in_force
                 .clone()
@@ -304,9 +354,16 @@ impl Reconciler {
         }
 
         let (status, reason, message) = if let Some(error) = &read_error {
-            (ConditionStatus::False, "ReadFailed", format!("cannot read the spec repository: {error}"))
+            (
+                ConditionStatus::False,
+                "ReadFailed",
+                format!("cannot read the spec repository: {error}"),
+            )
         } else if state.machine.is_failing() {
-            let attempt = state.machine.last_attempted().expect("failing means attempted");
+            let attempt = state
+                .machine
+                .last_attempted()
+                .expect("failing means attempted");
             (
                 ConditionStatus::False,
                 "InvalidCommit",
@@ -318,7 +375,11 @@ impl Reconciler {
                 ),
             )
         } else if let Some(commit) = &in_force {
-            (ConditionStatus::True, "Applied", format!("commit {commit} is applied"))
+            (
+                ConditionStatus::True,
+                "Applied",
+                format!("commit {commit} is applied"),
+            )
         } else {
             return Ok(());
         };
@@ -329,7 +390,20 @@ impl Reconciler {
             reason: reason.to_string(),
             message,
         };
-        report.n_writes += self.set_conditions(snapshot, vec![update], now).await?;
+        let current = snapshot
+            .conditions
+            .iter()
+            .find(|c| c.object == update.object && c.condition_type == update.condition_type);
+        if current.is_none_or(|c| {
+            (c.status, c.reason.as_str(), c.message.as_str())
+                != (
+                    update.status,
+                    update.reason.as_str(),
+                    update.message.as_str(),
+                )
+        }) {
+            report.n_writes += self.db.set_conditions(&[update], now).await?;
+        }
         Ok(())
     }
 
@@ -342,8 +416,11 @@ impl Reconciler {
         report: &mut PassReport,
         now: EpochMs,
     ) -> Result<()> {
-        let games_now: HashMap<&str, &state::Game> =
-            snapshot.games.iter().map(|g| (g.name.as_str(), g)).collect();
+        let games_now: FastMap<&str, &state::Game> = snapshot
+            .games
+            .iter()
+            .map(|g| (g.name.as_str(), g))
+            .collect();
         let games: Vec<state::Game> = specs
             .games
             .iter()
@@ -353,7 +430,7 @@ impl Reconciler {
         if !games.is_empty() {
             report.n_writes += self.db.upsert_games(&games, now).await?;
         }
-        let versions_now: HashMap<(&str, &str), &VersionSpec> = snapshot
+        let versions_now: FastMap<(&str, &str), &VersionSpec> = snapshot
             .versions
             .iter()
             .map(|v| ((v.spec.game.as_str(), v.spec.name.as_str()), &v.spec))
@@ -392,7 +469,7 @@ impl Reconciler {
         pass_started: EpochMs,
         now: EpochMs,
     ) -> Result<()> {
-        let unfinished: HashSet<&str> = snapshot.jobs.iter().map(|job| job.key.as_str()).collect();
+        let unfinished: FastSet<&str> = snapshot.jobs.iter().map(|job| job.key.as_str()).collect();
         for action in &plan.actions {
             match action {
                 Action::LinkPack {
@@ -490,11 +567,16 @@ impl Reconciler {
         report: &mut PassReport,
         now: EpochMs,
     ) -> Result<()> {
-        let existing = condition_map(snapshot);
-        let states: HashMap<(&str, &str), VersionState> = snapshot
+        let existing = version_conditions(snapshot);
+        let states: FastMap<(&str, &str), VersionState> = snapshot
             .versions
             .iter()
-            .map(|v| ((v.spec.game.as_str(), v.spec.name.as_str()), v.observed.state))
+            .map(|v| {
+                (
+                    (v.spec.game.as_str(), v.spec.name.as_str()),
+                    v.observed.state,
+                )
+            })
             .collect();
         let mut updates = Vec::new();
         let mut events = Vec::new();
@@ -505,15 +587,19 @@ impl Reconciler {
                 Status::Reconciling | Status::Stalled => report.n_not_ready += 1,
                 Status::Inactive => {}
             }
-            let object = ObjectRef::version(game, version);
+            let current_conditions = existing.get(&(game.as_str(), version.as_str()));
             let condition = &status.condition;
             let wanted = [
                 (ConditionType::Ready, condition.status == Status::Ready),
-                (ConditionType::Reconciling, condition.status == Status::Reconciling),
+                (
+                    ConditionType::Reconciling,
+                    condition.status == Status::Reconciling,
+                ),
                 (ConditionType::Stalled, condition.status == Status::Stalled),
             ];
             for (condition_type, holds) in wanted {
-                let current = existing.get(&(ObjectKind::Version, object.name.as_str(), condition_type));
+                let current =
+                    current_conditions.and_then(|c| c[condition_slot(condition_type)].as_ref());
                 // Reconciling and Stalled rows exist only once they have held.
                 if !holds && condition_type != ConditionType::Ready && current.is_none() {
                     continue;
@@ -523,11 +609,16 @@ impl Reconciler {
                 } else {
                     ConditionStatus::False
                 };
-                let value = (status_value, condition.reason.as_str(), condition.message.as_str());
+                let value = (
+                    status_value,
+                    condition.reason.as_str(),
+                    condition.message.as_str(),
+                );
                 if current.is_some_and(|c| *c == value) {
                     continue;
                 }
                 let was_true = current.is_some_and(|c| c.0 == ConditionStatus::True);
+                let object = ObjectRef::version(game, version);
                 if holds && !was_true {
                     match condition_type {
                         ConditionType::Ready => events.push((
@@ -546,7 +637,7 @@ impl Reconciler {
                     }
                 }
                 updates.push(ConditionUpdate {
-                    object: object.clone(),
+                    object,
                     condition_type,
                     status: status_value,
                     reason: condition.reason.as_str().to_string(),
@@ -561,7 +652,9 @@ impl Reconciler {
                 state_changes.push((game, version, status.state));
             }
         }
-        report.n_writes += self.set_conditions(snapshot, updates, now).await?;
+        if !updates.is_empty() {
+            report.n_writes += self.db.set_conditions(&updates, now).await?;
+        }
         for (game, version, state) in state_changes {
             let _rows = self.ctx.rows.lock().await;
             if let Some(row) = self.db.version(game, version).await?
@@ -571,35 +664,21 @@ impl Reconciler {
                     state,
                     ..row.observed
                 };
-                if self.db.set_version_observed(game, version, &observed, now).await? == Some(true) {
+                if self
+                    .db
+                    .set_version_observed(game, version, &observed, now)
+                    .await?
+                    == Some(true)
+                {
                     report.n_writes += 1;
                 }
             }
         }
         for (object, severity, reason, message) in events {
-            self.event(&object, severity, reason, &message, now, report).await?;
+            self.event(&object, severity, reason, &message, now, report)
+                .await?;
         }
         Ok(())
-    }
-
-    async fn set_conditions(
-        &self,
-        snapshot: &Snapshot,
-        updates: Vec<ConditionUpdate>,
-        now: EpochMs,
-    ) -> Result<usize> {
-        let existing = condition_map(snapshot);
-        let updates: Vec<ConditionUpdate> = updates
-            .into_iter()
-            .filter(|update| {
-                existing.get(&(update.object.kind, update.object.name.as_str(), update.condition_type))
-                    != Some(&(update.status, update.reason.as_str(), update.message.as_str()))
-            })
-            .collect();
-        if updates.is_empty() {
-            return Ok(0);
-        }
-        Ok(self.db.set_conditions(&updates, now).await?)
     }
 
     async fn event(
@@ -619,20 +698,37 @@ impl Reconciler {
     }
 }
 
-type ConditionKey<'a> = (ObjectKind, &'a str, ConditionType);
+/// A version's current condition: (status, reason, message).
 type ConditionValue<'a> = (ConditionStatus, &'a str, &'a str);
 
-fn condition_map(snapshot: &Snapshot) -> HashMap<ConditionKey<'_>, ConditionValue<'_>> {
-    snapshot
-        .conditions
-        .iter()
-        .map(|c| {
-            (
-                (c.object.kind, c.object.name.as_str(), c.condition_type),
-                (c.status, c.reason.as_str(), c.message.as_str()),
-            )
-        })
-        .collect()
+/// The index of a condition type in [`version_conditions`]' arrays.
+fn condition_slot(condition_type: ConditionType) -> usize {
+    match condition_type {
+        ConditionType::Ready => 0,
+        ConditionType::Reconciling => 1,
+        ConditionType::Stalled => 2,
+    }
+}
+
+/// Every version's conditions in the snapshot, by (game, version), without allocating.
+fn version_conditions(
+    snapshot: &Snapshot,
+) -> FastMap<(&str, &str), [Option<ConditionValue<'_>>; 3]> {
+    let mut out: FastMap<(&str, &str), [Option<ConditionValue<'_>>; 3]> = FastMap::default();
+    for condition in &snapshot.conditions {
+        if condition.object.kind != ObjectKind::Version {
+            continue;
+        }
+        let Some((game, version)) = condition.object.name.split_once('/') else {
+            continue;
+        };
+        out.entry((game, version)).or_default()[condition_slot(condition.condition_type)] = Some((
+            condition.status,
+            condition.reason.as_str(),
+            condition.message.as_str(),
+        ));
+    }
+    out
 }
 
 /// The plan's view of the specs.

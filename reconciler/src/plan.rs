@@ -356,7 +356,10 @@ impl Action {
     pub fn is_job(&self) -> bool {
         matches!(
             self,
-            Action::Ingest { .. } | Action::Pack { .. } | Action::Delta { .. } | Action::Prune { .. }
+            Action::Ingest { .. }
+                | Action::Pack { .. }
+                | Action::Delta { .. }
+                | Action::Prune { .. }
         )
     }
 }
@@ -421,7 +424,14 @@ pub fn plan(desired: &Desired, observed: &Observed, config: PlanConfig) -> Plan 
         if game.suspend {
             continue;
         }
-        plan_game(game_name, game, desired.may_prune, observed, config, &mut out);
+        plan_game(
+            game_name,
+            game,
+            desired.may_prune,
+            observed,
+            config,
+            &mut out,
+        );
     }
     // Versions of games no longer in the specs at all: kept, marked retired.
     for (game_name, version_name) in observed.versions.keys() {
@@ -497,7 +507,12 @@ fn plan_game(
     let obs_all: Vec<&ObservedVersion> = game
         .versions
         .iter()
-        .map(|version| observed.versions.get(&key(&version.name)).unwrap_or(&no_row))
+        .map(|version| {
+            observed
+                .versions
+                .get(&key(&version.name))
+                .unwrap_or(&no_row)
+        })
         .collect();
     let delta_presence = |from: usize, to: usize| {
         observed
@@ -516,9 +531,7 @@ fn plan_game(
         .iter()
         .zip(&obs_all)
         .map(|(version, obs)| {
-            obs.digest.is_some()
-                && obs.manifest == Presence::Present
-                && !pin_mismatch(version, obs)
+            obs.digest.is_some() && obs.manifest == Presence::Present && !pin_mismatch(version, obs)
         })
         .collect();
     let facts: Vec<InputFacts> = (0..n_versions)
@@ -677,9 +690,11 @@ fn plan_game(
     }
 
     // Retention: versions beyond keepVersions.
-    let all_kept_ready = statuses[keep_from..]
-        .iter()
-        .all(|status| status.as_ref().is_some_and(|s| s.condition.status == Status::Ready));
+    let all_kept_ready = statuses[keep_from..].iter().all(|status| {
+        status
+            .as_ref()
+            .is_some_and(|s| s.condition.status == Status::Ready)
+    });
     let prune_allowed = may_prune && game.prune;
     for idx in 0..keep_from {
         let version = &game.versions[idx];
@@ -747,11 +762,11 @@ fn plan_game(
             });
             retired("removed from the specs; removing its artifacts")
         } else if prune_allowed {
-            retired("removed from the specs; its artifacts are removed once the versions kept are ready",
+            retired(
+                "removed from the specs; its artifacts are removed once the versions kept are ready",
             )
         } else {
-            retired("removed from the specs; its data is kept (no retention policy prunes it)",
-            )
+            retired("removed from the specs; its data is kept (no retention policy prunes it)")
         };
         out.conditions.insert(key(version_name), status);
     }
@@ -836,13 +851,17 @@ fn job_need(job: &ObservedJob, what: String) -> Need {
 }
 
 /// Whether anything recorded remains to prune for a version.
-fn has_data(game_name: &str, version_name: &str, obs: &ObservedVersion, observed: &Observed) -> bool {
+fn has_data(
+    game_name: &str,
+    version_name: &str,
+    obs: &ObservedVersion,
+    observed: &Observed,
+) -> bool {
     obs.manifest != Presence::Absent
         || obs.pack != Presence::Absent
-        || observed
-            .deltas
-            .keys()
-            .any(|(game, from, to)| game == game_name && (from == version_name || to == version_name))
+        || observed.deltas.keys().any(|(game, from, to)| {
+            game == game_name && (from == version_name || to == version_name)
+        })
 }
 
 fn status_of(needs: Vec<Need>, obs: &ObservedVersion) -> VersionStatus {

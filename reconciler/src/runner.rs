@@ -132,7 +132,11 @@ impl Workers {
             |progress| {
                 let (key, lease_lost) = (&key, &lease_lost);
                 async move {
-                    match self.queue.progress(key, &self.owner, (self.now)(), &progress).await {
+                    match self
+                        .queue
+                        .progress(key, &self.owner, (self.now)(), &progress)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(mist_db::Error::LeaseLost { .. }) => lease_lost.notify_one(),
                         Err(error) => tracing::warn!(%error, "cannot report progress"),
@@ -307,10 +311,7 @@ mod tests {
             PROGRESS_PERIOD,
             &cell,
             |progress| {
-                reports
-                    .lock()
-                    .unwrap()
-                    .push((start.elapsed(), progress));
+                reports.lock().unwrap().push((start.elapsed(), progress));
                 async {}
             },
             work,
@@ -328,6 +329,9 @@ mod tests {
             );
         }
         let last = &reports.last().unwrap().1;
-        assert_eq!((last.stage_index, last.stage.as_str(), last.done, last.total), (1, "store", 10, 10));
+        assert_eq!(
+            (last.stage_index, last.stage.as_str(), last.done, last.total),
+            (1, "store", 10, 10)
+        );
     }
 }

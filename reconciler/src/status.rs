@@ -184,14 +184,18 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             ConditionType::Reconciling => 1,
             ConditionType::Stalled => 2,
         };
-        conditions.entry(condition.object.name.as_str()).or_default()[slot] = Some(condition);
+        conditions
+            .entry(condition.object.name.as_str())
+            .or_default()[slot] = Some(condition);
     }
     let mut running: HashMap<(&str, &str), &Job> = HashMap::new();
     for job in &snapshot.jobs {
         if job.state == JobState::Running
             && let (Some(game), Some(version)) = (&job.game, &job.version)
         {
-            running.entry((game.as_str(), version.as_str())).or_insert(job);
+            running
+                .entry((game.as_str(), version.as_str()))
+                .or_insert(job);
         }
     }
 
@@ -214,7 +218,8 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             continue;
         };
         let name = format!("{}/{}", version.spec.game, version.spec.name);
-        let [ready, reconciling, stalled] = conditions.get(name.as_str()).copied().unwrap_or_default();
+        let [ready, reconciling, stalled] =
+            conditions.get(name.as_str()).copied().unwrap_or_default();
         let is_true = |condition: Option<&mist_db::status::Condition>| {
             condition.is_some_and(|c| c.status == ConditionStatus::True)
         };
@@ -260,7 +265,13 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             progress: progress_of(job),
         })
         .collect();
-    queue.sort_by(|a, b| (a.state != "running", a.next_attempt_at, &a.key).cmp(&(b.state != "running", b.next_attempt_at, &b.key)));
+    queue.sort_by(|a, b| {
+        (a.state != "running", a.next_attempt_at, &a.key).cmp(&(
+            b.state != "running",
+            b.next_attempt_at,
+            &b.key,
+        ))
+    });
 
     Ok(StatusReport {
         commit: sync_state.observed_commit.clone(),

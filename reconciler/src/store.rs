@@ -396,7 +396,10 @@ mod tests {
         let mine = store.new_tmp_path();
         fs::write(&mine, b"y").unwrap();
         assert_eq!(store.clean_tmp().unwrap(), 2);
-        let left: Vec<_> = fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect();
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(left, vec![mine]);
     }
 }

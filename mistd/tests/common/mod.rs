@@ -17,9 +17,22 @@ pub fn mistd_bin() -> PathBuf {
 /// How often [`wait_for`] looks again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
+/// How often [`wait_converged`] runs `mistd status`: a process each time, so less often.
+pub const STATUS_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what` and the
 /// last thing `check` said through `last`.
 pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    check: impl FnMut(&mut String) -> Option<T>,
+) -> T {
+    wait_for_every(POLL_INTERVAL, what, timeout, check)
+}
+
+/// [`wait_for`] looking every `interval`.
+pub fn wait_for_every<T>(
+    interval: Duration,
     what: &str,
     timeout: Duration,
     mut check: impl FnMut(&mut String) -> Option<T>,
@@ -34,7 +47,7 @@ pub fn wait_for<T>(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}; last seen: {last}"
         );
-        std::thread::sleep(POLL_INTERVAL);
+        std::thread::sleep(interval);
     }
 }
 
@@ -257,15 +270,18 @@ pub fn converged(report: &serde_json::Value, n_versions: usize) -> bool {
 
 /// Waits until `mistd status` shows `n_versions` versions, all Ready, and an idle queue.
 pub fn wait_converged(data: &Path, n_versions: usize, timeout: Duration) -> serde_json::Value {
-    wait_for("every version Ready", timeout, |last| match status(data) {
-        Ok(report) if converged(&report, n_versions) => Some(report),
-        Ok(report) => {
-            *last = report.to_string();
-            None
-        }
-        Err(e) => {
-            *last = e;
-            None
+    let what = "every version Ready";
+    wait_for_every(STATUS_POLL_INTERVAL, what, timeout, |last| {
+        match status(data) {
+            Ok(report) if converged(&report, n_versions) => Some(report),
+            Ok(report) => {
+                *last = report.to_string();
+                None
+            }
+            Err(e) => {
+                *last = e;
+                None
+            }
         }
     })
 }

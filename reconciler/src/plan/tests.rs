@@ -42,7 +42,9 @@ fn parse(input: &str) -> (Desired, Observed) {
             continue;
         };
         if indented {
-            let game = current_game.clone().expect("a version line follows a game line");
+            let game = current_game
+                .clone()
+                .expect("a version line follows a game line");
             let (name, in_specs) = match first.strip_prefix('~') {
                 Some(name) => (name, false),
                 None => (first, true),
@@ -143,7 +145,13 @@ fn parse(input: &str) -> (Desired, Observed) {
     (desired, observed)
 }
 
-fn add_version(observed: &mut Observed, game: &str, name: &str, flags: &[&str], previous: Option<&str>) {
+fn add_version(
+    observed: &mut Observed,
+    game: &str,
+    name: &str,
+    flags: &[&str],
+    previous: Option<&str>,
+) {
     let has = |flag: &str| flags.contains(&flag);
     let presence = |letter: &str| {
         if has(letter) {
@@ -174,14 +182,21 @@ fn add_version(observed: &mut Observed, game: &str, name: &str, flags: &[&str], 
             .insert((game.to_string(), name.to_string()), version);
     }
     if has("<") {
-        add_delta(observed, game, previous.expect("a previous version"), name, Presence::Present);
+        add_delta(
+            observed,
+            game,
+            previous.expect("a previous version"),
+            name,
+            Presence::Present,
+        );
     }
 }
 
 fn add_delta(observed: &mut Observed, game: &str, from: &str, to: &str, presence: Presence) {
-    observed
-        .deltas
-        .insert((game.to_string(), from.to_string(), to.to_string()), presence);
+    observed.deltas.insert(
+        (game.to_string(), from.to_string(), to.to_string()),
+        presence,
+    );
 }
 
 fn flag_value<'a>(words: &[&'a str], prefix: &str) -> Option<&'a str> {
@@ -213,7 +228,9 @@ fn render(plan: &Plan) -> String {
                 ..
             } => format!(
                 "ingest {game}/{version}{}",
-                pinned.as_ref().map_or(String::new(), |p| format!(" pin={p}"))
+                pinned
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" pin={p}"))
             ),
             Action::Pack { game, version, .. } => format!("pack {game}/{version}"),
             Action::Delta { game, from, to, .. } => format!("delta {game} {from} -> {to}"),

@@ -15,7 +15,10 @@ pub async fn verify_artifacts(world: &World) -> usize {
     let store = world.nas().join(".mist/artifacts");
     for artifact in &snapshot.artifacts {
         let bytes = std::fs::read(store.join(&artifact.path)).unwrap_or_else(|e| {
-            panic!("artifact {} missing at {}: {e}", artifact.address, artifact.path)
+            panic!(
+                "artifact {} missing at {}: {e}",
+                artifact.address, artifact.path
+            )
         });
         assert_eq!(bytes.len() as u64, artifact.size, "{}", artifact.address);
         assert_eq!(
@@ -38,7 +41,10 @@ pub async fn verify_artifacts(world: &World) -> usize {
             continue;
         };
         let id = format!("{}/{}", version.spec.game, version.spec.name);
-        digests.insert((version.spec.game.clone(), version.spec.name.clone()), digest.clone());
+        digests.insert(
+            (version.spec.game.clone(), version.spec.name.clone()),
+            digest.clone(),
+        );
         if let Some(address) = &version.observed.manifest_address {
             let manifest: Manifest =
                 serde_json::from_slice(&std::fs::read(path_of(address)).unwrap()).unwrap();
@@ -48,12 +54,20 @@ pub async fn verify_artifacts(world: &World) -> usize {
                 let dest = out.path().join("unpacked");
                 let file = std::fs::File::open(path_of(pack)).unwrap();
                 mist_games::pack::unpack(file, &manifest, &dest).unwrap();
-                assert_eq!(&scan(&dest).unwrap().tree_digest().to_string(), digest, "{id} pack");
+                assert_eq!(
+                    &scan(&dest).unwrap().tree_digest().to_string(),
+                    digest,
+                    "{id} pack"
+                );
             }
         }
         let build = world.nas().join(&version.spec.source);
         if build.is_dir() && version.observed.state != mist_db::state::VersionState::Stalled {
-            assert_eq!(&scan(&build).unwrap().tree_digest().to_string(), digest, "{id} build");
+            assert_eq!(
+                &scan(&build).unwrap().tree_digest().to_string(),
+                digest,
+                "{id} build"
+            );
         }
     }
     for delta in &snapshot.deltas {

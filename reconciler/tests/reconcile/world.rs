@@ -39,7 +39,10 @@ where
 {
     println!("{test_name}: SQLite");
     test(TestDb::sqlite().await).await;
-    match std::env::var("MIST_TEST_POSTGRES").ok().filter(|url| !url.is_empty()) {
+    match std::env::var("MIST_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+    {
         Some(base_url) => {
             println!("{test_name}: Postgres");
             test(TestDb::postgres(&base_url).await).await;
@@ -206,7 +209,14 @@ impl World {
 
     /// Like [`World::version`], with the build's content seeded by `seed` instead of the game
     /// (so two games can hold identical builds) and an optional pinned digest.
-    pub fn version_with(&mut self, game: &str, version: &str, n: u32, seed: &str, pin: Option<&str>) {
+    pub fn version_with(
+        &mut self,
+        game: &str,
+        version: &str,
+        n: u32,
+        seed: &str,
+        pin: Option<&str>,
+    ) {
         let root = self.build_path(game, version);
         write_build(&root, seed, n);
         self.declare_version(game, version, pin);
@@ -320,7 +330,9 @@ impl Rng {
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         // Text-like bytes, so compression and deltas behave as on real data.
-        (0..len).map(|_| b"abcdefgh ijkl\n"[(self.next() % 14) as usize]).collect()
+        (0..len)
+            .map(|_| b"abcdefgh ijkl\n"[(self.next() % 14) as usize])
+            .collect()
     }
 }
 
@@ -354,9 +366,16 @@ pub async fn db_rows(test_db: &TestDb) -> BTreeMap<String, Vec<String>> {
                         let value = row
                             .try_get::<Option<String>, _>(idx)
                             .map(|v| format!("{v:?}"))
-                            .or_else(|_| row.try_get::<Option<i64>, _>(idx).map(|v| format!("{v:?}")))
-                            .or_else(|_| row.try_get::<Option<bool>, _>(idx).map(|v| format!("{v:?}")))
-                            .or_else(|_| row.try_get::<Option<f64>, _>(idx).map(|v| format!("{v:?}")))
+                            .or_else(|_| {
+                                row.try_get::<Option<i64>, _>(idx).map(|v| format!("{v:?}"))
+                            })
+                            .or_else(|_| {
+                                row.try_get::<Option<bool>, _>(idx)
+                                    .map(|v| format!("{v:?}"))
+                            })
+                            .or_else(|_| {
+                                row.try_get::<Option<f64>, _>(idx).map(|v| format!("{v:?}"))
+                            })
                             .unwrap_or_else(|e| format!("<{e}>"));
                         format!("{name}={value}")
                     })
