@@ -174,7 +174,7 @@ impl Reconciler {
             return Ok(report);
         };
         let specs = &good.loaded.specs;
-        let desired = desired_of(specs, state.machine.may_prune());
+        let desired = Arc::new(desired_of(specs, state.machine.may_prune()));
         step(&mut report, "record specs");
         self.apply_specs(specs, &snapshot, &mut report, now).await?;
         step(&mut report, "apply specs");
