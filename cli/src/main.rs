@@ -200,14 +200,14 @@ fn schema(args: &SchemaArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             for kind in kinds {
                 let path = dir.join(kind.schema_file_name());
-                scaffold::write_replacing(&path, &scaffold::schema_text(kind))?;
+                scaffold::write_replacing(&path, &mist_specs::scaffold::schema_text(kind))?;
                 println!("wrote {}", path.display());
             }
         }
         None => {
             let mut out = std::io::stdout().lock();
             if kinds.len() == 1 {
-                out.write_all(scaffold::schema_text(kinds[0]).as_bytes())?;
+                out.write_all(mist_specs::scaffold::schema_text(kinds[0]).as_bytes())?;
             } else {
                 let all: serde_json::Map<String, serde_json::Value> = kinds
                     .iter()

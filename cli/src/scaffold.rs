@@ -7,22 +7,14 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use argon2::password_hash::PasswordHasher;
 use mist_specs::check;
 use mist_specs::model::Kind;
+use mist_specs::scaffold::{SCHEMA_DIR, hash_password, render, schema_ref, schema_text};
 
 use crate::Failure;
 
-/// Where schemas live in a spec repository, for the `$schema` comment line.
-const SCHEMA_DIR: &str = "schemas";
-
 /// Shortest password `user add` accepts.
 const MIN_PASSWORD_LEN: usize = 8;
-
-/// argon2id cost: OWASP's recommended configuration (19 MiB, 2 passes, 1 lane).
-const ARGON2_M_KIB: u32 = 19 * 1024;
-const ARGON2_T: u32 = 2;
-const ARGON2_P: u32 = 1;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum NewCommand {
@@ -234,7 +226,7 @@ pub(crate) fn run_user(command: UserCommand) -> anyhow::Result<()> {
             "the password must have at least {MIN_PASSWORD_LEN} characters"
         )));
     }
-    let password_hash = hash_password(&password)?;
+    let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
     let role = match role {
         RoleArg::User => "user",
         RoleArg::Admin => "admin",
@@ -302,91 +294,6 @@ fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
         return Err(Failure::invalid("the passwords differ"));
     }
     Ok(first)
-}
-
-fn hash_password(password: &str) -> anyhow::Result<String> {
-    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let hash = hasher
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-    Ok(hash.to_string())
-}
-
-/// The `$schema` reference from a spec file at `rel` to the repository's schema folder.
-fn schema_ref(rel: &str, kind: Kind) -> String {
-    let depth = rel.matches('/').count();
-    format!(
-        "{}{SCHEMA_DIR}/{}",
-        "../".repeat(depth),
-        kind.schema_file_name()
-    )
-}
-
-/// The schema of a kind as the pretty JSON text written to files.
-pub(crate) fn schema_text(kind: Kind) -> String {
-    let mut text =
-        serde_json::to_string_pretty(&kind.json_schema()).expect("a JSON value serializes");
-    text.push('\n');
-    text
-}
-
-fn templates() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .keep_trailing_newline(true)
-            .build()
-            .expect("the default syntax is valid"),
-    );
-    // Values are placed with `yaml_str`, never auto-escaped as HTML or JSON. The callback is
-    // consulted when a template is added, so it must be set first.
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    // The templates are built into the binary so that it works from any folder.
-    for (name, source) in [
-        (
-            "game.yaml.j2",
-            include_str!("../../templates/specs/game.yaml.j2"),
-        ),
-        (
-            "version.yaml.j2",
-            include_str!("../../templates/specs/version.yaml.j2"),
-        ),
-        (
-            "user.yaml.j2",
-            include_str!("../../templates/specs/user.yaml.j2"),
-        ),
-        (
-            "pre-commit.sh.j2",
-            include_str!("../../templates/specs/pre-commit.sh.j2"),
-        ),
-    ] {
-        env.add_template(name, source)
-            .expect("built-in templates parse");
-    }
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    // A JSON string literal is a valid YAML double-quoted scalar, so any text is safe, once
-    // the control characters JSON leaves raw (DEL, C1) are escaped too: YAML forbids them.
-    env.add_filter("yaml_str", |value: String| {
-        let json = serde_json::to_string(&value).unwrap_or_default();
-        json.chars()
-            .map(|c| {
-                if c.is_control() {
-                    format!("\\u{:04X}", u32::from(c))
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<String>()
-    });
-    env
-}
-
-fn render(name: &str, context: minijinja::Value) -> anyhow::Result<String> {
-    let env = templates();
-    let template = env.get_template(name)?;
-    Ok(template.render(context)?)
 }
 
 /// Checks the rendered spec with the real loader, then writes it (never over a file).

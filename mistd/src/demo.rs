@@ -43,9 +43,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::PasswordHasher;
 use mist_games::manifest::TreeDigest;
 use mist_specs::model::{Kind, Role};
+use mist_specs::scaffold::{SCHEMA_DIR, render, schema_ref};
 
 use catalog::{Build, GAMES, RELEASES, USERS};
 
@@ -241,7 +241,10 @@ pub fn generate(dir: &Path) -> anyhow::Result<DemoLayout> {
     let mut password_hashes = BTreeMap::new();
     for user in &USERS {
         let password = new_password()?;
-        password_hashes.insert(user.name, hash_password(&password)?);
+        password_hashes.insert(
+            user.name,
+            mist_specs::scaffold::hash_password(&password).map_err(|e| anyhow!(e))?,
+        );
         passwords.insert(user.name.to_string(), password);
     }
     write_spec_repo(&root.join("specs"), &digests, &password_hashes)?;
@@ -261,18 +264,12 @@ pub fn generate(dir: &Path) -> anyhow::Result<DemoLayout> {
 
 /// What `generate` puts in a demo folder, besides the markers.
 const DEMO_ENTRIES: [&str; 2] = ["specs", "nas"];
-/// Where schemas live in a spec repository, as `mistpipe` writes them.
-const SCHEMA_DIR: &str = "schemas";
 /// Characters of generated passwords: lowercase letters and digits without the look-alikes
 /// `l`, `o`, `0` and `1`. 32 of them, so each character is 5 random bits.
 const PASSWORD_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
 /// Generated passwords are 4 groups of 5 characters: 100 random bits.
 const PASSWORD_GROUPS: usize = 4;
 const PASSWORD_GROUP_LEN: usize = 5;
-/// argon2id cost, the same as `mistpipe user add`: OWASP's 19 MiB, 2 passes, 1 lane.
-const ARGON2_M_KIB: u32 = 19 * 1024;
-const ARGON2_T: u32 = 2;
-const ARGON2_P: u32 = 1;
 /// Days between the demo repository's commits, so its history reads like real releases.
 const DAYS_BETWEEN_COMMITS: i64 = 6;
 
@@ -392,9 +389,7 @@ fn write_spec_repo(
     let mut files = vec![("README.md".to_string(), SPEC_README.to_string())];
     for kind in Kind::ALL {
         let rel = format!("{SCHEMA_DIR}/{}", kind.schema_file_name());
-        let mut text = serde_json::to_string_pretty(&kind.json_schema())?;
-        text.push('\n');
-        files.push((rel, text));
+        files.push((rel, mist_specs::scaffold::schema_text(kind)));
     }
     for user in &USERS {
         let rel = format!("users/{}.yaml", user.name);
@@ -642,63 +637,6 @@ fn new_password() -> anyhow::Result<String> {
         })
         .collect();
     Ok(groups.join("-"))
-}
-
-fn hash_password(password: &str) -> anyhow::Result<String> {
-    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
-        .map_err(|e| anyhow!("argon2 parameters: {e}"))?;
-    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let hash = hasher
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow!("cannot hash a password: {e}"))?;
-    Ok(hash.to_string())
-}
-
-/// The `$schema` reference from a spec file at `rel` to the repository's schema folder.
-fn schema_ref(rel: &str, kind: Kind) -> String {
-    let depth = rel.matches('/').count();
-    format!(
-        "{}{SCHEMA_DIR}/{}",
-        "../".repeat(depth),
-        kind.schema_file_name()
-    )
-}
-
-/// Renders a spec from the same templates `mistpipe new` and `mistpipe user add` use.
-fn render(name: &str, context: minijinja::Value) -> anyhow::Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .keep_trailing_newline(true)
-            .build()
-            .expect("the default syntax is valid"),
-    );
-    // Set before adding templates: the callback is consulted when a template is added.
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    for (name, source) in [
-        (
-            "game.yaml.j2",
-            include_str!("../../templates/specs/game.yaml.j2"),
-        ),
-        (
-            "version.yaml.j2",
-            include_str!("../../templates/specs/version.yaml.j2"),
-        ),
-        (
-            "user.yaml.j2",
-            include_str!("../../templates/specs/user.yaml.j2"),
-        ),
-    ] {
-        env.add_template(name, source)
-            .expect("built-in templates parse");
-    }
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    // A JSON string is a valid YAML double-quoted scalar; the demo's text has no control
-    // characters, which `mistpipe` additionally escapes.
-    env.add_filter("yaml_str", |value: String| {
-        serde_json::to_string(&value).unwrap_or_default()
-    });
-    Ok(env.get_template(name)?.render(context)?)
 }
 
 /// The spec repository's README.

@@ -15,6 +15,7 @@ pub mod check;
 pub mod load;
 pub mod model;
 pub mod order;
+pub mod scaffold;
 pub mod schema;
 pub mod source;
 pub mod yaml;
