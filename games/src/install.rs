@@ -1263,31 +1263,24 @@ fn stage_first(
                             .map_err(InstallError::from)
                     })
                 }
-                Op::Patch { base, .. } => {
-                    let base_size = source_manifest
-                        .entries
-                        .binary_search_by(|e| e.path.as_str().cmp(base))
-                        .ok()
-                        .and_then(|idx| match source_manifest.entries[idx].kind {
-                            EntryKind::File { size, .. } => Some(size),
-                            _ => None,
-                        })
-                        .unwrap_or(0);
+                Op::Patch { .. } | Op::Add { .. } => {
+                    let base_size = match op {
+                        Op::Patch { base, .. } => source_manifest
+                            .entries
+                            .binary_search_by(|e| e.path.as_str().cmp(base))
+                            .ok()
+                            .and_then(|idx| match source_manifest.entries[idx].kind {
+                                EntryKind::File { size, .. } => Some(size),
+                                _ => None,
+                            })
+                            .unwrap_or(0),
+                        _ => 0,
+                    };
                     let _memory = budget.acquire(2 * base_size + 2 * object.info.size);
-                    let src = open_install_file(tree, base)?;
-                    let base_bytes = read_at_most(src, base_size, &tree.join(base))?;
-                    let bytes = package.rebuild(source_manifest, op, &base_bytes)?;
-                    drop(base_bytes);
-                    write_object(staging, object, |file| {
-                        file.write_all(&bytes).map_err(io_error(
-                            &staging.path.join(TMP).join(&object.name),
-                            "write",
-                        ))
-                    })
-                }
-                Op::Add { .. } => {
-                    let _memory = budget.acquire(2 * object.info.size);
-                    let bytes = package.rebuild(source_manifest, op, &[])?;
+                    let bytes = package.rebuild(source_manifest, op, &|base, size| {
+                        let src = open_install_file(tree, base)?;
+                        read_at_most(src, size, &tree.join(base)).map_err(InstallError::from)
+                    })?;
                     write_object(staging, object, |file| {
                         file.write_all(&bytes).map_err(io_error(
                             &staging.path.join(TMP).join(&object.name),

@@ -51,9 +51,13 @@ use crate::manifest::{Entry, EntryKind, FileHash, Manifest, ScanError, TreeDiges
 
 /// The first eight bytes of every tree delta.
 pub const MAGIC: &[u8; 8] = b"MISTTDLT";
-/// The package format version this code writes and reads. Version 1 held both manifests in
-/// full; version 2 holds the target manifest as a difference from the source manifest.
-pub const FORMAT_VERSION: u8 = 2;
+/// The package format version this code writes. Version 1 held both manifests in full;
+/// version 2 holds the target manifest as a difference from the source manifest; version 3
+/// lets small files share one file delta (the index's `blob` field).
+pub const FORMAT_VERSION: u8 = 3;
+/// The oldest format version this code reads: a version 2 package is a version 3 package
+/// that shares no file delta.
+pub const MIN_FORMAT_VERSION: u8 = 2;
 /// The length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 164;
 /// The largest index (compressed or not) a reader accepts: an index changing a million
@@ -205,7 +209,10 @@ mod wire {
             #[serde(default, skip_serializing_if = "is_false")]
             executable: bool,
             blake3: FileHash,
-            len: u64,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            len: Option<u64>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            blob: Option<u64>,
         },
         Add {
             path: String,
@@ -213,19 +220,83 @@ mod wire {
             #[serde(default, skip_serializing_if = "is_false")]
             executable: bool,
             blake3: FileHash,
-            len: u64,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            len: Option<u64>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            blob: Option<u64>,
         },
         Mode {
             path: String,
         },
     }
 
+    /// Where a payload operation's file delta is: `len` starts the next blob of the body;
+    /// `blob` names an earlier one (counting blobs from 0 in body order) that this file
+    /// shares with the files before it. Exactly one of the two is given.
+    struct Blob {
+        len: Option<u64>,
+        blob: Option<u64>,
+    }
+
     fn is_false(value: &bool) -> bool {
         !*value
     }
 
+    /// Numbers the blobs of an index in body order, for writing.
+    #[derive(Default)]
+    struct Numbering {
+        starts: std::collections::HashMap<u64, u64>,
+    }
+
+    impl Numbering {
+        fn blob(&mut self, offset: u64, len: u64) -> Blob {
+            let next = self.starts.len() as u64;
+            match self.starts.entry(offset) {
+                std::collections::hash_map::Entry::Occupied(number) => Blob {
+                    len: None,
+                    blob: Some(*number.get()),
+                },
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(next);
+                    Blob {
+                        len: Some(len),
+                        blob: None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Places the blobs of an index while reading it: each `len` starts a blob where the
+    /// one before ends. A reference to a blob that does not exist, or both or neither of
+    /// `len` and `blob`, gives an impossible range that validation refuses.
+    #[derive(Default)]
+    struct Layout {
+        blobs: Vec<(u64, u64)>,
+        end: u64,
+    }
+
+    impl Layout {
+        fn place(&mut self, blob: Blob) -> (u64, u64) {
+            match (blob.len, blob.blob) {
+                (Some(len), None) => {
+                    let at = self.end;
+                    self.end = self.end.saturating_add(len);
+                    self.blobs.push((at, len));
+                    (at, len)
+                }
+                (None, Some(number)) => usize::try_from(number)
+                    .ok()
+                    .and_then(|number| self.blobs.get(number).copied())
+                    .unwrap_or((u64::MAX, 0)),
+                _ => (u64::MAX, 0),
+            }
+        }
+    }
+
     impl From<super::Index> for Index {
         fn from(index: super::Index) -> Index {
+            let mut numbering = Numbering::default();
             let ops = index
                 .ops
                 .into_iter()
@@ -245,30 +316,38 @@ mod wire {
                         size,
                         executable,
                         blake3,
+                        offset,
                         len,
-                        ..
-                    } => Op::Patch {
-                        base: (base != path).then_some(base),
-                        path,
-                        size,
-                        executable,
-                        blake3,
-                        len,
-                    },
+                    } => {
+                        let Blob { len, blob } = numbering.blob(offset, len);
+                        Op::Patch {
+                            base: (base != path).then_some(base),
+                            path,
+                            size,
+                            executable,
+                            blake3,
+                            len,
+                            blob,
+                        }
+                    }
                     super::Op::Add {
                         path,
                         size,
                         executable,
                         blake3,
+                        offset,
                         len,
-                        ..
-                    } => Op::Add {
-                        path,
-                        size,
-                        executable,
-                        blake3,
-                        len,
-                    },
+                    } => {
+                        let Blob { len, blob } = numbering.blob(offset, len);
+                        Op::Add {
+                            path,
+                            size,
+                            executable,
+                            blake3,
+                            len,
+                            blob,
+                        }
+                    }
                     super::Op::Mode { path } => Op::Mode { path },
                 })
                 .collect();
@@ -285,12 +364,7 @@ mod wire {
     /// refuses them.
     impl From<Index> for super::Index {
         fn from(index: Index) -> super::Index {
-            let mut offset = 0u64;
-            let mut next = |len: u64| {
-                let at = offset;
-                offset = offset.saturating_add(len);
-                at
-            };
+            let mut layout = Layout::default();
             let ops = index
                 .ops
                 .into_iter()
@@ -311,29 +385,37 @@ mod wire {
                         executable,
                         blake3,
                         len,
-                    } => super::Op::Patch {
-                        base: base.unwrap_or_else(|| path.clone()),
-                        path,
-                        size,
-                        executable,
-                        blake3,
-                        offset: next(len),
-                        len,
-                    },
+                        blob,
+                    } => {
+                        let (offset, len) = layout.place(Blob { len, blob });
+                        super::Op::Patch {
+                            base: base.unwrap_or_else(|| path.clone()),
+                            path,
+                            size,
+                            executable,
+                            blake3,
+                            offset,
+                            len,
+                        }
+                    }
                     Op::Add {
                         path,
                         size,
                         executable,
                         blake3,
                         len,
-                    } => super::Op::Add {
-                        path,
-                        size,
-                        executable,
-                        blake3,
-                        offset: next(len),
-                        len,
-                    },
+                        blob,
+                    } => {
+                        let (offset, len) = layout.place(Blob { len, blob });
+                        super::Op::Add {
+                            path,
+                            size,
+                            executable,
+                            blake3,
+                            offset,
+                            len,
+                        }
+                    }
                     Op::Mode { path } => super::Op::Mode { path },
                 })
                 .collect();
@@ -393,6 +475,10 @@ pub struct CreateOptions {
     pub memory_budget: u64,
     /// Diff threads; 0 means one per CPU.
     pub threads: usize,
+    /// The most bytes (bases plus targets) of small files diffed together as one shared
+    /// file delta, where that is smaller than their own; 0 gives every file its own. A
+    /// client rebuilding any of them holds the whole group in memory. At most [`GROUP_MAX`].
+    pub group_max: u64,
 }
 
 impl Default for CreateOptions {
@@ -401,6 +487,7 @@ impl Default for CreateOptions {
             file: DiffOptions::default(),
             memory_budget: 4 << 30,
             threads: 0,
+            group_max: GROUP_MAX,
         }
     }
 }
@@ -583,6 +670,10 @@ pub struct Package {
     data: Box<dyn ReadAt>,
     /// What the package was read from, for error messages.
     origin: PathBuf,
+    /// The operations of each shared file delta, by its offset, in index order.
+    groups: HashMap<u64, Vec<usize>>,
+    /// Decoded shared file deltas that members still need.
+    slots: Mutex<HashMap<u64, std::sync::Arc<GroupSlot>>>,
 }
 
 impl std::fmt::Debug for Package {
@@ -630,7 +721,7 @@ impl Header {
         if bytes.len() < HEADER_LEN {
             return Err(corrupt("truncated header"));
         }
-        if bytes[8] != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&bytes[8]) {
             return Err(TreeDeltaError::UnsupportedVersion(bytes[8]));
         }
         if blake3::hash(&bytes[..HEADER_CHECKED_LEN]).as_bytes()
@@ -818,6 +909,7 @@ impl Index {
             }
         }
         let mut next_offset = 0u64;
+        let mut blobs: HashMap<u64, u64> = HashMap::new();
         for op in &self.ops {
             let path = op.path();
             match op {
@@ -826,6 +918,11 @@ impl Index {
                 Op::Add { .. } | Op::Mode { .. } => {}
             }
             if let Op::Patch { offset, len, .. } | Op::Add { offset, len, .. } = op {
+                // A file sharing the blob of an earlier file (see `Package::rebuild`).
+                if *offset < next_offset && blobs.get(offset) == Some(len) {
+                    continue;
+                }
+                blobs.insert(*offset, *len);
                 if *offset != next_offset || *len == 0 {
                     return Err(TreeDeltaError::Corrupt(format!(
                         "the file delta of {path:?} is not where the one before it ends"
@@ -970,6 +1067,26 @@ impl Index {
         let source_files = files_by_path(source);
         let target_files = files_by_path(target);
         let ops: HashMap<&str, &Op> = self.ops.iter().map(|op| (op.path(), op)).collect();
+        // A shared file delta's bytes are split among its files by their target sizes.
+        let mut shared: HashMap<u64, (u64, u64)> = HashMap::new();
+        for op in &self.ops {
+            if let Op::Patch { offset, size, .. } | Op::Add { offset, size, .. } = op {
+                shared.entry(*offset).or_default().0 += size;
+            }
+        }
+        let mut stored_of = |offset: u64, len: u64, size: u64| {
+            let (total, given) = shared.get_mut(&offset).expect("every blob was counted");
+            let part = if *total == 0 {
+                0
+            } else {
+                (u128::from(len - *given) * u128::from(size) / u128::from(*total)) as u64
+            };
+            *total -= size;
+            // The last member takes the rounding remainder.
+            let part = if *total == 0 { len - *given } else { part };
+            *given += part;
+            part
+        };
         let mut stats = Stats {
             index_bytes: header.index_len,
             index_raw_bytes: header.index_raw_len,
@@ -983,8 +1100,12 @@ impl Index {
             let (kind, stored) = match ops.get(entry.path.as_str()) {
                 None => (&mut stats.unchanged, 0),
                 Some(Op::Copy { .. }) => (&mut stats.copied, 0),
-                Some(Op::Patch { len, .. }) => (&mut stats.patched, *len),
-                Some(Op::Add { len, .. }) => (&mut stats.added, *len),
+                Some(Op::Patch {
+                    offset, len, size, ..
+                }) => (&mut stats.patched, stored_of(*offset, *len, *size)),
+                Some(Op::Add {
+                    offset, len, size, ..
+                }) => (&mut stats.added, stored_of(*offset, *len, *size)),
                 Some(Op::Mode { .. }) => (&mut stats.mode, 0),
             };
             kind.files += 1;
@@ -1060,11 +1181,20 @@ impl Package {
         data.read_exact_at(&mut stored, header.index_range().start)
             .map_err(io_error(origin, "read"))?;
         let index = Index::from_stored(&header, &stored)?;
+        let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (idx, op) in index.ops.iter().enumerate() {
+            if let Some(range) = op.blob_range() {
+                groups.entry(range.start).or_default().push(idx);
+            }
+        }
+        groups.retain(|_, members| members.len() > 1);
         Ok(Package {
             header,
             index,
             data,
             origin: origin.to_owned(),
+            groups,
+            slots: Mutex::new(HashMap::new()),
         })
     }
 
@@ -1129,73 +1259,199 @@ impl Package {
         Ok(blob)
     }
 
-    /// Rebuilds the target file of a `patch` or `add` operation from its base's content
-    /// (`base` is ignored for `add`), checking that the file delta is the one the manifests
-    /// promise before decoding it ([`check_blob`]) and the output after.
+    /// The payload operations that share `op`'s file delta, in index order (`op` alone
+    /// for a file delta of its own; nothing for `copy` and `mode`).
     ///
-    /// `source` is the manifest [`Package::target_manifest`] accepted; only the base's entry
-    /// is looked up in it (its digest is not recomputed per file).
-    pub fn rebuild(
+    /// Small files are diffed together: their bases, concatenated in index order, are the
+    /// old input of one file delta, and their targets, concatenated, its output. They then
+    /// share one compression context and may copy from each other's bases.
+    pub fn members<'a>(&'a self, op: &'a Op) -> Vec<&'a Op> {
+        let Some(range) = op.blob_range() else {
+            return Vec::new();
+        };
+        match self.groups.get(&range.start) {
+            Some(members) => members.iter().map(|&idx| &self.index.ops[idx]).collect(),
+            None => vec![op],
+        }
+    }
+
+    /// Rebuilds the target file of a `patch` or `add` operation, checking that its file
+    /// delta is the one the manifests promise before decoding it ([`check_blob`]) and the
+    /// output after. `read_base(path, size)` gives the content of a source file: the
+    /// operation's base, or, for a file delta shared by several files, each member's base.
+    ///
+    /// `source` is the manifest [`Package::target_manifest`] accepted; only the bases'
+    /// entries are looked up in it (its digest is not recomputed per file). A shared file
+    /// delta is decoded once; its output is kept until every member has been taken (or the
+    /// package is dropped), at most [`GROUP_MAX`] bytes per group.
+    pub fn rebuild<E: From<TreeDeltaError>>(
         &self,
         source: &Manifest,
         op: &Op,
-        base: &[u8],
-    ) -> Result<Vec<u8>, TreeDeltaError> {
-        let blob = self.blob(op)?;
-        check_blob(source, op, &blob)?;
-        let base: &[u8] = if matches!(op, Op::Add { .. }) {
-            &[]
-        } else {
-            base
-        };
-        filedelta::apply(base, &blob).map_err(|source| TreeDeltaError::FileDelta {
+        read_base: &dyn Fn(&str, u64) -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let members = self.members(op);
+        let file_error = |source| TreeDeltaError::FileDelta {
             path: op.path().to_owned(),
             source,
-        })
+        };
+        if members.len() <= 1 {
+            let blob = self.blob(op)?;
+            check_blob(source, &[op], &blob)?;
+            let base = match op {
+                Op::Patch { base, .. } => read_base(base, base_entry(source, base)?.0)?,
+                _ => Vec::new(),
+            };
+            return Ok(filedelta::apply(&base, &blob).map_err(file_error)?);
+        }
+        let offset = op.blob_range().map_or(0, |range| range.start);
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .entry(offset)
+            .or_insert_with(|| {
+                std::sync::Arc::new(GroupSlot {
+                    output: Mutex::new(None),
+                    remaining: AtomicUsize::new(members.len()),
+                })
+            })
+            .clone();
+        let output = {
+            let mut output = slot
+                .output
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            match &*output {
+                Some(done) => std::sync::Arc::clone(done),
+                None => {
+                    let blob = self.blob(op)?;
+                    check_blob(source, &members, &blob)?;
+                    let mut bases = Vec::new();
+                    for member in &members {
+                        if let Op::Patch { base, .. } = member {
+                            bases.extend_from_slice(&read_base(
+                                base,
+                                base_entry(source, base)?.0,
+                            )?);
+                        }
+                    }
+                    let done =
+                        std::sync::Arc::new(filedelta::apply(&bases, &blob).map_err(file_error)?);
+                    *output = Some(std::sync::Arc::clone(&done));
+                    done
+                }
+            }
+        };
+        let mut start = 0u64;
+        for member in &members {
+            let (size, hash) = target_of(member);
+            if member.path() == op.path() {
+                let range = usize::try_from(start)
+                    .ok()
+                    .zip(usize::try_from(start + size).ok())
+                    .filter(|(_, end)| *end <= output.len())
+                    .ok_or_else(|| corrupt("a shared file delta is shorter than its files"))?;
+                let bytes = output[range.0..range.1].to_vec();
+                if *blake3::hash(&bytes).as_bytes() != hash.0 {
+                    return Err(TreeDeltaError::FileDelta {
+                        path: op.path().to_owned(),
+                        source: DeltaError::Corrupt(
+                            "the rebuilt file does not have the hash the index gives".into(),
+                        ),
+                    }
+                    .into());
+                }
+                if slot.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.slots
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .remove(&offset);
+                }
+                return Ok(bytes);
+            }
+            start += size;
+        }
+        Err(corrupt("an operation is not a member of its own file delta").into())
     }
 }
 
+/// The largest group of small files diffed as one (bases plus targets, in bytes): what a
+/// client holds at once to rebuild any of them.
+pub const GROUP_MAX: u64 = 32 << 20;
+
+/// The largest file (base plus target, in bytes) that joins a group.
+const GROUP_FILE_MAX: u64 = 8 << 20;
+
+/// The decoded output of a shared file delta, while members still need it.
+struct GroupSlot {
+    output: Mutex<Option<std::sync::Arc<Vec<u8>>>>,
+    remaining: AtomicUsize,
+}
+
+/// The size and hash of a payload operation's target file.
+fn target_of(op: &Op) -> (u64, FileHash) {
+    match op {
+        Op::Patch { size, blake3, .. } | Op::Add { size, blake3, .. } => (*size, *blake3),
+        Op::Copy { .. } | Op::Mode { .. } => (0, FileHash(*blake3::hash(b"").as_bytes())),
+    }
+}
+
+/// The size and hash of the source file `base`.
+fn base_entry(source: &Manifest, base: &str) -> Result<(u64, FileHash), TreeDeltaError> {
+    source
+        .entries
+        .binary_search_by(|entry| entry.path.as_str().cmp(base))
+        .ok()
+        .and_then(|idx| match source.entries[idx].kind {
+            EntryKind::File { size, blake3, .. } => Some((size, blake3)),
+            _ => None,
+        })
+        .ok_or_else(|| TreeDeltaError::Corrupt(format!("{base:?} is not a source file")))
+}
+
 /// Checks a fetched file delta against the (already validated) index and the source
-/// manifest: its own checksum, and that it turns exactly the source's entry for its base (or
-/// the empty file) into exactly the target entry the operation gives.
+/// manifest: its own checksum, and that it turns exactly the source's entries for the bases
+/// of `members` (see [`Package::members`]) into exactly their targets. For one file both
+/// sizes and hashes are compared; for a shared file delta the sizes of the concatenations
+/// (its hashes are checked when it is applied, and each member's output after).
 pub fn check_blob(
     source: &Manifest,
-    op: &Op,
+    members: &[&Op],
     blob: &[u8],
 ) -> Result<filedelta::Header, TreeDeltaError> {
-    let path = op.path();
+    let path = members.first().map_or("", |op| op.path());
     let file_header = filedelta::read_header(blob).map_err(|source| TreeDeltaError::FileDelta {
         path: path.to_owned(),
         source,
     })?;
-    let (base, target) = match op {
-        Op::Patch {
-            base, size, blake3, ..
-        } => {
-            let base = source
-                .entries
-                .binary_search_by(|entry| entry.path.as_str().cmp(base))
-                .ok()
-                .and_then(|idx| match source.entries[idx].kind {
-                    EntryKind::File { size, blake3, .. } => Some((size, blake3)),
-                    _ => None,
-                })
-                .ok_or_else(|| TreeDeltaError::Corrupt(format!("{base:?} is not a source file")))?;
-            (base, (*size, *blake3))
+    let empty = FileHash(*blake3::hash(b"").as_bytes());
+    let mut base = (0u64, empty);
+    let mut target = (0u64, empty);
+    for op in members {
+        match op {
+            Op::Patch { base: from, .. } => {
+                let entry = base_entry(source, from)?;
+                base = (base.0 + entry.0, entry.1);
+            }
+            Op::Add { .. } => {}
+            Op::Copy { .. } | Op::Mode { .. } => {
+                return Err(TreeDeltaError::Corrupt(format!(
+                    "{:?} has no file delta",
+                    op.path()
+                )));
+            }
         }
-        Op::Add { size, blake3, .. } => (
-            (0, FileHash(*blake3::hash(b"").as_bytes())),
-            (*size, *blake3),
-        ),
-        Op::Copy { .. } | Op::Mode { .. } => {
-            return Err(TreeDeltaError::Corrupt(format!(
-                "{path:?} has no file delta"
-            )));
-        }
+        let (size, hash) = target_of(op);
+        target = (target.0 + size, hash);
+    }
+    let belongs = if members.len() == 1 {
+        (file_header.target_size, FileHash(file_header.target_hash)) == target
+            && (file_header.source_size, FileHash(file_header.source_hash)) == base
+    } else {
+        file_header.target_size == target.0 && file_header.source_size == base.0
     };
-    if (file_header.target_size, FileHash(file_header.target_hash)) != target
-        || (file_header.source_size, FileHash(file_header.source_hash)) != base
-    {
+    if !belongs {
         return Err(TreeDeltaError::Corrupt(format!(
             "the file delta stored for {path:?} belongs to other files"
         )));
@@ -1339,9 +1595,64 @@ pub fn create_from_manifests(
         blob_of.insert(planned_idx, (is_patch, spool_at, len));
     }
 
+    // Small files again, diffed together in groups: one compression context instead of
+    // one per file, and matches across files. A group is kept only where it is smaller
+    // than its members' own file deltas.
+    let groups = plan_groups(
+        &planned,
+        &blob_of,
+        (&old_files, &new_files),
+        options.group_max.min(GROUP_MAX),
+    );
+    let shared = run_parallel(&groups, options.threads, |members| {
+        let (mut bases, mut targets) = (Vec::new(), Vec::new());
+        for &planned_idx in members {
+            let planned = &planned[planned_idx];
+            if let (Planned::Patch { base }, (true, _, _)) = (&planned.kind, blob_of[&planned_idx])
+            {
+                bases.extend(read_build_file(old.root, base, old_files[base.as_str()])?);
+            }
+            targets.extend(read_build_file(
+                new.root,
+                &planned.path,
+                new_files[planned.path.as_str()],
+            )?);
+        }
+        let _memory =
+            budget.acquire(diff_memory(bases.len() as u64, targets.len() as u64, &options.file));
+        let file_options = tuned(&options.file, bases.len().max(targets.len()) as u64);
+        let blob = filedelta::diff(&bases, &targets, &file_options).map_err(|source| {
+            TreeDeltaError::FileDelta {
+                path: planned[members[0]].path.clone(),
+                source,
+            }
+        })?;
+        let separate: u64 = members.iter().map(|idx| blob_of[idx].2).sum();
+        if blob.len() as u64 >= separate {
+            return Ok(None);
+        }
+        let mut spool = spool.lock().unwrap_or_else(|poison| poison.into_inner());
+        let at = spool.1;
+        spool
+            .0
+            .write_all(&blob)
+            .map_err(io_error(Path::new("<temp file>"), "write"))?;
+        spool.1 += blob.len() as u64;
+        Ok::<_, TreeDeltaError>(Some((at, blob.len() as u64)))
+    })?;
+    for (members, shared) in groups.iter().zip(shared) {
+        if let Some((spool_at, len)) = shared {
+            for idx in members {
+                let is_patch = blob_of[idx].0;
+                blob_of.insert(*idx, (is_patch, spool_at, len));
+            }
+        }
+    }
+
     // Lay the file deltas out in index order.
     let mut ops = Vec::with_capacity(planned.len());
     let mut body_parts: Vec<(u64, u64)> = Vec::new();
+    let mut placed: HashMap<u64, u64> = HashMap::new();
     let mut offset = 0u64;
     for (planned_idx, planned) in planned.iter().enumerate() {
         let path = planned.path.clone();
@@ -1355,15 +1666,23 @@ pub fn create_from_manifests(
             Planned::Mode => Op::Mode { path },
             Planned::Patch { .. } | Planned::Add => {
                 let (is_patch, spool_at, len) = blob_of[&planned_idx];
-                body_parts.push((spool_at, len));
-                let op = match &planned.kind {
+                let at = match placed.get(&spool_at) {
+                    Some(&at) => at,
+                    None => {
+                        body_parts.push((spool_at, len));
+                        placed.insert(spool_at, offset);
+                        offset += len;
+                        offset - len
+                    }
+                };
+                match &planned.kind {
                     Planned::Patch { base } if is_patch => Op::Patch {
                         path,
                         base: base.clone(),
                         size: file.size,
                         executable: file.executable,
                         blake3: file.hash,
-                        offset,
+                        offset: at,
                         len,
                     },
                     _ => Op::Add {
@@ -1371,12 +1690,10 @@ pub fn create_from_manifests(
                         size: file.size,
                         executable: file.executable,
                         blake3: file.hash,
-                        offset,
+                        offset: at,
                         len,
                     },
-                };
-                offset += len;
-                op
+                }
             }
         };
         ops.push(op);
@@ -1617,6 +1934,40 @@ struct Job<'a> {
     base: Option<&'a str>,
     memory: u64,
     new_size: u64,
+}
+
+/// The groups of small payload files worth diffing together: in index order, each file
+/// (its base, if its own delta used one, plus its target) at most [`GROUP_FILE_MAX`] bytes,
+/// each group at most `group_max` bytes and of at least two files.
+fn plan_groups(
+    planned: &[PlannedOp],
+    blob_of: &HashMap<usize, (bool, u64, u64)>,
+    (old_files, new_files): (&HashMap<&str, FileInfo>, &HashMap<&str, FileInfo>),
+    group_max: u64,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut bytes = 0u64;
+    for (planned_idx, planned) in planned.iter().enumerate() {
+        let Some(&(is_patch, _, _)) = blob_of.get(&planned_idx) else {
+            continue;
+        };
+        let base_size = match &planned.kind {
+            Planned::Patch { base } if is_patch => old_files[base.as_str()].size,
+            _ => 0,
+        };
+        let size = base_size + new_files[planned.path.as_str()].size;
+        if size > GROUP_FILE_MAX.min(group_max) {
+            continue;
+        }
+        if bytes + size > group_max {
+            groups.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        groups.last_mut().expect("there is a group").push(planned_idx);
+    }
+    groups.retain(|group| group.len() > 1);
+    groups
 }
 
 /// About what one diff needs at its peak: both files, the suffix array and streams (see
@@ -1883,21 +2234,17 @@ pub(crate) fn build_tree(
             copy_verified(src, &mut out, info, &old.display(from))?;
         } else {
             let op = op.expect("payload operations exist");
-            let base = match op {
-                Op::Patch { base, .. } => {
-                    let base_info = source_files[base.as_str()];
-                    let _memory = budget.acquire(2 * base_info.size + 2 * info.size);
-                    let (src_dir, src_name) = old.parent_of(base)?;
-                    let src = open_old_file(&src_dir, src_name, &old.display(base))?;
-                    let bytes = read_at_most(src, base_info.size, &old.display(base))?;
-                    package.rebuild(manifests.source, op, &bytes)?
-                }
-                _ => {
-                    let _memory = budget.acquire(2 * info.size);
-                    package.rebuild(manifests.source, op, &[])?
-                }
+            let base_size = match op {
+                Op::Patch { base, .. } => source_files[base.as_str()].size,
+                _ => 0,
             };
-            out.write_all(&base)
+            let _memory = budget.acquire(2 * base_size + 2 * info.size);
+            let bytes = package.rebuild(manifests.source, op, &|base, size| {
+                let (src_dir, src_name) = old.parent_of(base)?;
+                let src = open_old_file(&src_dir, src_name, &old.display(base))?;
+                read_at_most(src, size, &old.display(base))
+            })?;
+            out.write_all(&bytes)
                 .map_err(io_error(&dest.display(path), "write"))?;
         }
         out.sync_all()

@@ -513,6 +513,105 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 }
 
+/// Twelve small files, each changed in the same way: a version string and a few bytes.
+fn many_small_changes() -> (Model, Model) {
+    let mut old = Model::new();
+    let mut new = Model::new();
+    for idx in 0..12u64 {
+        let path = format!("lib/module{idx:02}.so");
+        let mut before = content(100 + idx, 3000);
+        before[100..112].copy_from_slice(b"version=1.26");
+        let mut after = before.clone();
+        after[100..112].copy_from_slice(b"version=1.27");
+        after[2000 + idx as usize] ^= 0x5a;
+        old.insert(path.clone(), file(&before));
+        new.insert(path, file(&after));
+    }
+    old.insert("lib".to_owned(), Node::Dir);
+    new.insert("lib".to_owned(), Node::Dir);
+    (old, new)
+}
+
+#[test]
+fn small_files_share_a_file_delta_and_each_is_checked() {
+    let temp = Temp::new();
+    let (old_model, new_model) = many_small_changes();
+    let old = temp.tree("old", &old_model);
+    let new = temp.tree("new", &new_model);
+    let source = scan(&old).unwrap();
+    let grouped = create(&old, &new);
+    let separate = create_with(
+        &old,
+        &new,
+        &CreateOptions {
+            group_max: 0,
+            ..quick()
+        },
+    );
+    assert!(
+        grouped.len() < separate.len(),
+        "grouped {} vs separate {}",
+        grouped.len(),
+        separate.len()
+    );
+    let package = package(&grouped);
+    let first = &package.index().ops[0];
+    let members = package.members(first);
+    assert_eq!(members.len(), 12, "{:?}", package.index());
+    // The JSON names the shared blob instead of repeating its length.
+    let json = serde_json::to_string(package.index()).unwrap();
+    assert_eq!(json.matches(r#""len":"#).count(), 1, "{json}");
+    assert_eq!(json.matches(r#""blob":0"#).count(), 11, "{json}");
+    // Stats split the shared blob over its files and add up to the package.
+    let stats = package.stats(&source).unwrap();
+    assert_eq!(stats.patched.files, 12);
+    assert_eq!(
+        stats.package_bytes,
+        HEADER_LEN as u64 + stats.index_bytes + stats.patched.stored + stats.added.stored
+    );
+    // Each member rebuilds alone, checked against its own hash.
+    let read = |base: &str, _size: u64| Ok::<_, TreeDeltaError>(fs::read(old.join(base)).unwrap());
+    for op in &package.index().ops {
+        let bytes = package.rebuild(&source, op, &read).unwrap();
+        assert_eq!(bytes, fs::read(new.join(op.path())).unwrap());
+    }
+    // A base that is not what the source manifest says is refused, for every member.
+    let wrong = |base: &str, _size: u64| {
+        let mut bytes = fs::read(old.join(base)).unwrap();
+        if base.ends_with("07.so") {
+            bytes[0] ^= 1;
+        }
+        Ok::<_, TreeDeltaError>(bytes)
+    };
+    let fresh = Package::from_bytes(grouped.clone()).unwrap();
+    assert!(fresh.rebuild(&source, first, &wrong).is_err());
+    // Applied to a folder and to an install, it gives the new version.
+    let out = temp.path("out");
+    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
+    let install = temp.tree("install", &old_model);
+    add_untracked(&install);
+    let report =
+        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    assert_eq!(report.outcome, Outcome::Updated);
+    assert_eq!(scan_install(&install), scan(&new).unwrap());
+
+    // References to blobs that do not exist, or an operation with both or neither of `len`
+    // and `blob`, are refused when the index is read.
+    let header = package.header();
+    let body = &grouped[header.body_start() as usize..];
+    for bad in [
+        json.replacen(r#""blob":0"#, r#""blob":1"#, 1),
+        json.replacen(r#""blob":0"#, r#""blob":0,"len":5"#, 1),
+        json.replacen(r#""blob":0,"#, "", 1).replacen(r#","blob":0"#, "", 1),
+    ] {
+        assert_ne!(bad, json);
+        let error =
+            Package::from_bytes(assemble(header.source, header.target, &bad, body)).unwrap_err();
+        assert!(matches!(error, TreeDeltaError::Corrupt(_)), "{bad}: {error}");
+    }
+}
+
 #[test]
 fn renames_and_copies_cost_nothing() {
     let temp = Temp::new();
@@ -732,10 +831,25 @@ proptest! {
 // Damaged packages.
 
 fn sample_package(temp: &Temp) -> (PathBuf, Vec<u8>) {
+    sample_package_with(temp, &quick())
+}
+
+/// The sample package with every file delta its own, for tests about single blobs.
+fn sample_package_ungrouped(temp: &Temp) -> (PathBuf, Vec<u8>) {
+    sample_package_with(
+        temp,
+        &CreateOptions {
+            group_max: 0,
+            ..quick()
+        },
+    )
+}
+
+fn sample_package_with(temp: &Temp, options: &CreateOptions) -> (PathBuf, Vec<u8>) {
     let (old_model, new_model) = sample_versions();
     let old = temp.tree("old", &old_model);
     let new = temp.tree("new", &new_model);
-    (old.clone(), create(&old, &new))
+    (old.clone(), create_with(&old, &new, options))
 }
 
 #[test]
@@ -814,7 +928,7 @@ fn damaged_packages_never_change_an_install() {
 fn staged_files_are_kept_and_reused_after_a_failure() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();
-    let (old, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package_ungrouped(&temp);
     let source = scan(&old).unwrap();
     let package_ok = package(&bytes);
     // Damage the last file delta, so the files staged before it are good.
@@ -850,7 +964,7 @@ fn assemble(source: TreeDigest, target: TreeDigest, index_json: &str, body: &[u8
     let stored = zstd::stream::encode_all(index_json.as_bytes(), 3).unwrap();
     let mut out = Vec::new();
     out.extend_from_slice(b"MISTTDLT");
-    out.extend_from_slice(&[2, 0, 0, 0]);
+    out.extend_from_slice(&[3, 0, 0, 0]);
     out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
     out.extend_from_slice(&(index_json.len() as u64).to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
@@ -868,7 +982,7 @@ fn assemble(source: TreeDigest, target: TreeDigest, index_json: &str, body: &[u8
 #[test]
 fn a_hand_assembled_package_matches_the_documented_format() {
     let temp = Temp::new();
-    let (old, bytes) = sample_package(&temp);
+    let (old, bytes) = sample_package_ungrouped(&temp);
     let source = scan(&old).unwrap();
     let package = package(&bytes);
     let index_json = serde_json::to_string(package.index()).unwrap();
@@ -1419,7 +1533,7 @@ fn the_index_names_every_changed_file_once() {
         if let Some(range) = op.blob_range() {
             let blob = package.blob(op).unwrap();
             assert_eq!(blob.len() as u64, range.end - range.start);
-            treedelta::check_blob(&source, op, &blob).unwrap();
+            treedelta::check_blob(&source, &package.members(op), &blob).unwrap();
         }
     }
     // A blob checked against the wrong operation is refused.
@@ -1430,7 +1544,7 @@ fn the_index_names_every_changed_file_once() {
         .collect();
     assert!(payload.len() >= 2);
     let blob = package.blob(payload[0]).unwrap();
-    assert!(treedelta::check_blob(&source, payload[1], &blob).is_err());
+    assert!(treedelta::check_blob(&source, &[payload[1]], &blob).is_err());
     // Checked against a source whose base differs, a patch's blob is refused too.
     let patch = index
         .ops
@@ -1444,7 +1558,7 @@ fn the_index_names_every_changed_file_once() {
         }
     }
     let error =
-        treedelta::check_blob(&other_source, patch, &package.blob(patch).unwrap()).unwrap_err();
+        treedelta::check_blob(&other_source, &[patch], &package.blob(patch).unwrap()).unwrap_err();
     assert!(
         error.to_string().contains("belongs to other files"),
         "{error}"
