@@ -17,6 +17,7 @@
 //! file as a reference prefix ([`Method::Prefix`]), or to the new file compressed alone.
 //! Applying needs about `old + new` bytes.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use rayon::prelude::*;
@@ -49,6 +50,17 @@ pub enum Method {
     Diff = 1,
     /// The new file compressed by zstd with the old file as reference prefix: one stream.
     Prefix = 2,
+    /// As [`Method::Diff`], but the differences of x86 relative calls and jumps are taken
+    /// against where their targets moved (see [`predict_branches`]), not against the old
+    /// bytes.
+    DiffX86 = 3,
+}
+
+impl Method {
+    /// Whether the delta is made of the four bsdiff-style streams.
+    pub fn is_diff(self) -> bool {
+        matches!(self, Method::Diff | Method::DiffX86)
+    }
 }
 
 /// How a stream's bytes are stored.
@@ -189,8 +201,31 @@ pub fn diff(old: &[u8], new: &[u8], options: &DiffOptions) -> Result<Vec<u8>, De
     suffix_array.enable_buckets();
     let controls = matcher::search(old, new, &suffix_array, options.search);
     drop(suffix_array);
-    let [ctrl, runs, literals, extra] = encode_streams(old, new, &controls);
-    let streams = compress_streams(&[&ctrl, &runs, &literals, &extra], options)?;
+    // Branch prediction is kept where it leaves fewer differences to store: on executables
+    // whose code or call targets moved, far fewer; elsewhere it changes next to nothing.
+    let predictor = Predictor::new(&controls, learn_targets(old, new, &controls));
+    let use_prediction = changed_bytes(old, new, &controls, Some(&predictor))
+        < changed_bytes(old, new, &controls, None);
+    let [ctrl, runs, literals, extra] =
+        encode_streams(old, new, &controls, use_prediction.then_some(&predictor));
+    let targets = if use_prediction {
+        predictor.encode_targets()
+    } else {
+        Vec::new()
+    };
+    let streams = if use_prediction {
+        compress_streams(&[&ctrl, &runs, &literals, &extra, &targets], options)?
+    } else {
+        compress_streams(&[&ctrl, &runs, &literals, &extra], options)?
+    };
+    let header = Header {
+        method: if use_prediction {
+            Method::DiffX86
+        } else {
+            Method::Diff
+        },
+        ..header
+    };
     let patch = assemble(header, &streams);
     // Where the delta is no smaller than the new file compressed on its own, store that.
     // Compressing a large file is costly, so this is tried only when the delta is not
@@ -282,6 +317,218 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Where each add region of the old file went in the new file, by old position, and where
+/// branch targets went: what [`predict_branches`] moves call and jump targets through.
+pub(crate) struct Predictor {
+    /// `(old_pos, new_pos, len)` of every non-empty add region, sorted by `old_pos` (ties
+    /// keep control order).
+    regions: Vec<(usize, usize, usize)>,
+    /// Old branch targets and their new addresses, sorted by old target: learned from the
+    /// files by the encoder (where most branches to a target agree) and stored in the delta.
+    /// A linker that drops one PLT entry moves every later entry by 16 bytes while the code
+    /// calling them stays; no alignment of the bytes can tell that.
+    targets: Vec<(u64, u64)>,
+}
+
+impl Predictor {
+    fn new(controls: &[Control], targets: Vec<(u64, u64)>) -> Predictor {
+        let mut regions = Vec::with_capacity(controls.len());
+        let mut new_pos = 0usize;
+        for c in controls {
+            if c.add > 0 {
+                regions.push((c.old_pos, new_pos, c.add));
+            }
+            new_pos += c.add + c.copy;
+        }
+        regions.sort_by_key(|&(old_pos, _, _)| old_pos);
+        Predictor { regions, targets }
+    }
+
+    /// Where the old byte at `old_pos` is in the new file, if the last region starting at
+    /// or before it covers it.
+    fn aligned(&self, old_pos: usize) -> Option<usize> {
+        let idx = self
+            .regions
+            .partition_point(|&(start, _, _)| start <= old_pos)
+            .checked_sub(1)?;
+        let (start, new_start, len) = self.regions[idx];
+        (old_pos - start < len).then(|| new_start + (old_pos - start))
+    }
+
+    /// Where the branch target `old_target` is expected in the new file.
+    fn new_target(&self, old_target: u64) -> Option<u64> {
+        match self
+            .targets
+            .binary_search_by_key(&old_target, |&(old, _)| old)
+        {
+            Ok(idx) => Some(self.targets[idx].1),
+            Err(_) => usize::try_from(old_target)
+                .ok()
+                .and_then(|target| self.aligned(target))
+                .map(|target| target as u64),
+        }
+    }
+
+    /// Encodes the target table: the count, then the old targets as ascending gaps, then
+    /// each new address as a zigzag offset from its old one, all varints.
+    fn encode_targets(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.targets.len() * 3 + 1);
+        put_varint(&mut out, self.targets.len() as u64);
+        let mut previous = 0u64;
+        for &(old, _) in &self.targets {
+            put_varint(&mut out, old - previous);
+            previous = old;
+        }
+        for &(old, new) in &self.targets {
+            put_varint(&mut out, zigzag(new.wrapping_sub(old) as i64));
+        }
+        out
+    }
+
+    /// Reads a target table written by [`Predictor::encode_targets`].
+    fn decode_targets(stream: &[u8], old_len: u64) -> Result<Vec<(u64, u64)>, DeltaError> {
+        let mut at = 0usize;
+        let count = get_varint(stream, &mut at)?;
+        if count > stream.len() as u64 {
+            return Err(corrupt("target count exceeds the target stream"));
+        }
+        let mut targets = Vec::with_capacity(count as usize);
+        let mut previous = 0u64;
+        for idx in 0..count {
+            let gap = get_varint(stream, &mut at)?;
+            if idx > 0 && gap == 0 {
+                return Err(corrupt("branch targets out of order"));
+            }
+            previous = previous
+                .checked_add(gap)
+                .filter(|target| *target < old_len)
+                .ok_or_else(|| corrupt("a branch target lies outside the old file"))?;
+            targets.push((previous, 0));
+        }
+        for target in &mut targets {
+            let offset = unzigzag(get_varint(stream, &mut at)?);
+            target.1 = target.0.wrapping_add(offset as u64);
+        }
+        if at != stream.len() {
+            return Err(corrupt("the target stream has unused bytes"));
+        }
+        Ok(targets)
+    }
+}
+
+/// Calls every x86 `call rel32` (E8) and `jmp rel32` (E9) in the old bytes of the add
+/// region `c` (starting at `new_pos` in the new file) with its offset in the region and its
+/// old target. Like the BCJ filter, an opcode counts only if its operand reaches within
+/// ±16 MiB (the top byte is 00 or FF) and the target is inside the old file; after a branch
+/// the scan goes on behind its operand. Only old bytes are read, so the encoder and the
+/// decoder see the same branches.
+fn for_each_branch(old: &[u8], c: &Control, mut visit: impl FnMut(usize, u64)) {
+    let region = &old[c.old_pos..c.old_pos + c.add];
+    let mut i = 0usize;
+    while i + 5 <= region.len() {
+        if region[i] != 0xE8 && region[i] != 0xE9 || !matches!(region[i + 4], 0x00 | 0xFF) {
+            i += 1;
+            continue;
+        }
+        let rel = i32::from_le_bytes([region[i + 1], region[i + 2], region[i + 3], region[i + 4]]);
+        let target = (c.old_pos + i + 5) as i64 + i64::from(rel);
+        if let Ok(target) = u64::try_from(target)
+            && target < old.len() as u64
+        {
+            visit(i, target);
+        }
+        i += 5;
+    }
+}
+
+/// Rewrites, in `base` (the old bytes of add region `c`, which starts at `new_pos` in the
+/// new file), the operand of every branch (see [`for_each_branch`]) to reach where its
+/// target is expected in the new file: then a branch whose target moved as predicted
+/// differs by nothing.
+fn predict_branches(
+    old: &[u8],
+    c: &Control,
+    new_pos: usize,
+    predictor: &Predictor,
+    base: &mut [u8],
+) {
+    for_each_branch(old, c, |i, target| {
+        if let Some(new_target) = predictor.new_target(target) {
+            let predicted = new_target as i64 - (new_pos + i + 5) as i64;
+            if let Ok(predicted) = i32::try_from(predicted) {
+                base[i + 1..i + 5].copy_from_slice(&predicted.to_le_bytes());
+            }
+        }
+    });
+}
+
+/// Learns the target table: for every old branch target, the new address most of its
+/// branches reach in the new file, kept where that differs from what the alignment predicts
+/// and at least two branches agree (a single one costs about what its entry would).
+fn learn_targets(old: &[u8], new: &[u8], controls: &[Control]) -> Vec<(u64, u64)> {
+    let aligned = Predictor::new(controls, Vec::new());
+    let mut votes: HashMap<u64, HashMap<u64, u32>> = HashMap::new();
+    let mut new_pos = 0usize;
+    for c in controls {
+        for_each_branch(old, c, |i, target| {
+            let site = new_pos + i;
+            let rel =
+                i32::from_le_bytes([new[site + 1], new[site + 2], new[site + 3], new[site + 4]]);
+            let new_target = (site + 5) as i64 + i64::from(rel);
+            if let Ok(new_target) = u64::try_from(new_target) {
+                *votes
+                    .entry(target)
+                    .or_default()
+                    .entry(new_target)
+                    .or_default() += 1;
+            }
+        });
+        new_pos += c.add + c.copy;
+    }
+    let mut targets: Vec<(u64, u64)> = votes
+        .into_iter()
+        .filter_map(|(target, counts)| {
+            let (&best, &count) = counts
+                .iter()
+                .max_by_key(|&(new_target, count)| (*count, std::cmp::Reverse(*new_target)))?;
+            (count >= 2 && aligned.new_target(target) != Some(best)).then_some((target, best))
+        })
+        .collect();
+    targets.sort_unstable();
+    targets
+}
+
+/// How many bytes of the add regions differ from their base, with or without prediction.
+fn changed_bytes(
+    old: &[u8],
+    new: &[u8],
+    controls: &[Control],
+    predictor: Option<&Predictor>,
+) -> usize {
+    let mut changed = 0;
+    let mut new_pos = 0usize;
+    let mut predicted = Vec::new();
+    for c in controls {
+        let old_region = &old[c.old_pos..c.old_pos + c.add];
+        let base = match predictor {
+            Some(predictor) => {
+                predicted.clear();
+                predicted.extend_from_slice(old_region);
+                predict_branches(old, c, new_pos, predictor, &mut predicted);
+                &predicted[..]
+            }
+            None => old_region,
+        };
+        changed += new[new_pos..new_pos + c.add]
+            .iter()
+            .zip(base)
+            .filter(|(n, o)| n != o)
+            .count();
+        new_pos += c.add + c.copy;
+    }
+    changed
+}
+
 /// Splits the controls into four streams.
 ///
 /// - controls: the count, then every `add` length, every `copy` length and every seek
@@ -294,7 +541,12 @@ fn unzigzag(v: u64) -> i64 {
 ///
 /// Keeping run lengths apart from difference bytes compresses better than either the raw
 /// differences or an inline run-length code, and leaves a small stream to decode.
-fn encode_streams(old: &[u8], new: &[u8], controls: &[Control]) -> [Vec<u8>; 4] {
+fn encode_streams(
+    old: &[u8],
+    new: &[u8],
+    controls: &[Control],
+    predictor: Option<&Predictor>,
+) -> [Vec<u8>; 4] {
     let mut ctrl = Vec::with_capacity(controls.len() * 6);
     put_varint(&mut ctrl, controls.len() as u64);
     for c in controls {
@@ -314,11 +566,18 @@ fn encode_streams(old: &[u8], new: &[u8], controls: &[Control]) -> [Vec<u8>; 4] 
     let mut extra = Vec::new();
     let (mut zeros, mut nonzeros) = (0u64, 0u64);
     let mut new_pos = 0usize;
+    let mut predicted = Vec::new();
     for c in controls {
-        for (n, o) in new[new_pos..new_pos + c.add]
-            .iter()
-            .zip(&old[c.old_pos..c.old_pos + c.add])
-        {
+        let base = match predictor {
+            Some(predictor) => {
+                predicted.clear();
+                predicted.extend_from_slice(&old[c.old_pos..c.old_pos + c.add]);
+                predict_branches(old, c, new_pos, predictor, &mut predicted);
+                &predicted[..]
+            }
+            None => &old[c.old_pos..c.old_pos + c.add],
+        };
+        for (n, o) in new[new_pos..new_pos + c.add].iter().zip(base) {
             let d = n.wrapping_sub(*o);
             if d == 0 {
                 if nonzeros > 0 {
@@ -488,6 +747,7 @@ fn parse(patch: &[u8]) -> Result<Parsed<'_>, DeltaError> {
         0 => Method::Full,
         1 => Method::Diff,
         2 => Method::Prefix,
+        3 => Method::DiffX86,
         m => return Err(DeltaError::Corrupt(format!("unknown method {m}"))),
     };
     if patch[10] != 0 || patch[11] != 0 {
@@ -507,7 +767,11 @@ fn parse(patch: &[u8]) -> Result<Parsed<'_>, DeltaError> {
     let mut count = [0u8; 4];
     count.copy_from_slice(&patch[92..96]);
     let n_streams = u32::from_le_bytes(count) as usize;
-    let expected_streams = if method == Method::Diff { 4 } else { 1 };
+    let expected_streams = match method {
+        Method::Diff => 4,
+        Method::DiffX86 => 5,
+        Method::Full | Method::Prefix => 1,
+    };
     if n_streams != expected_streams {
         return Err(corrupt("wrong number of streams"));
     }
@@ -616,12 +880,18 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
             header.target_size,
             Some(old),
         )?,
-        Method::Diff => {
+        Method::Diff | Method::DiffX86 => {
             // Bounds: each control and each run takes at least one byte per byte it covers
             // or is bounded by the target size.
             let bound = header.target_size.saturating_mul(2).saturating_add(16);
-            let limits = [bound, bound, header.target_size, header.target_size];
-            let mut decoded: Vec<Result<Vec<u8>, DeltaError>> = Vec::with_capacity(4);
+            let limits = [
+                bound,
+                bound,
+                header.target_size,
+                header.target_size,
+                header.target_size.saturating_mul(4).saturating_add(16),
+            ];
+            let mut decoded: Vec<Result<Vec<u8>, DeltaError>> = Vec::with_capacity(5);
             parsed
                 .streams
                 .par_iter()
@@ -635,7 +905,12 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
                     .unwrap_or_else(|| Err(corrupt("missing stream")))
             };
             let (ctrl, runs, literals, extra) = (next()?, next()?, next()?, next()?);
-            rebuild(old, &ctrl, &runs, &literals, &extra, target_len)?
+            let targets = if header.method == Method::DiffX86 {
+                Some(Predictor::decode_targets(&next()?, header.source_size)?)
+            } else {
+                None
+            };
+            rebuild(old, &ctrl, &runs, &literals, &extra, target_len, targets)?
         }
     };
     if target.len() != target_len {
@@ -715,6 +990,7 @@ fn rebuild(
     literals: &[u8],
     extra: &[u8],
     target_len: usize,
+    targets: Option<Vec<(u64, u64)>>,
 ) -> Result<Vec<u8>, DeltaError> {
     let mut at = 0usize;
     let n_controls = get_varint(ctrl, &mut at)?;
@@ -737,6 +1013,34 @@ fn rebuild(
         return Err(corrupt("the control stream has unused bytes"));
     }
     let [adds, copies, seeks] = columns;
+
+    // The add regions' alignment, checked, before anything is written: predicting branch
+    // targets needs all of it.
+    let mut regions = Vec::with_capacity(n_controls);
+    {
+        let (mut out_at, mut expected_old) = (0usize, 0i64);
+        for idx in 0..n_controls {
+            let add = usize::try_from(adds[idx]).map_err(|_| corrupt("huge add"))?;
+            let copy = usize::try_from(copies[idx]).map_err(|_| corrupt("huge copy"))?;
+            let old_pos = expected_old
+                .checked_add(unzigzag(seeks[idx]))
+                .ok_or_else(|| corrupt("a seek overflows"))?;
+            let old_pos =
+                usize::try_from(old_pos).map_err(|_| corrupt("a seek goes before the old file"))?;
+            let old_end = old_pos
+                .checked_add(add)
+                .filter(|e| *e <= old.len())
+                .ok_or_else(|| corrupt("an add region lies outside the old file"))?;
+            regions.push(Control { add, old_pos, copy });
+            out_at = out_at
+                .checked_add(add)
+                .and_then(|at| at.checked_add(copy))
+                .filter(|e| *e <= target_len)
+                .ok_or_else(|| corrupt("controls produce more than the target size"))?;
+            expected_old = old_end as i64;
+        }
+    }
+    let predictor = targets.map(|targets| Predictor::new(&regions, targets));
 
     let mut out = vec![0u8; target_len];
     let mut reader = DiffReader {
@@ -765,6 +1069,15 @@ fn rebuild(
             .filter(|e| *e <= old.len())
             .ok_or_else(|| corrupt("an add region lies outside the old file"))?;
         out[out_at..add_end].copy_from_slice(&old[old_pos..old_end]);
+        if let Some(predictor) = &predictor {
+            predict_branches(
+                old,
+                &regions[idx],
+                out_at,
+                predictor,
+                &mut out[out_at..add_end],
+            );
+        }
         reader.add_into(&mut out[out_at..add_end])?;
         let copy_end = add_end
             .checked_add(copy)
@@ -844,6 +1157,79 @@ mod tests {
         );
     }
 
+    /// A toy executable: a table of 16-byte stubs, then code calling them. In `new` one stub
+    /// is gone, so every later stub sits 16 bytes lower and every call to one changes.
+    fn stubs_and_calls(drop_stub: Option<usize>) -> Vec<u8> {
+        const STUBS: usize = 200;
+        let mut out = Vec::new();
+        for stub in (0..STUBS).filter(|stub| Some(*stub) != drop_stub) {
+            out.extend_from_slice(&[0xFF, 0x25]);
+            out.extend_from_slice(&(stub as u32 * 8).to_le_bytes());
+            out.extend_from_slice(&[0x68]);
+            out.extend_from_slice(&(stub as u32).to_le_bytes());
+            out.extend_from_slice(&[0xE9, 0, 0, 0, 0, 0x90]);
+        }
+        out.resize(STUBS * 16, 0xCC);
+        let stub_at = |stub: usize| match drop_stub {
+            Some(gone) if stub > gone => (stub - 1) * 16,
+            _ => stub * 16,
+        };
+        for call in 0..20_000usize {
+            let stub = (call * 7919 + call / 3) % STUBS;
+            let stub = if Some(stub) == drop_stub { 0 } else { stub };
+            out.extend_from_slice(&[0x48, 0x89, (call % 251) as u8]);
+            let site = out.len();
+            let rel = stub_at(stub) as i64 - (site + 5) as i64;
+            out.push(0xE8);
+            out.extend_from_slice(&(rel as i32).to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn moved_call_targets_are_predicted() {
+        let old = stubs_and_calls(None);
+        let new = stubs_and_calls(Some(10));
+        let patch = round_trip(&old, &new);
+        let header = read_header(&patch).unwrap();
+        assert_eq!(header.method, Method::DiffX86);
+        // About 18,000 calls changed; predicted, the delta holds the stub table's change.
+        assert!(patch.len() < 1_500, "got {} bytes", patch.len());
+        // Without branches to predict, the plain method is kept.
+        let text_old: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .map(|byte| if byte >= 0xE8 { byte - 0x10 } else { byte })
+            .collect();
+        let mut text_new = text_old.clone();
+        text_new[25_000] = b'!';
+        let patch = round_trip(&text_old, &text_new);
+        assert_eq!(read_header(&patch).unwrap().method, Method::Diff);
+    }
+
+    #[test]
+    fn target_tables_are_checked() {
+        let table = |targets: &[(u64, u64)]| {
+            Predictor {
+                regions: Vec::new(),
+                targets: targets.to_vec(),
+            }
+            .encode_targets()
+        };
+        let good = table(&[(5, 1), (9, 40)]);
+        assert_eq!(
+            Predictor::decode_targets(&good, 10).unwrap(),
+            vec![(5, 1), (9, 40)]
+        );
+        // A target beyond the old file, a repeated target, a short or padded stream.
+        assert!(Predictor::decode_targets(&good, 9).is_err());
+        assert!(Predictor::decode_targets(&table(&[(5, 1), (5, 2)]), 10).is_err());
+        assert!(Predictor::decode_targets(&good[..good.len() - 1], 10).is_err());
+        let mut padded = good.clone();
+        padded.push(0);
+        assert!(Predictor::decode_targets(&padded, 10).is_err());
+        assert!(Predictor::decode_targets(&[0xFF, 0xFF, 0xFF, 0x0F], 10).is_err());
+    }
+
     #[test]
     fn prefix_and_full_fallbacks_round_trip() {
         let old: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -902,6 +1288,22 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn edited_executables_round_trip(drop_stub in proptest::option::of(0usize..200),
+                                         edits in proptest::collection::vec((any::<u32>(), 0u8..3, any::<u8>()), 0..12)) {
+            let old = stubs_and_calls(None);
+            let mut new = stubs_and_calls(drop_stub);
+            for (at, kind, byte) in edits {
+                let at = at as usize % new.len();
+                match kind {
+                    0 => new[at] = byte,
+                    1 => new.insert(at, 0xE8),
+                    _ => { new.remove(at); }
+                }
+            }
+            round_trip(&old, &new);
+        }
+
         #[test]
         fn random_edits_round_trip(old in proptest::collection::vec(any::<u8>(), 0..4000),
                                    edits in proptest::collection::vec((any::<u16>(), 0u8..4, any::<u8>()), 0..20)) {

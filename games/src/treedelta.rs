@@ -1330,10 +1330,7 @@ impl Package {
                     let mut bases = Vec::new();
                     for member in &members {
                         if let Op::Patch { base, .. } = member {
-                            bases.extend_from_slice(&read_base(
-                                base,
-                                base_entry(source, base)?.0,
-                            )?);
+                            bases.extend_from_slice(&read_base(base, base_entry(source, base)?.0)?);
                         }
                     }
                     let done =
@@ -1618,8 +1615,11 @@ pub fn create_from_manifests(
                 new_files[planned.path.as_str()],
             )?);
         }
-        let _memory =
-            budget.acquire(diff_memory(bases.len() as u64, targets.len() as u64, &options.file));
+        let _memory = budget.acquire(diff_memory(
+            bases.len() as u64,
+            targets.len() as u64,
+            &options.file,
+        ));
         let file_options = tuned(&options.file, bases.len().max(targets.len()) as u64);
         let blob = filedelta::diff(&bases, &targets, &file_options).map_err(|source| {
             TreeDeltaError::FileDelta {
@@ -1964,7 +1964,10 @@ fn plan_groups(
             bytes = 0;
         }
         bytes += size;
-        groups.last_mut().expect("there is a group").push(planned_idx);
+        groups
+            .last_mut()
+            .expect("there is a group")
+            .push(planned_idx);
     }
     groups.retain(|group| group.len() > 1);
     groups

@@ -603,12 +603,16 @@ fn small_files_share_a_file_delta_and_each_is_checked() {
     for bad in [
         json.replacen(r#""blob":0"#, r#""blob":1"#, 1),
         json.replacen(r#""blob":0"#, r#""blob":0,"len":5"#, 1),
-        json.replacen(r#""blob":0,"#, "", 1).replacen(r#","blob":0"#, "", 1),
+        json.replacen(r#""blob":0,"#, "", 1)
+            .replacen(r#","blob":0"#, "", 1),
     ] {
         assert_ne!(bad, json);
         let error =
             Package::from_bytes(assemble(header.source, header.target, &bad, body)).unwrap_err();
-        assert!(matches!(error, TreeDeltaError::Corrupt(_)), "{bad}: {error}");
+        assert!(
+            matches!(error, TreeDeltaError::Corrupt(_)),
+            "{bad}: {error}"
+        );
     }
 }
 
