@@ -1288,7 +1288,7 @@ impl Package {
         &self,
         source: &Manifest,
         op: &Op,
-        read_base: &dyn Fn(&str, u64) -> Result<Vec<u8>, E>,
+        read_base: &ReadBase<'_, E>,
     ) -> Result<Vec<u8>, E> {
         let members = self.members(op);
         let file_error = |source| TreeDeltaError::FileDelta {
@@ -1372,6 +1372,9 @@ impl Package {
         Err(corrupt("an operation is not a member of its own file delta").into())
     }
 }
+
+/// How [`Package::rebuild`] reads a source file: `(path, size)` to its content.
+pub type ReadBase<'a, E> = dyn Fn(&str, u64) -> Result<Vec<u8>, E> + 'a;
 
 /// The largest group of small files diffed as one (bases plus targets, in bytes): what a
 /// client holds at once to rebuild any of them.
