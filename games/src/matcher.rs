@@ -58,10 +58,29 @@ pub fn search(old: &[u8], new: &[u8], sa: &SuffixArray<'_>, params: SearchParams
 
 const SMALL_MATCH: usize = 12;
 const LONG_MATCH: usize = 256;
+/// How many times in a row a carried match stands in for a search. Each search is about 25
+/// cache misses in the suffix array; on ruff 0.5.6 → 0.5.7, reusing up to 8 times made 31 %
+/// fewer searches (3.09 M → 2.12 M) for a 0.23 % larger delta (0 → 2.401 MB, 2 → 2.408,
+/// 4 → 2.406, 8 → 2.407).
+const MAX_REUSE: usize = 8;
 
-fn longest_match(sa: &SuffixArray<'_>, pattern: &[u8]) -> (usize, usize) {
-    let range = sa.search_lcp(pattern);
-    (range.start, range.end - range.start)
+/// The longest prefix the suffix array is searched with. Each step of its binary search
+/// compares up to the match length, so unbounded patterns make long matches cost their
+/// length 25 times over; a match reaching the bound is extended by comparing forward.
+const MAX_PATTERN: usize = 1024;
+
+fn longest_match(sa: &SuffixArray<'_>, old: &[u8], pattern: &[u8]) -> (usize, usize) {
+    let capped = &pattern[..pattern.len().min(MAX_PATTERN)];
+    let range = sa.search_lcp(capped);
+    let (pos, mut len) = (range.start, range.end - range.start);
+    if len == capped.len() {
+        len += old[pos + len..]
+            .iter()
+            .zip(&pattern[len..])
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    (pos, len)
 }
 
 /// bsdiff's scan over `new[start..end]`. Matches may extend past `end` in the suffix array
@@ -86,8 +105,22 @@ fn search_range(
         let mut old_score = 0usize;
         scan += len;
         let mut score_scan = scan;
+        // After a medium match that does not beat the alignment, the scan moves one byte and
+        // the same match, one byte shorter, is still there: it is reused up to MAX_REUSE
+        // times instead of searched again.
+        let mut carried: Option<(usize, usize)> = None;
+        let mut reused = 0usize;
         while scan < end {
-            (pos, len) = longest_match(sa, &new_range[scan..]);
+            match carried.take() {
+                Some(candidate) if reused < MAX_REUSE => {
+                    (pos, len) = candidate;
+                    reused += 1;
+                }
+                _ => {
+                    (pos, len) = longest_match(sa, old, &new_range[scan..]);
+                    reused = 0;
+                }
+            }
             while score_scan < scan + len {
                 let aligned = score_scan as isize + last_offset;
                 if aligned >= 0
@@ -109,6 +142,9 @@ fn search_range(
             } else if len > LONG_MATCH {
                 len / 4
             } else {
+                if len - 1 > SMALL_MATCH {
+                    carried = Some((pos + 1, len - 1));
+                }
                 1
             };
             let stop = (scan + step).min(end);
