@@ -183,8 +183,8 @@ pub fn diff(old: &[u8], new: &[u8], options: &DiffOptions) -> Result<Vec<u8>, De
         method: Method::Diff,
         source_size: old.len() as u64,
         target_size: new.len() as u64,
-        source_hash: *blake3::hash(old).as_bytes(),
-        target_hash: *blake3::hash(new).as_bytes(),
+        source_hash: *hash(old).as_bytes(),
+        target_hash: *hash(new).as_bytes(),
     };
     if old.is_empty() || new.is_empty() {
         return full(header, new, options);
@@ -279,6 +279,17 @@ fn prefix(
         },
         &[stream],
     ))
+}
+
+/// BLAKE3 of `data`, on every core for large inputs (the hashes of both files are a good
+/// part of applying a delta).
+fn hash(data: &[u8]) -> blake3::Hash {
+    if data.len() < (1 << 20) {
+        return blake3::hash(data);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(data);
+    hasher.finalize()
 }
 
 fn window_log_for(len: usize) -> u32 {
@@ -426,7 +437,11 @@ fn for_each_branch(old: &[u8], c: &Control, mut visit: impl FnMut(usize, u64)) {
     let region = &old[c.old_pos..c.old_pos + c.add];
     let mut i = 0usize;
     while i + 5 <= region.len() {
-        if region[i] != 0xE8 && region[i] != 0xE9 || !matches!(region[i + 4], 0x00 | 0xFF) {
+        let Some(found) = memchr::memchr2(0xE8, 0xE9, &region[i..region.len() - 4]) else {
+            return;
+        };
+        i += found;
+        if !matches!(region[i + 4], 0x00 | 0xFF) {
             i += 1;
             continue;
         }
@@ -854,7 +869,7 @@ fn decompress(
 pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     let parsed = parse(patch)?;
     let header = parsed.header;
-    let source_hash = blake3::hash(old);
+    let source_hash = hash(old);
     if old.len() as u64 != header.source_size || source_hash.as_bytes() != &header.source_hash {
         return Err(DeltaError::SourceMismatch {
             expected: blake3::Hash::from_bytes(header.source_hash)
@@ -916,7 +931,7 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     if target.len() != target_len {
         return Err(corrupt("the output's size differs from the header"));
     }
-    let target_hash = blake3::hash(&target);
+    let target_hash = hash(&target);
     if target_hash.as_bytes() != &header.target_hash {
         return Err(DeltaError::TargetMismatch {
             expected: blake3::Hash::from_bytes(header.target_hash)
