@@ -603,7 +603,10 @@ impl From<RawEntry> for Entry {
     }
 }
 
-fn check_path(path: &str) -> Result<(), &'static str> {
+/// Checks that a path from a manifest or a package names something strictly inside a root
+/// on every system: relative, `/`-separated, no empty, `.` or `..` component, no backslash
+/// (a separator on Windows) and no NUL. The one check for every untrusted path.
+pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     if path.is_empty() {
         return Err("the path is empty");
     }
@@ -612,6 +615,10 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
     if path.starts_with('/') {
         return Err("the path is absolute");
+    }
+    // A separator on Windows: `a\..\..\x` would climb out of an install there.
+    if path.contains('\\') {
+        return Err("the path contains a backslash");
     }
     for component in path.split('/') {
         match component {
@@ -1208,6 +1215,7 @@ mod tests {
             ("a/./b", false),
             ("a/..", false),
             ("a\0b", false),
+            ("a\\..\\..\\x", false),
         ];
         for (path, ok) in cases {
             assert_eq!(check_path(path).is_ok(), *ok, "{path:?}");

@@ -689,26 +689,7 @@ impl std::fmt::Debug for Package {
 /// system: relative, `/`-separated, no empty, `.` or `..` component, no backslash (a
 /// separator on Windows) and no NUL.
 pub fn check_untrusted_path(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("the path is empty");
-    }
-    if path.starts_with('/') {
-        return Err("the path is absolute");
-    }
-    if path.contains('\\') {
-        return Err("the path contains a backslash");
-    }
-    if path.contains('\0') {
-        return Err("the path contains a NUL byte");
-    }
-    for component in path.split('/') {
-        match component {
-            "" => return Err("the path has an empty component"),
-            "." | ".." => return Err("the path has a '.' or '..' component"),
-            _ => {}
-        }
-    }
-    Ok(())
+    crate::manifest::check_path(path)
 }
 
 impl Header {
