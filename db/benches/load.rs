@@ -171,7 +171,7 @@ async fn run(backend: &str, db: &Db, n_games: usize, n_versions: usize) {
         ms(conditions)
     );
     println!(
-        "  load_snapshot (8 queries, 1 transaction):        min {}  median {}  max {}",
+        "  load_snapshot (9 queries, 1 transaction):        min {}  median {}  max {}",
         ms(snapshot_times[0]),
         ms(snapshot_times[snapshot_times.len() / 2]),
         ms(snapshot_times[snapshot_times.len() - 1])

@@ -14,7 +14,10 @@
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
 //!   leases, backoff, terminal errors and forward-only progress.
 //! - [`snapshot`]: [`Db::load_snapshot`] reads everything a reconcile pass compares against in
-//!   a handful of queries.
+//!   a handful of queries; [`Db::change_seq`] tells, in one tiny query, whether anything was
+//!   committed since.
+//! - `testing` (feature `testing`, for dev-dependencies): per-test databases, SQLite in a temp
+//!   dir and Postgres in a fresh schema.
 //!
 //! Conventions: every time is an [`EpochMs`] passed in by the caller (tests control time without
 //! sleeping); JSON is stored as text; every write that could be a no-op compares first and
@@ -23,9 +26,12 @@
 #![deny(missing_docs)]
 
 pub mod queue;
+pub mod read;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::Path;
 use std::sync::Once;
@@ -424,16 +430,30 @@ fn sqlite_url_with_mode(url: &str, mode: &str) -> String {
 /// out; the checksums are the same either way.
 fn migrator(backend: Backend) -> Migrator {
     let sources: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "initial",
-            include_str!("../migrations/postgres/0001_initial.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            (
+                2,
+                "change seq",
+                include_str!("../migrations/sqlite/0002_change_seq.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                2,
+                "change seq",
+                include_str!("../migrations/postgres/0002_change_seq.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         sources

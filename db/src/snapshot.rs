@@ -10,6 +10,12 @@
 //! versions one row per table row is about three times slower. Postgres streams rows fast and
 //! builds JSON slowly, so there each table is read as plain rows. Both paths decode with the
 //! same functions (see `Record`).
+//!
+//! A converged pass need not read it all again: every table has triggers that bump the
+//! one-row `change_seq` counter whenever a transaction that wrote a row commits (migration
+//! `0002_change_seq`). A snapshot remembers the counter it was read at
+//! ([`Snapshot::change_seq`]); while [`Db::change_seq`] still returns that value, the snapshot
+//! is exactly what a new read would return, and a caller may keep using it.
 
 use sqlx::AnyConnection;
 
@@ -25,6 +31,9 @@ use crate::{Backend, Db, Error, JsonRecord, QueryContext, Record};
 /// Everything a reconcile pass compares against, read at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The database's change counter when the snapshot was read (see [`Db::change_seq`]):
+    /// while [`Db::change_seq`] still returns it, nothing in the database has changed.
+    pub change_seq: i64,
     /// The sync state.
     pub sync_state: SyncState,
     /// Every game, by name.
@@ -81,8 +90,23 @@ macro_rules! table_query {
 }
 
 impl Db {
-    /// Loads the [`Snapshot`]: eight queries in one read transaction (repeatable read on
-    /// Postgres; SQLite's read transactions are snapshots already).
+    /// The change counter: a number that moves whenever a transaction that wrote a row of
+    /// any table commits — through any handle or process — and stays put otherwise (a
+    /// compare-first write that found nothing to change does not move it). One tiny query.
+    ///
+    /// Triggers maintain it (migration `0002_change_seq`), so no writing method can forget
+    /// it. It only ever grows.
+    pub async fn change_seq(&self) -> Result<i64, Error> {
+        let row = sqlx::query("SELECT seq FROM change_seq WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .op("read change counter")?;
+        row.int(0, "change_seq.seq")
+    }
+
+    /// Loads the [`Snapshot`]: nine queries in one read transaction (repeatable read on
+    /// Postgres; SQLite's read transactions are snapshots already). The change counter is
+    /// read first, in the same transaction, so it describes exactly the rows read.
     pub async fn load_snapshot(&self) -> Result<Snapshot, Error> {
         let mut transaction = match self.backend {
             Backend::Sqlite => self.pool.begin().await,
@@ -94,6 +118,12 @@ impl Db {
         }
         .op("begin snapshot")?;
         let connection = &mut *transaction;
+
+        let row = sqlx::query("SELECT seq FROM change_seq WHERE id = 1")
+            .fetch_one(&mut *connection)
+            .await
+            .op("snapshot change counter")?;
+        let change_seq = row.int(0, "change_seq.seq")?;
 
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -187,6 +217,7 @@ impl Db {
 
         transaction.commit().await.op("end snapshot")?;
         Ok(Snapshot {
+            change_seq,
             sync_state,
             games,
             versions,

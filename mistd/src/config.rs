@@ -145,10 +145,16 @@ pub struct RunArgs {
     #[arg(long, env = "MIST_WEBHOOK_SECRET_FILE", value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
 
-    /// A file holding the key that signs login tokens (for the read API; checked to be
-    /// readable, not used yet).
+    /// A file holding the key that signs login tokens (at least 32 bytes) [default: one
+    /// generated into the data folder on first start, `jwt-secret`, mode 0600].
     #[arg(long, env = "MIST_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+
+    /// How long a login token is valid: seconds, or a number with s, m, h or d
+    /// [default: 24h].
+    #[arg(long, env = "MIST_TOKEN_LIFETIME", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub token_lifetime: Option<Duration>,
 
     /// How log lines look; the filter is `RUST_LOG` [default: text].
     #[arg(long, env = "MIST_LOG_FORMAT", value_enum)]
@@ -166,6 +172,7 @@ pub struct RunArgs {
 /// resync = "60s"            # or 60
 /// skip-deltas = 2
 /// webhook-secret-file = "/etc/mist/credentials/webhook-secret"
+/// token-lifetime = "24h"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -196,6 +203,8 @@ pub struct FileConfig {
     pub webhook_secret_file: Option<PathBuf>,
     /// See [`RunArgs::jwt_secret_file`].
     pub jwt_secret_file: Option<PathBuf>,
+    /// See [`RunArgs::token_lifetime`].
+    pub token_lifetime: Option<FileDuration>,
     /// See [`RunArgs::log_format`].
     pub log_format: Option<LogFormat>,
 }
@@ -237,8 +246,10 @@ pub struct Settings {
     pub verify_interval: Duration,
     /// The webhook secret's file, if the webhook is served.
     pub webhook_secret_file: Option<PathBuf>,
-    /// The login token key's file.
+    /// The login token key's file; `None` generates one into the data folder.
     pub jwt_secret_file: Option<PathBuf>,
+    /// How long a login token is valid.
+    pub token_lifetime: Duration,
     /// How log lines look.
     pub log_format: LogFormat,
 }
@@ -461,6 +472,10 @@ impl Settings {
                 .jwt_secret_file
                 .clone()
                 .or_else(|| file.jwt_secret_file.clone()),
+            token_lifetime: args
+                .token_lifetime
+                .or(file_duration("token-lifetime", &file.token_lifetime)?)
+                .unwrap_or(mist_api::DEFAULT_TOKEN_LIFETIME),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
@@ -482,8 +497,8 @@ impl Secrets {
             })
             .transpose()?;
         if let Some(path) = &settings.jwt_secret_file {
-            // Not used until the read API exists; reading it now makes a wrong path fail at
-            // start-up rather than at the first login.
+            // The API reads it again when it starts (`mist_api::JwtSecret`); reading it here
+            // makes a wrong path fail with the other secrets, before anything starts.
             read_secret("JWT secret", path)?;
         }
         Ok(Secrets { webhook })
@@ -656,6 +671,21 @@ mod tests {
         let settings = Settings::resolve(&api_only, &FileConfig::default()).unwrap();
         assert_eq!(settings.specs, None);
         assert_eq!(settings.db_url, "postgres://mist@db/mist");
+    }
+
+    #[test]
+    fn token_lifetime_from_the_flag_the_file_or_the_default() {
+        let default = Settings::resolve(&args(|_| {}), &FileConfig::default()).unwrap();
+        assert_eq!(default.token_lifetime, mist_api::DEFAULT_TOKEN_LIFETIME);
+        let file = FileConfig::parse("token-lifetime = \"12h\"").unwrap();
+        let from_file = Settings::resolve(&args(|_| {}), &file).unwrap();
+        assert_eq!(from_file.token_lifetime, Duration::from_secs(12 * 60 * 60));
+        let from_flag = Settings::resolve(
+            &args(|a| a.token_lifetime = Some(Duration::from_secs(60))),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(from_flag.token_lifetime, Duration::from_secs(60));
     }
 
     #[test]

@@ -198,12 +198,17 @@ pub async fn serve(
         last_pass: reconciler.as_ref().map(|_| metrics.last_pass_reader()),
         max_pass_age: settings.resync * READY_PASS_INTERVALS + READY_SLACK,
     };
+    let api = if settings.role.serves_api() {
+        Some(server::api_config(settings)?)
+    } else {
+        None
+    };
     let app = server::app(AppParts {
         db: db.clone(),
         metrics,
         readiness,
         webhook,
-        serve_api: settings.role.serves_api(),
+        api,
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -216,9 +221,13 @@ pub async fn serve(
     on_listening(address);
 
     let mut server_task = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().requested())
-            .into_future(),
+        // The client address is the login rate limit's key.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().requested())
+        .into_future(),
     );
     let mut reconciler_task = reconciler.map(|reconciler| {
         let shutdown = shutdown.clone();

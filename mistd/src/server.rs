@@ -13,7 +13,8 @@
 //!   [`install_metrics`]. The database-backed gauges (queue depth by state) are sampled on
 //!   each scrape, so an idle server does no work between scrapes.
 //! - [`mist_reconciler::webhook::WEBHOOK_PATH`]: only when a webhook secret is configured.
-//! - [`api_router`]: the read API (a later change; empty for now).
+//! - [`api_router`]: the read API under `/v1` ([`mist_api::router`]), for the roles that
+//!   serve it; [`api_config`] builds its configuration from the settings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics::{Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use mist_api::{ApiConfig, JwtSecret, StatusSource};
 use mist_db::Db;
 use mist_db::queue::{QueueConfig, QueueCounts};
 use mist_reconciler::triggers::Trigger;
 use mist_reconciler::webhook::{WebhookSecret, webhook_router};
+
+use crate::config::Settings;
 
 /// How long `/readyz` and `/metrics` wait for the database before calling it unreachable.
 pub const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,8 +65,8 @@ pub struct AppParts {
     pub readiness: Readiness,
     /// The webhook secret and the trigger it raises; `None` serves no webhook.
     pub webhook: Option<(WebhookSecret, Trigger)>,
-    /// Whether to mount the read API.
-    pub serve_api: bool,
+    /// The read API's configuration; `None` serves no API (the `reconciler` role).
+    pub api: Option<ApiConfig>,
 }
 
 /// What `/readyz` checks besides the database.
@@ -86,18 +90,59 @@ pub fn app(parts: AppParts) -> Router {
     if let Some((secret, trigger)) = parts.webhook {
         router = router.merge(webhook_router(secret, trigger));
     }
-    if parts.serve_api {
-        router = router.merge(api_router(parts.db));
+    if let Some(api_config) = parts.api {
+        router = router.merge(api_router(parts.db, api_config));
     }
     router
 }
 
-/// The read API under `/v1` (games, versions, artifacts, status, login): the seam where the
-/// `api` crate's router will be merged. It only ever reads `db`. Empty for now, so the `api`
-/// role serves the operations routes alone.
-pub fn api_router(db: Db) -> Router {
-    let _read_only_db = db;
-    Router::new()
+/// The read API under `/v1` (login, games, versions, update plans, artifacts, repair,
+/// status, events, OpenAPI): [`mist_api::router`]. It only ever reads `db`, which is a
+/// read-only handle for the `api` role.
+pub fn api_router(db: Db, config: ApiConfig) -> Router {
+    mist_api::router(db, config)
+}
+
+/// The read API's configuration for `settings`: the artifact store below the NAS (read
+/// only), the JWT secret from its file or generated into the data folder, the token
+/// lifetime, and the reconciler's status report as the status source.
+pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
+    let jwt_secret = JwtSecret::load_or_generate(
+        settings.jwt_secret_file.as_deref(),
+        settings.data.as_deref(),
+    )?;
+    let mut config = ApiConfig::new(jwt_secret);
+    if settings.nas.is_none() {
+        tracing::warn!(
+            "no NAS root (--nas): the API answers downloads and repairs with 503 Service \
+             Unavailable"
+        );
+    }
+    config.artifacts_dir = settings.nas.as_ref().map(|nas| {
+        nas.join(mist_reconciler::store::STATE_DIR)
+            .join(ARTIFACTS_DIR)
+    });
+    config.nas_root = settings.nas.clone();
+    config.token_lifetime = settings.token_lifetime;
+    config.status = Some(status_source());
+    Ok(config)
+}
+
+/// The folder of `<nas>/.mist/` that holds the artifacts, as
+/// `mist_reconciler::store::ArtifactStore::open` lays it out. (Opening the store itself would
+/// create folders on the NAS, which the API must not do.)
+const ARTIFACTS_DIR: &str = "artifacts";
+
+/// [`mist_reconciler::status()`] as JSON, for `/v1/status` and `/v1/events`.
+pub fn status_source() -> StatusSource {
+    Arc::new(|db: Db| {
+        Box::pin(async move {
+            let report = mist_reconciler::status(&db)
+                .await
+                .map_err(|error| format!("{:#}", anyhow::Error::from(error)))?;
+            serde_json::to_value(report).map_err(|error| error.to_string())
+        })
+    })
 }
 
 /// The installed metrics recorder: renders the Prometheus text, and remembers what the

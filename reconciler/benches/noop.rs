@@ -3,7 +3,9 @@
 //!
 //! The state is populated directly — spec repository, version rows, tiny artifact files with
 //! real content addresses, delta rows — bypassing real builds; one pass then writes the
-//! conditions, and the passes after it are measured.
+//! conditions, and the passes after it are measured. They reuse the database snapshot (the
+//! change counter has not moved); the same pass after a database write, which reads the
+//! snapshot again, is measured too.
 //!
 //! `cargo bench -p mist-reconciler --bench noop` runs the full size; without `--bench` (as a
 //! smoke test) it runs 20 games. SQLite always; Postgres too when `MIST_TEST_POSTGRES` is set.
@@ -16,9 +18,10 @@ use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionSpec, VersionState};
+use mist_db::testing::{self, TestDb};
 use mist_db::{Backend, Db};
 use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
-use sqlx::{AnyConnection, Connection, Executor, Row, SqlSafeStr};
+use sqlx::{AnyConnection, Connection, Row};
 
 const N_VERSIONS: usize = 10;
 /// Measured passes; `MIST_BENCH_PASSES` overrides (to profile the passes, say).
@@ -37,35 +40,17 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = mist_db::sqlite_url_in(dir.path());
-        let db = Db::connect(&url).await.expect("SQLite");
-        run("SQLite", &db, &url, n_games).await;
-        db.close().await;
+        let test_db = TestDb::sqlite().await;
+        run("SQLite", &test_db.db, &test_db.url, n_games).await;
+        test_db.db.close().await;
 
-        match std::env::var("MIST_TEST_POSTGRES") {
-            Ok(base_url) if !base_url.is_empty() => {
-                let schema = format!("noop_bench_{}", std::process::id());
-                sqlx::any::install_default_drivers();
-                let mut admin = AnyConnection::connect(&base_url).await.expect("Postgres");
-                let create =
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-                admin
-                    .execute(sqlx::AssertSqlSafe(create).into_sql_str())
-                    .await
-                    .expect("create schema");
-                let separator = if base_url.contains('?') { '&' } else { '?' };
-                let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
-                let db = Db::connect(&url).await.expect("Postgres");
-                run("Postgres", &db, &url, n_games).await;
-                db.close().await;
-                let drop = format!("DROP SCHEMA {schema} CASCADE");
-                admin
-                    .execute(sqlx::AssertSqlSafe(drop).into_sql_str())
-                    .await
-                    .expect("drop schema");
+        match testing::postgres_base_url() {
+            Some(base_url) => {
+                let test_db = TestDb::postgres(&base_url).await;
+                run("Postgres", &test_db.db, &test_db.url, n_games).await;
+                test_db.db.close().await;
             }
-            _ => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
+            None => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
         }
     });
 }
@@ -104,6 +89,10 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
         &first.planned[..first.planned.len().min(5)]
     );
     assert_eq!(first.n_ready, n_games * N_VERSIONS, "{first}");
+    // The first pass wrote the conditions; the next one reads them back and finds nothing
+    // to do.
+    let second = reconciler.reconcile_once().await.expect("second pass");
+    assert!(second.is_converged() && !second.snapshot_reused, "{second}");
 
     let nas_before = fs_snapshot(&nas);
     let mut probe = Probe::new(db, url).await;
@@ -123,6 +112,10 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
         }
         assert!(report.is_converged(), "{report}");
         assert_eq!(report.n_writes, 0);
+        assert!(
+            report.snapshot_reused,
+            "nothing was committed since the last pass"
+        );
     }
     assert_eq!(
         probe.marker().await,
@@ -134,6 +127,20 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
         nas_before,
         "a converged pass wrote to the NAS"
     );
+    // The same pass when something was committed since the last one (as while jobs run): the
+    // change counter moves alone, so the pass reads the whole snapshot again.
+    let mut reload_times = Vec::new();
+    for _ in 0..n_passes().min(10) {
+        sqlx::query("UPDATE change_seq SET seq = seq + 1")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let report = reconciler.reconcile_once().await.expect("pass");
+        reload_times.push(started.elapsed());
+        assert!(report.is_converged() && !report.snapshot_reused, "{report}");
+    }
+    reload_times.sort();
     // The parts that are not the reconciler's own code, measured alone.
     let mut snapshot_times = Vec::new();
     let mut walk_times = Vec::new();
@@ -178,6 +185,12 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
         })
         .collect();
     println!("  median by step: {}", steps_line.join(", "));
+    println!(
+        "  the same pass after a database write, snapshot read again ({} runs): min {}  median {}",
+        reload_times.len(),
+        ms(reload_times[0]),
+        ms(reload_times[reload_times.len() / 2])
+    );
     println!(
         "  alone: Db::load_snapshot median {}, walk of the artifact store median {}",
         ms(snapshot_times[snapshot_times.len() / 2]),
@@ -339,7 +352,7 @@ impl Probe {
     }
 }
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "sync_state",
     "revisions",
     "games",
@@ -351,6 +364,7 @@ const TABLES: [&str; 11] = [
     "queue_lock",
     "conditions",
     "events",
+    "change_seq",
 ];
 
 /// The newest `updated_at` (or equivalent) of every table that has one: any write moves it.
@@ -367,6 +381,7 @@ async fn updated_at_marker(connection: &mut AnyConnection) -> String {
         ("jobs", "updated_at"),
         ("conditions", "updated_at"),
         ("events", "id"),
+        ("change_seq", "seq"),
     ] {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(MAX({column}), 0) AS m, COALESCE(SUM({column}), 0) AS s FROM {table}"

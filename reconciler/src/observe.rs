@@ -56,6 +56,11 @@ impl VerifyState {
         self.suspects
             .insert((game.to_string(), version.to_string()));
     }
+
+    /// Whether a job asked for a build to be re-scanned on the next pass.
+    pub fn has_suspects(&self) -> bool {
+        !self.suspects.is_empty()
+    }
 }
 
 /// The outcome of observing.
@@ -69,6 +74,12 @@ pub struct Observation {
     pub drift_found: Vec<(String, String, String)>,
     /// Versions whose re-scan matched although they were marked drifted.
     pub drift_cleared: Vec<(String, String)>,
+    /// Every source folder looked for (relative to the NAS root), and whether it was there.
+    /// With the snapshot, the artifacts on the NAS and the specs, these are everything the
+    /// observation read, as long as no build was due for a re-scan.
+    pub sources_checked: Vec<(String, bool)>,
+    /// When the next build is due for a re-scan (`None`: no build to re-scan).
+    pub next_verify_at: Option<EpochMs>,
 }
 
 /// Every regular file in the artifact store with its size, by address: one stat per file,
@@ -188,10 +199,15 @@ pub fn observe(
             sources.push((game_name, &version.name, &version.source));
         }
     }
-    let sources_present: FastSet<(&str, &str)> = sources
+    let sources_found: Vec<bool> = sources
         .par_iter()
-        .filter(|(_, _, source)| nas.join(source).is_dir())
-        .map(|(game, version, _)| (*game, *version))
+        .map(|(_, _, source)| nas.join(source).is_dir())
+        .collect();
+    let sources_present: FastSet<(&str, &str)> = sources
+        .iter()
+        .zip(&sources_found)
+        .filter(|(_, found)| **found)
+        .map(|((game, version, _), _)| (*game, *version))
         .collect();
 
     // Drift remembered from earlier passes.
@@ -207,7 +223,14 @@ pub fn observe(
         .filter_map(|condition| condition.object.name.split_once('/'))
         .collect();
 
-    let mut observation = Observation::default();
+    let mut observation = Observation {
+        sources_checked: sources
+            .iter()
+            .zip(&sources_found)
+            .map(|((_, _, source), found)| (source.to_string(), *found))
+            .collect(),
+        ..Observation::default()
+    };
     let observed = &mut observation.observed;
     // Sources of the versions of games that are not suspended.
     let desired_source: FastMap<(&str, &str), &str> = desired
@@ -253,6 +276,16 @@ pub fn observe(
                 .max(last_match);
             let due =
                 verify_state.suspects.contains(&id) || now.saturating_sub(last_scan) >= interval_ms;
+            let next_scan = if due {
+                now
+            } else {
+                last_scan.saturating_add(interval_ms)
+            };
+            observation.next_verify_at = Some(
+                observation
+                    .next_verify_at
+                    .map_or(next_scan, |at| at.min(next_scan)),
+            );
             if due && !source_present && nas.join(source).is_dir() {
                 source_present = true;
             }

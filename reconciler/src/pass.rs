@@ -55,6 +55,14 @@ pub struct PassReport {
     pub n_not_ready: usize,
     /// Leftover temporary files removed.
     pub n_tmp_removed: usize,
+    /// Whether the database snapshot of the previous pass was used again, because nothing
+    /// had been committed to the database since it was read.
+    pub snapshot_reused: bool,
+    /// Whether the previous pass was converged and everything this one read — the database
+    /// snapshot, the specs, the artifacts on the NAS, the source folders looked for — was
+    /// the same, with no build due for a re-scan: then this pass is converged too, and its
+    /// observation, plan and status were not computed again.
+    pub converged_reused: bool,
     /// How long each step of the pass took, in order.
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -103,6 +111,39 @@ pub(crate) struct PassState {
     recorded_attempt: Option<Attempt>,
     /// The read error last recorded as an event.
     recorded_read_error: Option<String>,
+    /// The database snapshot the last pass worked from. The next pass uses it again when the
+    /// database's change counter has not moved since it was read: then it is exactly what a
+    /// new read would return. Any write — this pass's own, a worker's, another process's —
+    /// moves the counter, so the pass after it reads afresh.
+    snapshot: Option<Arc<Snapshot>>,
+    /// The plan's view of the specs in force, for the `Loaded` it was made from.
+    desired: Option<DesiredMemo>,
+    /// What the last pass read, when it was converged.
+    converged: Option<Converged>,
+}
+
+/// [`desired_of`] for one loaded spec tree.
+#[derive(Debug)]
+struct DesiredMemo {
+    loaded: Arc<mist_specs::load::Loaded>,
+    may_prune: bool,
+    desired: Arc<plan::Desired>,
+}
+
+/// Everything a converged pass read, from the snapshot on. A pass computes the same thing
+/// from the same inputs — `observe` and `plan` are functions of exactly these, as long as no
+/// build is due for a re-scan — so a pass that finds them all unchanged is converged too:
+/// it writes nothing (its predecessor wrote nothing, or the snapshot would have changed),
+/// and it need not observe, plan or compare the status again.
+#[derive(Debug)]
+struct Converged {
+    snapshot: Arc<Snapshot>,
+    desired: Arc<plan::Desired>,
+    on_disk: Arc<FastMap<String, u64>>,
+    sources_checked: Vec<(String, bool)>,
+    next_verify_at: Option<EpochMs>,
+    n_ready: usize,
+    n_not_ready: usize,
 }
 
 impl Reconciler {
@@ -138,17 +179,33 @@ impl Reconciler {
         report.read_error = state.machine.read_error().map(str::to_string);
         step(&mut report, "desired");
 
-        // The database snapshot and the walk of the artifact store, at the same time.
+        // The database snapshot and the walk of the artifact store, at the same time. The
+        // walk also tells whether it found exactly what the last converged pass found.
+        let converged = state.converged.take();
         let walk = {
             let store = self.ctx.store.clone();
+            let previous = converged.as_ref().map(|c| c.on_disk.clone());
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
-                (observe::artifacts_on_disk(&store), started.elapsed())
+                let on_disk = observe::artifacts_on_disk(&store);
+                let unchanged = previous.is_some_and(|previous| *previous == on_disk);
+                (on_disk, unchanged, started.elapsed())
             })
         };
-        let snapshot = Arc::new(self.db.load_snapshot().await?);
+        let snapshot = match state.snapshot.clone() {
+            Some(previous) if self.db.change_seq().await? == previous.change_seq => {
+                report.snapshot_reused = true;
+                previous
+            }
+            _ => {
+                let fresh = Arc::new(self.db.load_snapshot().await?);
+                state.snapshot = Some(fresh.clone());
+                fresh
+            }
+        };
         step(&mut report, "snapshot");
-        let (on_disk, walk_took) = walk.await.map_err(|e| Error::Task(e.to_string()))?;
+        let (on_disk, on_disk_unchanged, walk_took) =
+            walk.await.map_err(|e| Error::Task(e.to_string()))?;
         let on_disk = Arc::new(on_disk);
         step(&mut report, "waiting for the NAS walk");
         report.timings.push(("NAS walk (alongside)", walk_took));
@@ -174,10 +231,57 @@ impl Reconciler {
             return Ok(report);
         };
         let specs = &good.loaded.specs;
-        let desired = Arc::new(desired_of(specs, state.machine.may_prune()));
+        let may_prune = state.machine.may_prune();
+        let desired = match &state.desired {
+            Some(memo)
+                if Arc::ptr_eq(&memo.loaded, &good.loaded) && memo.may_prune == may_prune =>
+            {
+                memo.desired.clone()
+            }
+            _ => {
+                let desired = Arc::new(desired_of(specs, may_prune));
+                state.desired = Some(DesiredMemo {
+                    loaded: good.loaded.clone(),
+                    may_prune,
+                    desired: desired.clone(),
+                });
+                desired
+            }
+        };
         step(&mut report, "record specs");
-        self.apply_specs(specs, &snapshot, &mut report, now).await?;
+        // The spec rows depend on the specs and the snapshot only; the last converged pass
+        // wrote none from the same ones.
+        let same_inputs = converged.as_ref().is_some_and(|c| {
+            Arc::ptr_eq(&c.snapshot, &snapshot) && Arc::ptr_eq(&c.desired, &desired)
+        });
+        if !same_inputs {
+            self.apply_specs(specs, &snapshot, &mut report, now).await?;
+        }
         step(&mut report, "apply specs");
+
+        let rescan_asked = self
+            .ctx
+            .verify
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .has_suspects();
+        if let Some(converged) = converged
+            && same_inputs
+            && on_disk_unchanged
+            && !rescan_asked
+            && converged.next_verify_at.is_none_or(|at| now < at)
+            && self.sources_unchanged(&converged.sources_checked).await?
+        {
+            report.converged_reused = true;
+            report.n_ready = converged.n_ready;
+            report.n_not_ready = converged.n_not_ready;
+            step(&mut report, "observe (unchanged)");
+            self.set_queue_depth(&snapshot, &report);
+            if report.is_converged() {
+                state.converged = Some(converged);
+            }
+            return Ok(report);
+        }
 
         // Observe (blocking: stats and scans).
         let observation = {
@@ -261,6 +365,22 @@ impl Reconciler {
         self.write_status(&plan, &snapshot, &mut report, now)
             .await?;
         step(&mut report, "status");
+        self.set_queue_depth(&snapshot, &report);
+        if report.is_converged() && observation.verified.is_empty() {
+            state.converged = Some(Converged {
+                snapshot,
+                desired,
+                on_disk,
+                sources_checked: observation.sources_checked,
+                next_verify_at: observation.next_verify_at,
+                n_ready: report.n_ready,
+                n_not_ready: report.n_not_ready,
+            });
+        }
+        Ok(report)
+    }
+
+    fn set_queue_depth(&self, snapshot: &Snapshot, report: &PassReport) {
         let n_waiting = snapshot
             .jobs
             .iter()
@@ -269,7 +389,22 @@ impl Reconciler {
             + report.n_enqueued
             + report.n_requeued;
         metrics::gauge!("mist_queue_depth").set(n_waiting as f64);
-        Ok(report)
+    }
+
+    /// Whether every source folder looked for is still there, or still not there.
+    async fn sources_unchanged(&self, sources_checked: &[(String, bool)]) -> Result<bool> {
+        if sources_checked.is_empty() {
+            return Ok(true);
+        }
+        let nas = self.config.nas.clone();
+        let sources_checked = sources_checked.to_vec();
+        tokio::task::spawn_blocking(move || {
+            sources_checked
+                .iter()
+                .all(|(source, found)| nas.join(source).is_dir() == *found)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))
     }
 
     /// Reads the branch tip on a blocking thread.

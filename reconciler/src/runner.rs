@@ -72,13 +72,19 @@ impl Workers {
             if *shutdown.borrow() {
                 return;
             }
+            // Listen before looking: `notify_waiters` wakes only listeners that exist, so a
+            // job queued between an empty claim and the wait would otherwise wait for the
+            // next poll.
+            let jobs_queued = self.jobs_queued.notified();
+            tokio::pin!(jobs_queued);
+            jobs_queued.as_mut().enable();
             match self.queue.claim(&self.owner, (self.now)(), LEASE).await {
                 Ok(Some(job)) => {
                     self.run_job(job, Some(&mut shutdown)).await;
                 }
                 Ok(None) => {
                     tokio::select! {
-                        _ = self.jobs_queued.notified() => {}
+                        _ = jobs_queued => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.changed() => {}
                     }

@@ -1,5 +1,5 @@
 //! Integration tests for `mist-db`. Every test runs on SQLite in a temp dir, and on Postgres
-//! in a fresh schema when `MIST_TEST_POSTGRES` is set (see `common::each_backend`).
+//! in a fresh schema when `MIST_TEST_POSTGRES` is set (see `mist_db::testing::each_backend`).
 
 mod common;
 mod queue;

@@ -6,9 +6,10 @@ use mist_db::queue::{
     Enqueued, JobState, NewJob, Progress, ProgressWrite, Queue, QueueConfig, QueueCounts,
     backoff_delay,
 };
+use mist_db::testing::each_backend;
 use mist_db::{Db, Error};
 
-use crate::common::{T0, WriteProbe, each_backend};
+use crate::common::{T0, WriteProbe};
 
 const LEASE: Duration = Duration::from_secs(30);
 const LEASE_MS: i64 = 30_000;

@@ -3,10 +3,11 @@
 use mist_db::queue::{NewJob, QueueConfig};
 use mist_db::state::{SyncState, VersionObserved, VersionState};
 use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
+use mist_db::testing::{TestDb, each_backend};
 use mist_db::{Backend, Db, Error};
 use sqlx::Row;
 
-use crate::common::{T0, TestDb, each_backend, game, user, version_spec};
+use crate::common::{T0, game, user, version_spec};
 
 #[tokio::test]
 async fn migrations_apply_twice_idempotently() {
@@ -22,8 +23,8 @@ async fn migrations_apply_twice_idempotently() {
             .fetch_one(second.pool())
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 1);
-        assert_eq!(row.try_get::<i64, _>("v").unwrap(), 1);
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
+        assert_eq!(row.try_get::<i64, _>("v").unwrap(), 2);
         // Data survived.
         assert_eq!(second.games().await.unwrap(), vec![game("celeste")]);
         second.close().await;
@@ -153,7 +154,7 @@ async fn read_only_handle_requires_a_migrated_schema() {
     match Db::connect_read_only(&url).await {
         Err(Error::SchemaVersion {
             found: None,
-            expected: 1,
+            expected: 2,
             ..
         }) => {}
         other => panic!("expected a schema version error, got {other:?}"),

@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use mist_db::Db;
 use mist_db::queue::QueueConfig;
 use mist_db::state::{ArtifactKind, Delta, SyncState, VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
+use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
+use mist_db::testing::each_backend;
 
-use crate::common::{T0, address, artifact, each_backend, game, user, version_spec};
+use crate::common::{T0, address, artifact, game, user, version_spec};
 
 #[tokio::test]
 async fn snapshot_holds_everything_a_pass_compares() {
@@ -193,6 +195,140 @@ async fn snapshot_decodes_awkward_values_like_single_reads() {
             );
             assert_eq!(snapshot.jobs, queue.unfinished().await.unwrap());
             assert_eq!(snapshot.jobs[0].priority, i32::MIN);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_seq_moves_on_every_committed_write_and_only_then() {
+    each_backend(
+        "change_seq_moves_on_every_committed_write_and_only_then",
+        |t| async move {
+            let db = &t.db;
+            // Another handle (its own pool, as another process would have) and a read-only one.
+            let other = Db::connect(&t.url).await.unwrap();
+            let read_only = Db::connect_read_only(&t.url).await.unwrap();
+            let mut seq = db.change_seq().await.unwrap();
+            assert_eq!(db.load_snapshot().await.unwrap().change_seq, seq);
+            // Asserts whether the counter moved since the last call, on every handle alike.
+            let mut check = async |what: &str, moved: bool| {
+                let now = db.change_seq().await.unwrap();
+                assert_eq!(other.change_seq().await.unwrap(), now, "{what}");
+                assert_eq!(read_only.change_seq().await.unwrap(), now, "{what}");
+                assert_eq!(now > seq, moved, "{what}: {seq} -> {now}");
+                assert!(now >= seq, "{what}: the counter went back");
+                seq = now;
+            };
+
+            db.upsert_games(&[game("alpha"), game("beta")], T0)
+                .await
+                .unwrap();
+            check("games inserted", true).await;
+            db.upsert_games(&[game("alpha"), game("beta")], T0 + 1)
+                .await
+                .unwrap();
+            check("the same games again (compare-first, no write)", false).await;
+            let mut changed = game("alpha");
+            changed.suspended = true;
+            other.upsert_game(&changed, T0 + 2).await.unwrap();
+            check("a game changed through another handle", true).await;
+            db.upsert_version_specs(&[version_spec("alpha", "1.0", 0)], T0)
+                .await
+                .unwrap();
+            check("a version inserted", true).await;
+            db.set_version_observed(
+                "alpha",
+                "1.0",
+                &VersionObserved {
+                    tree_digest: Some(address(9)),
+                    manifest_address: None,
+                    pack_address: None,
+                    state: VersionState::Ingested,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+            check("a version observed", true).await;
+            db.record_artifact(&artifact(1, ArtifactKind::Pack))
+                .await
+                .unwrap();
+            check("an artifact recorded", true).await;
+            db.record_artifact(&artifact(1, ArtifactKind::Pack))
+                .await
+                .unwrap();
+            check("the same artifact again", false).await;
+            let object = ObjectRef::version("alpha", "1.0");
+            for (reason, moved) in [("Ingesting", true), ("Ingesting", false), ("Ready", true)] {
+                db.set_condition(
+                    &object,
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    reason,
+                    "",
+                    T0,
+                )
+                .await
+                .unwrap();
+                check(&format!("condition {reason}"), moved).await;
+            }
+            db.record_event(&object, Severity::Normal, "Ready", "", T0, 1)
+                .await
+                .unwrap();
+            check("an event", true).await;
+
+            let queue = other.queue(QueueConfig::default());
+            let claimed = queue.claim("w", T0, Duration::from_secs(30)).await.unwrap();
+            assert!(claimed.is_none());
+            check("claiming from an empty queue", false).await;
+            let new_job = mist_db::queue::NewJob {
+                key: "pack:x".to_owned(),
+                kind: "pack".to_owned(),
+                game: None,
+                version: None,
+                payload_json: "{}".to_owned(),
+                priority: 0,
+            };
+            queue.enqueue(&new_job, T0).await.unwrap();
+            check("a job queued", true).await;
+            queue.enqueue(&new_job, T0).await.unwrap();
+            check("the same job again", false).await;
+            queue
+                .claim("w", T0, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            check("a job claimed", true).await;
+            queue.complete("pack:x", "w", T0 + 1).await.unwrap();
+            check("a job finished", true).await;
+            assert_eq!(queue.recover_expired_leases(T0 + 60_000).await.unwrap(), 0);
+            check("no lease to recover", false).await;
+
+            // A write made outside this crate's methods moves it too (the triggers are in the
+            // schema), and one rolled back does not.
+            let mut transaction = db.pool().begin().await.unwrap();
+            sqlx::query("UPDATE games SET spec_json = '{}' WHERE name = 'beta'")
+                .execute(&mut *transaction)
+                .await
+                .unwrap();
+            transaction.rollback().await.unwrap();
+            check("a rolled back update", false).await;
+            sqlx::query("UPDATE games SET spec_json = '{}' WHERE name = 'beta'")
+                .execute(other.pool())
+                .await
+                .unwrap();
+            check("a raw update", true).await;
+            sqlx::query("DELETE FROM events")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            check("a raw delete", true).await;
+
+            // The snapshot carries the counter it was read at.
+            assert_eq!(db.load_snapshot().await.unwrap().change_seq, seq);
+            other.close().await;
+            read_only.close().await;
         },
     )
     .await;

@@ -6,9 +6,10 @@ use mist_db::state::{
     is_content_address,
 };
 use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
+use mist_db::testing::each_backend;
 use sqlx::Row;
 
-use crate::common::{T0, WriteProbe, address, artifact, each_backend, game, user, version_spec};
+use crate::common::{T0, WriteProbe, address, artifact, game, user, version_spec};
 
 fn sync_state(commit: &str) -> SyncState {
     SyncState {

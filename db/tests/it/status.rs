@@ -3,8 +3,9 @@
 use mist_db::status::{
     ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
 };
+use mist_db::testing::each_backend;
 
-use crate::common::{T0, each_backend};
+use crate::common::T0;
 
 #[tokio::test]
 async fn condition_since_moves_only_when_status_changes() {

@@ -11,16 +11,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mist_db::Db;
 use mist_db::queue::QueueConfig;
-use mist_db::state::VersionState;
-use mist_db::status::ObjectRef;
+use mist_db::state::{VersionObserved, VersionState};
+use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
+use mist_db::testing::{TestDb, each_backend};
 use mist_reconciler::plan::Action;
 
 use crate::checks::{delta_edges, verify_artifacts};
-use crate::world::{GameOptions, World, db_rows, each_backend, fs_snapshot, poll, status, summary};
+use crate::world::{GameOptions, World, db_rows, fs_snapshot, poll, status, summary};
 
 /// Three games of three versions and two users, reconciled until idle.
-async fn synced(test_db: world::TestDb) -> World {
+async fn synced(test_db: TestDb) -> World {
     let mut world = World::new(test_db);
     for game in ["alpha", "beta", "gamma"] {
         world.game(game, &GameOptions::default());
@@ -198,10 +200,12 @@ async fn invalid_commit_changes_nothing_and_reports_every_error() {
         assert!(all_ready(&summary(&report)));
 
         // The state is exactly as it was, but for the sync state, the revision tried, the
-        // specs condition and its event.
+        // specs condition and its event (and the change counter, which those writes moved).
         let rows_after = db_rows(&world.test_db).await;
         for (table, rows) in &rows_before {
-            if ["sync_state", "revisions", "conditions", "events"].contains(&table.as_str()) {
+            if ["sync_state", "revisions", "conditions", "events", "change_seq"]
+                .contains(&table.as_str())
+            {
                 continue;
             }
             assert_eq!(&rows_after[table], rows, "table {table} changed");
@@ -582,10 +586,113 @@ async fn converged_pass_writes_nothing() {
             assert!(report_again.is_converged(), "{report_again:?}");
             assert_eq!(report_again.n_writes, 0);
             assert!(report.planned.is_empty(), "{report:?}");
+            // A new process reads the database; the pass after it, with nothing committed in
+            // between and nothing changed on the NAS, works from the same snapshot and finds
+            // the same converged outcome.
+            assert!(!report.snapshot_reused);
+            assert!(report_again.snapshot_reused && report_again.converged_reused);
         }
+        // Every row of every table, the change counter included, and the NAS are unchanged.
         assert_eq!(db_rows(&world.test_db).await, rows_before);
         assert_eq!(fs_snapshot(&world.nas()), nas_before);
     })
+    .await;
+}
+
+/// A pass reuses the previous pass's database snapshot only while nothing was committed,
+/// and the outcome of a converged pass only while nothing it read changed: whatever another
+/// process (or an admin's SQL) changes in the database between two passes, or whatever goes
+/// missing on the NAS, the second one sees, and puts right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_by_another_writer_is_seen_by_the_next_pass() {
+    each_backend(
+        "a_change_by_another_writer_is_seen_by_the_next_pass",
+        |test_db| async move {
+            let world = synced(test_db).await;
+            let reconciler = world.reconciler();
+            reconciler.reconcile_once().await.unwrap();
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(
+                report.snapshot_reused && report.is_converged(),
+                "{report:?}"
+            );
+            assert!(report.converged_reused, "{report:?}");
+
+            // Another handle, with its own connections, as another process would have.
+            let other = Db::connect(&world.test_db.url).await.unwrap();
+            let object = ObjectRef::version("beta", "1.1");
+            other
+                .set_condition(
+                    &object,
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    "Tampered",
+                    "changed behind the reconciler's back",
+                    mist_db_now(),
+                )
+                .await
+                .unwrap();
+            let row = other.version("beta", "1.1").await.unwrap().unwrap();
+            let stalled = VersionObserved {
+                state: VersionState::Stalled,
+                ..row.observed
+            };
+            other
+                .set_version_observed("beta", "1.1", &stalled, mist_db_now())
+                .await
+                .unwrap();
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(!report.snapshot_reused, "{report:?}");
+            // The condition, the row's state and a `Ready` event.
+            assert_eq!(report.n_writes, 3, "{report:?}");
+            assert!(all_ready(&summary(&status(&world).await)));
+            let row = world.db().version("beta", "1.1").await.unwrap().unwrap();
+            assert_eq!(row.observed.state, VersionState::Ready);
+
+            // The pass's own writes are read back by the next pass, which finds nothing to do;
+            // the one after it reuses that snapshot.
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(
+                !report.snapshot_reused && report.is_converged(),
+                "{report:?}"
+            );
+            let rows_before = db_rows(&world.test_db).await;
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(
+                report.snapshot_reused && report.is_converged(),
+                "{report:?}"
+            );
+            assert!(report.converged_reused, "{report:?}");
+            assert_eq!(db_rows(&world.test_db).await, rows_before);
+
+            // The NAS is looked at on every pass: a pack gone while the database stays the same
+            // is seen at once, and made again.
+            let row = world.db().version("gamma", "1.2").await.unwrap().unwrap();
+            let pack = row.observed.pack_address.unwrap();
+            let artifact = world.db().artifact(&pack).await.unwrap().unwrap();
+            std::fs::remove_file(world.nas().join(".mist/artifacts").join(&artifact.path)).unwrap();
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(
+                report.snapshot_reused && !report.converged_reused,
+                "{report:?}"
+            );
+            assert_eq!(report.n_requeued, 1, "{report:?}");
+            reconciler.run_until_idle().await.unwrap();
+            assert!(all_ready(&summary(&status(&world).await)));
+
+            // A write outside mist-db's methods (an admin's SQL) is seen too: a deleted user is
+            // published again.
+            sqlx::query("DELETE FROM users WHERE name = 'alice'")
+                .execute(other.pool())
+                .await
+                .unwrap();
+            let report = reconciler.reconcile_once().await.unwrap();
+            assert!(!report.snapshot_reused, "{report:?}");
+            assert_eq!(report.n_writes, 1, "{report:?}");
+            assert!(world.db().user("alice").await.unwrap().is_some());
+            other.close().await;
+        },
+    )
     .await;
 }
 

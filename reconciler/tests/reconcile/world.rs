@@ -1,135 +1,22 @@
 //! A world for end-to-end reconciler tests: a real git spec repository, a real NAS folder
-//! with synthetic builds, a real database (SQLite in a temp dir, or Postgres in a fresh
-//! schema), and helpers to snapshot and check all of it.
+//! with synthetic builds, a real database (`mist_db::testing`: SQLite in a temp dir, or
+//! Postgres in a fresh schema), and helpers to snapshot and check all of it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use mist_db::{Backend, Db};
+use mist_db::Db;
+use mist_db::testing::TestDb;
 use mist_reconciler::status::StatusReport;
 use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
-use sqlx::{AnyConnection, Column, Connection, Executor, Row, SqlSafeStr};
+use sqlx::{AnyConnection, Column, Connection, Row};
 
 use crate::common;
 
 /// A password hash the spec loader accepts.
 pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWlzdC1jb3JwdXMtYWxpY2U$xZ9Q0yluP2M98vTWGk7lMx89nYFFIIMvRDlQyeUwOxY";
-
-/// A database for one test, removed when dropped.
-pub struct TestDb {
-    pub db: Db,
-    pub url: String,
-    #[expect(dead_code, reason = "kept for tests that differ by backend")]
-    pub backend: Backend,
-    cleanup: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// Runs `test` on SQLite, then on Postgres when `MIST_TEST_POSTGRES` is set; otherwise says
-/// once, past the output capture, that Postgres was skipped.
-pub async fn each_backend<F, Fut>(test_name: &str, test: F)
-where
-    F: Fn(TestDb) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    println!("{test_name}: SQLite");
-    test(TestDb::sqlite().await).await;
-    match std::env::var("MIST_TEST_POSTGRES")
-        .ok()
-        .filter(|url| !url.is_empty())
-    {
-        Some(base_url) => {
-            println!("{test_name}: Postgres");
-            test(TestDb::postgres(&base_url).await).await;
-        }
-        None => {
-            static NOTE: Once = Once::new();
-            NOTE.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipping Postgres: MIST_TEST_POSTGRES unset \
-                     (e.g. MIST_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test)"
-                );
-            });
-        }
-    }
-}
-
-impl TestDb {
-    pub async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = mist_db::sqlite_url_in(dir.path());
-        let db = Db::connect(&url).await.expect("SQLite");
-        TestDb {
-            db,
-            url,
-            backend: Backend::Sqlite,
-            cleanup: None,
-            _dir: Some(dir),
-        }
-    }
-
-    pub async fn postgres(base_url: &str) -> TestDb {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .subsec_nanos();
-        let schema = format!(
-            "rec_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::any::install_default_drivers();
-        let mut connection = AnyConnection::connect(base_url).await.expect("Postgres");
-        connection
-            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")).into_sql_str())
-            .await
-            .expect("create schema");
-        connection.close().await.expect("close");
-        let separator = if base_url.contains('?') { '&' } else { '?' };
-        let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
-        let db = Db::connect(&url).await.expect("Postgres");
-        TestDb {
-            db,
-            url,
-            backend: Backend::Postgres,
-            cleanup: Some((base_url.to_string(), schema)),
-            _dir: None,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((base_url, schema)) = self.cleanup.take() else {
-            return;
-        };
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut connection = AnyConnection::connect(&base_url).await?;
-                connection
-                    .execute(
-                        sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .into_sql_str(),
-                    )
-                    .await?;
-                connection.close().await
-            })
-        });
-        let _ = dropper.join();
-    }
-}
 
 /// A spec repository, a NAS and a database.
 pub struct World {
@@ -352,6 +239,8 @@ pub async fn db_rows(test_db: &TestDb) -> BTreeMap<String, Vec<String>> {
         "queue_lock",
         "conditions",
         "events",
+        // The change counter: it moves with any write at all.
+        "change_seq",
     ] {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
             .fetch_all(&mut connection)

@@ -1,0 +1,228 @@
+//! `POST /v1/auth/login` and `GET /v1/users`.
+//!
+//! A login checks the password against the argon2id hash the reconciler published in the
+//! `users` table. An unknown, disabled or mistyped user gets the same `401` after the same
+//! work: a name with no usable hash is checked against a dummy hash made with the same
+//! parameters. Failures count against the client's address and the user name; past
+//! [`crate::Limits::login_max_failures`] in a window, either one gets `429` until the window
+//! ends, without a password check.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use argon2::PasswordVerifier;
+use argon2::password_hash::phc::PasswordHash;
+use axum::extract::{ConnectInfo, State};
+use axum::http::Extensions;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::ApiContext;
+use crate::http::error::{Error, ErrorBody, InternalError};
+use crate::http::extractor::AuthUser;
+
+/// The longest user name or password a login reads; longer ones fail like wrong ones.
+const MAX_CREDENTIAL_LEN: usize = 1024;
+
+pub(crate) fn router() -> Router<Arc<ApiContext>> {
+    Router::new()
+        .route("/v1/auth/login", post(login))
+        .route("/v1/users", get(users))
+}
+
+/// A login request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    /// The user name.
+    user: String,
+    /// The password.
+    password: String,
+}
+
+/// A token and what it says.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LoginResponse {
+    /// The bearer token for `Authorization: Bearer …`.
+    token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds since the Unix epoch at which the token expires.
+    expires_at: u64,
+    /// The user name.
+    user: String,
+    /// `user` or `admin`.
+    role: String,
+}
+
+/// Logs in with a user name and password.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A token", body = LoginResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 429, description = "Too many failed logins", body = ErrorBody),
+    )
+)]
+pub(crate) async fn login(
+    State(ctx): State<Arc<ApiContext>>,
+    extensions: Extensions,
+    body: axum::body::Bytes,
+) -> Result<Json<LoginResponse>, Error> {
+    let request: LoginRequest = serde_json::from_slice(&body).map_err(|_| {
+        Error::BadRequest("expected a JSON object {\"user\": …, \"password\": …}".to_owned())
+    })?;
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+    let client_key = format!("client:{client}");
+    let user_key = format!("user:{}", request.user);
+    let now = Instant::now();
+    for (limiter, key) in [
+        (&ctx.client_failures, &client_key),
+        (&ctx.user_failures, &user_key),
+    ] {
+        limiter
+            .check(key, now)
+            .map_err(|retry_after| Error::TooManyRequests { retry_after })?;
+    }
+
+    let usable_name = request.user.len() <= MAX_CREDENTIAL_LEN
+        && mist_specs::check::check_name(&request.user).is_ok();
+    let user = if usable_name {
+        ctx.db.user(&request.user).await?
+    } else {
+        None
+    };
+    let permit = ctx
+        .login_permits
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?;
+    let stored_hash = user
+        .as_ref()
+        .filter(|user| !user.disabled)
+        .map(|user| user.password_hash.clone());
+    let password = request.password;
+    let verify_ctx = ctx.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let dummy = verify_ctx.dummy_hash.get_or_init(make_dummy_hash);
+        let (hash, real) = match &stored_hash {
+            Some(hash) => (hash.as_str(), true),
+            None => (dummy.as_str(), false),
+        };
+        let matches = password.len() <= MAX_CREDENTIAL_LEN && verify_password(&password, hash);
+        real && matches
+    })
+    .await
+    .map_err(|error| InternalError::Other(format!("password check panicked: {error}")))?;
+    drop(permit);
+
+    let user = match user {
+        Some(user) if verified => user,
+        _ => {
+            ctx.client_failures.record_failure(&client_key, now);
+            ctx.user_failures.record_failure(&user_key, now);
+            tracing::info!(user = %request.user.escape_debug(), %client, "login failed");
+            return Err(Error::LoginFailed);
+        }
+    };
+    ctx.user_failures.reset(&user_key);
+    let (token, claims) = ctx
+        .tokens
+        .issue(&user.name, user.role.as_str())
+        .map_err(|error| InternalError::Other(error.to_string()))?;
+    tracing::info!(user = %user.name, %client, "logged in");
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer".to_owned(),
+        expires_at: claims.exp,
+        user: claims.sub,
+        role: claims.role,
+    }))
+}
+
+/// Whether `password` matches the PHC string `hash`. A hash that does not parse matches
+/// nothing.
+fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// An argon2id hash of a random password, with the parameters real hashes are made with.
+pub(crate) fn make_dummy_hash() -> String {
+    let mut random = [0u8; 16];
+    let _ = getrandom::fill(&mut random);
+    let password: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    mist_specs::scaffold::hash_password(&password).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot make the dummy password hash");
+        String::new()
+    })
+}
+
+/// A user as admins see it: never the hash.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UserInfo {
+    /// The login name.
+    name: String,
+    /// The name shown to others.
+    display_name: Option<String>,
+    /// `user` or `admin`.
+    role: String,
+    /// Whether the user is disabled.
+    disabled: bool,
+}
+
+/// The users (admins only).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserList {
+    /// Every user, by name.
+    users: Vec<UserInfo>,
+}
+
+/// Lists the users. Admins only.
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every user", body = UserList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub(crate) async fn users(
+    State(ctx): State<Arc<ApiContext>>,
+    AuthUser(viewer, _): AuthUser,
+) -> Result<Json<UserList>, Error> {
+    if !viewer.is_admin() {
+        return Err(Error::Forbidden);
+    }
+    let users = ctx
+        .db
+        .users()
+        .await?
+        .into_iter()
+        .map(|user| UserInfo {
+            name: user.name,
+            display_name: user.display_name,
+            role: user.role.as_str().to_owned(),
+            disabled: user.disabled,
+        })
+        .collect();
+    Ok(Json(UserList { users }))
+}

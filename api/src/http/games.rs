@@ -1,0 +1,607 @@
+//! The catalog and update plans: `GET /v1/games`, `/v1/games/{game}`,
+//! `/v1/games/{game}/versions/{version}/manifest` and `/v1/games/{game}/update`.
+//!
+//! Friends see what [`Viewer::sees_game`] and [`Viewer::sees_version`] allow and nothing
+//! else: a hidden game or version is a `404` with the same body as one that does not exist.
+//! Admins see every version with its state and conditions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use mist_db::state::{Artifact, Game, Version, VersionState};
+use mist_db::status::ObjectRef;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::access::Viewer;
+use crate::http::artifacts::serve_artifact;
+use crate::http::catalog::Catalog;
+use crate::http::error::{Error, ErrorBody};
+use crate::http::extractor::AuthUser;
+use crate::http::{ApiContext, game_name, version_name};
+use crate::plan::{
+    self, Blob, PlanDelta, PlanError, PlanInput, PlanVersion, Rejected, Route, StepKind,
+};
+
+pub(crate) fn router() -> Router<Arc<ApiContext>> {
+    Router::new()
+        .route("/v1/games", get(list_games))
+        .route("/v1/games/{game}", get(get_game))
+        .route(
+            "/v1/games/{game}/versions/{version}/manifest",
+            get(get_manifest),
+        )
+        .route("/v1/games/{game}/update", get(get_update))
+}
+
+/// The catalog.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GameList {
+    /// The games the viewer may see, by name.
+    games: Vec<GameSummary>,
+}
+
+/// A game in the catalog.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GameSummary {
+    /// The game's name.
+    name: String,
+    /// The title to show.
+    title: String,
+    /// A short description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// Whether the game is private (seen by admins and the users granted it).
+    private: bool,
+    /// The newest Ready version, the default target of an update.
+    latest: Option<String>,
+    /// The versions the viewer may see, oldest first.
+    versions: Vec<VersionSummary>,
+    /// Admins only: whether the reconciler leaves the game as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suspended: Option<bool>,
+}
+
+/// A version in the catalog.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VersionSummary {
+    /// The version's name.
+    name: String,
+    /// Release notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+    /// The build's tree digest, `blake3:<hex>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree_digest: Option<String>,
+    /// Admins only: `pending`, `ingested`, `ready`, `stalled` or `retired`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+}
+
+/// One game in detail.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GameDetail {
+    /// The game's name.
+    name: String,
+    /// The title to show.
+    title: String,
+    /// A short description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// Whether the game is private.
+    private: bool,
+    /// How the client starts the game.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launch: Option<LaunchInfo>,
+    /// The newest Ready version.
+    latest: Option<String>,
+    /// The versions the viewer may see, oldest first.
+    versions: Vec<VersionDetail>,
+    /// Admins only: whether the reconciler leaves the game as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suspended: Option<bool>,
+}
+
+/// How the client starts a game.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LaunchInfo {
+    /// The program, relative to the install folder.
+    executable: String,
+    /// Arguments before any the friend adds.
+    args: Vec<String>,
+}
+
+/// One version in detail.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VersionDetail {
+    /// The version's name.
+    name: String,
+    /// Release notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+    /// The build's tree digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree_digest: Option<String>,
+    /// The manifest artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest: Option<ArtifactLink>,
+    /// The pack artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pack: Option<ArtifactLink>,
+    /// Admins only: the version's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    /// Admins only: the version's conditions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Vec<ConditionInfo>>,
+}
+
+/// An artifact to download.
+#[derive(Clone, Serialize, ToSchema)]
+pub(crate) struct ArtifactLink {
+    /// `blake3:<hex>` of its bytes.
+    digest: String,
+    /// Bytes.
+    size: u64,
+    /// Where to download it: `/v1/artifacts/{digest}`.
+    url: String,
+}
+
+/// A condition of a version (admins only).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConditionInfo {
+    /// `Ready`, `Reconciling` or `Stalled`.
+    r#type: String,
+    /// `True`, `False` or `Unknown`.
+    status: String,
+    /// A stable reason.
+    reason: String,
+    /// A sentence for people.
+    message: String,
+    /// When the status last changed, epoch milliseconds.
+    since: i64,
+}
+
+/// The path of a game.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct GamePath {
+    /// The game's name.
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    game: String,
+}
+
+/// The path of a version.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct VersionPath {
+    /// The game's name.
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub(crate) game: String,
+    /// The version's name.
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    pub(crate) version: String,
+}
+
+/// What an update starts from and goes to.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UpdateQuery {
+    /// The version installed; absent for a fresh install.
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    from: Option<String>,
+    /// The version wanted; absent for the newest Ready one.
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    to: Option<String>,
+}
+
+/// An update plan with download links.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UpdatePlan {
+    /// The game.
+    game: String,
+    /// The version the client has; absent for a fresh install.
+    from: Option<String>,
+    /// The version the plan ends at.
+    to: String,
+    /// The route taken: `upToDate`, `full`, `skip` or `chain`.
+    route: Route,
+    /// The downloads, in the order to apply them.
+    steps: Vec<PlanStep>,
+    /// The sum of the steps' sizes.
+    total_bytes: u64,
+    /// The target's manifest, to verify the result against.
+    manifest: Option<ArtifactLink>,
+    /// The routes not taken, with their cost or why they were impossible.
+    rejected: Vec<Rejected>,
+}
+
+/// One download of a plan.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PlanStep {
+    /// `pack` (unpack into an empty folder) or `delta` (apply to `from`).
+    kind: StepKind,
+    /// The version a delta applies to.
+    from: Option<String>,
+    /// The version the step makes.
+    to: String,
+    /// The artifact's digest.
+    digest: String,
+    /// Its size.
+    size: u64,
+    /// Where to download it.
+    url: String,
+}
+
+/// Lists the games the caller may see.
+#[utoipa::path(
+    get,
+    path = "/v1/games",
+    tag = "catalog",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The catalog", body = GameList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_games(
+    AuthUser(viewer, catalog): AuthUser,
+) -> Result<Json<GameList>, Error> {
+    let games = catalog
+        .games()
+        .iter()
+        .filter(|game| viewer.sees_game(game))
+        .map(|game| {
+            let versions = catalog.versions_of(&game.name);
+            let spec = GameSpecView::parse(game);
+            let latest = versions
+                .iter()
+                .rev()
+                .find(|version| version.observed.state == VersionState::Ready)
+                .map(|version| version.spec.name.clone());
+            let versions: Vec<VersionSummary> = versions
+                .iter()
+                .filter(|version| viewer.sees_version(version.observed.state))
+                .map(|version| VersionSummary {
+                    name: version.spec.name.clone(),
+                    notes: version_notes(version),
+                    tree_digest: version.observed.tree_digest.clone(),
+                    state: viewer
+                        .is_admin()
+                        .then(|| version.observed.state.as_str().to_owned()),
+                })
+                .collect();
+            GameSummary {
+                latest,
+                name: game.name.clone(),
+                title: spec.title,
+                description: spec.description,
+                private: game.private,
+                versions,
+                suspended: viewer.is_admin().then_some(game.suspended),
+            }
+        })
+        .collect();
+    Ok(Json(GameList { games }))
+}
+
+/// Shows one game.
+#[utoipa::path(
+    get,
+    path = "/v1/games/{game}",
+    tag = "catalog",
+    params(GamePath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The game", body = GameDetail),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such game, or hidden", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_game(
+    State(ctx): State<Arc<ApiContext>>,
+    AuthUser(viewer, catalog): AuthUser,
+    Path(path): Path<GamePath>,
+) -> Result<Json<GameDetail>, Error> {
+    let game = visible_game(&catalog, &viewer, &path.game)?;
+    let versions = catalog.versions_of(&game.name);
+    let artifacts = artifacts_by_address(ctx.db.artifacts_of_game(&game.name).await?);
+    let spec = GameSpecView::parse(game);
+    let mut details = Vec::new();
+    let mut latest = None;
+    for version in versions
+        .iter()
+        .filter(|version| viewer.sees_version(version.observed.state))
+    {
+        if version.observed.state == VersionState::Ready {
+            latest = Some(version.spec.name.clone());
+        }
+        let conditions = if viewer.is_admin() {
+            let object = ObjectRef::version(&game.name, &version.spec.name);
+            Some(
+                ctx.db
+                    .conditions_of(&object)
+                    .await?
+                    .into_iter()
+                    .map(|condition| ConditionInfo {
+                        r#type: condition.condition_type.as_str().to_owned(),
+                        status: condition.status.as_str().to_owned(),
+                        reason: condition.reason,
+                        message: condition.message,
+                        since: condition.since,
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        details.push(VersionDetail {
+            name: version.spec.name.clone(),
+            notes: version_notes(version),
+            tree_digest: version.observed.tree_digest.clone(),
+            manifest: link(&artifacts, version.observed.manifest_address.as_deref()),
+            pack: link(&artifacts, version.observed.pack_address.as_deref()),
+            state: viewer
+                .is_admin()
+                .then(|| version.observed.state.as_str().to_owned()),
+            conditions,
+        });
+    }
+    Ok(Json(GameDetail {
+        name: game.name.clone(),
+        title: spec.title,
+        description: spec.description,
+        private: game.private,
+        launch: spec.launch,
+        latest,
+        versions: details,
+        suspended: viewer.is_admin().then_some(game.suspended),
+    }))
+}
+
+/// Downloads a version's manifest (JSON: every file with its size and BLAKE3).
+#[utoipa::path(
+    get,
+    path = "/v1/games/{game}/versions/{version}/manifest",
+    tag = "catalog",
+    params(VersionPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The manifest", content_type = "application/json",
+         body = Object),
+        (status = 206, description = "Part of the manifest", content_type = "application/json",
+         body = Object),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such version, or hidden", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_manifest(
+    State(ctx): State<Arc<ApiContext>>,
+    AuthUser(viewer, catalog): AuthUser,
+    Path(path): Path<VersionPath>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let (_, version) = visible_version(&catalog, &viewer, &path.game, &path.version)?;
+    let address = version
+        .observed
+        .manifest_address
+        .clone()
+        .ok_or(Error::NotFound)?;
+    let artifact = ctx.db.artifact(&address).await?.ok_or(Error::NotFound)?;
+    serve_artifact(&ctx, &artifact, &headers, "application/json").await
+}
+
+/// Plans an update: the cheapest of the delta chain, a warmed skip delta and the full pack.
+#[utoipa::path(
+    get,
+    path = "/v1/games/{game}/update",
+    tag = "catalog",
+    params(GamePath, UpdateQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plan", body = UpdatePlan),
+        (status = 400, description = "A malformed version name", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such game or version, or hidden", body = ErrorBody),
+        (status = 409, description = "No route reaches the target yet", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_update(
+    State(ctx): State<Arc<ApiContext>>,
+    AuthUser(viewer, catalog): AuthUser,
+    Path(path): Path<GamePath>,
+    Query(query): Query<UpdateQuery>,
+) -> Result<Json<UpdatePlan>, Error> {
+    for name in [&query.from, &query.to].into_iter().flatten() {
+        mist_specs::check::check_version_name(name)
+            .map_err(|_| Error::BadRequest("invalid version name in the query".to_owned()))?;
+    }
+    let game = visible_game(&catalog, &viewer, &path.game)?;
+    let versions = catalog.versions_of(&game.name);
+    let deltas = ctx.db.deltas_of(&game.name).await?;
+    let artifacts = artifacts_by_address(ctx.db.artifacts_of_game(&game.name).await?);
+    let blob = |address: Option<&str>| {
+        address
+            .and_then(|address| artifacts.get(address))
+            .map(|artifact| Blob {
+                digest: artifact.address.clone(),
+                size: artifact.size,
+            })
+    };
+    let input = PlanInput {
+        versions: versions
+            .iter()
+            .map(|version| PlanVersion {
+                name: version.spec.name.clone(),
+                pack: blob(version.observed.pack_address.as_deref()),
+                servable: viewer.sees_version(version.observed.state),
+            })
+            .collect(),
+        deltas: deltas
+            .iter()
+            .filter_map(|delta| {
+                Some(PlanDelta {
+                    from: delta.from_version.clone(),
+                    to: delta.to_version.clone(),
+                    blob: blob(Some(&delta.address))?,
+                })
+            })
+            .collect(),
+    };
+    // A friend's update may start from a version they could once install (one that is
+    // Ready, or was and has since stalled or retired), never from one that was never served.
+    if let Some(from) = &query.from {
+        let known = versions.iter().any(|version| {
+            version.spec.name == *from
+                && (viewer.is_admin()
+                    || matches!(
+                        version.observed.state,
+                        VersionState::Ready | VersionState::Stalled | VersionState::Retired
+                    ))
+        });
+        if !known {
+            return Err(Error::NotFound);
+        }
+    }
+    let to = match &query.to {
+        Some(to) => to.clone(),
+        None => versions
+            .iter()
+            .rev()
+            .find(|version| version.observed.state == VersionState::Ready)
+            .map(|version| version.spec.name.clone())
+            .ok_or(Error::NotFound)?,
+    };
+    let plan = plan::plan(&input, query.from.as_deref(), &to).map_err(|error| match error {
+        PlanError::UnknownFrom(_) | PlanError::UnknownTo(_) => Error::NotFound,
+        PlanError::NoRoute { .. } => Error::Conflict(error.to_string()),
+    })?;
+    let manifest = versions
+        .iter()
+        .find(|version| version.spec.name == plan.to)
+        .and_then(|version| link(&artifacts, version.observed.manifest_address.as_deref()));
+    Ok(Json(UpdatePlan {
+        game: game.name.clone(),
+        from: plan.from,
+        to: plan.to,
+        route: plan.route,
+        steps: plan
+            .steps
+            .into_iter()
+            .map(|step| PlanStep {
+                url: artifact_url(&step.digest),
+                kind: step.kind,
+                from: step.from,
+                to: step.to,
+                digest: step.digest,
+                size: step.size,
+            })
+            .collect(),
+        total_bytes: plan.total_bytes,
+        manifest,
+        rejected: plan.rejected,
+    }))
+}
+
+/// The game, if it exists and the viewer may see it; otherwise `404` either way.
+pub(crate) fn visible_game<'a>(
+    catalog: &'a Catalog,
+    viewer: &Viewer,
+    name: &str,
+) -> Result<&'a Game, Error> {
+    let name = game_name(name)?;
+    match catalog.game(name) {
+        Some(game) if viewer.sees_game(game) => Ok(game),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// The game and version, if both exist and the viewer may see them; otherwise `404`.
+pub(crate) fn visible_version<'a>(
+    catalog: &'a Catalog,
+    viewer: &Viewer,
+    game: &str,
+    version: &str,
+) -> Result<(&'a Game, &'a Version), Error> {
+    let version = version_name(version)?;
+    let game = visible_game(catalog, viewer, game)?;
+    match catalog
+        .versions_of(&game.name)
+        .iter()
+        .find(|candidate| candidate.spec.name == version)
+    {
+        Some(version) if viewer.sees_version(version.observed.state) => Ok((game, version)),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// `/v1/artifacts/{digest}`.
+pub(crate) fn artifact_url(digest: &str) -> String {
+    format!("/v1/artifacts/{digest}")
+}
+
+fn artifacts_by_address(artifacts: Vec<Artifact>) -> HashMap<String, Artifact> {
+    artifacts
+        .into_iter()
+        .map(|artifact| (artifact.address.clone(), artifact))
+        .collect()
+}
+
+fn link(artifacts: &HashMap<String, Artifact>, address: Option<&str>) -> Option<ArtifactLink> {
+    let artifact = artifacts.get(address?)?;
+    Some(ArtifactLink {
+        digest: artifact.address.clone(),
+        size: artifact.size,
+        url: artifact_url(&artifact.address),
+    })
+}
+
+fn version_notes(version: &Version) -> Option<String> {
+    serde_json::from_str::<mist_specs::model::VersionSpec>(&version.spec.spec_json)
+        .ok()
+        .and_then(|spec| spec.notes)
+}
+
+/// What the catalog shows of a game's spec. A spec that does not parse (written by another
+/// version of Mist) shows the name as the title rather than failing the catalog.
+struct GameSpecView {
+    title: String,
+    description: Option<String>,
+    launch: Option<LaunchInfo>,
+}
+
+impl GameSpecView {
+    fn parse(game: &Game) -> GameSpecView {
+        match serde_json::from_str::<mist_specs::model::GameSpec>(&game.spec_json) {
+            Ok(spec) => GameSpecView {
+                title: spec.title,
+                description: spec.description,
+                launch: spec.launch.map(|launch| LaunchInfo {
+                    executable: launch.executable,
+                    args: launch.args,
+                }),
+            },
+            Err(error) => {
+                tracing::warn!(game = %game.name, %error, "the game's stored spec does not parse");
+                GameSpecView {
+                    title: game.name.clone(),
+                    description: None,
+                    launch: None,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The HTTP side: [`ApiContext`] (the state every handler shares) and [`api_router`], which
+//! merges each resource's `router()` and puts the limits and tracing around them.
+
+pub(crate) mod artifacts;
+pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod error;
+pub(crate) mod extractor;
+pub(crate) mod games;
+pub(crate) mod openapi;
+pub(crate) mod repair;
+pub(crate) mod status;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use mist_db::Db;
+use tokio::sync::Semaphore;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::ApiConfig;
+use crate::http::catalog::CatalogCache;
+use crate::ratelimit::FailureLimiter;
+use crate::token::TokenKeys;
+
+/// How many client addresses and user names the login limiter tracks at most.
+const MAX_LIMITER_KEYS: usize = 10_000;
+
+/// What every handler shares.
+pub(crate) struct ApiContext {
+    /// The database; only read.
+    pub(crate) db: Db,
+    /// The configuration.
+    pub(crate) config: ApiConfig,
+    /// Signs and checks tokens.
+    pub(crate) tokens: TokenKeys,
+    /// Failed logins per client address.
+    pub(crate) client_failures: FailureLimiter,
+    /// Failed logins per user name.
+    pub(crate) user_failures: FailureLimiter,
+    /// Password checks running at once.
+    pub(crate) login_permits: Semaphore,
+    /// Repairs running at once.
+    pub(crate) repair_permits: Semaphore,
+    /// Event streams open at once; a stream holds its permit until it ends.
+    pub(crate) event_stream_permits: Arc<Semaphore>,
+    /// A hash to check passwords of unknown users against, so that they take as long.
+    pub(crate) dummy_hash: OnceLock<String>,
+    /// Users, games and versions, reloaded whenever the database changed.
+    pub(crate) catalog: CatalogCache,
+}
+
+/// The whole API with its state, limits and tracing.
+pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
+    let limits = config.limits.clone();
+    let ctx = Arc::new(ApiContext {
+        db,
+        tokens: TokenKeys::new(&config.jwt_secret, &config.issuer, config.token_lifetime),
+        client_failures: FailureLimiter::new(
+            limits.login_max_failures,
+            limits.login_window,
+            MAX_LIMITER_KEYS,
+        ),
+        user_failures: FailureLimiter::new(
+            limits.login_max_failures,
+            limits.login_window,
+            MAX_LIMITER_KEYS,
+        ),
+        login_permits: Semaphore::new(limits.max_concurrent_logins.max(1)),
+        repair_permits: Semaphore::new(limits.max_concurrent_repairs.max(1)),
+        event_stream_permits: Arc::new(Semaphore::new(limits.max_event_streams.max(1))),
+        dummy_hash: OnceLock::new(),
+        catalog: CatalogCache::default(),
+        config,
+    });
+    // The dummy hash costs one argon2id hash: make it now, so the first login of an unknown
+    // user does not take longer than any other.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let ctx = ctx.clone();
+        runtime.spawn_blocking(move || {
+            ctx.dummy_hash.get_or_init(auth::make_dummy_hash);
+        });
+    }
+    let small_bodies = Router::new()
+        .merge(auth::router())
+        .merge(games::router())
+        .merge(artifacts::router())
+        .merge(status::router())
+        .merge(openapi::router())
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes));
+    let repair = repair::router()
+        .layer(DefaultBodyLimit::max(limits.max_repair_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_repair_body_bytes));
+    Router::new()
+        .merge(small_bodies)
+        .merge(repair)
+        // The timeout covers producing the response head; downloads and event streams then
+        // stream their bodies for as long as they need.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(ctx)
+}
+
+/// Parses a game name from a path or query, strictly: anything that is not a valid name is a
+/// `404`, like a game that does not exist (a name can never reach the file system anyway).
+pub(crate) fn game_name(name: &str) -> Result<&str, error::Error> {
+    mist_specs::check::check_name(name)
+        .map(|()| name)
+        .map_err(|_| error::Error::NotFound)
+}
+
+/// Parses a version name, strictly, as [`game_name`].
+pub(crate) fn version_name(name: &str) -> Result<&str, error::Error> {
+    mist_specs::check::check_version_name(name)
+        .map(|()| name)
+        .map_err(|_| error::Error::NotFound)
+}

@@ -1,0 +1,12 @@
+//! The API through real HTTP: every test starts the router on 127.0.0.1 over a read-only
+//! handle on a real database (SQLite, and Postgres when `MIST_TEST_POSTGRES` is set), with a
+//! real artifact store in a temp dir (see `common`).
+
+mod auth;
+mod catalog;
+mod common;
+mod downloads;
+mod hostile;
+mod plans;
+mod repair;
+mod status;
