@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use mist_db::queue::{NewJob, QueueConfig};
 use mist_db::state::{Game, User, VersionSpec};
 use mist_db::status::{ConditionStatus, ConditionType, ConditionUpdate, ObjectRef};
+use mist_db::testing::{self, TestDb};
 use mist_db::{Backend, Db};
-use sqlx::{AnyConnection, Connection, Executor, SqlSafeStr};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -23,37 +23,18 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::connect(&mist_db::sqlite_url_in(dir.path()))
-            .await
-            .expect("SQLite");
-        run("SQLite", &db, n_games, n_versions).await;
-        db.close().await;
+        let test_db = TestDb::sqlite().await;
+        run("SQLite", &test_db.db, n_games, n_versions).await;
+        test_db.db.close().await;
 
-        match std::env::var("MIST_TEST_POSTGRES") {
-            Ok(base_url) if !base_url.is_empty() => {
-                let schema = format!("bench_{}", std::process::id());
-                sqlx::any::install_default_drivers();
-                let mut admin = AnyConnection::connect(&base_url).await.expect("Postgres");
-                let create =
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-                admin
-                    .execute(sqlx::AssertSqlSafe(create).into_sql_str())
-                    .await
-                    .expect("create schema");
-                let separator = if base_url.contains('?') { '&' } else { '?' };
-                let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
-                let db = Db::connect(&url).await.expect("Postgres");
-                assert_eq!(db.backend(), Backend::Postgres);
-                run("Postgres", &db, n_games, n_versions).await;
-                db.close().await;
-                let drop = format!("DROP SCHEMA {schema} CASCADE");
-                admin
-                    .execute(sqlx::AssertSqlSafe(drop).into_sql_str())
-                    .await
-                    .expect("drop schema");
+        match testing::postgres_base_url() {
+            Some(base_url) => {
+                let test_db = TestDb::postgres(&base_url).await;
+                assert_eq!(test_db.db.backend(), Backend::Postgres);
+                run("Postgres", &test_db.db, n_games, n_versions).await;
+                test_db.db.close().await;
             }
-            _ => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
+            None => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
         }
     });
 }
