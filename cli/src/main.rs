@@ -1,11 +1,17 @@
 //! `mistpipe`, the admin's CLI: everything an admin does to a spec repository before
-//! `git push` — validate, scaffold, print schemas, hash builds.
+//! `git push` — validate, scaffold, print schemas, hash builds — and, over a server's read
+//! API, what the server has (`status`) and what a push would change (`plan`).
 //!
 //! Exit codes are the same for every command: 0 success, 1 the input is invalid (for
-//! `validate`: problems were found), 2 the command could not run.
+//! `validate`: problems were found; for `plan`: there are changes), 2 the command could not
+//! run.
 
 mod delta;
+mod password;
+mod plan;
+mod remote;
 mod scaffold;
+mod status;
 mod validate;
 
 use std::io::Write;
@@ -16,9 +22,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// The admin's tool for a Mist spec repository.
 ///
-/// A spec repository holds games/<game>/game.yaml, games/<game>/versions/<version>.yaml and
-/// users/<user>.yaml. Scaffold them with `new` and `user add`, check them with `validate`,
-/// then commit and push; the Mist server does the rest.
+/// A spec repository holds `games/<game>/game.yaml`, `games/<game>/versions/<version>.yaml`
+/// and `users/<user>.yaml`. Scaffold them with `new` and `user add`, check them with
+/// `validate`, see what a push would change with `plan`, then commit and push; the Mist
+/// server does the rest (`status` shows how far it got).
 #[derive(Parser)]
 #[command(
     name = "mistpipe",
@@ -29,7 +36,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     after_help = "Examples:\n  mistpipe new game celeste --title Celeste\n  \
     mistpipe new version celeste 1.4.0.1 --source incoming/celeste/1.4.0.1 --nas /srv/nas\n  \
-    mistpipe validate\n\nExit codes: 0 success, 1 invalid input, 2 could not run."
+    mistpipe validate\n  \
+    mistpipe plan --server https://mist.example.org --user alice\n\n\
+    Exit codes: 0 success, 1 invalid input (validate: problems; plan: changes), 2 could not run."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -90,6 +99,51 @@ enum Command {
         mistpipe delta apply builds/1.0 1.1.mtd -o rebuilt/1.1"
     )]
     Delta(delta::DeltaCommand),
+
+    /// Show a server's status: what is Ready, what is in progress, what is Stalled and why.
+    ///
+    /// Asks GET /v1/status (the content of `mistd status --json`) and prints `mistd status`'s
+    /// table, ending with a verdict that names every Stalled version. Exit code 0 when the
+    /// server answered (even if versions are Stalled), 2 when it could not be asked (not
+    /// reachable, credentials refused, an answer that is not a Mist status).
+    ///
+    /// Credentials: --token-file PATH, --user NAME (asks for the password, or reads it from
+    /// standard input when that is not a terminal), or the MIST_TOKEN variable. An admin's
+    /// token shows everything; a user's only the Ready versions of their games. The token and
+    /// password are never printed.
+    #[command(
+        after_help = "Examples:\n  mistpipe status --server https://mist.example.org --user alice\n  \
+        MIST_TOKEN=$(cat ~/.mist-token) mistpipe status --server http://127.0.0.1:8080 --json"
+    )]
+    Status(status::StatusArgs),
+
+    /// Show what the server's reconciler would do for the specs in DIR.
+    ///
+    /// Loads DIR with the loader `validate` uses and compares it with what the server's read
+    /// API shows an admin (GET /v1/games, /v1/games/{game}, /v1/users, /v1/status). Prints one
+    /// line per change — `+` added, `~` changed, `-` removed — then a summary:
+    ///
+    ///     + game quake (public)
+    ///     ~ version doom 1.2 (notes changed)
+    ///     - user bob (deleted: can no longer log in)
+    ///
+    /// Compared: games (added, removed; title, description, public/private, launch, suspend),
+    /// versions (added, removed; notes, the pinned digest against the ingested one, retired by
+    /// retention), users (added, removed; role, display name, disabled). Not compared, because
+    /// the API does not show them: grants, steamAppId, retention settings, version sources and
+    /// password hashes. Removing a version or game only retires it (no longer served, nothing
+    /// deleted) unless the game's retention says `prune: true`; a suspended game's versions
+    /// are left as they are.
+    ///
+    /// Needs an admin's credentials (see `status`). Exit code 0 in sync, 1 there are changes,
+    /// 2 it could not run (invalid specs, printed like `validate` does; the server not
+    /// reachable; credentials refused).
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  mistpipe plan --server https://mist.example.org --user alice\n  \
+        mistpipe plan my-specs/ --server http://127.0.0.1:8080 --token-file ~/.mist-token --json"
+    )]
+    Plan(plan::PlanArgs),
 
     /// Install git hooks in a spec repository.
     #[command(
@@ -170,6 +224,8 @@ fn main() -> ExitCode {
         Command::Manifest(args) => manifest(&args).map(|()| ExitCode::SUCCESS),
         Command::Hook(command) => scaffold::run_hook(command).map(|()| ExitCode::SUCCESS),
         Command::Delta(command) => delta::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => status::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(code) => code,

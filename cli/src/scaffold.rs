@@ -3,7 +3,7 @@
 //! Every file written here is checked by the same loader `validate` uses before it is
 //! written, and an existing file is never overwritten.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -11,7 +11,7 @@ use mist_specs::check;
 use mist_specs::model::Kind;
 use mist_specs::scaffold::{SCHEMA_DIR, hash_password, render, schema_ref, schema_text};
 
-use crate::Failure;
+use crate::{Failure, password};
 
 /// Shortest password `user add` accepts.
 const MIN_PASSWORD_LEN: usize = 8;
@@ -273,23 +273,15 @@ fn shell_quote(s: &str) -> String {
 
 fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .take(64 * 1024)
-            .read_to_string(&mut line)
-            .context("cannot read the password from standard input")?;
-        let password = line.lines().next().unwrap_or_default().to_string();
-        return Ok(password);
+        return password::first_line_of_stdin();
     }
-    if !std::io::stdin().is_terminal() {
+    if !password::stdin_is_terminal() {
         bail!(
             "standard input is not a terminal, so there is nowhere to prompt; pass --password-stdin"
         );
     }
-    let first = rpassword::prompt_password(format!("Password for {name}: "))
-        .context("cannot read the password")?;
-    let second = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+    let first = password::prompt(&format!("Password for {name}: "))?;
+    let second = password::prompt("Again: ")?;
     if first != second {
         return Err(Failure::invalid("the passwords differ"));
     }

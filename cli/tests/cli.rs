@@ -1418,7 +1418,9 @@ fn every_help_has_examples() {
             "new",
             "new game",
             "new version",
+            "plan",
             "schema",
+            "status",
             "user",
             "user add",
             "validate"
@@ -1429,6 +1431,6 @@ fn every_help_has_examples() {
     let out = mistpipe(dir.path(), &["--help"]).expect_code(0);
     assert!(
         out.stdout
-            .contains("Exit codes: 0 success, 1 invalid input, 2 could not run.")
+            .contains("Exit codes: 0 success, 1 invalid input (validate: problems; plan: changes), 2 could not run.")
     );
 }

@@ -6,9 +6,11 @@
 //! by a [`run::Shutdown`]. Next to it:
 //!
 //! - [`demo`]: [`demo::generate`] makes a demo spec repository and NAS with three synthetic
-//!   games and returns a [`demo::DemoLayout`] saying where everything is;
-//! - [`status_view`]: the readable form of [`mist_reconciler::status()`] (`mistd status`) and
-//!   the one-line progress `mistd demo` shows while it converges.
+//!   games and returns a [`demo::DemoLayout`] saying where everything is.
+//!
+//! The readable form of [`mist_reconciler::status()`] (`mistd status`, and the one-line
+//! progress `mistd demo` shows while it converges) is in `mist-status-view`, which
+//! `mistpipe status` shares.
 
 #![deny(missing_docs)]
 
@@ -16,4 +18,3 @@ pub mod config;
 pub mod demo;
 pub mod run;
 pub mod server;
-pub mod status_view;

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mist_reconciler::Reconciler;
+use mist_status_view::{self as status_view, human_size};
 use mistd::config::{ConfigError, FileConfig, LogFormat, Role, RunArgs, Secrets, Settings};
 use mistd::demo::{self, BuildState, DemoError, DemoLayout};
 use mistd::run::{self, Shutdown};
-use mistd::status_view::{self, human_size};
 
 /// The Mist server.
 ///

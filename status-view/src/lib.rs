@@ -1,11 +1,18 @@
-//! Showing [`mist_reconciler::status()`] to a person: the table of `mistd status` and the
-//! one-line progress of `mistd demo`.
+//! Showing Mist's status report to a person; start at [`render_table`], the table of
+//! `mistd status` and `mistpipe status`. Next to it, [`progress_line`] is the one line
+//! `mistd demo` shows while it converges.
 //!
-//! Both read the report through its JSON form (the documented contract of
-//! `mistd status --json`: `commit`, `lastAppliedRevision`, `lastAttemptedRevision`, `errors`,
-//! `games[].versions[].{name, ready, reason, message, progress}`, `queue`), so what a person
-//! reads is exactly what a script reads. Unknown or missing fields are shown as `-` rather
-//! than failing: the status is for diagnosing, and must show what it can.
+//! Everything reads the report through its JSON form (the documented contract of
+//! `mistd status --json` and `GET /v1/status`: `commit`, `lastAppliedRevision`,
+//! `lastAttemptedRevision`, `errors`, `games[].versions[].{name, ready, reason, message,
+//! progress}`, `queue`), so what a person reads is exactly what a script reads, whether the
+//! report came from the database or over HTTP. Unknown or missing fields are shown as `-`
+//! rather than failing: the status is for diagnosing, and must show what it can.
+//!
+//! **Architecture Invariant:** this crate depends on `serde_json` alone, so the admin's CLI
+//! can share it without depending on the server.
+
+#![deny(missing_docs)]
 
 use std::fmt::Write as _;
 
@@ -32,6 +39,28 @@ pub fn ready_count(report: &Value) -> ReadyCount {
         }
     }
     count
+}
+
+/// Every Stalled version as `game version: Reason: message`, in the report's order; what
+/// needs an admin's attention.
+pub fn stalled_versions(report: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for game in array(report, "games") {
+        let game_name = text(game, "name").unwrap_or("-");
+        for version in array(game, "versions") {
+            if text(version, "status") != Some("Stalled") {
+                continue;
+            }
+            let mut line = format!("{game_name} {}", text(version, "name").unwrap_or("-"));
+            for key in ["reason", "message"] {
+                if let Some(value) = text(version, key).filter(|value| !value.is_empty()) {
+                    let _ = write!(line, ": {value}");
+                }
+            }
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// One line saying where a reconcile stands: Ready versions, then the work under way, e.g.

@@ -1,4 +1,5 @@
 //! Helpers for running the real `mistpipe` binary against real files in temp dirs.
+#![allow(dead_code)] // Each test crate uses a different part of this module.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -48,7 +49,7 @@ pub fn mistpipe(cwd: &Path, args: &[&str]) -> Out {
 pub fn mistpipe_with_stdin(cwd: &Path, args: &[&str], stdin: &str) -> Out {
     let mut cmd = assert_cmd::Command::cargo_bin("mistpipe").expect("the mistpipe binary is built");
     cmd.current_dir(cwd).args(args).write_stdin(stdin);
-    for var in GIT_ENV {
+    for var in GIT_ENV.iter().chain(SERVER_ENV) {
         cmd.env_remove(var);
     }
     let output = cmd.output().expect("mistpipe runs");
@@ -286,4 +287,26 @@ pub fn git_commit_all(repo: &git2::Repository, message: &str) -> String {
     )
     .unwrap()
     .to_string()
+}
+
+/// The environment variables through which `mistpipe` could find a server or a token.
+const SERVER_ENV: &[&str] = &["MIST_SERVER", "MIST_TOKEN"];
+
+/// Runs `mistpipe args…` in `cwd` with `stdin` as standard input and `env` set (the
+/// caller's MIST_SERVER and MIST_TOKEN removed first).
+pub fn mistpipe_with_env(cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
+    let mut cmd = assert_cmd::Command::cargo_bin("mistpipe").expect("the mistpipe binary is built");
+    cmd.current_dir(cwd).args(args).write_stdin(stdin);
+    for var in GIT_ENV.iter().chain(SERVER_ENV) {
+        cmd.env_remove(var);
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let output = cmd.output().expect("mistpipe runs");
+    Out {
+        code: output.status.code().expect("mistpipe exited, not killed"),
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    }
 }

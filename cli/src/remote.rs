@@ -1,0 +1,333 @@
+//! Talking to a Mist server's read API (docs/api.md) for `status` and `plan`: where the
+//! server is, the bearer token (from a file, `MIST_TOKEN`, or a login with `--user`), and
+//! `GET`s that turn every way a request can go wrong into a sentence an admin can act on.
+//!
+//! The token and the password are never printed, logged or put into an error: the
+//! `Authorization` header is marked sensitive, and no message quotes a request body.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::StatusCode;
+use reqwest::Url;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde_json::Value;
+
+use crate::password;
+
+/// The environment variable that may hold the token.
+pub(crate) const TOKEN_ENV: &str = "MIST_TOKEN";
+
+/// How long to wait for a connection, then for a whole answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest answer read: the catalog of a circle of friends is far smaller.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Where the server is and how to sign in; shared by every command that asks a server.
+#[derive(clap::Args)]
+pub(crate) struct ServerArgs {
+    /// The server's base URL, e.g. `https://mist.example.org` or `http://127.0.0.1:8080`.
+    #[arg(long, env = "MIST_SERVER", value_name = "URL")]
+    server: String,
+    /// A file holding a bearer token (from `POST /v1/auth/login`); surrounding whitespace is
+    /// ignored. Without this or --user, the token comes from the MIST_TOKEN variable.
+    #[arg(long, value_name = "PATH", conflicts_with = "user")]
+    token_file: Option<PathBuf>,
+    /// Log in as this user: the password is asked for without echo, or read from the first
+    /// line of standard input when that is not a terminal.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+/// A signed-in connection to one server.
+pub(crate) struct Session {
+    client: Client,
+    base: Url,
+    authorization: HeaderValue,
+    /// Who the server says the caller is, when known (after a login).
+    pub(crate) role: Option<String>,
+}
+
+impl Session {
+    /// Checks the URL, finds the token (logging in if asked) and returns the session. Nothing
+    /// but the login is sent yet.
+    pub(crate) fn open(args: &ServerArgs) -> anyhow::Result<Session> {
+        // reqwest's rustls needs a process-wide crypto provider; only the first call installs
+        // it, and a second (from another thread) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = parse_base_url(&args.server)?;
+        let client = Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // A redirect would carry the token somewhere else; say where instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mistpipe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        let (token, role) = match (&args.token_file, &args.user) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                (
+                    checked_token(text.trim(), &path.display().to_string())?,
+                    None,
+                )
+            }
+            (None, Some(user)) => {
+                let (token, role) = login(&client, &base, user)?;
+                (token, Some(role))
+            }
+            (None, None) => match std::env::var(TOKEN_ENV) {
+                Ok(text) => (checked_token(text.trim(), TOKEN_ENV)?, None),
+                Err(_) => bail!(
+                    "no credentials: pass --token-file PATH or --user NAME, or set {TOKEN_ENV}"
+                ),
+            },
+        };
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow!("the token cannot be sent in an HTTP header"))?;
+        authorization.set_sensitive(true);
+        Ok(Session {
+            client,
+            base,
+            authorization,
+            role,
+        })
+    }
+
+    /// The server's base URL, as given.
+    pub(crate) fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET` a JSON document at `segments` below the base URL (each segment escaped).
+    pub(crate) fn get_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
+        let url = endpoint(&self.base, segments);
+        let response = self
+            .client
+            .get(url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .map_err(|e| cannot_reach(&url, &e))?;
+        let status = response.status();
+        let body = read_body(response, &url)?;
+        if status.is_success() {
+            return json_body(&body, &url);
+        }
+        Err(refusal(&url, status, &body))
+    }
+}
+
+/// The base URL: http or https, no credentials, query or fragment; a trailing `/` ignored.
+fn parse_base_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text).with_context(|| {
+        format!("--server {text:?} is not a URL; give one like http://127.0.0.1:8080")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--server {text:?} must be an http:// or https:// URL");
+    }
+    if url.cannot_be_a_base() || url.host_str().is_none() {
+        bail!("--server {text:?} has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("--server must not hold credentials; use --token-file, --user or {TOKEN_ENV}");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("--server {text:?} must not have a query or a fragment");
+    }
+    Ok(url)
+}
+
+/// `base` with `segments` appended as escaped path segments.
+fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("checked: the base URL can be a base")
+        .pop_if_empty()
+        .extend(segments);
+    url
+}
+
+/// A token from `source` (a file name or the variable), checked without quoting it.
+fn checked_token(token: &str, source: &str) -> anyhow::Result<String> {
+    if token.is_empty() {
+        bail!("{source} holds no token");
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("{source} does not hold a token: a token is one word of printable ASCII");
+    }
+    Ok(token.to_string())
+}
+
+/// Logs in as `user` with a password from the terminal or standard input; the token and
+/// the role the server reports.
+fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, String)> {
+    let password = if password::stdin_is_terminal() {
+        password::prompt(&format!("Password for {user} at {base}: "))?
+    } else {
+        password::first_line_of_stdin()?
+    };
+    if password.is_empty() {
+        bail!("no password given for {user}");
+    }
+    let url = endpoint(base, &["v1", "auth", "login"]);
+    let body = serde_json::json!({ "user": user, "password": password }).to_string();
+    drop(password);
+    let response = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .map_err(|e| cannot_reach(&url, &e))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let bytes = read_body(response, &url)?;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => bail!(
+            "login as {user} refused: the user name or password is wrong, or the user is disabled"
+        ),
+        StatusCode::TOO_MANY_REQUESTS => bail!(
+            "login as {user} refused: too many failed logins; try again in {} s",
+            retry_after.as_deref().unwrap_or("a few")
+        ),
+        _ => return Err(refusal(&url, status, &bytes)),
+    }
+    let answer = json_body(&bytes, &url)?;
+    let token = answer
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| nonsense(&url, "no `token` in the login answer"))?;
+    let role = answer
+        .get("role")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    Ok((checked_token(token, "the login answer")?, role))
+}
+
+fn read_body(response: Response, url: &Url) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    response
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow!("the connection to {url} broke while reading the answer: {e}"))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        bail!(
+            "the answer from {url} is larger than {MAX_BODY_BYTES} bytes; is --server a Mist server?"
+        );
+    }
+    Ok(bytes)
+}
+
+fn json_body(bytes: &[u8], url: &Url) -> anyhow::Result<Value> {
+    serde_json::from_slice(bytes).map_err(|_| nonsense(url, "the answer is not JSON"))
+}
+
+/// An answer that is not what a Mist server says.
+pub(crate) fn nonsense(url: &Url, what: &str) -> anyhow::Error {
+    anyhow!("unexpected answer from {url}: {what}; is --server a Mist server of this version?")
+}
+
+fn cannot_reach(url: &Url, error: &reqwest::Error) -> anyhow::Error {
+    let reason = if error.is_timeout() {
+        "it did not answer in time".to_string()
+    } else if error.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "the request failed".to_string()
+    };
+    // The innermost cause names what went wrong (refused, DNS, TLS); it never holds the
+    // token, which is only in a sensitive header.
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let causes = if std::ptr::addr_eq(cause, error as &dyn std::error::Error) {
+        String::new()
+    } else {
+        format!(": {cause}")
+    };
+    anyhow!("cannot reach the server at {url}: {reason}{causes}")
+}
+
+/// A non-success answer as a sentence: what it means for the admin, and the server's own
+/// fixed phrase (`{"error": …}`) when it sent one.
+fn refusal(url: &Url, status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let phrase = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| {
+            value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let meaning = match status {
+        StatusCode::UNAUTHORIZED => {
+            "the server refused the token: it is invalid or expired, or its user was disabled or \
+             removed; log in again (--user NAME)"
+                .to_string()
+        }
+        StatusCode::FORBIDDEN => "this needs an admin's token".to_string(),
+        StatusCode::NOT_FOUND => {
+            "not found; is --server the base URL of a Mist server?".to_string()
+        }
+        status if status.is_redirection() => {
+            "the server redirects; give the URL it points to as --server".to_string()
+        }
+        status => format!("the server answered {status}"),
+    };
+    match phrase {
+        Some(phrase) => anyhow!("{url}: {meaning} (server says: {phrase})"),
+        None => anyhow!("{url}: {meaning} ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_joined() {
+        let url = parse_base_url("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            endpoint(&url, &["v1", "status"]).as_str(),
+            "http://127.0.0.1:8080/v1/status"
+        );
+        let url = parse_base_url("https://example.org/mist/").unwrap();
+        assert_eq!(
+            endpoint(&url, &["v1", "games", "a b/../c"]).as_str(),
+            "https://example.org/mist/v1/games/a%20b%2F..%2Fc"
+        );
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://example.org",
+            "http://user:pw@example.org",
+            "http://example.org/?x=1",
+            "not a url",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_without_being_quoted() {
+        assert_eq!(checked_token("abc.def", "f").unwrap(), "abc.def");
+        for bad in ["", "two words", "tab\there", "é"] {
+            let message = checked_token(bad, "the file").unwrap_err().to_string();
+            assert!(
+                bad.is_empty() || !message.contains(bad),
+                "{message} quotes the token"
+            );
+        }
+    }
+}

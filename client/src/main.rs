@@ -1,0 +1,428 @@
+//! `mist`, the friends' client: get games from a Mist server and keep them up to date.
+//!
+//! Exit codes: 0 success, 1 the command failed (the message says why; installs are left at
+//! the old version or the new one), 2 wrong usage.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use mist_client::dirs::Dirs;
+use mist_client::download::{DownloadOptions, parse_rate};
+use mist_client::ops::{self, Context, UpdateSummary};
+use mist_client::progress::Progress;
+
+/// Get games from a Mist server and keep them up to date, downloading only what changed.
+///
+/// Log in once with `mist login --server URL`; the token is kept in the config folder
+/// (MIST_CONFIG_DIR, else $XDG_CONFIG_HOME/mist, else ~/.config/mist) with mode 0600.
+/// Installed games' state and partial downloads live in the data folder (MIST_DATA_DIR, else
+/// $XDG_DATA_HOME/mist, else ~/.local/share/mist). Every command can be stopped at any
+/// moment: an install is always the old version or the new one, and running the same command
+/// again finishes the job, resuming downloads where they stopped.
+#[derive(Parser)]
+#[command(name = "mist", version, max_term_width = 100)]
+#[command(
+    after_help = "Examples:\n  mist login --server https://mist.example:8080 --user alice\n  \
+    mist list\n  mist install starfall\n  mist update --all\n  mist launch starfall -- --windowed\n\n\
+    Exit codes: 0 success, 1 the command failed, 2 wrong usage."
+)]
+struct Cli {
+    /// No progress bars (they are also hidden when standard error is not a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(flatten)]
+    download: DownloadArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// Artifacts downloaded at once.
+    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16), env = "MIST_JOBS")]
+    jobs: u16,
+
+    /// The most bytes per second over all downloads, e.g. 500K, 2M, 1G.
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate, env = "MIST_LIMIT_RATE")]
+    limit_rate: Option<u64>,
+
+    /// Failed attempts in a row before a download gives up (waits double after each).
+    #[arg(long, global = true, default_value_t = 6)]
+    retries: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in and save the token (mode 0600; never printed).
+    ///
+    /// The password is asked without echo on a terminal, or read as one line from standard
+    /// input otherwise (`pass show mist | mist login --user alice`).
+    Login {
+        /// The server, e.g. https://mist.example:8080 (default: the last one used).
+        #[arg(long, env = "MIST_SERVER")]
+        server: Option<String>,
+        /// The user name (asked on a terminal when missing).
+        #[arg(long, env = "MIST_USER")]
+        user: Option<String>,
+    },
+    /// List the games on the server, what is installed and which updates are waiting.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a game.
+    #[command(after_help = "Examples:\n  mist install starfall\n  \
+        mist install starfall --version 1.0.0 --dir ~/Games/starfall")]
+    Install {
+        /// The game's name, as `mist list` shows it.
+        game: String,
+        /// The version (default: the newest).
+        #[arg(long)]
+        version: Option<String>,
+        /// The folder to install into, which must be new or empty (default: the library in
+        /// the data folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Update a game, or every installed game, to the newest version.
+    ///
+    /// Downloads the cheapest route the server plans (tree deltas, a skip delta or the
+    /// pack) and applies it; files the update does not change are not rewritten. Also
+    /// finishes an update that was interrupted.
+    Update {
+        /// The game to update.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        game: Option<String>,
+        /// Update every installed game.
+        #[arg(long)]
+        all: bool,
+        /// Print the summaries as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every installed file with the manifest of its version.
+    Verify {
+        /// The game.
+        game: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a game: its folder, partial downloads and local state.
+    Uninstall {
+        /// The game.
+        game: String,
+    },
+    /// Start a game with the server's launch command, adding ARGS.
+    Launch {
+        /// The game.
+        game: String,
+        /// Arguments passed to the game after the server's own.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Show the login and the installed games (no network).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let context = Context {
+        dirs: Dirs::from_env()?,
+        progress: Progress::new(cli.quiet),
+        download: DownloadOptions {
+            jobs: usize::from(cli.download.jobs),
+            limit_rate: cli.download.limit_rate,
+            retries: cli.download.retries,
+            ..DownloadOptions::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Login { server, user } => {
+            let user = match user {
+                Some(user) => user,
+                None => prompt_user()?,
+            };
+            let password = read_password()?;
+            let credentials =
+                runtime.block_on(ops::login(&context.dirs, server, &user, &password))?;
+            writeln!(
+                stdout,
+                "Logged in to {} as {}; token saved in {}",
+                credentials.server,
+                credentials.user,
+                context.dirs.credentials().display()
+            )?;
+        }
+        Command::List { json } => {
+            let rows = runtime.block_on(ops::list(&context))?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{:<20} {:<12} {:<12} TITLE",
+                    "GAME", "LATEST", "INSTALLED"
+                )?;
+                for row in rows {
+                    let installed = match (&row.installed, row.update_available) {
+                        (Some(version), true) => format!("{version} *"),
+                        (Some(version), false) => version.clone(),
+                        (None, _) => "-".into(),
+                    };
+                    writeln!(
+                        stdout,
+                        "{:<20} {:<12} {:<12} {}",
+                        row.name,
+                        row.latest.as_deref().unwrap_or("-"),
+                        installed,
+                        row.title
+                    )?;
+                }
+            }
+        }
+        Command::Install {
+            game,
+            version,
+            dir,
+            json,
+        } => {
+            let summary = runtime.block_on(ops::install(
+                &context,
+                &game,
+                version.as_deref(),
+                dir.as_deref(),
+            ));
+            print_summaries(
+                &mut stdout,
+                &[finish_line(summary, "installing", &game)?],
+                json,
+            )?;
+        }
+        Command::Update { game, all, json } => {
+            let games = match (game, all) {
+                (Some(game), _) => vec![game],
+                (None, _) => ops::installed_games(&context)?,
+            };
+            let mut summaries = Vec::new();
+            let mut failed = 0;
+            for game in &games {
+                match finish_line(
+                    runtime.block_on(ops::update(&context, game)),
+                    "updating",
+                    game,
+                ) {
+                    Ok(summary) => summaries.push(summary),
+                    Err(error) if games.len() > 1 => {
+                        eprintln!("error: {error:#}");
+                        failed += 1;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            print_summaries(&mut stdout, &summaries, json)?;
+            if failed > 0 {
+                bail!("{failed} of {} updates failed", games.len());
+            }
+        }
+        Command::Verify { game, json } => {
+            let report = ops::verify(&context, &game)?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                for path in &report.missing {
+                    writeln!(stdout, "missing  {path}")?;
+                }
+                for path in &report.changed {
+                    writeln!(stdout, "changed  {path}")?;
+                }
+                for path in &report.extra {
+                    writeln!(stdout, "extra    {path}")?;
+                }
+            }
+            if !report.is_clean() {
+                bail!(
+                    "{game} is damaged: {} missing, {} changed; reinstall it with \
+                     `mist uninstall {game}` and `mist install {game}`",
+                    report.missing.len(),
+                    report.changed.len()
+                );
+            }
+            eprintln!(
+                "{game} {} is intact ({} extra files not from the game)",
+                report.version.as_deref().unwrap_or("?"),
+                report.extra.len()
+            );
+        }
+        Command::Uninstall { game } => {
+            let dir = ops::uninstall(&context, &game)?;
+            writeln!(stdout, "Uninstalled {game} (removed {})", dir.display())?;
+        }
+        Command::Launch { game, args } => {
+            let mut command = ops::launch_command(&context, &game, &args)?;
+            drop(stdout);
+            let error = std::os::unix::process::CommandExt::exec(&mut command);
+            bail!("failed to start {game}: {error}");
+        }
+        Command::Status { json } => {
+            let report = ops::status(&context)?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                match (&report.server, &report.user) {
+                    (Some(server), Some(user)) => {
+                        writeln!(stdout, "Logged in to {server} as {user}")?;
+                    }
+                    _ => writeln!(stdout, "Not logged in (run `mist login --server URL`)")?,
+                }
+                for game in &report.games {
+                    let version = match (&game.version, &game.interrupted_towards) {
+                        (_, Some(to)) => format!("interrupted on the way to {to}"),
+                        (Some(version), None) => version.clone(),
+                        (None, None) => "install not finished".into(),
+                    };
+                    writeln!(
+                        stdout,
+                        "{:<20} {:<30} {} files, {} bytes in {}",
+                        game.game,
+                        version,
+                        game.n_files,
+                        game.size,
+                        game.dir.display()
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the final line of an install or update on standard error, success or failure.
+fn finish_line(
+    summary: anyhow::Result<UpdateSummary>,
+    verb: &str,
+    game: &str,
+) -> anyhow::Result<UpdateSummary> {
+    match summary {
+        Ok(summary) => {
+            let line = match summary.outcome {
+                "upToDate" => format!("{game} is up to date ({})", summary.to),
+                outcome => {
+                    let ratio = summary
+                        .full_bytes
+                        .filter(|full| *full > 0)
+                        .map(|full| {
+                            format!(
+                                ", {:.0} % of a full download",
+                                100.0 * summary.downloaded_bytes as f64 / full as f64
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{game} {outcome}: {} → {} ({} route, {} bytes downloaded of {} planned{ratio})",
+                        summary.from.as_deref().unwrap_or("nothing"),
+                        summary.to,
+                        summary.route,
+                        summary.downloaded_bytes,
+                        summary.planned_bytes,
+                    )
+                }
+            };
+            eprintln!("{line}");
+            Ok(summary)
+        }
+        Err(error) => Err(error.context(format!("{verb} {game} failed"))),
+    }
+}
+
+fn print_summaries(
+    stdout: &mut impl Write,
+    summaries: &[UpdateSummary],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(summaries)?)?;
+    }
+    Ok(())
+}
+
+fn prompt_user() -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("pass --user NAME (the password is read from standard input)");
+    }
+    eprint!("User: ");
+    std::io::stderr().flush()?;
+    let mut user = String::new();
+    std::io::stdin().lock().read_line(&mut user)?;
+    let user = user.trim().to_owned();
+    if user.is_empty() {
+        bail!("no user name given");
+    }
+    Ok(user)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").context("failed to read the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("failed to read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

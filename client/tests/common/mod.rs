@@ -1,0 +1,278 @@
+//! One `mistd demo` for the whole test binary, served by `mistd run --role api` on loopback,
+//! and helpers to run `mist` against it with private config and data folders.
+//!
+//! The demo takes tens of seconds to converge, so every test shares it ([`server`]). The
+//! server is started from a thread that lives as long as the test process, with
+//! `PR_SET_PDEATHSIG`, so it dies with the test binary however that ends.
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The running demo server.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The friend's password.
+    pub password: String,
+    /// The demo's NAS: builds under `incoming/<game>/<version>`.
+    pub nas: PathBuf,
+}
+
+/// The shared server, started on first use.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start_server)
+}
+
+/// `mist` with its own folders under `home`.
+pub struct Client {
+    /// Config, data and install folders live below it.
+    pub home: tempfile::TempDir,
+}
+
+impl Client {
+    /// A client with fresh folders, logged in as the demo friend.
+    pub fn logged_in() -> Client {
+        let client = Client::new();
+        let server = server();
+        let output = client.run_with_stdin(
+            &["login", "--server", &server.url, "--user", "friend"],
+            &format!("{}\n", server.password),
+        );
+        assert_success(&output);
+        client
+    }
+
+    /// A client with fresh folders, not logged in.
+    pub fn new() -> Client {
+        Client {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The config folder.
+    pub fn config(&self) -> PathBuf {
+        self.home.path().join("config")
+    }
+
+    /// The data folder.
+    pub fn data(&self) -> PathBuf {
+        self.home.path().join("data")
+    }
+
+    /// A `mist` command with this client's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mist"));
+        command
+            .args(args)
+            .env("MIST_CONFIG_DIR", self.config())
+            .env("MIST_DATA_DIR", self.data())
+            .env("HOME", self.home.path())
+            .env_remove("MIST_SERVER")
+            .env_remove("MIST_USER")
+            .env_remove("MIST_JOBS")
+            .env_remove("MIST_LIMIT_RATE")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `mist` to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run mist")
+    }
+
+    /// Runs `mist` with `stdin` as its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mist");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `mist … --json` successfully and parses its standard output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run(&args);
+        assert_success(&output);
+        serde_json::from_slice(&output.stdout).expect("JSON on standard output")
+    }
+}
+
+/// Panics with both output streams unless `mist` succeeded.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "mist failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every file and folder below `dir`, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn target_dir() -> PathBuf {
+    // <target>/debug/deps/<test binary>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The `mistd` binary, built on demand: cargo does not build another package's binaries
+/// for a test, and artifact dependencies are unstable.
+fn mistd_bin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "mistd", "--bin", "mistd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build -p mistd");
+    assert!(status.success(), "cargo build -p mistd failed");
+    let bin = target_dir().join("mistd");
+    assert!(bin.is_file(), "{} is missing", bin.display());
+    bin
+}
+
+fn start_server() -> Server {
+    let mistd = mistd_bin();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("client-e2e-{}", std::process::id()));
+    remove_stale_demos();
+    std::fs::create_dir_all(&root).unwrap();
+    let demo = root.join("demo");
+    let output = Command::new(&mistd)
+        .arg("demo")
+        .arg("--dir")
+        .arg(&demo)
+        .arg("--no-serve")
+        .output()
+        .expect("run mistd demo");
+    assert!(output.status.success(), "mistd demo failed: {output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let password = stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.len() == 3 && words[0] == "friend")
+        .map(|words| words[2].to_owned())
+        .unwrap_or_else(|| panic!("no password for friend in:\n{stdout}"));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = std::fs::File::create(root.join("mistd.log")).unwrap();
+    let mut command = Command::new(&mistd);
+    command
+        .arg("run")
+        .args(["--role", "api", "--listen", &address.to_string()])
+        .arg("--data")
+        .arg(demo.join("data"))
+        .arg("--nas")
+        .arg(demo.join("nas"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The parent-death signal fires when the thread that forked exits, so fork from a
+    // thread that lives as long as the process.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = command.spawn().expect("start mistd run");
+        sender.send(()).unwrap();
+        let status = child.wait();
+        panic!("mistd run exited: {status:?}");
+    });
+    receiver.recv().unwrap();
+    wait_for("GET /healthz = 200", Duration::from_secs(60), || {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: mistd\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.starts_with("HTTP/1.1 200").then_some(())
+    });
+    Server {
+        url: format!("http://{address}"),
+        password,
+        nas: demo.join("nas"),
+    }
+}
+
+/// Removes the demos of earlier test runs whose process is gone (each is tens of MB).
+fn remove_stale_demos() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("client-e2e-"))
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}

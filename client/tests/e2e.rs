@@ -1,0 +1,317 @@
+//! `mist` end to end against a real `mistd` on loopback: log in, list, install, update by
+//! one version and by a jump, verify, uninstall, and a download killed with SIGKILL and
+//! resumed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Client, assert_success, server, tree, wait_for};
+use mist_games::manifest::{self, EntryKind};
+
+/// The manifest of a demo build on the NAS, the truth an install must match.
+fn build_manifest(game: &str, version: &str) -> manifest::Manifest {
+    manifest::scan(&server().nas.join("incoming").join(game).join(version)).unwrap()
+}
+
+/// (inode, mtime) of every file, to tell rewritten files from untouched ones.
+fn identities(dir: &Path) -> BTreeMap<String, (u64, i64, i64)> {
+    manifest::scan(dir)
+        .unwrap()
+        .entries
+        .into_iter()
+        .filter(|entry| matches!(entry.kind, EntryKind::File { .. }))
+        .map(|entry| {
+            let metadata = std::fs::symlink_metadata(dir.join(&entry.path)).unwrap();
+            (
+                entry.path,
+                (metadata.ino(), metadata.mtime(), metadata.mtime_nsec()),
+            )
+        })
+        .collect()
+}
+
+fn file_hashes(manifest: &manifest::Manifest) -> BTreeMap<&str, &EntryKind> {
+    manifest
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), &entry.kind))
+        .collect()
+}
+
+#[test]
+fn login_saves_a_private_token_and_never_prints_it() {
+    let server = server();
+    let client = Client::new();
+    let wrong = client.run_with_stdin(
+        &["login", "--server", &server.url, "--user", "friend"],
+        "not-the-password\n",
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong user name or password"),
+        "{wrong:?}"
+    );
+    assert!(!client.config().join("credentials.json").exists());
+
+    let output = client.run_with_stdin(
+        &["login", "--server", &server.url, "--user", "friend"],
+        &format!("{}\n", server.password),
+    );
+    assert_success(&output);
+    let path = client.config().join("credentials.json");
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let token = saved["token"].as_str().unwrap();
+    assert!(token.len() > 20);
+    let status = client.run(&["status"]);
+    for output in [&output, &status] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!text.contains(token), "the token was printed: {text}");
+        assert!(!text.contains(&server.password), "the password was printed");
+    }
+    let status = client.json(&["status"]);
+    assert_eq!(status["user"], "friend");
+    assert_eq!(status["games"], serde_json::json!([]));
+}
+
+#[test]
+fn commands_need_a_login() {
+    let client = Client::new();
+    let output = client.run(&["list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mist login"));
+}
+
+#[test]
+fn install_update_by_one_version_verify_and_uninstall() {
+    let client = Client::logged_in();
+    let list = client.json(&["list"]);
+    let starfall = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == "starfall")
+        .expect("starfall listed");
+    assert_eq!(starfall["latest"], "1.2.0");
+    assert_eq!(starfall["installed"], serde_json::Value::Null);
+
+    let dir = client.home.path().join("games/starfall");
+    let dir_arg = dir.to_str().unwrap();
+    let installed = client.json(&[
+        "install",
+        "starfall",
+        "--version",
+        "1.1.0",
+        "--dir",
+        dir_arg,
+    ]);
+    assert_eq!(installed[0]["outcome"], "installed");
+    assert_eq!(installed[0]["route"], "full");
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("starfall", "1.1.0")
+    );
+    let again = client.run(&["install", "starfall"]);
+    assert_eq!(again.status.code(), Some(1), "a second install is refused");
+
+    let list = client.json(&["list"]);
+    let starfall = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == "starfall")
+        .unwrap();
+    assert_eq!(starfall["installed"], "1.1.0");
+    assert_eq!(starfall["updateAvailable"], true);
+
+    let before = identities(&dir);
+    let updated = client.json(&["update", "starfall"]);
+    assert_eq!(updated[0]["outcome"], "updated");
+    assert_eq!(updated[0]["from"], "1.1.0");
+    assert_eq!(updated[0]["to"], "1.2.0");
+    assert_ne!(updated[0]["route"], "full");
+    let planned = updated[0]["plannedBytes"].as_u64().unwrap();
+    assert!(updated[0]["downloadedBytes"].as_u64().unwrap() <= planned * 105 / 100);
+    assert!(planned < updated[0]["fullBytes"].as_u64().unwrap());
+    let target = build_manifest("starfall", "1.2.0");
+    assert_eq!(manifest::scan(&dir).unwrap(), target);
+
+    // Files the update does not change are not rewritten.
+    let source = build_manifest("starfall", "1.1.0");
+    let (old, new) = (file_hashes(&source), file_hashes(&target));
+    let after = identities(&dir);
+    let unchanged: Vec<&str> = new
+        .iter()
+        .filter(|(path, kind)| {
+            matches!(kind, EntryKind::File { .. }) && old.get(*path) == Some(*kind)
+        })
+        .map(|(path, _)| *path)
+        .collect();
+    assert!(!unchanged.is_empty(), "the demo keeps some files");
+    for path in unchanged {
+        assert_eq!(before[path], after[path], "{path} was rewritten");
+    }
+
+    let up_to_date = client.json(&["update", "--all"]);
+    assert_eq!(up_to_date[0]["outcome"], "upToDate");
+
+    let verified = client.json(&["verify", "starfall"]);
+    assert_eq!(verified["missing"], serde_json::json!([]));
+    assert_eq!(verified["changed"], serde_json::json!([]));
+    std::fs::write(dir.join("README.txt"), b"scribbled").unwrap();
+    std::fs::remove_file(dir.join("data/config.ini")).unwrap();
+    std::fs::write(dir.join("my-save.dat"), b"a friend's save").unwrap();
+    let damaged = client.run(&["verify", "starfall", "--json"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&damaged.stdout).unwrap();
+    assert_eq!(report["changed"], serde_json::json!(["README.txt"]));
+    assert_eq!(report["missing"], serde_json::json!(["data/config.ini"]));
+    assert_eq!(report["extra"], serde_json::json!(["my-save.dat"]));
+
+    assert_success(&client.run(&["uninstall", "starfall"]));
+    assert_eq!(
+        tree(&client.home.path().join("games")),
+        Vec::<String>::new()
+    );
+    assert_eq!(tree(&client.data().join("games")), Vec::<String>::new());
+    assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+    assert_eq!(client.json(&["status"])["games"], serde_json::json!([]));
+    assert_eq!(
+        client.run(&["uninstall", "starfall"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn update_by_a_jump_over_several_versions() {
+    let client = Client::logged_in();
+    let installed = client.json(&["install", "starfall", "--version", "1.0.0"]);
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    assert!(
+        dir.starts_with(client.data()),
+        "the default library is in the data folder"
+    );
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("starfall", "1.0.0")
+    );
+
+    let updated = client.json(&["update", "starfall"]);
+    assert_eq!(updated[0]["from"], "1.0.0");
+    assert_eq!(updated[0]["to"], "1.2.0");
+    assert_ne!(updated[0]["route"], "full");
+    let planned = updated[0]["plannedBytes"].as_u64().unwrap();
+    assert!(updated[0]["downloadedBytes"].as_u64().unwrap() <= planned * 105 / 100);
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("starfall", "1.2.0")
+    );
+    let status = client.json(&["status"]);
+    assert_eq!(status["games"][0]["version"], "1.2.0");
+
+    assert_success(&client.run(&["uninstall", "starfall"]));
+    assert_eq!(tree(&client.data().join("library")), Vec::<String>::new());
+    assert_eq!(tree(&client.data().join("games")), Vec::<String>::new());
+}
+
+#[test]
+fn a_download_killed_mid_way_resumes_where_it_stopped() {
+    let client = Client::logged_in();
+    let downloads = client.data().join("downloads");
+    // Slow enough to be caught mid-way: the pack is over a megabyte.
+    let mut child = client
+        .command(&[
+            "install",
+            "lantern",
+            "--version",
+            "1.0",
+            "--limit-rate",
+            "256K",
+        ])
+        .spawn()
+        .unwrap();
+    let (part, killed_at) = wait_for("a partial download", Duration::from_secs(60), || {
+        let entries = std::fs::read_dir(&downloads).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "part"))
+            .find_map(|path| {
+                let len = std::fs::metadata(&path).ok()?.len();
+                (len > 64 * 1024).then_some((path, len))
+            })
+    });
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert!(kept >= killed_at, "the partial data survived the kill");
+    let status = client.json(&["status"]);
+    assert_eq!(status["games"][0]["version"], serde_json::Value::Null);
+
+    let resumed = client.json(&["install", "lantern"]);
+    assert_eq!(resumed[0]["to"], "1.0");
+    let planned = resumed[0]["plannedBytes"].as_u64().unwrap();
+    let downloaded = resumed[0]["downloadedBytes"].as_u64().unwrap();
+    assert!(
+        downloaded + kept <= planned + 64 * 1024,
+        "{downloaded} bytes downloaded again of {planned}; {kept} were on disk"
+    );
+    let dir = Path::new(resumed[0]["dir"].as_str().unwrap()).to_owned();
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("lantern", "1.0")
+    );
+    assert!(!part.exists());
+    assert_eq!(tree(&downloads), Vec::<String>::new());
+}
+
+/// The client killed at many points of applying an update (the engine's fault injection
+/// aborts the process after its N-th filesystem step): the install is always the old version
+/// or the new one once the engine's recovery ran, and running `mist update` again finishes
+/// it.
+#[test]
+fn an_update_killed_while_applying_is_old_or_new_and_a_rerun_finishes_it() {
+    let client = Client::logged_in();
+    let old = build_manifest("starfall", "1.1.0");
+    let new = build_manifest("starfall", "1.2.0");
+    let mut n_interrupted = 0;
+    for fault_after in [1, 2, 3, 4, 6, 8, 10, 12, 15, 18, 21, 24] {
+        let installed = client.json(&["install", "starfall", "--version", "1.1.0"]);
+        let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+        let output = client
+            .command(&["update", "starfall"])
+            .env("MIST_FAULT_AFTER_OPS", fault_after.to_string())
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            n_interrupted += 1;
+        }
+        // A kill during the commit leaves a journal; the engine's recovery (which every
+        // `mist` command that touches the install runs first) settles it.
+        mist_games::install::recover(&dir).unwrap();
+        let on_disk = manifest::scan(&dir).unwrap();
+        assert!(
+            on_disk == old || on_disk == new,
+            "after a fault at step {fault_after} the install is neither 1.1.0 nor 1.2.0"
+        );
+        let finished = client.json(&["update", "starfall"]);
+        assert_eq!(manifest::scan(&dir).unwrap(), new, "{finished:#}");
+        assert_eq!(client.json(&["status"])["games"][0]["version"], "1.2.0");
+        assert_success(&client.run(&["uninstall", "starfall"]));
+    }
+    assert!(
+        n_interrupted >= 10,
+        "only {n_interrupted} runs were interrupted"
+    );
+    assert_eq!(tree(&client.data().join("library")), Vec::<String>::new());
+    assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+}
