@@ -211,6 +211,7 @@ impl Nginx {
             .arg(prefix.path())
             .arg("-c")
             .arg(&conf)
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
@@ -230,7 +231,11 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers before it exits (SIGKILL would orphan them).
+        // SAFETY: kill(2) on our own child's pid, which `wait` has not reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
         let _ = self.child.wait();
     }
 }
