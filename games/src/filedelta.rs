@@ -869,7 +869,12 @@ fn decompress(
 pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     let parsed = parse(patch)?;
     let header = parsed.header;
-    let source_hash = hash(old);
+    // The streams of a diff decode (bounded by the header) while the old file is hashed;
+    // nothing is rebuilt before the old file has been checked.
+    let (source_hash, decoded) = rayon::join(
+        || hash(old),
+        || header.method.is_diff().then(|| decode_diff_streams(&parsed)),
+    );
     if old.len() as u64 != header.source_size || source_hash.as_bytes() != &header.source_hash {
         return Err(DeltaError::SourceMismatch {
             expected: blake3::Hash::from_bytes(header.source_hash)
@@ -882,38 +887,23 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     }
     let target_len =
         usize::try_from(header.target_size).map_err(|_| corrupt("target too large"))?;
-    let target = match header.method {
-        Method::Full => decompress(
+    let target = match (header.method, decoded) {
+        (Method::Full, _) => decompress(
             parsed.streams[0].0,
             parsed.streams[0].1,
             header.target_size,
             None,
         )?,
-        Method::Prefix => decompress(
+        (Method::Prefix, _) => decompress(
             parsed.streams[0].0,
             parsed.streams[0].1,
             header.target_size,
             Some(old),
         )?,
-        Method::Diff | Method::DiffX86 => {
-            // Bounds: each control and each run takes at least one byte per byte it covers
-            // or is bounded by the target size.
-            let bound = header.target_size.saturating_mul(2).saturating_add(16);
-            let limits = [
-                bound,
-                bound,
-                header.target_size,
-                header.target_size,
-                header.target_size.saturating_mul(4).saturating_add(16),
-            ];
-            let mut decoded: Vec<Result<Vec<u8>, DeltaError>> = Vec::with_capacity(5);
-            parsed
-                .streams
-                .par_iter()
-                .zip(limits)
-                .map(|((info, stored), limit)| decompress(*info, stored, limit, None))
-                .collect_into_vec(&mut decoded);
-            let mut decoded = decoded.into_iter();
+        (Method::Diff | Method::DiffX86, decoded) => {
+            let mut decoded = decoded
+                .ok_or_else(|| corrupt("missing streams"))?
+                .into_iter();
             let mut next = || {
                 decoded
                     .next()
@@ -941,6 +931,28 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
         });
     }
     Ok(target)
+}
+
+/// Decodes the streams of a diff in parallel, each bounded: a control or a run takes at
+/// least one byte per byte it covers or is bounded by the target size.
+fn decode_diff_streams(parsed: &Parsed<'_>) -> Vec<Result<Vec<u8>, DeltaError>> {
+    let header = parsed.header;
+    let bound = header.target_size.saturating_mul(2).saturating_add(16);
+    let limits = [
+        bound,
+        bound,
+        header.target_size,
+        header.target_size,
+        header.target_size.saturating_mul(4).saturating_add(16),
+    ];
+    let mut decoded = Vec::with_capacity(parsed.streams.len());
+    parsed
+        .streams
+        .par_iter()
+        .zip(limits)
+        .map(|((info, stored), limit)| decompress(*info, stored, limit, None))
+        .collect_into_vec(&mut decoded);
+    decoded
 }
 
 /// Reads the run-length-coded differences one add region at a time.
