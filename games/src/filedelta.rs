@@ -513,6 +513,27 @@ fn learn_targets(old: &[u8], new: &[u8], controls: &[Control]) -> Vec<(u64, u64)
     targets
 }
 
+/// The bytes the new file's add region `c` (at `new_pos`) is diffed against: the old bytes,
+/// with branch operands predicted when there is a predictor (written into `scratch`).
+fn add_base<'a>(
+    old: &'a [u8],
+    c: &Control,
+    new_pos: usize,
+    predictor: Option<&Predictor>,
+    scratch: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    let old_region = &old[c.old_pos..c.old_pos + c.add];
+    match predictor {
+        Some(predictor) => {
+            scratch.clear();
+            scratch.extend_from_slice(old_region);
+            predict_branches(old, c, new_pos, predictor, scratch);
+            scratch
+        }
+        None => old_region,
+    }
+}
+
 /// How many bytes of the add regions differ from their base, with or without prediction.
 fn changed_bytes(
     old: &[u8],
@@ -522,18 +543,9 @@ fn changed_bytes(
 ) -> usize {
     let mut changed = 0;
     let mut new_pos = 0usize;
-    let mut predicted = Vec::new();
+    let mut scratch = Vec::new();
     for c in controls {
-        let old_region = &old[c.old_pos..c.old_pos + c.add];
-        let base = match predictor {
-            Some(predictor) => {
-                predicted.clear();
-                predicted.extend_from_slice(old_region);
-                predict_branches(old, c, new_pos, predictor, &mut predicted);
-                &predicted[..]
-            }
-            None => old_region,
-        };
+        let base = add_base(old, c, new_pos, predictor, &mut scratch);
         changed += new[new_pos..new_pos + c.add]
             .iter()
             .zip(base)
@@ -581,17 +593,9 @@ fn encode_streams(
     let mut extra = Vec::new();
     let (mut zeros, mut nonzeros) = (0u64, 0u64);
     let mut new_pos = 0usize;
-    let mut predicted = Vec::new();
+    let mut scratch = Vec::new();
     for c in controls {
-        let base = match predictor {
-            Some(predictor) => {
-                predicted.clear();
-                predicted.extend_from_slice(&old[c.old_pos..c.old_pos + c.add]);
-                predict_branches(old, c, new_pos, predictor, &mut predicted);
-                &predicted[..]
-            }
-            None => &old[c.old_pos..c.old_pos + c.add],
-        };
+        let base = add_base(old, c, new_pos, predictor, &mut scratch);
         for (n, o) in new[new_pos..new_pos + c.add].iter().zip(base) {
             let d = n.wrapping_sub(*o);
             if d == 0 {
@@ -873,7 +877,12 @@ pub fn apply(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     // nothing is rebuilt before the old file has been checked.
     let (source_hash, decoded) = rayon::join(
         || hash(old),
-        || header.method.is_diff().then(|| decode_diff_streams(&parsed)),
+        || {
+            header
+                .method
+                .is_diff()
+                .then(|| decode_diff_streams(&parsed))
+        },
     );
     if old.len() as u64 != header.source_size || source_hash.as_bytes() != &header.source_hash {
         return Err(DeltaError::SourceMismatch {
@@ -1041,8 +1050,8 @@ fn rebuild(
     }
     let [adds, copies, seeks] = columns;
 
-    // The add regions' alignment, checked, before anything is written: predicting branch
-    // targets needs all of it.
+    // The add regions, checked before anything is written (predicting branch targets needs
+    // all of them).
     let mut regions = Vec::with_capacity(n_controls);
     {
         let (mut out_at, mut expected_old) = (0usize, 0i64);
@@ -1078,46 +1087,24 @@ fn rebuild(
         zeros_left: 0,
         nonzeros_left: 0,
     };
-    let (mut out_at, mut extra_at, mut expected_old) = (0usize, 0usize, 0i64);
-    for idx in 0..n_controls {
-        let add = usize::try_from(adds[idx]).map_err(|_| corrupt("huge add"))?;
-        let copy = usize::try_from(copies[idx]).map_err(|_| corrupt("huge copy"))?;
-        let old_pos = expected_old
-            .checked_add(unzigzag(seeks[idx]))
-            .ok_or_else(|| corrupt("a seek overflows"))?;
-        let old_pos =
-            usize::try_from(old_pos).map_err(|_| corrupt("a seek goes before the old file"))?;
-        let add_end = out_at
-            .checked_add(add)
-            .filter(|e| *e <= target_len)
-            .ok_or_else(|| corrupt("controls produce more than the target size"))?;
-        let old_end = old_pos
-            .checked_add(add)
-            .filter(|e| *e <= old.len())
-            .ok_or_else(|| corrupt("an add region lies outside the old file"))?;
-        out[out_at..add_end].copy_from_slice(&old[old_pos..old_end]);
+    // Every region was checked above: its old bytes lie in the old file and the output
+    // stays within the target size.
+    let (mut out_at, mut extra_at) = (0usize, 0usize);
+    for region in &regions {
+        let add_end = out_at + region.add;
+        out[out_at..add_end].copy_from_slice(&old[region.old_pos..region.old_pos + region.add]);
         if let Some(predictor) = &predictor {
-            predict_branches(
-                old,
-                &regions[idx],
-                out_at,
-                predictor,
-                &mut out[out_at..add_end],
-            );
+            predict_branches(old, region, out_at, predictor, &mut out[out_at..add_end]);
         }
         reader.add_into(&mut out[out_at..add_end])?;
-        let copy_end = add_end
-            .checked_add(copy)
-            .filter(|e| *e <= target_len)
-            .ok_or_else(|| corrupt("controls produce more than the target size"))?;
+        let copy_end = add_end + region.copy;
         let extra_end = extra_at
-            .checked_add(copy)
+            .checked_add(region.copy)
             .filter(|e| *e <= extra.len())
             .ok_or_else(|| corrupt("the extra stream is too short"))?;
         out[add_end..copy_end].copy_from_slice(&extra[extra_at..extra_end]);
         out_at = copy_end;
         extra_at = extra_end;
-        expected_old = old_end as i64;
     }
     if out_at != target_len || !reader.finished() || extra_at != extra.len() {
         return Err(corrupt("the streams do not add up to the target"));
