@@ -69,7 +69,10 @@ pub enum DownloadError {
     #[error("refusing to download {0:?}: not a content digest")]
     BadDigest(String),
     /// The bytes never matched the digest.
-    #[error("artifact {digest} was corrupt twice (got {actual}); the server's copy may be damaged")]
+    #[error(
+        "digest mismatch: artifact {digest} arrived corrupt twice (the second time its digest \
+         was {actual}); the server's copy may be damaged"
+    )]
     Corrupt {
         /// The digest wanted.
         digest: String,

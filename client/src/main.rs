@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use mist_client::dirs::Dirs;
 use mist_client::download::{DownloadOptions, parse_rate};
 use mist_client::ops::{self, Context, UpdateSummary};
-use mist_client::progress::Progress;
+use mist_client::progress::{Progress, ProgressMode};
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
 ///
@@ -33,6 +33,11 @@ struct Cli {
     /// No progress bars (they are also hidden when standard error is not a terminal).
     #[arg(long, short, global = true)]
     quiet: bool,
+
+    /// How progress is shown: `auto` (bars on a terminal), `plain` (lines like
+    /// `download 1048576/5242880` on standard error, for scripts) or `none`.
+    #[arg(long, global = true, value_name = "MODE", default_value = "auto", value_parser = ["auto", "plain", "none"], env = "MIST_PROGRESS")]
+    progress: String,
 
     #[command(flatten)]
     download: DownloadArgs,
@@ -163,7 +168,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context {
         dirs: Dirs::from_env()?,
-        progress: Progress::new(cli.quiet),
+        progress: Progress::with_mode(match cli.progress.as_str() {
+            _ if cli.quiet => ProgressMode::Off,
+            "plain" => ProgressMode::Plain,
+            "none" => ProgressMode::Off,
+            _ => ProgressMode::Auto,
+        }),
         download: DownloadOptions {
             jobs: usize::from(cli.download.jobs),
             limit_rate: cli.download.limit_rate,

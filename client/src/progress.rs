@@ -1,5 +1,7 @@
 //! Progress bars on standard error, one per stage, hidden with `--quiet` or when standard
-//! error is not a terminal.
+//! error is not a terminal. `--progress plain` (or `MIST_PROGRESS=plain`) prints plain lines
+//! instead, for scripts and tests: `<stage> <done>/<total> [message]`, e.g.
+//! `download 1048576/5242880`, a few times a second and once more when the stage ends.
 //!
 //! Bars only move forward: a download that has to start an artifact over does not count its
 //! bytes twice, and each artifact's last byte is only counted once its digest is verified,
@@ -11,22 +13,43 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Bars when standard error is a terminal, nothing otherwise.
+    Auto,
+    /// Plain `<stage> <done>/<total>` lines on standard error, terminal or not.
+    Plain,
+    /// Nothing.
+    Off,
+}
+
 /// Where the bars go.
 #[derive(Clone)]
 pub struct Progress {
     multi: MultiProgress,
+    plain: bool,
 }
 
 impl Progress {
     /// Bars on standard error unless `quiet` or standard error is not a terminal.
     pub fn new(quiet: bool) -> Progress {
-        let target = if quiet || !std::io::stderr().is_terminal() {
-            ProgressDrawTarget::hidden()
+        Progress::with_mode(if quiet {
+            ProgressMode::Off
         } else {
-            ProgressDrawTarget::stderr()
+            ProgressMode::Auto
+        })
+    }
+
+    /// Progress shown as `mode` says.
+    pub fn with_mode(mode: ProgressMode) -> Progress {
+        let target = match mode {
+            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressDrawTarget::stderr(),
+            _ => ProgressDrawTarget::hidden(),
         };
         Progress {
             multi: MultiProgress::with_draw_target(target),
+            plain: mode == ProgressMode::Plain,
         }
     }
 
@@ -35,31 +58,41 @@ impl Progress {
         Progress::new(true)
     }
 
-    /// A byte counter with rate and ETA, e.g. for downloads.
-    pub fn bytes(&self, label: &str, total: u64) -> ProgressBar {
+    /// A bar for a stage: drawn by the shared bars, or alone as plain lines.
+    fn add(&self, total: u64, template: &str) -> ProgressBar {
+        if self.plain {
+            let target = ProgressDrawTarget::term_like_with_hz(Box::new(PlainLines::default()), 4);
+            let bar = ProgressBar::with_draw_target(Some(total), target);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} {pos}/{len} {wide_msg}")
+                    .expect("valid template"),
+            );
+            return bar;
+        }
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// A byte counter with rate and ETA, e.g. for downloads.
+    pub fn bytes(&self, label: &str, total: u64) -> ProgressBar {
+        let bar = self.add(
+            total,
+            "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
         );
         bar.set_prefix(label.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
 
     /// A step counter, e.g. for applying updates.
     pub fn steps(&self, label: &str, total: u64) -> ProgressBar {
-        let bar = self.multi.add(ProgressBar::new(total));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {elapsed} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let bar = self.add(total, "{prefix:>10} [{bar:30}] {pos}/{len} {elapsed} {msg}");
         bar.set_prefix(label.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
 
@@ -70,6 +103,72 @@ impl Progress {
         } else {
             let _ = self.multi.println(line);
         }
+    }
+}
+
+/// A "terminal" that turns each redraw of one bar into one plain line on standard error,
+/// ignoring cursor moves and padding.
+#[derive(Default)]
+struct PlainLines {
+    line: Mutex<String>,
+}
+
+impl PlainLines {
+    fn emit(&self, line: &mut String) {
+        let text = line.trim_matches(|c: char| c == '\r' || c.is_whitespace());
+        if !text.is_empty() {
+            eprintln!("{text}");
+        }
+        line.clear();
+    }
+}
+
+impl std::fmt::Debug for PlainLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlainLines")
+    }
+}
+
+impl indicatif::TermLike for PlainLines {
+    fn width(&self) -> u16 {
+        200
+    }
+
+    fn move_cursor_up(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        let mut line = self.line.lock().expect("progress lock");
+        line.push_str(s);
+        self.emit(&mut line);
+        Ok(())
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.line.lock().expect("progress lock").push_str(s);
+        Ok(())
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.emit(&mut self.line.lock().expect("progress lock"));
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! `mist` end to end against a real `mistd` on loopback: log in, list, install, update by
-//! one version and by a jump, verify, uninstall, and a download killed with SIGKILL and
-//! resumed.
+//! one version and by a jump, verify, uninstall, a download killed with SIGKILL and resumed,
+//! a server that drops connections or corrupts bytes (through a faulty proxy), and the plain
+//! progress lines.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Client, assert_success, server, tree, wait_for};
+use common::{Client, Fault, FaultyProxy, assert_success, server, tree, wait_for};
 use mist_games::manifest::{self, EntryKind};
 
 /// The manifest of a demo build on the NAS, the truth an install must match.
@@ -314,4 +315,214 @@ fn an_update_killed_while_applying_is_old_or_new_and_a_rerun_finishes_it() {
     );
     assert_eq!(tree(&client.data().join("library")), Vec::<String>::new());
     assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+}
+
+/// The install's JSON summary from `mist … --json`, panicking with the output on failure.
+fn summary(output: &std::process::Output) -> serde_json::Value {
+    assert_success(output);
+    serde_json::from_slice(&output.stdout).expect("JSON on standard output")
+}
+
+/// Every complete (not `.part`) file under `downloads` is the artifact its name says.
+fn assert_downloads_are_verified(downloads: &Path) {
+    for name in tree(downloads) {
+        let path = downloads.join(&name);
+        if name.ends_with(".part") || path.is_dir() {
+            continue;
+        }
+        let actual = mist_client::download::hash_file(&path).unwrap();
+        assert_eq!(
+            actual,
+            name,
+            "{} is not the artifact it is named after",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_connection_dropped_mid_file_is_resumed_and_the_install_is_whole() {
+    let cut_at = 256 * 1024;
+    let proxy = FaultyProxy::start(Fault::DropAfterOnce(cut_at));
+    let client = Client::logged_in_to(&proxy.url);
+    let installed = summary(&client.run(&["install", "lantern", "--version", "1.0", "--json"]));
+    assert_eq!(installed[0]["outcome"], "installed");
+    assert_eq!(proxy.n_faults(), 1, "the connection was dropped once");
+    let requests = proxy.artifact_requests();
+    assert!(
+        requests.iter().skip(1).any(|head| head
+            .to_ascii_lowercase()
+            .contains(&format!("range: bytes={cut_at}-"))),
+        "the download resumed from byte {cut_at}: {requests:#?}"
+    );
+    let planned = installed[0]["plannedBytes"].as_u64().unwrap();
+    let downloaded = installed[0]["downloadedBytes"].as_u64().unwrap();
+    assert!(
+        downloaded <= planned * 105 / 100,
+        "{downloaded} bytes downloaded for {planned} planned: the dropped part was fetched again"
+    );
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("lantern", "1.0")
+    );
+    assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+}
+
+#[test]
+fn a_corrupted_byte_is_detected_and_downloaded_again() {
+    let proxy = FaultyProxy::start(Fault::CorruptOnce);
+    let client = Client::logged_in_to(&proxy.url);
+    let output = client.run(&["install", "starfall", "--version", "1.1.0", "--json"]);
+    let installed = summary(&output);
+    assert_eq!(installed[0]["outcome"], "installed");
+    assert_eq!(proxy.n_faults(), 1, "one artifact was corrupted");
+    let requests = proxy.artifact_requests();
+    let first_path = requests[0].split_whitespace().nth(1).unwrap();
+    assert!(
+        requests[1..]
+            .iter()
+            .any(|head| head.split_whitespace().nth(1) == Some(first_path)),
+        "the corrupt artifact was downloaded again: {requests:#?}"
+    );
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("starfall", "1.1.0")
+    );
+    assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+}
+
+#[test]
+fn an_artifact_corrupt_every_time_is_never_installed() {
+    let proxy = FaultyProxy::start(Fault::None);
+    let client = Client::logged_in_to(&proxy.url);
+    let installed = client.json(&["install", "starfall", "--version", "1.1.0"]);
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    let old = build_manifest("starfall", "1.1.0");
+    assert_eq!(manifest::scan(&dir).unwrap(), old);
+    let status_before = client.json(&["status"]);
+    let files_before = identities(&dir);
+
+    proxy.set_fault(Fault::CorruptAlways);
+    let output = client.run(&["update", "starfall"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the update must fail: {stderr}"
+    );
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
+    assert!(stderr.contains("updating starfall failed"), "{stderr}");
+    assert!(
+        proxy.n_faults() >= 2,
+        "the artifact was fetched again before giving up"
+    );
+
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        old,
+        "the install is unchanged"
+    );
+    assert_eq!(identities(&dir), files_before, "no file was rewritten");
+    assert_eq!(client.json(&["status"]), status_before);
+    assert_downloads_are_verified(&client.data().join("downloads"));
+
+    // The server is healthy again: the same command finishes the job.
+    proxy.set_fault(Fault::None);
+    let updated = client.json(&["update", "starfall"]);
+    assert_eq!(updated[0]["to"], "1.2.0");
+    assert_eq!(
+        manifest::scan(&dir).unwrap(),
+        build_manifest("starfall", "1.2.0")
+    );
+}
+
+/// `(stage, done, total)` of every plain progress line.
+fn progress_lines(stderr: &str) -> Vec<(String, u64, u64)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let stage = words.next()?;
+            let (done, total) = words.next()?.split_once('/')?;
+            Some((stage.to_owned(), done.parse().ok()?, total.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Checks that each stage's numbers only grow, keep one total and end exactly at it; returns
+/// each stage's total.
+fn check_progress(stderr: &str) -> BTreeMap<String, u64> {
+    let mut stages: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (stage, done, total) in progress_lines(stderr) {
+        assert!(done <= total, "{stage} {done}/{total} overshoots\n{stderr}");
+        if let Some((last, last_total)) = stages.get(&stage) {
+            assert_eq!(*last_total, total, "the {stage} total changed\n{stderr}");
+            assert!(
+                done >= *last,
+                "{stage} went back from {last} to {done}\n{stderr}"
+            );
+        }
+        stages.insert(stage, (done, total));
+    }
+    stages
+        .into_iter()
+        .map(|(stage, (done, total))| {
+            assert_eq!(done, total, "{stage} ended at {done} of {total}\n{stderr}");
+            (stage, total)
+        })
+        .collect()
+}
+
+#[test]
+fn plain_progress_is_monotonic_and_ends_at_the_real_total() {
+    let client = Client::logged_in();
+    let output = client.run(&[
+        "install",
+        "lantern",
+        "--version",
+        "1.0",
+        "--progress",
+        "plain",
+        "--limit-rate",
+        "4M",
+        "--json",
+    ]);
+    let installed = summary(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let totals = check_progress(&stderr);
+    let planned = installed[0]["plannedBytes"].as_u64().unwrap();
+    assert_eq!(totals.get("download"), Some(&planned), "{stderr}");
+    assert!(totals.contains_key("apply"), "{stderr}");
+    let n_downloads = progress_lines(&stderr)
+        .iter()
+        .filter(|(stage, _, _)| stage == "download")
+        .count();
+    assert!(
+        n_downloads >= 2,
+        "the download was shown on its way\n{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("lantern installed: nothing → 1.0"),
+        "the run ends with a success line, not {last:?}"
+    );
+
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    let output = client
+        .command(&["verify", "lantern"])
+        .env("MIST_PROGRESS", "plain")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let totals = check_progress(&stderr);
+    assert_eq!(
+        totals.get("verify"),
+        Some(&manifest::scan(&dir).unwrap().total_size()),
+        "{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("lantern 1.0 is intact"), "{last:?}");
 }

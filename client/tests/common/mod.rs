@@ -38,10 +38,16 @@ pub struct Client {
 impl Client {
     /// A client with fresh folders, logged in as the demo friend.
     pub fn logged_in() -> Client {
+        Client::logged_in_to(&server().url)
+    }
+
+    /// A client with fresh folders, logged in as the demo friend through `url` (a proxy in
+    /// front of the shared server).
+    pub fn logged_in_to(url: &str) -> Client {
         let client = Client::new();
         let server = server();
         let output = client.run_with_stdin(
-            &["login", "--server", &server.url, "--user", "friend"],
+            &["login", "--server", url, "--user", "friend"],
             &format!("{}\n", server.password),
         );
         assert_success(&output);
@@ -77,6 +83,7 @@ impl Client {
             .env_remove("MIST_USER")
             .env_remove("MIST_JOBS")
             .env_remove("MIST_LIMIT_RATE")
+            .env_remove("MIST_PROGRESS")
             .stdin(Stdio::null());
         command
     }
@@ -275,4 +282,209 @@ fn remove_stale_demos() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// What the [`FaultyProxy`] does to the bodies of `/v1/artifacts/*` responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: every byte passes through.
+    None,
+    /// Closes the connection after this many body bytes, on the first artifact response
+    /// longer than that only.
+    DropAfterOnce(u64),
+    /// Flips one byte in the middle of the body of the first artifact response only.
+    CorruptOnce,
+    /// Flips one byte in the middle of the body of every artifact response.
+    CorruptAlways,
+}
+
+/// A test-only HTTP/1.1 proxy on `127.0.0.1:0` in front of the real `mistd` that breaks
+/// artifact downloads as its [`Fault`] says; all other requests pass through unchanged. Each
+/// connection carries one request (`Connection: close` is forced both ways), so the proxy
+/// only parses the request and response heads.
+pub struct FaultyProxy {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    upstream: SocketAddr,
+    fault: std::sync::Mutex<Fault>,
+    /// Faults left to inject for the `*Once` faults.
+    armed: std::sync::atomic::AtomicBool,
+    /// The request heads of every artifact request, in order.
+    artifact_requests: std::sync::Mutex<Vec<String>>,
+    /// Artifact responses that were broken.
+    n_faults: std::sync::atomic::AtomicUsize,
+}
+
+impl FaultyProxy {
+    /// A proxy in front of the shared server, injecting `fault`.
+    pub fn start(fault: Fault) -> FaultyProxy {
+        let upstream: SocketAddr = server()
+            .url
+            .strip_prefix("http://")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = std::sync::Arc::new(ProxyState {
+            upstream,
+            fault: std::sync::Mutex::new(fault),
+            armed: std::sync::atomic::AtomicBool::new(true),
+            artifact_requests: std::sync::Mutex::new(Vec::new()),
+            n_faults: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    // A client giving up mid-way is not the proxy's problem.
+                    let _ = proxy_one(&state, stream);
+                });
+            }
+        });
+        FaultyProxy { url, state }
+    }
+
+    /// Injects `fault` from now on (a `*Once` fault fires on the next artifact response).
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap() = fault;
+        self.state
+            .armed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The heads of the artifact requests seen so far.
+    pub fn artifact_requests(&self) -> Vec<String> {
+        self.state.artifact_requests.lock().unwrap().clone()
+    }
+
+    /// How many artifact responses were broken.
+    pub fn n_faults(&self) -> usize {
+        self.state
+            .n_faults
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Reads up to and including the blank line that ends an HTTP head; returns the head and
+/// whatever was read past it.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut buffer = Vec::new();
+    let mut chunk = [0; 8192];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            let rest = buffer.split_off(end + 4);
+            return Ok((String::from_utf8_lossy(&buffer).into_owned(), rest));
+        }
+        let n_read = stream.read(&mut chunk)?;
+        if n_read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n_read]);
+    }
+}
+
+/// The head with any `Connection` header replaced by `Connection: close`.
+fn with_connection_close(head: &str) -> String {
+    let mut lines: Vec<&str> = head
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then_some(value.trim())
+    })
+}
+
+fn proxy_one(state: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let (request, body_start) = read_head(&mut client)?;
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let is_artifact = path.starts_with("/v1/artifacts/");
+    let mut upstream = TcpStream::connect(state.upstream)?;
+    upstream.write_all(with_connection_close(&request).as_bytes())?;
+    upstream.write_all(&body_start)?;
+    // Any rest of the request body (a login's JSON) follows on its own.
+    let (mut from_client, mut to_upstream) = (client.try_clone()?, upstream.try_clone()?);
+    std::thread::spawn(move || std::io::copy(&mut from_client, &mut to_upstream));
+
+    let (response, mut pending) = read_head(&mut upstream)?;
+    client.write_all(with_connection_close(&response).as_bytes())?;
+    let status = response.split_whitespace().nth(1).unwrap_or_default();
+    let length: Option<u64> =
+        header_value(&response, "content-length").and_then(|v| v.parse().ok());
+    let fault = if is_artifact {
+        state
+            .artifact_requests
+            .lock()
+            .unwrap()
+            .push(request.clone());
+        let fault = *state.fault.lock().unwrap();
+        let fires = match fault {
+            Fault::None => false,
+            Fault::CorruptAlways => true,
+            // Only a body longer than the cut can be cut.
+            Fault::DropAfterOnce(limit) if length.is_none_or(|length| length <= limit) => false,
+            Fault::DropAfterOnce(_) | Fault::CorruptOnce => {
+                state.armed.swap(false, Ordering::SeqCst)
+            }
+        };
+        if fires && (status == "200" || status == "206") && length.is_some() {
+            state.n_faults.fetch_add(1, Ordering::SeqCst);
+            fault
+        } else {
+            Fault::None
+        }
+    } else {
+        Fault::None
+    };
+    let flip_at = length.unwrap_or(0) / 2;
+    let mut sent: u64 = 0;
+    let mut chunk = vec![0; 16 * 1024];
+    loop {
+        if pending.is_empty() {
+            let n_read = upstream.read(&mut chunk)?;
+            if n_read == 0 {
+                break;
+            }
+            pending.extend_from_slice(&chunk[..n_read]);
+        }
+        if let Fault::DropAfterOnce(limit) = fault
+            && sent + pending.len() as u64 >= limit
+        {
+            let keep = (limit - sent) as usize;
+            client.write_all(&pending[..keep])?;
+            client.flush()?;
+            // Cut the transfer short: the client sees the body end early.
+            client.shutdown(std::net::Shutdown::Both)?;
+            return Ok(());
+        }
+        if matches!(fault, Fault::CorruptOnce | Fault::CorruptAlways)
+            && (sent..sent + pending.len() as u64).contains(&flip_at)
+        {
+            pending[(flip_at - sent) as usize] ^= 0x5a;
+        }
+        client.write_all(&pending)?;
+        sent += pending.len() as u64;
+        pending.clear();
+    }
+    client.flush()?;
+    client.shutdown(std::net::Shutdown::Both)
 }
