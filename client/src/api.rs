@@ -309,6 +309,46 @@ impl UpdatePlan {
     }
 }
 
+/// `POST /v1/games/{game}/versions/{version}/repair`'s body: damaged files with the
+/// signatures of the local bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairRequest {
+    /// One entry per damaged file.
+    pub files: Vec<RepairFileRequest>,
+}
+
+/// One damaged file of a [`RepairRequest`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairFileRequest {
+    /// The manifest path.
+    pub path: String,
+    /// `mist_games::repair::signature` of the local bytes, base64 (standard, padded).
+    pub signature: String,
+}
+
+/// The repair endpoint's answer: one entry per requested file, in the request's order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepairResponse {
+    /// The repairs.
+    pub files: Vec<RepairFile>,
+}
+
+/// The repair of one file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairFile {
+    /// The manifest path.
+    pub path: String,
+    /// `rsync` or `whole`.
+    pub method: String,
+    /// The true file's size.
+    pub size: u64,
+    /// The true file's BLAKE3 (hex).
+    pub blake3: String,
+    /// The repair delta, base64, for `mist_games::repair::apply_repair`.
+    pub delta: String,
+}
+
 /// A reqwest client with the client's settings.
 pub fn http_client() -> Result<reqwest::Client, ApiError> {
     install_crypto_provider();
@@ -431,6 +471,59 @@ impl Api {
                 detail,
             })?;
         Ok(plan)
+    }
+
+    /// Asks for repair deltas of `request`'s files of `game` at `version`; returns the
+    /// answer (checked to name the requested files in order) and the bytes of its body.
+    pub async fn repair(
+        &self,
+        game: &str,
+        version: &str,
+        request: &RepairRequest,
+    ) -> Result<(RepairResponse, u64), ApiError> {
+        let url = self.url(&format!("v1/games/{game}/versions/{version}/repair"))?;
+        let response = self
+            .http
+            .post(url.clone())
+            .bearer_auth(&self.token)
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| network(&url, source))?;
+        let what = format!("version {version:?} of {game:?}");
+        if !response.status().is_success() {
+            return Err(status_error(&url, response, &what).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| network(&url, source))?;
+        let nonsense = |detail: String| ApiError::Nonsense {
+            url: url.path().to_owned(),
+            detail,
+        };
+        let answer: RepairResponse =
+            serde_json::from_slice(&body).map_err(|e| nonsense(e.to_string()))?;
+        if answer.files.len() != request.files.len()
+            || answer
+                .files
+                .iter()
+                .zip(&request.files)
+                .any(|(got, asked)| got.path != asked.path)
+        {
+            return Err(nonsense("repairs for other files than asked".to_owned()));
+        }
+        if let Some(file) = answer
+            .files
+            .iter()
+            .find(|file| !matches!(file.method.as_str(), "rsync" | "whole"))
+        {
+            return Err(nonsense(format!(
+                "unknown repair method {:?} for {:?}",
+                file.method, file.path
+            )));
+        }
+        Ok((answer, body.len() as u64))
     }
 
     /// A `GET` of an artifact, with extra headers; the caller reads the body.

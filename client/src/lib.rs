@@ -13,4 +13,5 @@ pub mod dirs;
 pub mod download;
 pub mod ops;
 pub mod progress;
+pub mod repair;
 pub mod state;

@@ -115,12 +115,18 @@ enum Command {
         json: bool,
     },
     /// Compare every installed file with the manifest of its version.
+    #[command(after_help = "Examples:\n  mist verify starfall\n  mist verify starfall --repair")]
     Verify {
         /// The game.
         game: String,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Repair what is missing or changed: each damaged file is fixed by an rsync delta
+        /// or a whole-file fetch, whichever the server finds smaller. Files the game does
+        /// not list are left alone.
+        #[arg(long)]
+        repair: bool,
     },
     /// Remove a game: its folder, partial downloads and local state.
     Uninstall {
@@ -274,7 +280,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("{failed} of {} updates failed", games.len());
             }
         }
-        Command::Verify { game, json } => {
+        Command::Verify {
+            game,
+            json,
+            repair: true,
+        } => {
+            let report =
+                runtime.block_on(mist_client::repair::verify_and_repair(&context, &game))?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+                if !report.after.is_clean() {
+                    bail!("{game} is still damaged after the repair");
+                }
+            } else {
+                mist_client::repair::print(&mut stdout, &report)?;
+            }
+        }
+        Command::Verify { game, json, .. } => {
             let report = ops::verify(&context, &game)?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -291,8 +313,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if !report.is_clean() {
                 bail!(
-                    "{game} is damaged: {} missing, {} changed; reinstall it with \
-                     `mist uninstall {game}` and `mist install {game}`",
+                    "{game} is damaged: {} missing, {} changed; fix it with \
+                     `mist verify {game} --repair`",
                     report.missing.len(),
                     report.changed.len()
                 );

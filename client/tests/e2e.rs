@@ -1,7 +1,7 @@
 //! `mist` end to end against a real `mistd` on loopback: log in, list, install, update by
-//! one version and by a jump, verify, uninstall, a download killed with SIGKILL and resumed,
-//! a server that drops connections or corrupts bytes (through a faulty proxy), and the plain
-//! progress lines.
+//! one version and by a jump, verify, `verify --repair` by deltas, uninstall, a download
+//! killed with SIGKILL and resumed, a server that drops connections or corrupts bytes
+//! (through a faulty proxy), and the plain progress lines.
 
 mod common;
 
@@ -525,4 +525,108 @@ fn plain_progress_is_monotonic_and_ends_at_the_real_total() {
     );
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("lantern 1.0 is intact"), "{last:?}");
+}
+
+#[test]
+fn verify_repair_fixes_damaged_files_by_deltas_and_leaves_extra_files_alone() {
+    let client = Client::logged_in();
+    let dir = client.home.path().join("games/lantern");
+    let installed = client.json(&["install", "lantern", "--dir", dir.to_str().unwrap()]);
+    let version = installed[0]["to"].as_str().unwrap().to_owned();
+    let truth = build_manifest("lantern", &version);
+    assert_eq!(manifest::scan(&dir).unwrap(), truth);
+
+    // The largest file gets bytes flipped in its middle, another is truncated, a third
+    // deleted, and a friend's save appears.
+    let mut files: Vec<(&str, u64, bool)> = truth
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.kind {
+            EntryKind::File {
+                size, executable, ..
+            } => Some((entry.path.as_str(), *size, *executable)),
+            _ => None,
+        })
+        .collect();
+    files.sort_by_key(|(path, size, _)| (std::cmp::Reverse(*size), *path));
+    assert!(files.len() >= 3, "the demo has files enough");
+    let (corrupted, corrupted_size, _) = files[0];
+    let (truncated, truncated_size, _) = files[1];
+    let (deleted, _, _) = files[2];
+    let mut bytes = std::fs::read(dir.join(corrupted)).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte = !*byte;
+    }
+    std::fs::write(dir.join(corrupted), &bytes).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(truncated))
+        .unwrap();
+    file.set_len(truncated_size / 3).unwrap();
+    drop(file);
+    std::fs::remove_file(dir.join(deleted)).unwrap();
+    std::fs::write(dir.join("my-save.dat"), b"a friend's save").unwrap();
+
+    let damaged = client.run(&["verify", "lantern", "--json"]);
+    assert_eq!(damaged.status.code(), Some(1), "{damaged:?}");
+    let report: serde_json::Value = serde_json::from_slice(&damaged.stdout).unwrap();
+    let mut changed = vec![corrupted, truncated];
+    changed.sort_unstable();
+    assert_eq!(report["changed"], serde_json::json!(changed));
+    assert_eq!(report["missing"], serde_json::json!([deleted]));
+    assert_eq!(report["extra"], serde_json::json!(["my-save.dat"]));
+
+    let repaired = client.run(&["verify", "lantern", "--repair", "--json"]);
+    assert_success(&repaired);
+    let report: serde_json::Value = serde_json::from_slice(&repaired.stdout).unwrap();
+    assert_eq!(report["failed"], serde_json::json!([]));
+    assert_eq!(report["after"]["missing"], serde_json::json!([]));
+    assert_eq!(report["after"]["changed"], serde_json::json!([]));
+    assert_eq!(report["after"]["extra"], serde_json::json!(["my-save.dat"]));
+    let entries = report["repaired"].as_array().unwrap();
+    let mut paths: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap())
+        .collect();
+    paths.sort_unstable();
+    let mut expected = vec![corrupted, truncated, deleted];
+    expected.sort_unstable();
+    assert_eq!(paths, expected);
+    let big = entries
+        .iter()
+        .find(|entry| entry["path"] == corrupted)
+        .unwrap();
+    assert_eq!(big["method"], "rsync", "{big}");
+    assert_eq!(big["size"], corrupted_size);
+    let downloaded = report["downloadedBytes"].as_u64().unwrap();
+    assert!(
+        big["deltaBytes"].as_u64().unwrap() < corrupted_size / 10,
+        "a delta, not the whole file: {big}"
+    );
+    assert!(
+        downloaded < report["repairedBytes"].as_u64().unwrap(),
+        "{report}"
+    );
+
+    assert_success(&client.run(&["verify", "lantern"]));
+    assert_eq!(
+        manifest::scan(&dir)
+            .unwrap()
+            .entries
+            .into_iter()
+            .filter(|entry| entry.path != "my-save.dat")
+            .collect::<Vec<_>>(),
+        truth.entries
+    );
+    assert_eq!(
+        std::fs::read(dir.join("my-save.dat")).unwrap(),
+        b"a friend's save"
+    );
+    let text = client.run(&["verify", "lantern", "--repair"]);
+    assert_success(&text);
+    assert!(
+        String::from_utf8_lossy(&text.stderr).contains("is intact"),
+        "{text:?}"
+    );
 }
