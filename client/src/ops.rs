@@ -57,8 +57,20 @@ pub struct UpdateSummary {
     pub downloaded_bytes: u64,
     /// What a full download would have cost, if the planner priced it.
     pub full_bytes: Option<u64>,
+    /// Seconds from the start of the first download to the last download verified.
+    pub download_seconds: f64,
+    /// Seconds spent applying steps (and recording them in the state), summed over steps;
+    /// it overlaps the download time when there are several steps.
+    pub apply_seconds: f64,
     /// The install folder.
     pub dir: PathBuf,
+}
+
+/// How long the stages of [`run_steps`] took.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageTimes {
+    download: std::time::Duration,
+    apply: std::time::Duration,
 }
 
 /// A row of `mist list`.
@@ -284,7 +296,7 @@ pub async fn install(
     state::save_game(&context.dirs, &installed)?;
     let plan = api.plan(game, None, version.as_deref()).await?;
     let target = fetch_manifest(&downloader, plan.manifest.as_ref(), &detail, &plan.to).await?;
-    run_steps(
+    let times = run_steps(
         context,
         &downloader,
         &detail,
@@ -302,6 +314,8 @@ pub async fn install(
         planned_bytes: plan.total_bytes,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: plan.full_bytes(),
+        download_seconds: times.download.as_secs_f64(),
+        apply_seconds: times.apply.as_secs_f64(),
         dir: installed.dir,
     })
 }
@@ -330,6 +344,8 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
             planned_bytes: 0,
             downloaded_bytes: downloader.bytes_received(),
             full_bytes: None,
+            download_seconds: 0.0,
+            apply_seconds: 0.0,
             dir: installed.dir,
         }));
     }
@@ -339,7 +355,7 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
         }
         _ => None,
     };
-    run_steps(
+    let times = run_steps(
         context,
         &downloader,
         &detail,
@@ -348,6 +364,9 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
         pack_target.as_ref(),
     )
     .await?;
+    let (resumed_download, resumed_apply) = resumed.as_ref().map_or((0.0, 0.0), |summary| {
+        (summary.download_seconds, summary.apply_seconds)
+    });
     Ok(UpdateSummary {
         game: game.to_owned(),
         from: resumed.and_then(|summary| summary.from).or(Some(from)),
@@ -357,6 +376,8 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
         planned_bytes: plan.total_bytes,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: plan.full_bytes(),
+        download_seconds: resumed_download + times.download.as_secs_f64(),
+        apply_seconds: resumed_apply + times.apply.as_secs_f64(),
         dir: installed.dir,
     })
 }
@@ -511,7 +532,7 @@ async fn finish_pending(
         digest: pending.digest.clone(),
         size: pending.size,
     };
-    run_steps(
+    let times = run_steps(
         context,
         downloader,
         detail,
@@ -529,13 +550,15 @@ async fn finish_pending(
         planned_bytes: pending.size,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: None,
+        download_seconds: times.download.as_secs_f64(),
+        apply_seconds: times.apply.as_secs_f64(),
         dir: installed.dir.clone(),
     }))
 }
 
 /// Downloads `steps` in parallel and applies them in order as they arrive, recording each in
 /// the state before and after its commit. `pack_target` is the target manifest when the
-/// (single) step is a pack.
+/// (single) step is a pack. Returns how long downloading and applying took.
 async fn run_steps(
     context: &Context,
     downloader: &Downloader,
@@ -543,7 +566,9 @@ async fn run_steps(
     installed: &mut InstalledGame,
     steps: &[PlanStep],
     pack_target: Option<&Manifest>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<StageTimes> {
+    let started = std::time::Instant::now();
+    let mut times = StageTimes::default();
     let total: u64 = steps.iter().map(|step| step.size).sum();
     let download_bar = context.progress.bytes("download", total);
     let apply_bar = context.progress.steps("apply", steps.len() as u64);
@@ -554,13 +579,18 @@ async fn run_steps(
                 let downloader = downloader.clone();
                 let progress = ArtifactProgress::new(download_bar.clone(), step.size);
                 let (digest, size) = (step.digest.clone(), step.size);
-                tokio::spawn(async move { downloader.fetch(&digest, size, &progress).await })
+                tokio::spawn(async move {
+                    let artifact = downloader.fetch(&digest, size, &progress).await?;
+                    Ok((artifact, std::time::Instant::now()))
+                })
             })
             .collect(),
     );
     for (step, download) in steps.iter().zip(downloads.0.iter_mut()) {
         apply_bar.set_message(format!("waiting for {}", step.to));
-        let artifact = download.await.expect("downloads do not panic")?;
+        let (artifact, downloaded_at) = download.await.expect("downloads do not panic")?;
+        times.download = times.download.max(downloaded_at - started);
+        let apply_started = std::time::Instant::now();
         let target_manifest = match step.kind {
             StepKind::Pack => Some(
                 pack_target
@@ -602,6 +632,7 @@ async fn run_steps(
         installed.pending = None;
         state::save_game(&context.dirs, installed)?;
         downloader.discard(&step.digest)?;
+        times.apply += apply_started.elapsed();
         apply_bar.inc(1);
     }
     download_bar.finish();
@@ -609,11 +640,14 @@ async fn run_steps(
         "at {}",
         installed.version.as_deref().unwrap_or("?")
     ));
-    Ok(())
+    Ok(times)
 }
 
 /// Aborts the downloads still running when an update fails (their partial files stay).
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<Result<PathBuf, crate::download::DownloadError>>>);
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<DownloadResult>>);
+
+/// A verified artifact and when its download finished.
+type DownloadResult = Result<(PathBuf, std::time::Instant), crate::download::DownloadError>;
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -96,6 +96,9 @@ impl TestApi {
             .await
             .expect("serve");
         });
+        // In a workspace build reqwest has `rustls-no-provider` on (features are unified
+        // across members), and building a client then needs a rustls provider installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         TestApi {
             t,
             nas,
