@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Client, Fault, FaultyProxy, assert_success, server, tree, wait_for};
@@ -227,34 +227,44 @@ fn update_by_a_jump_over_several_versions() {
 fn a_download_killed_mid_way_resumes_where_it_stopped() {
     let client = Client::logged_in();
     let downloads = client.data().join("downloads");
-    // Slow enough to be caught mid-way: the pack is over a megabyte.
-    let mut child = client
-        .command(&[
-            "install",
-            "lantern",
-            "--version",
-            "1.0",
-            "--limit-rate",
-            "256K",
-        ])
-        .spawn()
-        .unwrap();
-    let (part, killed_at) = wait_for("a partial download", Duration::from_secs(60), || {
-        let entries = std::fs::read_dir(&downloads).ok()?;
-        entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "part"))
-            .find_map(|path| {
-                let len = std::fs::metadata(&path).ok()?.len();
-                (len > 64 * 1024).then_some((path, len))
-            })
-    });
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
-    child.wait().unwrap();
-    let kept = std::fs::metadata(&part).unwrap().len();
-    assert!(kept >= killed_at, "the partial data survived the kill");
+    // Killed six times, each time further in: slow enough to be caught mid-way (the pack is
+    // over a megabyte), and every run resumes from what the one before left.
+    let mut part = PathBuf::new();
+    let mut kept = 0;
+    for round in 0..6u64 {
+        let threshold = (64 + round * 128) * 1024;
+        let mut child = client
+            .command(&[
+                "install",
+                "lantern",
+                "--version",
+                "1.0",
+                "--limit-rate",
+                "256K",
+            ])
+            .spawn()
+            .unwrap();
+        let (found, killed_at) = wait_for("a partial download", Duration::from_secs(60), || {
+            let entries = std::fs::read_dir(&downloads).ok()?;
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "part"))
+                .find_map(|path| {
+                    let len = std::fs::metadata(&path).ok()?.len();
+                    (len > threshold).then_some((path, len))
+                })
+        });
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+        child.wait().unwrap();
+        kept = std::fs::metadata(&found).unwrap().len();
+        assert!(
+            kept >= killed_at && kept >= threshold,
+            "round {round}: the partial data survived the kill"
+        );
+        part = found;
+    }
     let status = client.json(&["status"]);
     assert_eq!(status["games"][0]["version"], serde_json::Value::Null);
 
