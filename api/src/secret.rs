@@ -6,7 +6,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::JWT_SECRET_FILE_NAME;
+/// The file in the data folder that holds a generated JWT secret.
+pub const JWT_SECRET_FILE_NAME: &str = "jwt-secret";
 
 /// The shortest secret accepted: HS256 wants at least as many bytes as the hash.
 pub const MIN_SECRET_LEN: usize = 32;

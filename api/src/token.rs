@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::JwtSecret;
+use crate::secret::JwtSecret;
 
 /// The claims of a login token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

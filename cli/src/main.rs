@@ -7,8 +7,8 @@
 //! run.
 
 mod delta;
+mod drift;
 mod password;
-mod plan;
 mod remote;
 mod scaffold;
 mod status;
@@ -143,7 +143,7 @@ enum Command {
         after_help = "Examples:\n  mistpipe plan --server https://mist.example.org --user alice\n  \
         mistpipe plan my-specs/ --server http://127.0.0.1:8080 --token-file ~/.mist-token --json"
     )]
-    Plan(plan::PlanArgs),
+    Plan(drift::PlanArgs),
 
     /// Install git hooks in a spec repository.
     #[command(
@@ -225,7 +225,7 @@ fn main() -> ExitCode {
         Command::Hook(command) => scaffold::run_hook(command).map(|()| ExitCode::SUCCESS),
         Command::Delta(command) => delta::run(command).map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args),
-        Command::Plan(args) => plan::run(&args),
+        Command::Plan(args) => drift::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use mist_wire::auth::{LoginRequest, LoginResponse, Role};
+use mist_wire::error::ErrorBody;
 use reqwest::StatusCode;
 use reqwest::Url;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::password;
 
@@ -49,7 +51,7 @@ pub(crate) struct Session {
     base: Url,
     authorization: HeaderValue,
     /// Who the server says the caller is, when known (after a login).
-    pub(crate) role: Option<String>,
+    pub(crate) role: Option<Role>,
 }
 
 impl Session {
@@ -104,8 +106,9 @@ impl Session {
         &self.base
     }
 
-    /// `GET` a JSON document at `segments` below the base URL (each segment escaped).
-    pub(crate) fn get_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
+    /// `GET` the JSON document at `segments` below the base URL (each segment escaped), as
+    /// the contract's type `T`.
+    pub(crate) fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> anyhow::Result<T> {
         let url = endpoint(&self.base, segments);
         let response = self
             .client
@@ -165,7 +168,7 @@ fn checked_token(token: &str, source: &str) -> anyhow::Result<String> {
 
 /// Logs in as `user` with a password from the terminal or standard input; the token and
 /// the role the server reports.
-fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, String)> {
+fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, Role)> {
     let password = if password::stdin_is_terminal() {
         password::prompt(&format!("Password for {user} at {base}: "))?
     } else {
@@ -175,8 +178,10 @@ fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, Str
         bail!("no password given for {user}");
     }
     let url = endpoint(base, &["v1", "auth", "login"]);
-    let body = serde_json::json!({ "user": user, "password": password }).to_string();
-    drop(password);
+    let body = serde_json::to_string(&LoginRequest {
+        user: user.to_owned(),
+        password,
+    })?;
     let response = client
         .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -201,17 +206,11 @@ fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, Str
         ),
         _ => return Err(refusal(&url, status, &bytes)),
     }
-    let answer = json_body(&bytes, &url)?;
-    let token = answer
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| nonsense(&url, "no `token` in the login answer"))?;
-    let role = answer
-        .get("role")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
-    Ok((checked_token(token, "the login answer")?, role))
+    let answer: LoginResponse = json_body(&bytes, &url)?;
+    Ok((
+        checked_token(&answer.token, "the login answer")?,
+        answer.role,
+    ))
 }
 
 fn read_body(response: Response, url: &Url) -> anyhow::Result<Vec<u8>> {
@@ -229,8 +228,16 @@ fn read_body(response: Response, url: &Url) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn json_body(bytes: &[u8], url: &Url) -> anyhow::Result<Value> {
-    serde_json::from_slice(bytes).map_err(|_| nonsense(url, "the answer is not JSON"))
+/// The answer as the contract's type `T`: an answer that is not JSON, or JSON of another
+/// shape, is not what a Mist server of this version says.
+fn json_body<T: DeserializeOwned>(bytes: &[u8], url: &Url) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => nonsense(
+            url,
+            &format!("the answer does not have the expected form ({error})"),
+        ),
+        _ => nonsense(url, "the answer is not JSON"),
+    })
 }
 
 /// An answer that is not what a Mist server says.
@@ -263,14 +270,9 @@ fn cannot_reach(url: &Url, error: &reqwest::Error) -> anyhow::Error {
 /// A non-success answer as a sentence: what it means for the admin, and the server's own
 /// fixed phrase (`{"error": …}`) when it sent one.
 fn refusal(url: &Url, status: StatusCode, body: &[u8]) -> anyhow::Error {
-    let phrase = serde_json::from_slice::<Value>(body)
+    let phrase = serde_json::from_slice::<ErrorBody>(body)
         .ok()
-        .and_then(|value| {
-            value
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
+        .map(|body| body.error);
     let meaning = match status {
         StatusCode::UNAUTHORIZED => {
             "the server refused the token: it is invalid or expired, or its user was disabled or \

@@ -1,4 +1,5 @@
-//! The server's read API as the client sees it: typed bodies and one [`Api`] handle.
+//! The server's read API as the client sees it: one [`Api`] handle over the bodies of
+//! `mist_wire`.
 //!
 //! Bodies are checked on arrival ([`UpdatePlan::check`]): a server that answers nonsense —
 //! a malformed digest, steps that do not chain, a plan for another game — is refused before
@@ -6,8 +7,12 @@
 
 use std::time::Duration;
 
+use mist_wire::auth::{LoginRequest, LoginResponse};
+use mist_wire::catalog::{GameDetail, GameList};
+use mist_wire::error::ErrorBody;
+use mist_wire::repair::{RepairRequest, RepairResponse};
+use mist_wire::update::UpdatePlan;
 use reqwest::{StatusCode, Url};
-use serde::{Deserialize, Serialize};
 
 /// The `User-Agent` the client sends.
 pub const USER_AGENT: &str = concat!("mist/", env!("CARGO_PKG_VERSION"));
@@ -72,283 +77,6 @@ pub enum ApiError {
     },
 }
 
-/// `POST /v1/auth/login`'s answer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoginResponse {
-    /// The bearer token.
-    pub token: String,
-    /// Epoch seconds.
-    pub expires_at: i64,
-    /// The user name.
-    pub user: String,
-    /// `user` or `admin`.
-    pub role: String,
-}
-
-/// `GET /v1/games`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GameList {
-    /// The games the user sees.
-    pub games: Vec<GameSummary>,
-}
-
-/// A game in the catalog.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GameSummary {
-    /// The game's name.
-    pub name: String,
-    /// The title to show.
-    pub title: String,
-    /// The newest Ready version.
-    pub latest: Option<String>,
-    /// The visible versions, oldest first.
-    pub versions: Vec<VersionSummary>,
-}
-
-/// A version in the catalog.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionSummary {
-    /// The version's name.
-    pub name: String,
-    /// `blake3:<hex>` of the build's tree.
-    pub tree_digest: Option<String>,
-}
-
-/// `GET /v1/games/{game}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GameDetail {
-    /// The game's name.
-    pub name: String,
-    /// The title to show.
-    pub title: String,
-    /// How to start it.
-    pub launch: Option<LaunchInfo>,
-    /// The newest Ready version.
-    pub latest: Option<String>,
-    /// The visible versions, oldest first.
-    pub versions: Vec<VersionDetail>,
-}
-
-/// How the client starts a game.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LaunchInfo {
-    /// The program, relative to the install folder.
-    pub executable: String,
-    /// Arguments before the friend's own.
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-/// One version in detail.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionDetail {
-    /// The version's name.
-    pub name: String,
-    /// `blake3:<hex>` of the build's tree.
-    pub tree_digest: Option<String>,
-    /// The manifest artifact.
-    pub manifest: Option<ArtifactLink>,
-}
-
-/// An artifact to download.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ArtifactLink {
-    /// `blake3:<hex>` of its bytes.
-    pub digest: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// `GET /v1/games/{game}/update`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdatePlan {
-    /// The game.
-    pub game: String,
-    /// The version the plan starts from.
-    pub from: Option<String>,
-    /// The version it ends at.
-    pub to: String,
-    /// `upToDate`, `full`, `skip` or `chain`.
-    pub route: String,
-    /// The downloads, in the order to apply them.
-    pub steps: Vec<PlanStep>,
-    /// The sum of the steps' sizes.
-    pub total_bytes: u64,
-    /// The target's manifest.
-    pub manifest: Option<ArtifactLink>,
-    /// The routes not taken.
-    #[serde(default)]
-    pub rejected: Vec<Rejected>,
-}
-
-/// A route the planner did not take.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rejected {
-    /// The route.
-    pub route: String,
-    /// Its cost, if it was possible.
-    pub total_bytes: Option<u64>,
-}
-
-/// One download of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlanStep {
-    /// A pack or a tree delta.
-    pub kind: StepKind,
-    /// The version a delta applies to.
-    pub from: Option<String>,
-    /// The version the step makes.
-    pub to: String,
-    /// The artifact's digest.
-    pub digest: String,
-    /// Its size.
-    pub size: u64,
-}
-
-/// What a step downloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum StepKind {
-    /// A whole version.
-    Pack,
-    /// A tree delta from the previous version.
-    Delta,
-}
-
-/// Whether `digest` is `blake3:` and 64 lowercase hex digits, the only form the server uses.
-pub fn is_digest(digest: &str) -> bool {
-    digest.strip_prefix("blake3:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-impl UpdatePlan {
-    /// Checks that the plan is one the client can follow from `installed` (`None` for a
-    /// fresh install) for `game`: digests well formed, steps chained from `installed` to
-    /// `to`, a pack only as the single step, and the total the sum of the sizes.
-    pub fn check(&self, game: &str, installed: Option<&str>) -> Result<(), String> {
-        if self.game != game {
-            return Err(format!("a plan for {:?} instead of {game:?}", self.game));
-        }
-        if self.from.as_deref() != installed {
-            return Err(format!(
-                "a plan from {:?} instead of {:?}",
-                self.from, installed
-            ));
-        }
-        if self.route == "upToDate" {
-            return if self.steps.is_empty() && installed == Some(self.to.as_str()) {
-                Ok(())
-            } else {
-                Err("an up-to-date plan with steps or another version".into())
-            };
-        }
-        if self.steps.is_empty() {
-            return Err(format!("a {:?} plan without steps", self.route));
-        }
-        let mut at = installed.map(str::to_owned);
-        for step in &self.steps {
-            if !is_digest(&step.digest) {
-                return Err(format!("malformed digest {:?}", step.digest));
-            }
-            match step.kind {
-                StepKind::Pack if self.steps.len() != 1 => {
-                    return Err("a pack among other steps".into());
-                }
-                StepKind::Pack => {}
-                StepKind::Delta if installed.is_none() => {
-                    return Err("a delta for a fresh install".into());
-                }
-                StepKind::Delta if step.from != at => {
-                    return Err(format!(
-                        "a delta from {:?} where the install would be at {at:?}",
-                        step.from
-                    ));
-                }
-                StepKind::Delta => {}
-            }
-            at = Some(step.to.clone());
-        }
-        if at.as_deref() != Some(self.to.as_str()) {
-            return Err(format!("steps ending at {at:?}, not at {:?}", self.to));
-        }
-        let sum: u64 = self.steps.iter().map(|step| step.size).sum();
-        if sum != self.total_bytes {
-            return Err(format!(
-                "a total of {} bytes for steps of {sum}",
-                self.total_bytes
-            ));
-        }
-        match &self.manifest {
-            Some(link) if is_digest(&link.digest) => Ok(()),
-            Some(link) => Err(format!("malformed manifest digest {:?}", link.digest)),
-            None => Err("no manifest for the target".into()),
-        }
-    }
-
-    /// What a full download would cost, if the planner priced it.
-    pub fn full_bytes(&self) -> Option<u64> {
-        if self.route == "full" {
-            return Some(self.total_bytes);
-        }
-        self.rejected
-            .iter()
-            .find(|rejected| rejected.route == "full")
-            .and_then(|rejected| rejected.total_bytes)
-    }
-}
-
-/// `POST /v1/games/{game}/versions/{version}/repair`'s body: damaged files with the
-/// signatures of the local bytes.
-#[derive(Debug, Clone, Serialize)]
-pub struct RepairRequest {
-    /// One entry per damaged file.
-    pub files: Vec<RepairFileRequest>,
-}
-
-/// One damaged file of a [`RepairRequest`].
-#[derive(Debug, Clone, Serialize)]
-pub struct RepairFileRequest {
-    /// The manifest path.
-    pub path: String,
-    /// `mist_games::repair::signature` of the local bytes, base64 (standard, padded).
-    pub signature: String,
-}
-
-/// The repair endpoint's answer: one entry per requested file, in the request's order.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RepairResponse {
-    /// The repairs.
-    pub files: Vec<RepairFile>,
-}
-
-/// The repair of one file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepairFile {
-    /// The manifest path.
-    pub path: String,
-    /// `rsync` or `whole`.
-    pub method: String,
-    /// The true file's size.
-    pub size: u64,
-    /// The true file's BLAKE3 (hex).
-    pub blake3: String,
-    /// The repair delta, base64, for `mist_games::repair::apply_repair`.
-    pub delta: String,
-}
-
 /// A reqwest client with the client's settings.
 pub fn http_client() -> Result<reqwest::Client, ApiError> {
     install_crypto_provider();
@@ -391,7 +119,10 @@ pub fn parse_server(server: &str) -> Result<Url, ApiError> {
 pub async fn login(server: &Url, user: &str, password: &str) -> Result<LoginResponse, ApiError> {
     let http = http_client()?;
     let url = join(server, "v1/auth/login")?;
-    let body = serde_json::json!({ "user": user, "password": password });
+    let body = LoginRequest {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    };
     let response = http
         .post(url.clone())
         .json(&body)
@@ -466,9 +197,9 @@ impl Api {
         };
         let plan: UpdatePlan = self.send_json(url.clone(), &what).await?;
         plan.check(game, from)
-            .map_err(|detail| ApiError::Nonsense {
+            .map_err(|invalid| ApiError::Nonsense {
                 url: url.path().to_owned(),
-                detail,
+                detail: invalid.to_string(),
             })?;
         Ok(plan)
     }
@@ -512,16 +243,6 @@ impl Api {
                 .any(|(got, asked)| got.path != asked.path)
         {
             return Err(nonsense("repairs for other files than asked".to_owned()));
-        }
-        if let Some(file) = answer
-            .files
-            .iter()
-            .find(|file| !matches!(file.method.as_str(), "rsync" | "whole"))
-        {
-            return Err(nonsense(format!(
-                "unknown repair method {:?} for {:?}",
-                file.method, file.path
-            )));
         }
         Ok((answer, body.len() as u64))
     }
@@ -591,10 +312,9 @@ pub async fn status_error(url: &Url, response: reqwest::Response, what: &str) ->
         _ => {}
     }
     let body = response.bytes().await.unwrap_or_default();
-    let message = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|value| value["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    let message = serde_json::from_slice::<ErrorBody>(&body)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
     ApiError::Status {
         url: url.path().to_owned(),
         status,
@@ -622,6 +342,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+    use mist_wire::catalog::ArtifactLink;
+    use mist_wire::digest::is_digest;
+    use mist_wire::update::{PlanStep, Route, StepKind};
+
     use super::*;
 
     fn step(kind: StepKind, from: Option<&str>, to: &str) -> PlanStep {
@@ -631,20 +355,22 @@ mod tests {
             to: to.to_owned(),
             digest: format!("blake3:{}", "a".repeat(64)),
             size: 10,
+            url: String::new(),
         }
     }
 
-    fn plan(from: Option<&str>, to: &str, route: &str, steps: Vec<PlanStep>) -> UpdatePlan {
+    fn plan(from: Option<&str>, to: &str, route: Route, steps: Vec<PlanStep>) -> UpdatePlan {
         UpdatePlan {
             game: "g".into(),
             from: from.map(str::to_owned),
             to: to.into(),
-            route: route.into(),
+            route,
             total_bytes: steps.iter().map(|step| step.size).sum(),
             steps,
             manifest: Some(ArtifactLink {
                 digest: format!("blake3:{}", "b".repeat(64)),
                 size: 1,
+                url: String::new(),
             }),
             rejected: vec![],
         }
@@ -655,7 +381,7 @@ mod tests {
         let chain = plan(
             Some("1"),
             "3",
-            "chain",
+            Route::Chain,
             vec![
                 step(StepKind::Delta, Some("1"), "2"),
                 step(StepKind::Delta, Some("2"), "3"),
@@ -667,7 +393,7 @@ mod tests {
         let gap = plan(
             Some("1"),
             "3",
-            "chain",
+            Route::Chain,
             vec![
                 step(StepKind::Delta, Some("1"), "2"),
                 step(StepKind::Delta, Some("1"), "3"),
@@ -676,19 +402,36 @@ mod tests {
         assert!(
             gap.check("g", Some("1"))
                 .unwrap_err()
+                .to_string()
                 .contains("delta from")
         );
-        let fresh = plan(None, "1", "full", vec![step(StepKind::Pack, None, "1")]);
+        let fresh = plan(
+            None,
+            "1",
+            Route::Full,
+            vec![step(StepKind::Pack, None, "1")],
+        );
         assert_eq!(fresh.check("g", None), Ok(()));
-        let delta_fresh = plan(None, "1", "chain", vec![step(StepKind::Delta, None, "1")]);
+        let delta_fresh = plan(
+            None,
+            "1",
+            Route::Chain,
+            vec![step(StepKind::Delta, None, "1")],
+        );
         assert!(delta_fresh.check("g", None).is_err());
         let mut bad_digest = fresh.clone();
         bad_digest.steps[0].digest = "blake3:../../etc/passwd".into();
-        assert!(bad_digest.check("g", None).unwrap_err().contains("digest"));
+        assert!(
+            bad_digest
+                .check("g", None)
+                .unwrap_err()
+                .to_string()
+                .contains("digest")
+        );
         let mut bad_total = fresh.clone();
         bad_total.total_bytes = 1;
         assert!(bad_total.check("g", None).is_err());
-        let up_to_date = plan(Some("1"), "1", "upToDate", vec![]);
+        let up_to_date = plan(Some("1"), "1", Route::UpToDate, vec![]);
         assert_eq!(up_to_date.check("g", Some("1")), Ok(()));
     }
 

@@ -20,8 +20,9 @@ use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use crate::api::{Api, ApiError, is_digest, status_error};
+use crate::api::{Api, ApiError, status_error};
 use crate::progress::ArtifactProgress;
+use mist_wire::digest::is_digest;
 
 /// How downloads behave.
 #[derive(Debug, Clone, Copy)]

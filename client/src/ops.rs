@@ -20,11 +20,13 @@ use mist_games::manifest::{self, EntryKind, Manifest};
 use mist_games::{pack, treedelta};
 use serde::Serialize;
 
-use crate::api::{self, Api, ArtifactLink, GameDetail, PlanStep, StepKind};
+use crate::api::{self, Api};
 use crate::dirs::Dirs;
 use crate::download::{DownloadOptions, Downloader};
 use crate::progress::{ArtifactProgress, Progress};
 use crate::state::{self, Credentials, InstalledGame, PendingStep};
+use mist_wire::catalog::{ArtifactLink, GameDetail};
+use mist_wire::update::{PlanStep, Route, StepKind};
 
 /// What every command gets.
 #[derive(Clone)]
@@ -98,7 +100,7 @@ pub struct StatusReport {
     /// The user logged in as.
     pub user: Option<String>,
     /// When the token expires, epoch seconds.
-    pub token_expires_at: Option<i64>,
+    pub token_expires_at: Option<u64>,
     /// The installed games.
     pub games: Vec<GameStatus>,
 }
@@ -310,7 +312,7 @@ pub async fn install(
         from: None,
         to: plan.to.clone(),
         outcome: "installed",
-        route: plan.route.clone(),
+        route: plan.route.as_str().to_owned(),
         planned_bytes: plan.total_bytes,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: plan.full_bytes(),
@@ -333,14 +335,14 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
         bail!("the first install of {game} did not finish; run `mist install {game}`");
     };
     let plan = api.plan(game, Some(&from), None).await?;
-    if plan.route == "upToDate" {
+    if plan.route == Route::UpToDate {
         state::save_game(&context.dirs, &installed)?;
         return Ok(resumed.unwrap_or(UpdateSummary {
             game: game.to_owned(),
             from: Some(from.clone()),
             to: from,
             outcome: "upToDate",
-            route: plan.route,
+            route: plan.route.as_str().to_owned(),
             planned_bytes: 0,
             downloaded_bytes: downloader.bytes_received(),
             full_bytes: None,
@@ -372,7 +374,7 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
         from: resumed.and_then(|summary| summary.from).or(Some(from)),
         to: plan.to.clone(),
         outcome: "updated",
-        route: plan.route.clone(),
+        route: plan.route.as_str().to_owned(),
         planned_bytes: plan.total_bytes,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: plan.full_bytes(),
@@ -531,6 +533,7 @@ async fn finish_pending(
         to: pending.to.clone(),
         digest: pending.digest.clone(),
         size: pending.size,
+        url: mist_wire::digest::artifact_path(&pending.digest),
     };
     let times = run_steps(
         context,

@@ -21,9 +21,10 @@ use mist_games::manifest::{EntryKind, FileHash};
 use mist_games::repair;
 use serde::Serialize;
 
-use crate::api::{ApiError, RepairFileRequest, RepairRequest};
+use crate::api::ApiError;
 use crate::ops::{self, Context, VerifyReport};
 use crate::state;
+use mist_wire::repair::{RepairFileRequest, RepairRequest};
 
 /// The most files one repair request names (the server takes up to 4,096).
 const MAX_BATCH_FILES: usize = 1024;
@@ -222,7 +223,7 @@ pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<
                         report.repaired_bytes += file.size;
                         report.repaired.push(RepairedEntry {
                             path: file.path.clone(),
-                            method: repaired.method,
+                            method: repaired.method.as_str().to_owned(),
                             size: file.size,
                             delta_bytes,
                         });

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use mist_games::manifest::Manifest;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{LaunchInfo, StepKind};
 use crate::dirs::{Dirs, write_atomic};
+use mist_wire::catalog::LaunchInfo;
+use mist_wire::update::StepKind;
 
 /// What `mist login` saved: where the server is and the token it gave.
 #[derive(Clone, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub struct Credentials {
     /// The bearer token. Never printed.
     pub token: String,
     /// When the token expires, epoch seconds, as the server said.
-    pub expires_at: Option<i64>,
+    pub expires_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Credentials {

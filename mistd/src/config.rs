@@ -475,7 +475,7 @@ impl Settings {
             token_lifetime: args
                 .token_lifetime
                 .or(file_duration("token-lifetime", &file.token_lifetime)?)
-                .unwrap_or(mist_api::DEFAULT_TOKEN_LIFETIME),
+                .unwrap_or(mist_api::config::DEFAULT_TOKEN_LIFETIME),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
@@ -497,7 +497,7 @@ impl Secrets {
             })
             .transpose()?;
         if let Some(path) = &settings.jwt_secret_file {
-            // The API reads it again when it starts (`mist_api::JwtSecret`); reading it here
+            // The API reads it again when it starts (`mist_api::secret::JwtSecret`); reading it here
             // makes a wrong path fail with the other secrets, before anything starts.
             read_secret("JWT secret", path)?;
         }
@@ -676,7 +676,10 @@ mod tests {
     #[test]
     fn token_lifetime_from_the_flag_the_file_or_the_default() {
         let default = Settings::resolve(&args(|_| {}), &FileConfig::default()).unwrap();
-        assert_eq!(default.token_lifetime, mist_api::DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(
+            default.token_lifetime,
+            mist_api::config::DEFAULT_TOKEN_LIFETIME
+        );
         let file = FileConfig::parse("token-lifetime = \"12h\"").unwrap();
         let from_file = Settings::resolve(&args(|_| {}), &file).unwrap();
         assert_eq!(from_file.token_lifetime, Duration::from_secs(12 * 60 * 60));

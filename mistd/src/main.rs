@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mist_reconciler::Reconciler;
 use mist_status_view::{self as status_view, human_size};
+use mist_wire::status::StatusReport;
 use mistd::config::{ConfigError, FileConfig, LogFormat, Role, RunArgs, Secrets, Settings};
 use mistd::demo::{self, BuildState, DemoError, DemoLayout};
 use mistd::run::{self, Shutdown};
@@ -219,7 +220,9 @@ async fn cmd_status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let db = mist_db::Db::connect_read_only(&url).await?;
-    let report = status_json(&db).await;
+    let report = mist_reconciler::status(&db)
+        .await
+        .context("cannot read the status");
     db.close().await;
     let report = report?;
     let mut out = std::io::stdout().lock();
@@ -231,14 +234,6 @@ async fn cmd_status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The status report as JSON, the form both `--json` and the table read.
-async fn status_json(db: &mist_db::Db) -> anyhow::Result<serde_json::Value> {
-    let report = mist_reconciler::status(db)
-        .await
-        .context("cannot read the status")?;
-    Ok(serde_json::to_value(&report)?)
 }
 
 fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -313,7 +308,7 @@ fn demo_settings(layout: &DemoLayout, listen: SocketAddr) -> Settings {
 
 /// The state after the reconciler went idle.
 struct Converged {
-    report: serde_json::Value,
+    report: StatusReport,
     elapsed: Duration,
 }
 
@@ -337,7 +332,7 @@ async fn converge(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Opt
             }
             _ = tick.tick() => {
                 // A failed read (the database busy) only skips one update.
-                if let Ok(report) = status_json(&db).await {
+                if let Ok(report) = mist_reconciler::status(&db).await {
                     progress.show(&status_view::progress_line(&report));
                 }
             }
@@ -348,7 +343,9 @@ async fn converge(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Opt
             }
         }
     }
-    let report = status_json(&db).await?;
+    let report = mist_reconciler::status(&db)
+        .await
+        .context("cannot read the status")?;
     progress.show(&status_view::progress_line(&report));
     progress.clear();
     db.close().await;
@@ -433,19 +430,17 @@ fn print_summary(
         count.ready,
         count.total
     )?;
-    for game in report["games"].as_array().map_or(&[][..], Vec::as_slice) {
-        let name = game["name"].as_str().unwrap_or("-");
+    for game in &report.games {
+        let name = &game.name;
         let mut ready = Vec::new();
         let mut not_ready = Vec::new();
-        for version in game["versions"].as_array().map_or(&[][..], Vec::as_slice) {
-            let version_name = version["name"].as_str().unwrap_or("-");
-            if version["ready"].as_bool() == Some(true) {
-                ready.push(version_name.to_string());
+        for version in &game.versions {
+            if version.ready {
+                ready.push(version.name.clone());
             } else {
                 not_ready.push(format!(
-                    "{version_name} ({}: {})",
-                    version["reason"].as_str().unwrap_or("not ready"),
-                    version["message"].as_str().unwrap_or("")
+                    "{} ({}: {})",
+                    version.name, version.reason, version.message
                 ));
             }
         }

@@ -27,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics::{Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use mist_api::{ApiConfig, JwtSecret, StatusSource};
+use mist_api::config::{ApiConfig, StatusSource, StatusSourceError};
+use mist_api::secret::JwtSecret;
 use mist_db::Db;
 use mist_db::queue::{QueueConfig, QueueCounts};
 use mist_reconciler::triggers::Trigger;
@@ -133,14 +134,13 @@ pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
 /// create folders on the NAS, which the API must not do.)
 const ARTIFACTS_DIR: &str = "artifacts";
 
-/// [`mist_reconciler::status()`] as JSON, for `/v1/status` and `/v1/events`.
+/// [`mist_reconciler::status()`], for `/v1/status` and `/v1/events`.
 pub fn status_source() -> StatusSource {
     Arc::new(|db: Db| {
         Box::pin(async move {
-            let report = mist_reconciler::status(&db)
+            mist_reconciler::status(&db)
                 .await
-                .map_err(|error| format!("{:#}", anyhow::Error::from(error)))?;
-            serde_json::to_value(report).map_err(|error| error.to_string())
+                .map_err(|error| Box::new(error) as StatusSourceError)
         })
     })
 }

@@ -52,7 +52,7 @@ use tokio::sync::Notify;
 
 pub use crate::desired::SpecsSource;
 pub use crate::pass::PassReport;
-pub use crate::status::StatusReport;
+use mist_wire::status::StatusReport;
 
 use crate::actions::Context;
 use crate::runner::Workers;

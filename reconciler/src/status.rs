@@ -1,4 +1,5 @@
-//! The status report: what `mistd status --json` prints and the API serves to admins.
+//! The status report ([`StatusReport`], defined by the API contract `mist_wire`): what
+//! `mistd status --json` prints and the API serves to admins.
 //!
 //! It is read from the database only (conditions, the sync state, revisions, jobs), so any
 //! process with a read-only handle can produce it while the reconciler runs elsewhere.
@@ -24,117 +25,10 @@ use mist_db::Db;
 use mist_db::queue::{Job, JobState};
 use mist_db::state::Outcome;
 use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
-use serde::{Deserialize, Serialize};
-
-/// The whole status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusReport {
-    /// The commit at the tip of the branch when last looked at.
-    pub commit: Option<String>,
-    /// The commit in force: the last one that loaded and validated.
-    pub last_applied_revision: Option<String>,
-    /// The last commit tried, whatever the outcome.
-    pub last_attempted_revision: Option<String>,
-    /// Every error of the last commit tried (empty when it applied), and a read error when
-    /// the repository could not be read at all.
-    pub errors: Vec<StatusError>,
-    /// Every game the database knows, by name.
-    pub games: Vec<GameStatus>,
-    /// Every job that is not done, most urgent first.
-    pub queue: Vec<QueueEntry>,
-}
-
-/// One error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusError {
-    /// The spec file, relative to the repository root; `None` for a read error.
-    #[serde(default)]
-    pub file: Option<String>,
-    /// 1-based line, when known.
-    #[serde(default)]
-    pub line: Option<u32>,
-    /// 1-based column, when known.
-    #[serde(default)]
-    pub column: Option<u32>,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it, when there is an obvious way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
-
-/// One game.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GameStatus {
-    /// The game's name.
-    pub name: String,
-    /// `suspend: true`: the reconciler leaves it as it is.
-    pub suspended: bool,
-    /// Its versions, in version order.
-    pub versions: Vec<VersionStatus>,
-}
-
-/// One version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionStatus {
-    /// The version's name.
-    pub name: String,
-    /// Served to friends.
-    pub ready: bool,
-    /// `Ready`, `Reconciling`, `Stalled`, `Inactive` (retired or pruned) or `Unknown` (no
-    /// condition yet).
-    pub status: String,
-    /// A stable reason, e.g. `DigestMismatch`.
-    pub reason: String,
-    /// A sentence for people.
-    pub message: String,
-    /// The progress of a job running for this version, if any.
-    pub progress: Option<JobProgress>,
-}
-
-/// Progress of a running job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobProgress {
-    /// The job kind: `ingest`, `pack`, `delta` or `prune`.
-    pub kind: String,
-    /// The stage, e.g. `scan`.
-    pub stage: String,
-    /// The stage's position among the kind's stages, 0 first.
-    pub stage_index: u32,
-    /// Units (bytes, mostly) done in this stage.
-    pub done: u64,
-    /// Units in this stage.
-    pub total: u64,
-}
-
-/// One job that is not done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueEntry {
-    /// The content-derived key.
-    pub key: String,
-    /// The job kind.
-    pub kind: String,
-    /// The game it is for.
-    pub game: Option<String>,
-    /// The version it is for.
-    pub version: Option<String>,
-    /// `queued`, `running`, `failed` (waiting for a retry) or `terminal`.
-    pub state: String,
-    /// Attempts that failed.
-    pub attempts: u32,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-    /// When the job may next be claimed (epoch milliseconds).
-    pub next_attempt_at: i64,
-    /// The progress of the current (or last) attempt.
-    pub progress: JobProgress,
-}
+use mist_wire::status::JobState as WireJobState;
+use mist_wire::status::{
+    GameStatus, JobKind, JobProgress, Phase, QueueEntry, StatusError, StatusReport, VersionStatus,
+};
 
 /// Reads the status from the database.
 pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
@@ -224,26 +118,26 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             condition.is_some_and(|c| c.status == ConditionStatus::True)
         };
         let status = if is_true(ready) {
-            "Ready"
+            Phase::Ready
         } else if is_true(stalled) {
-            "Stalled"
+            Phase::Stalled
         } else if is_true(reconciling) {
-            "Reconciling"
+            Phase::Reconciling
         } else if ready.is_some() {
-            "Inactive"
+            Phase::Inactive
         } else {
-            "Unknown"
+            Phase::Unknown
         };
         let (reason, message) = ready
             .map(|c| (c.reason.clone(), c.message.clone()))
             .unwrap_or_else(|| ("Unknown".to_string(), "not reconciled yet".to_string()));
         let progress = running
             .get(&(version.spec.game.as_str(), version.spec.name.as_str()))
-            .map(|job| progress_of(job));
+            .and_then(|job| progress_of(job));
         games[idx].versions.push(VersionStatus {
             name: version.spec.name.clone(),
             ready: is_true(ready),
-            status: status.to_string(),
+            status,
             reason,
             message,
             progress,
@@ -253,21 +147,23 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
     let mut queue: Vec<QueueEntry> = snapshot
         .jobs
         .iter()
-        .map(|job| QueueEntry {
-            key: job.key.clone(),
-            kind: job.kind.clone(),
-            game: job.game.clone(),
-            version: job.version.clone(),
-            state: job.state.to_string(),
-            attempts: job.attempts,
-            last_error: job.last_error.clone(),
-            next_attempt_at: job.next_attempt_at,
-            progress: progress_of(job),
+        .filter_map(|job| {
+            Some(QueueEntry {
+                key: job.key.clone(),
+                kind: job_kind(job)?,
+                game: job.game.clone(),
+                version: job.version.clone(),
+                state: job_state(job.state),
+                attempts: job.attempts,
+                last_error: job.last_error.clone(),
+                next_attempt_at: job.next_attempt_at,
+                progress: progress_of(job)?,
+            })
         })
         .collect();
     queue.sort_by(|a, b| {
-        (a.state != "running", a.next_attempt_at, &a.key).cmp(&(
-            b.state != "running",
+        (a.state != WireJobState::Running, a.next_attempt_at, &a.key).cmp(&(
+            b.state != WireJobState::Running,
             b.next_attempt_at,
             &b.key,
         ))
@@ -283,12 +179,33 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
     })
 }
 
-fn progress_of(job: &Job) -> JobProgress {
-    JobProgress {
-        kind: job.kind.clone(),
+fn progress_of(job: &Job) -> Option<JobProgress> {
+    Some(JobProgress {
+        kind: job_kind(job)?,
         stage: job.progress.stage.clone(),
         stage_index: job.progress.stage_index,
         done: job.progress.done,
         total: job.progress.total,
+    })
+}
+
+/// The kind of a queued job. Only the reconciler writes jobs, with the kinds of
+/// [`JobKind`]; a kind this version does not know (written by a newer Mist sharing the
+/// database) is logged and the job left out of the report, which cannot describe it.
+fn job_kind(job: &Job) -> Option<JobKind> {
+    let kind = JobKind::parse(&job.kind);
+    if kind.is_none() {
+        tracing::warn!(key = %job.key, kind = %job.kind, "a job of an unknown kind");
+    }
+    kind
+}
+
+fn job_state(state: JobState) -> WireJobState {
+    match state {
+        JobState::Queued => WireJobState::Queued,
+        JobState::Running => WireJobState::Running,
+        JobState::Done => WireJobState::Done,
+        JobState::Failed => WireJobState::Failed,
+        JobState::Terminal => WireJobState::Terminal,
     }
 }

@@ -2,21 +2,19 @@
 //! `mistd status` and `mistpipe status`. Next to it, [`progress_line`] is the one line
 //! `mistd demo` shows while it converges.
 //!
-//! Everything reads the report through its JSON form (the documented contract of
-//! `mistd status --json` and `GET /v1/status`: `commit`, `lastAppliedRevision`,
-//! `lastAttemptedRevision`, `errors`, `games[].versions[].{name, ready, reason, message,
-//! progress}`, `queue`), so what a person reads is exactly what a script reads, whether the
-//! report came from the database or over HTTP. Unknown or missing fields are shown as `-`
-//! rather than failing: the status is for diagnosing, and must show what it can.
+//! Everything reads the typed report of the API contract ([`StatusReport`], what
+//! `mistd status --json` prints and `GET /v1/status` serves to admins), so what a person
+//! reads is exactly what a script reads, whether the report came from the database or over
+//! HTTP. Missing values (no commit yet, a job without a game) are shown as `-`.
 //!
-//! **Architecture Invariant:** this crate depends on `serde_json` alone, so the admin's CLI
+//! **Architecture Invariant:** this crate depends on `mist-wire` alone, so the admin's CLI
 //! can share it without depending on the server.
 
 #![deny(missing_docs)]
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use mist_wire::status::{JobProgress, JobState, Phase, QueueEntry, StatusError, StatusReport};
 
 /// Versions Ready out of all versions of games that are not suspended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,12 +26,12 @@ pub struct ReadyCount {
 }
 
 /// Counts Ready versions in a status report.
-pub fn ready_count(report: &Value) -> ReadyCount {
+pub fn ready_count(report: &StatusReport) -> ReadyCount {
     let mut count = ReadyCount::default();
-    for game in array(report, "games") {
-        for version in array(game, "versions") {
+    for game in &report.games {
+        for version in &game.versions {
             count.total += 1;
-            if version.get("ready").and_then(Value::as_bool) == Some(true) {
+            if version.ready {
                 count.ready += 1;
             }
         }
@@ -43,17 +41,16 @@ pub fn ready_count(report: &Value) -> ReadyCount {
 
 /// Every Stalled version as `game version: Reason: message`, in the report's order; what
 /// needs an admin's attention.
-pub fn stalled_versions(report: &Value) -> Vec<String> {
+pub fn stalled_versions(report: &StatusReport) -> Vec<String> {
     let mut lines = Vec::new();
-    for game in array(report, "games") {
-        let game_name = text(game, "name").unwrap_or("-");
-        for version in array(game, "versions") {
-            if text(version, "status") != Some("Stalled") {
+    for game in &report.games {
+        for version in &game.versions {
+            if version.status != Phase::Stalled {
                 continue;
             }
-            let mut line = format!("{game_name} {}", text(version, "name").unwrap_or("-"));
-            for key in ["reason", "message"] {
-                if let Some(value) = text(version, key).filter(|value| !value.is_empty()) {
+            let mut line = format!("{} {}", game.name, version.name);
+            for value in [&version.reason, &version.message] {
+                if !value.is_empty() {
                     let _ = write!(line, ": {value}");
                 }
             }
@@ -65,16 +62,16 @@ pub fn stalled_versions(report: &Value) -> Vec<String> {
 
 /// One line saying where a reconcile stands: Ready versions, then the work under way, e.g.
 /// `7/11 versions ready · delta starfall 1.1.0: diffing 12.3 MB / 40.0 MB · 3 jobs queued`.
-pub fn progress_line(report: &Value) -> String {
+pub fn progress_line(report: &StatusReport) -> String {
     let count = ready_count(report);
-    if count.total == 0 && array(report, "queue").is_empty() {
+    if count.total == 0 && report.queue.is_empty() {
         return "reading the specs and looking at the NAS …".to_string();
     }
     let mut line = format!("{}/{} versions ready", count.ready, count.total);
-    let queue = array(report, "queue");
-    let running: Vec<&Value> = queue
+    let running: Vec<&QueueEntry> = report
+        .queue
         .iter()
-        .filter(|job| text(job, "state") == Some("running"))
+        .filter(|job| job.state == JobState::Running)
         .collect();
     for job in running.iter().take(2) {
         let _ = write!(line, " · {}", describe_job(job));
@@ -82,9 +79,10 @@ pub fn progress_line(report: &Value) -> String {
     if running.len() > 2 {
         let _ = write!(line, " · {} more running", running.len() - 2);
     }
-    let n_waiting = queue
+    let n_waiting = report
+        .queue
         .iter()
-        .filter(|job| matches!(text(job, "state"), Some("queued" | "failed")))
+        .filter(|job| matches!(job.state, JobState::Queued | JobState::Failed))
         .count();
     if n_waiting > 0 {
         let _ = write!(line, " · {n_waiting} queued");
@@ -94,161 +92,149 @@ pub fn progress_line(report: &Value) -> String {
 
 /// The readable form of a status report: the spec commit and its errors, a table of games
 /// and versions, and the queue.
-pub fn render_table(report: &Value) -> String {
+pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
-    let commit = |key: &str| text(report, key).map(short_commit).unwrap_or("-");
     let _ = writeln!(
         out,
         "Specs: commit {}, last applied {}, last attempted {}",
-        commit("commit"),
-        commit("lastAppliedRevision"),
-        commit("lastAttemptedRevision"),
+        short_commit(report.commit.as_deref()),
+        short_commit(report.last_applied_revision.as_deref()),
+        short_commit(report.last_attempted_revision.as_deref()),
     );
-    let errors = array(report, "errors");
-    if !errors.is_empty() {
-        let _ = writeln!(out, "Errors ({}):", errors.len());
-        for error in errors {
+    if !report.errors.is_empty() {
+        let _ = writeln!(out, "Errors ({}):", report.errors.len());
+        for error in &report.errors {
             let _ = writeln!(out, "  {}", one_line(error));
         }
     }
 
     let _ = writeln!(out);
-    let mut rows = vec![[
-        "GAME".to_string(),
-        "VERSION".to_string(),
-        "READY".to_string(),
-        "STATUS".to_string(),
-        "REASON".to_string(),
-        "PROGRESS".to_string(),
-        "MESSAGE".to_string(),
-    ]];
-    let games = array(report, "games");
-    for game in games {
-        let name = text(game, "name").unwrap_or("-");
-        let suspended = game.get("suspended").and_then(Value::as_bool) == Some(true);
-        let versions = array(game, "versions");
-        if versions.is_empty() {
+    if report.games.is_empty() {
+        let _ = writeln!(out, "No games yet.");
+    } else {
+        write_table(&mut out, &version_rows(report));
+        let count = ready_count(report);
+        let _ = writeln!(out, "{}/{} versions ready", count.ready, count.total);
+    }
+
+    let _ = writeln!(out);
+    if report.queue.is_empty() {
+        let _ = writeln!(out, "Queue: empty");
+    } else {
+        let _ = writeln!(out, "Queue ({} jobs):", report.queue.len());
+        write_table(&mut out, &queue_rows(&report.queue));
+    }
+    out
+}
+
+/// The games table: a header, then a row per version (or per game without versions).
+fn version_rows(report: &StatusReport) -> Vec<[String; 7]> {
+    let mut rows = vec![
+        [
+            "GAME", "VERSION", "READY", "STATUS", "REASON", "PROGRESS", "MESSAGE",
+        ]
+        .map(str::to_string),
+    ];
+    for game in &report.games {
+        let game_cell = if game.suspended {
+            format!("{} (suspended)", game.name)
+        } else {
+            game.name.clone()
+        };
+        if game.versions.is_empty() {
             rows.push([
-                if suspended {
-                    format!("{name} (suspended)")
-                } else {
-                    name.to_string()
-                },
+                game_cell.clone(),
                 "-".to_string(),
                 "-".to_string(),
-                if suspended { "Suspended" } else { "-" }.to_string(),
+                if game.suspended { "Suspended" } else { "-" }.to_string(),
                 "-".to_string(),
                 "-".to_string(),
                 "no versions".to_string(),
             ]);
         }
-        for (version_idx, version) in versions.iter().enumerate() {
-            let game_cell = match (version_idx, suspended) {
-                (0, true) => format!("{name} (suspended)"),
-                (0, false) => name.to_string(),
-                _ => String::new(),
-            };
-            let ready = match version.get("ready").and_then(Value::as_bool) {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "-",
-            };
+        for (version_idx, version) in game.versions.iter().enumerate() {
             rows.push([
-                game_cell,
-                text(version, "name").unwrap_or("-").to_string(),
-                ready.to_string(),
-                text(version, "status").unwrap_or("-").to_string(),
-                text(version, "reason").unwrap_or("-").to_string(),
+                if version_idx == 0 {
+                    game_cell.clone()
+                } else {
+                    String::new()
+                },
+                version.name.clone(),
+                if version.ready { "yes" } else { "no" }.to_string(),
+                version.status.to_string(),
+                version.reason.clone(),
                 version
-                    .get("progress")
+                    .progress
+                    .as_ref()
                     .and_then(describe_progress)
                     .unwrap_or_else(|| "-".to_string()),
-                text(version, "message").unwrap_or("").to_string(),
+                version.message.clone(),
             ]);
         }
     }
-    if games.is_empty() {
-        let _ = writeln!(out, "No games yet.");
-    } else {
-        write_table(&mut out, &rows);
-        let count = ready_count(report);
-        let _ = writeln!(out, "{}/{} versions ready", count.ready, count.total);
-    }
+    rows
+}
 
-    let queue = array(report, "queue");
-    let _ = writeln!(out);
-    if queue.is_empty() {
-        let _ = writeln!(out, "Queue: empty");
-    } else {
-        let _ = writeln!(out, "Queue ({} jobs):", queue.len());
-        let mut rows = vec![[
-            "KIND".to_string(),
-            "GAME".to_string(),
-            "VERSION".to_string(),
-            "STATE".to_string(),
-            "ATTEMPTS".to_string(),
-            "PROGRESS".to_string(),
-            "LAST ERROR".to_string(),
-        ]];
-        for job in queue {
-            rows.push([
-                text(job, "kind").unwrap_or("-").to_string(),
-                text(job, "game").unwrap_or("-").to_string(),
-                text(job, "version").unwrap_or("-").to_string(),
-                text(job, "state").unwrap_or("-").to_string(),
-                job.get("attempts")
-                    .and_then(Value::as_u64)
-                    .map_or_else(|| "-".to_string(), |n| n.to_string()),
-                job.get("progress")
-                    .and_then(describe_progress)
-                    .unwrap_or_else(|| "-".to_string()),
-                text(job, "lastError").unwrap_or("").to_string(),
-            ]);
-        }
-        write_table(&mut out, &rows);
+/// The queue table: a header, then a row per job.
+fn queue_rows(queue: &[QueueEntry]) -> Vec<[String; 7]> {
+    let mut rows = vec![
+        [
+            "KIND",
+            "GAME",
+            "VERSION",
+            "STATE",
+            "ATTEMPTS",
+            "PROGRESS",
+            "LAST ERROR",
+        ]
+        .map(str::to_string),
+    ];
+    for job in queue {
+        rows.push([
+            job.kind.to_string(),
+            job.game.clone().unwrap_or_else(|| "-".to_string()),
+            job.version.clone().unwrap_or_else(|| "-".to_string()),
+            job.state.to_string(),
+            job.attempts.to_string(),
+            describe_progress(&job.progress).unwrap_or_else(|| "-".to_string()),
+            job.last_error.clone().unwrap_or_default(),
+        ]);
     }
-    out
+    rows
 }
 
 /// `kind game version: stage done / total`, for one queue entry.
-pub fn describe_job(job: &Value) -> String {
-    let mut description = text(job, "kind").unwrap_or("job").to_string();
-    for key in ["game", "version"] {
-        if let Some(value) = text(job, key) {
-            description.push(' ');
-            description.push_str(value);
-        }
+pub fn describe_job(job: &QueueEntry) -> String {
+    let mut description = job.kind.to_string();
+    for value in [&job.game, &job.version].into_iter().flatten() {
+        description.push(' ');
+        description.push_str(value);
     }
-    if let Some(progress) = job.get("progress").and_then(describe_progress) {
+    if let Some(progress) = describe_progress(&job.progress) {
         let _ = write!(description, ": {progress}");
     }
     description
 }
 
-/// A progress object (`stage`, `done`, `total`) as `stage 12.3 MB / 40.0 MB`; `None` for
-/// null or an object with nothing to show.
-pub fn describe_progress(progress: &Value) -> Option<String> {
-    match progress {
-        Value::String(text) if !text.is_empty() => Some(text.clone()),
-        Value::Object(_) => {
-            let stage = text(progress, "stage").filter(|s| !s.is_empty());
-            let done = progress.get("done").and_then(Value::as_u64);
-            let total = progress.get("total").and_then(Value::as_u64);
-            let amounts = match (done, total) {
-                (Some(done), Some(total)) if total > 0 => {
-                    Some(format!("{} / {}", human_size(done), human_size(total)))
-                }
-                (Some(done), _) if done > 0 => Some(human_size(done)),
-                _ => None,
-            };
-            match (stage, amounts) {
-                (Some(stage), Some(amounts)) => Some(format!("{stage} {amounts}")),
-                (Some(stage), None) => Some(stage.to_string()),
-                (None, Some(amounts)) => Some(amounts),
-                (None, None) => None,
-            }
-        }
-        _ => None,
+/// A job's progress as `stage 12.3 MB / 40.0 MB`; `None` when there is nothing to show.
+pub fn describe_progress(progress: &JobProgress) -> Option<String> {
+    let stage = Some(progress.stage.as_str()).filter(|stage| !stage.is_empty());
+    let amounts = if progress.total > 0 {
+        Some(format!(
+            "{} / {}",
+            human_size(progress.done),
+            human_size(progress.total)
+        ))
+    } else if progress.done > 0 {
+        Some(human_size(progress.done))
+    } else {
+        None
+    };
+    match (stage, amounts) {
+        (Some(stage), Some(amounts)) => Some(format!("{stage} {amounts}")),
+        (Some(stage), None) => Some(stage.to_string()),
+        (None, Some(amounts)) => Some(amounts),
+        (None, None) => None,
     }
 }
 
@@ -287,54 +273,36 @@ fn write_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
     }
 }
 
-fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+/// A commit id's first 12 characters, `-` for none.
+fn short_commit(commit: Option<&str>) -> &str {
+    commit.map_or("-", |commit| &commit[..commit.len().min(12)])
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
-}
-
-fn short_commit(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
-/// An error entry on one line: `file:line:column: message (hint)` for the status's error
-/// objects; a plain string as it is.
-fn one_line(error: &Value) -> String {
-    match error {
-        Value::String(message) => message.clone(),
-        Value::Object(_) => {
-            let mut line = String::new();
-            if let Some(file) = text(error, "file") {
-                line.push_str(file);
-                for key in ["line", "column"] {
-                    if let Some(number) = error.get(key).and_then(Value::as_u64) {
-                        let _ = write!(line, ":{number}");
-                    }
-                }
-                line.push_str(": ");
-            }
-            line.push_str(text(error, "message").unwrap_or("(no message)"));
-            if let Some(hint) = text(error, "hint") {
-                let _ = write!(line, " ({hint})");
-            }
-            line
+/// An error entry on one line: `file:line:column: message (hint)`.
+fn one_line(error: &StatusError) -> String {
+    let mut line = String::new();
+    if let Some(file) = &error.file {
+        line.push_str(file);
+        for number in [error.line, error.column].into_iter().flatten() {
+            let _ = write!(line, ":{number}");
         }
-        other => other.to_string(),
+        line.push_str(": ");
     }
+    line.push_str(&error.message);
+    if let Some(hint) = &error.hint {
+        let _ = write!(line, " ({hint})");
+    }
+    line
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
 
-    fn report() -> Value {
-        json!({
+    use super::*;
+
+    fn report() -> StatusReport {
+        serde_json::from_value(json!({
             "commit": "0123456789abcdef0123456789abcdef01234567",
             "lastAppliedRevision": "0123456789abcdef0123456789abcdef01234567",
             "lastAttemptedRevision": "fedcba9876543210fedcba9876543210fedcba98",
@@ -345,16 +313,31 @@ mod tests {
                 {"name": "starfall", "suspended": false, "versions": [
                     {"name": "1.0.0", "ready": true, "status": "Ready", "reason": "Ready", "message": "", "progress": null},
                     {"name": "1.0.1", "ready": false, "status": "Reconciling", "reason": "Progressing", "message": "making the delta from 1.0.0",
-                     "progress": {"stage": "diffing", "done": 12_300_000, "total": 40_000_000}}
+                     "progress": {"kind": "delta", "stage": "diffing", "stageIndex": 1, "done": 12_300_000, "total": 40_000_000}}
                 ]},
                 {"name": "lantern", "suspended": true, "versions": []}
             ],
             "queue": [
-                {"kind": "delta", "game": "starfall", "version": "1.0.1", "state": "running", "attempts": 0,
-                 "progress": {"stage": "diffing", "done": 12_300_000, "total": 40_000_000}},
-                {"kind": "pack", "game": "starfall", "version": "1.0.1", "state": "queued", "attempts": 0}
+                {"key": "delta:a:b", "kind": "delta", "game": "starfall", "version": "1.0.1", "state": "running", "attempts": 0,
+                 "lastError": null, "nextAttemptAt": 0,
+                 "progress": {"kind": "delta", "stage": "diffing", "stageIndex": 1, "done": 12_300_000, "total": 40_000_000}},
+                {"key": "pack:c", "kind": "pack", "game": "starfall", "version": "1.0.1", "state": "queued", "attempts": 0,
+                 "lastError": null, "nextAttemptAt": 0,
+                 "progress": {"kind": "pack", "stage": "", "stageIndex": 0, "done": 0, "total": 0}}
             ]
-        })
+        }))
+        .unwrap()
+    }
+
+    fn empty_report() -> StatusReport {
+        StatusReport {
+            commit: None,
+            last_applied_revision: None,
+            last_attempted_revision: None,
+            errors: Vec::new(),
+            games: Vec::new(),
+            queue: Vec::new(),
+        }
     }
 
     #[test]
@@ -387,14 +370,14 @@ pack   starfall  1.0.1    queued   0         -
             "1/2 versions ready · delta starfall 1.0.1: diffing 12.3 MB / 40.0 MB · 1 queued"
         );
         assert_eq!(
-            progress_line(&json!({})),
+            progress_line(&empty_report()),
             "reading the specs and looking at the NAS …"
         );
     }
 
     #[test]
     fn an_empty_report_still_renders() {
-        let table = render_table(&json!({}));
+        let table = render_table(&empty_report());
         assert!(table.contains("commit -"), "{table}");
         assert!(table.contains("No games yet."), "{table}");
         assert!(table.contains("Queue: empty"), "{table}");

@@ -28,11 +28,12 @@ use tokio_util::io::ReaderStream;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Viewer;
-use crate::http::ApiContext;
 use crate::http::catalog::Catalog;
-use crate::http::error::{Error, ErrorBody, InternalError, io_error};
+use crate::http::context::ApiContext;
+use crate::http::error::{Error, InternalError, io_error};
 use crate::http::extractor::AuthUser;
 use crate::range::{self, Answer, Conditions};
+use mist_wire::error::ErrorBody;
 
 /// `Cache-Control` of every artifact: the bytes behind an address never change.
 const IMMUTABLE: &str = "private, max-age=31536000, immutable";

@@ -4,7 +4,7 @@
 //! `users` table. An unknown, disabled or mistyped user gets the same `401` after the same
 //! work: a name with no usable hash is checked against a dummy hash made with the same
 //! parameters. Failures count against the client's address and the user name; past
-//! [`crate::Limits::login_max_failures`] in a window, either one gets `429` until the window
+//! [`crate::config::Limits::login_max_failures`] in a window, either one gets `429` until the window
 //! ends, without a password check.
 
 use std::net::SocketAddr;
@@ -17,12 +17,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::Extensions;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use mist_wire::auth::{LoginRequest, LoginResponse, Role, UserInfo, UserList};
 
-use crate::http::ApiContext;
-use crate::http::error::{Error, ErrorBody, InternalError};
+use crate::http::context::ApiContext;
+use crate::http::error::{Error, InternalError};
 use crate::http::extractor::AuthUser;
+use mist_wire::error::ErrorBody;
 
 /// The longest user name or password a login reads; longer ones fail like wrong ones.
 const MAX_CREDENTIAL_LEN: usize = 1024;
@@ -31,32 +31,6 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
     Router::new()
         .route("/v1/auth/login", post(login))
         .route("/v1/users", get(users))
-}
-
-/// A login request.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginRequest {
-    /// The user name.
-    user: String,
-    /// The password.
-    password: String,
-}
-
-/// A token and what it says.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LoginResponse {
-    /// The bearer token for `Authorization: Bearer …`.
-    token: String,
-    /// Always `Bearer`.
-    token_type: String,
-    /// Seconds since the Unix epoch at which the token expires.
-    expires_at: u64,
-    /// The user name.
-    user: String,
-    /// `user` or `admin`.
-    role: String,
 }
 
 /// Logs in with a user name and password.
@@ -146,8 +120,16 @@ pub(crate) async fn login(
         token_type: "Bearer".to_owned(),
         expires_at: claims.exp,
         user: claims.sub,
-        role: claims.role,
+        role: wire_role(user.role),
     }))
+}
+
+/// The wire's name of a role.
+fn wire_role(role: mist_db::state::Role) -> Role {
+    match role {
+        mist_db::state::Role::User => Role::User,
+        mist_db::state::Role::Admin => Role::Admin,
+    }
 }
 
 /// Whether `password` matches the PHC string `hash`. A hash that does not parse matches
@@ -170,27 +152,6 @@ pub(crate) fn make_dummy_hash() -> String {
         tracing::error!(%error, "cannot make the dummy password hash");
         String::new()
     })
-}
-
-/// A user as admins see it: never the hash.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct UserInfo {
-    /// The login name.
-    name: String,
-    /// The name shown to others.
-    display_name: Option<String>,
-    /// `user` or `admin`.
-    role: String,
-    /// Whether the user is disabled.
-    disabled: bool,
-}
-
-/// The users (admins only).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct UserList {
-    /// Every user, by name.
-    users: Vec<UserInfo>,
 }
 
 /// Lists the users. Admins only.
@@ -220,7 +181,7 @@ pub(crate) async fn users(
         .map(|user| UserInfo {
             name: user.name,
             display_name: user.display_name,
-            role: user.role.as_str().to_owned(),
+            role: wire_role(user.role),
             disabled: user.disabled,
         })
         .collect();

@@ -9,8 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
+use mist_wire::error::ErrorBody;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +68,6 @@ impl From<mist_db::Error> for Error {
     fn from(error: mist_db::Error) -> Error {
         Error::Internal(InternalError::Db(error))
     }
-}
-
-/// The body of every error response.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    /// What went wrong, for people: a fixed phrase, or for a bad request what to fix.
-    pub(crate) error: String,
 }
 
 impl IntoResponse for Error {

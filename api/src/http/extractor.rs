@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use mist_db::state::Role;
 
 use crate::access::Viewer;
-use crate::http::ApiContext;
 use crate::http::catalog::Catalog;
+use crate::http::context::ApiContext;
 use crate::http::error::Error;
 
 /// The user a request acts for. Extracting it checks, on every request:

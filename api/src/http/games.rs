@@ -14,19 +14,24 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use mist_db::state::{Artifact, Game, Version, VersionState};
-use mist_db::status::ObjectRef;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use mist_db::status::{self as conditions, ObjectRef};
+use mist_wire::catalog::{
+    ArtifactLink, ConditionInfo, ConditionStatus, ConditionType, GameDetail, GameList, GameSummary,
+    LaunchInfo, VersionDetail, VersionSummary,
+};
+use mist_wire::digest::artifact_path;
+use mist_wire::error::ErrorBody;
+use mist_wire::update::{PlanStep, UpdatePlan};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::access::Viewer;
 use crate::http::artifacts::serve_artifact;
 use crate::http::catalog::Catalog;
-use crate::http::error::{Error, ErrorBody};
+use crate::http::context::{ApiContext, game_name, version_name};
+use crate::http::error::Error;
 use crate::http::extractor::AuthUser;
-use crate::http::{ApiContext, game_name, version_name};
-use crate::plan::{
-    self, Blob, PlanDelta, PlanError, PlanInput, PlanVersion, Rejected, Route, StepKind,
-};
+use crate::route::{self, Blob, PlanDelta, PlanError, PlanInput, PlanVersion};
 
 pub(crate) fn router() -> Router<Arc<ApiContext>> {
     Router::new()
@@ -37,138 +42,6 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
             get(get_manifest),
         )
         .route("/v1/games/{game}/update", get(get_update))
-}
-
-/// The catalog.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct GameList {
-    /// The games the viewer may see, by name.
-    games: Vec<GameSummary>,
-}
-
-/// A game in the catalog.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct GameSummary {
-    /// The game's name.
-    name: String,
-    /// The title to show.
-    title: String,
-    /// A short description.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    /// Whether the game is private (seen by admins and the users granted it).
-    private: bool,
-    /// The newest Ready version, the default target of an update.
-    latest: Option<String>,
-    /// The versions the viewer may see, oldest first.
-    versions: Vec<VersionSummary>,
-    /// Admins only: whether the reconciler leaves the game as it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suspended: Option<bool>,
-}
-
-/// A version in the catalog.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct VersionSummary {
-    /// The version's name.
-    name: String,
-    /// Release notes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notes: Option<String>,
-    /// The build's tree digest, `blake3:<hex>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tree_digest: Option<String>,
-    /// Admins only: `pending`, `ingested`, `ready`, `stalled` or `retired`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<String>,
-}
-
-/// One game in detail.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct GameDetail {
-    /// The game's name.
-    name: String,
-    /// The title to show.
-    title: String,
-    /// A short description.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    /// Whether the game is private.
-    private: bool,
-    /// How the client starts the game.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    launch: Option<LaunchInfo>,
-    /// The newest Ready version.
-    latest: Option<String>,
-    /// The versions the viewer may see, oldest first.
-    versions: Vec<VersionDetail>,
-    /// Admins only: whether the reconciler leaves the game as it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suspended: Option<bool>,
-}
-
-/// How the client starts a game.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct LaunchInfo {
-    /// The program, relative to the install folder.
-    executable: String,
-    /// Arguments before any the friend adds.
-    args: Vec<String>,
-}
-
-/// One version in detail.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct VersionDetail {
-    /// The version's name.
-    name: String,
-    /// Release notes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notes: Option<String>,
-    /// The build's tree digest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tree_digest: Option<String>,
-    /// The manifest artifact.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    manifest: Option<ArtifactLink>,
-    /// The pack artifact.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pack: Option<ArtifactLink>,
-    /// Admins only: the version's state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<String>,
-    /// Admins only: the version's conditions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conditions: Option<Vec<ConditionInfo>>,
-}
-
-/// An artifact to download.
-#[derive(Clone, Serialize, ToSchema)]
-pub(crate) struct ArtifactLink {
-    /// `blake3:<hex>` of its bytes.
-    digest: String,
-    /// Bytes.
-    size: u64,
-    /// Where to download it: `/v1/artifacts/{digest}`.
-    url: String,
-}
-
-/// A condition of a version (admins only).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ConditionInfo {
-    /// `Ready`, `Reconciling` or `Stalled`.
-    r#type: String,
-    /// `True`, `False` or `Unknown`.
-    status: String,
-    /// A stable reason.
-    reason: String,
-    /// A sentence for people.
-    message: String,
-    /// When the status last changed, epoch milliseconds.
-    since: i64,
 }
 
 /// The path of a game.
@@ -202,46 +75,6 @@ pub(crate) struct UpdateQuery {
     /// The version wanted; absent for the newest Ready one.
     #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
     to: Option<String>,
-}
-
-/// An update plan with download links.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct UpdatePlan {
-    /// The game.
-    game: String,
-    /// The version the client has; absent for a fresh install.
-    from: Option<String>,
-    /// The version the plan ends at.
-    to: String,
-    /// The route taken: `upToDate`, `full`, `skip` or `chain`.
-    route: Route,
-    /// The downloads, in the order to apply them.
-    steps: Vec<PlanStep>,
-    /// The sum of the steps' sizes.
-    total_bytes: u64,
-    /// The target's manifest, to verify the result against.
-    manifest: Option<ArtifactLink>,
-    /// The routes not taken, with their cost or why they were impossible.
-    rejected: Vec<Rejected>,
-}
-
-/// One download of a plan.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PlanStep {
-    /// `pack` (unpack into an empty folder) or `delta` (apply to `from`).
-    kind: StepKind,
-    /// The version a delta applies to.
-    from: Option<String>,
-    /// The version the step makes.
-    to: String,
-    /// The artifact's digest.
-    digest: String,
-    /// Its size.
-    size: u64,
-    /// Where to download it.
-    url: String,
 }
 
 /// Lists the games the caller may see.
@@ -279,7 +112,7 @@ pub(crate) async fn list_games(
                     tree_digest: version.observed.tree_digest.clone(),
                     state: viewer
                         .is_admin()
-                        .then(|| version.observed.state.as_str().to_owned()),
+                        .then(|| wire_state(version.observed.state)),
                 })
                 .collect();
             GameSummary {
@@ -335,8 +168,8 @@ pub(crate) async fn get_game(
                     .await?
                     .into_iter()
                     .map(|condition| ConditionInfo {
-                        r#type: condition.condition_type.as_str().to_owned(),
-                        status: condition.status.as_str().to_owned(),
+                        r#type: wire_condition_type(condition.condition_type),
+                        status: wire_condition_status(condition.status),
                         reason: condition.reason,
                         message: condition.message,
                         since: condition.since,
@@ -354,7 +187,7 @@ pub(crate) async fn get_game(
             pack: link(&artifacts, version.observed.pack_address.as_deref()),
             state: viewer
                 .is_admin()
-                .then(|| version.observed.state.as_str().to_owned()),
+                .then(|| wire_state(version.observed.state)),
             conditions,
         });
     }
@@ -485,7 +318,7 @@ pub(crate) async fn get_update(
             .map(|version| version.spec.name.clone())
             .ok_or(Error::NotFound)?,
     };
-    let plan = plan::plan(&input, query.from.as_deref(), &to).map_err(|error| match error {
+    let plan = route::plan(&input, query.from.as_deref(), &to).map_err(|error| match error {
         PlanError::UnknownFrom(_) | PlanError::UnknownTo(_) => Error::NotFound,
         PlanError::NoRoute { .. } => Error::Conflict(error.to_string()),
     })?;
@@ -502,7 +335,7 @@ pub(crate) async fn get_update(
             .steps
             .into_iter()
             .map(|step| PlanStep {
-                url: artifact_url(&step.digest),
+                url: artifact_path(&step.digest),
                 kind: step.kind,
                 from: step.from,
                 to: step.to,
@@ -548,9 +381,32 @@ pub(crate) fn visible_version<'a>(
     }
 }
 
-/// `/v1/artifacts/{digest}`.
-pub(crate) fn artifact_url(digest: &str) -> String {
-    format!("/v1/artifacts/{digest}")
+/// The wire's name of a version's state.
+fn wire_state(state: VersionState) -> mist_wire::catalog::VersionState {
+    use mist_wire::catalog::VersionState as Wire;
+    match state {
+        VersionState::Pending => Wire::Pending,
+        VersionState::Ingested => Wire::Ingested,
+        VersionState::Ready => Wire::Ready,
+        VersionState::Stalled => Wire::Stalled,
+        VersionState::Retired => Wire::Retired,
+    }
+}
+
+fn wire_condition_type(condition_type: conditions::ConditionType) -> ConditionType {
+    match condition_type {
+        conditions::ConditionType::Ready => ConditionType::Ready,
+        conditions::ConditionType::Reconciling => ConditionType::Reconciling,
+        conditions::ConditionType::Stalled => ConditionType::Stalled,
+    }
+}
+
+fn wire_condition_status(status: conditions::ConditionStatus) -> ConditionStatus {
+    match status {
+        conditions::ConditionStatus::True => ConditionStatus::True,
+        conditions::ConditionStatus::False => ConditionStatus::False,
+        conditions::ConditionStatus::Unknown => ConditionStatus::Unknown,
+    }
 }
 
 fn artifacts_by_address(artifacts: Vec<Artifact>) -> HashMap<String, Artifact> {
@@ -565,7 +421,7 @@ fn link(artifacts: &HashMap<String, Artifact>, address: Option<&str>) -> Option<
     Some(ArtifactLink {
         digest: artifact.address.clone(),
         size: artifact.size,
-        url: artifact_url(&artifact.address),
+        url: artifact_path(&artifact.address),
     })
 }
 

@@ -1,9 +1,10 @@
-//! The HTTP side: [`ApiContext`] (the state every handler shares) and [`api_router`], which
-//! merges each resource's `router()` and puts the limits and tracing around them.
+//! The HTTP side: [`api_router`] builds the [`ApiContext`] every handler shares, merges each
+//! resource's `router()` and puts the limits and tracing around them.
 
 pub(crate) mod artifacts;
 pub(crate) mod auth;
 pub(crate) mod catalog;
+pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod extractor;
 pub(crate) mod games;
@@ -22,37 +23,14 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::ApiConfig;
+use crate::config::ApiConfig;
 use crate::http::catalog::CatalogCache;
+use crate::http::context::ApiContext;
 use crate::ratelimit::FailureLimiter;
 use crate::token::TokenKeys;
 
 /// How many client addresses and user names the login limiter tracks at most.
 const MAX_LIMITER_KEYS: usize = 10_000;
-
-/// What every handler shares.
-pub(crate) struct ApiContext {
-    /// The database; only read.
-    pub(crate) db: Db,
-    /// The configuration.
-    pub(crate) config: ApiConfig,
-    /// Signs and checks tokens.
-    pub(crate) tokens: TokenKeys,
-    /// Failed logins per client address.
-    pub(crate) client_failures: FailureLimiter,
-    /// Failed logins per user name.
-    pub(crate) user_failures: FailureLimiter,
-    /// Password checks running at once.
-    pub(crate) login_permits: Semaphore,
-    /// Repairs running at once.
-    pub(crate) repair_permits: Semaphore,
-    /// Event streams open at once; a stream holds its permit until it ends.
-    pub(crate) event_stream_permits: Arc<Semaphore>,
-    /// A hash to check passwords of unknown users against, so that they take as long.
-    pub(crate) dummy_hash: OnceLock<String>,
-    /// Users, games and versions, reloaded whenever the database changed.
-    pub(crate) catalog: CatalogCache,
-}
 
 /// The whole API with its state, limits and tracing.
 pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
@@ -107,19 +85,4 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
-}
-
-/// Parses a game name from a path or query, strictly: anything that is not a valid name is a
-/// `404`, like a game that does not exist (a name can never reach the file system anyway).
-pub(crate) fn game_name(name: &str) -> Result<&str, error::Error> {
-    mist_specs::check::check_name(name)
-        .map(|()| name)
-        .map_err(|_| error::Error::NotFound)
-}
-
-/// Parses a version name, strictly, as [`game_name`].
-pub(crate) fn version_name(name: &str) -> Result<&str, error::Error> {
-    mist_specs::check::check_version_name(name)
-        .map(|()| name)
-        .map_err(|_| error::Error::NotFound)
 }

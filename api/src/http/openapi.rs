@@ -9,9 +9,8 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::ApiContext;
-use crate::http::{artifacts, auth, error, games, repair, status};
-use crate::plan;
+use crate::http::context::ApiContext;
+use crate::http::{artifacts, auth, games, repair, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,10 +32,10 @@ use crate::plan;
         status::get_events,
     ),
     components(schemas(
-        error::ErrorBody,
-        plan::Route,
-        plan::StepKind,
-        plan::Rejected,
+        mist_wire::error::ErrorBody,
+        mist_wire::update::Route,
+        mist_wire::update::StepKind,
+        mist_wire::update::Rejected,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -11,9 +11,9 @@
 //! still matches the manifest, else from the version's pack. Either way a file is used only
 //! when its size and BLAKE3 match the manifest, so a changed build or a symlink swapped into
 //! it can never serve anything but the released file. Bodies are capped
-//! ([`crate::Limits::max_repair_body_bytes`]), files too
-//! ([`crate::Limits::max_repair_file_bytes`], in total per request), and at most
-//! [`crate::Limits::max_concurrent_repairs`] repairs are computed at once.
+//! ([`crate::config::Limits::max_repair_body_bytes`]), files too
+//! ([`crate::config::Limits::max_repair_file_bytes`], in total per request), and at most
+//! [`crate::config::Limits::max_concurrent_repairs`] repairs are computed at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -29,13 +29,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mist_games::manifest::{EntryKind, FileHash, Manifest};
 use mist_games::repair::{self, Method};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use mist_wire::repair::{RepairFile, RepairMethod, RepairRequest, RepairResponse};
 
-use crate::http::ApiContext;
-use crate::http::error::{Error, ErrorBody, InternalError, io_error};
+use crate::http::context::ApiContext;
+use crate::http::error::{Error, InternalError, io_error};
 use crate::http::extractor::AuthUser;
 use crate::http::games::{VersionPath, visible_version};
+use mist_wire::error::ErrorBody;
 
 /// The most files one repair request may name.
 const MAX_FILES: usize = 4096;
@@ -49,47 +49,6 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
         "/v1/games/{game}/versions/{version}/repair",
         post(post_repair),
     )
-}
-
-/// The files a client could not verify, with signatures of what it has.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RepairRequest {
-    /// One entry per damaged file.
-    files: Vec<RepairFileRequest>,
-}
-
-/// One damaged file.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RepairFileRequest {
-    /// The file's path in the manifest.
-    path: String,
-    /// The fast_rsync signature of the client's bytes, base64 (standard alphabet, padded).
-    signature: String,
-}
-
-/// The repair deltas.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RepairResponse {
-    /// One entry per requested file, in the request's order.
-    files: Vec<RepairFile>,
-}
-
-/// The repair of one file.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RepairFile {
-    /// The file's path in the manifest.
-    path: String,
-    /// `rsync` (a delta against the client's bytes) or `whole` (the whole file).
-    method: String,
-    /// The size of the true file.
-    size: u64,
-    /// The BLAKE3 of the true file (hex).
-    blake3: String,
-    /// The repair delta, base64: give it to `apply_repair` with the client's bytes.
-    delta: String,
 }
 
 /// Computes repair deltas for damaged files of a version.
@@ -265,15 +224,15 @@ impl RepairJob {
                 error => InternalError::Other(format!("repair of {path:?}: {error}")).into(),
             })?;
             let method = match repair::delta_method(&delta) {
-                Ok(Method::Rsync) => "rsync",
-                Ok(Method::Whole) => "whole",
+                Ok(Method::Rsync) => RepairMethod::Rsync,
+                Ok(Method::Whole) => RepairMethod::Whole,
                 Err(error) => {
                     return Err(InternalError::Other(format!("repair of {path:?}: {error}")).into());
                 }
             };
             repaired.push(RepairFile {
                 path: path.clone(),
-                method: method.to_owned(),
+                method,
                 size,
                 blake3: hash.to_string(),
                 delta: BASE64.encode(&delta),

@@ -6,7 +6,7 @@
 //! versions they may not see.
 //!
 //! The event stream looks at that same view every
-//! [`crate::Limits::events_poll_interval`] and sends it as a `status` event whenever it
+//! [`crate::config::Limits::events_poll_interval`] and sends it as a `status` event whenever it
 //! changed (and once at the start); it also checks the user each time, and ends when they are
 //! disabled or removed.
 
@@ -19,13 +19,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use serde_json::{Value, json};
+use mist_wire::error::ErrorBody;
+use mist_wire::status::{STATUS_EVENT, StatusView};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::Viewer;
-use crate::http::ApiContext;
 use crate::http::catalog::Catalog;
-use crate::http::error::{Error, ErrorBody, ErrorChain, InternalError};
+use crate::http::context::ApiContext;
+use crate::http::error::{Error, ErrorChain, InternalError};
 use crate::http::extractor::{AuthUser, authorize};
 
 pub(crate) fn router() -> Router<Arc<ApiContext>> {
@@ -41,7 +42,8 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
     tag = "status",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The status report", body = Object),
+        (status = 200, description = "The status report (admins) or the Ready versions of \
+         the caller's games (friends)", body = StatusView),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 503, description = "No status source", body = ErrorBody),
     )
@@ -49,7 +51,7 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
 pub(crate) async fn get_status(
     State(ctx): State<Arc<ApiContext>>,
     AuthUser(viewer, catalog): AuthUser,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<StatusView>, Error> {
     Ok(Json(status_view(&ctx, &catalog, &viewer).await?))
 }
 
@@ -118,14 +120,20 @@ async fn next_event(mut state: StreamState) -> Option<(Result<Event, Infallible>
             return None;
         }
         let view = match status_view(&state.ctx, &catalog, &state.viewer).await {
-            Ok(view) => view.to_string(),
+            Ok(view) => match serde_json::to_string(&view) {
+                Ok(view) => view,
+                Err(error) => {
+                    tracing::warn!(%error, "event stream: cannot serialize the status");
+                    continue;
+                }
+            },
             Err(error) => {
                 tracing::warn!(error = %error, "event stream: cannot read the status");
                 continue;
             }
         };
         if state.last.as_deref() != Some(view.as_str()) {
-            let event = Event::default().event("status").data(&view);
+            let event = Event::default().event(STATUS_EVENT).data(&view);
             state.last = Some(view);
             return Some((Ok(event), state));
         }
@@ -133,76 +141,32 @@ async fn next_event(mut state: StreamState) -> Option<(Result<Event, Infallible>
 }
 
 /// The status as `viewer` may see it.
-async fn status_view(ctx: &ApiContext, catalog: &Catalog, viewer: &Viewer) -> Result<Value, Error> {
+async fn status_view(
+    ctx: &ApiContext,
+    catalog: &Catalog,
+    viewer: &Viewer,
+) -> Result<StatusView, Error> {
     let source = ctx
         .config
         .status
         .as_ref()
         .ok_or(Error::Unavailable("this server has no status source"))?;
-    let report = source(ctx.db.clone())
-        .await
-        .map_err(|error| InternalError::Other(format!("cannot read the status: {error}")))?;
+    let report = source(ctx.db.clone()).await.map_err(|error| {
+        InternalError::Other(format!(
+            "cannot read the status: {}",
+            ErrorChain(error.as_ref())
+        ))
+    })?;
     if viewer.is_admin() {
-        return Ok(report);
+        return Ok(StatusView::Admin(report));
     }
-    let visible: HashSet<String> = catalog
+    let visible: HashSet<&str> = catalog
         .games()
         .iter()
         .filter(|game| viewer.sees_game(game))
-        .map(|game| game.name.clone())
+        .map(|game| game.name.as_str())
         .collect();
-    Ok(user_view(&report, &visible))
-}
-
-/// A friend's view of a status report: for each game they see, its Ready versions.
-fn user_view(report: &Value, visible: &HashSet<String>) -> Value {
-    let games: Vec<Value> = report
-        .get("games")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|game| {
-            let name = game.get("name")?.as_str()?;
-            if !visible.contains(name) {
-                return None;
-            }
-            let versions: Vec<Value> = game
-                .get("versions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|version| version.get("ready").and_then(Value::as_bool) == Some(true))
-                .filter_map(|version| {
-                    Some(json!({"name": version.get("name")?.as_str()?, "ready": true}))
-                })
-                .collect();
-            Some(json!({"name": name, "versions": versions}))
-        })
-        .collect();
-    json!({ "games": games })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn friends_see_only_ready_versions_of_their_games() {
-        let report = json!({
-            "commit": "abc", "errors": [{"message": "secret path"}], "queue": [{"key": "k"}],
-            "games": [
-                {"name": "open", "suspended": false, "versions": [
-                    {"name": "1", "ready": true, "status": "Ready", "reason": "Ready",
-                     "message": "m", "progress": null},
-                    {"name": "2", "ready": false, "status": "Stalled", "reason": "Failed",
-                     "message": "/nas/path", "progress": null}]},
-                {"name": "hidden", "suspended": false, "versions": [
-                    {"name": "1", "ready": true}]}]
-        });
-        let visible = HashSet::from(["open".to_owned()]);
-        assert_eq!(
-            user_view(&report, &visible),
-            json!({"games": [{"name": "open", "versions": [{"name": "1", "ready": true}]}]})
-        );
-    }
+    Ok(StatusView::Friend(
+        report.friend_view(|game| visible.contains(game)),
+    ))
 }

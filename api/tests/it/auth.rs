@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use mist_api::ApiConfig;
+use mist_api::config::ApiConfig;
 use mist_db::state::{Role, User};
 use serde_json::{Value, json};
 

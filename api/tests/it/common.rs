@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use mist_api::{ApiConfig, JwtSecret, Limits, StatusSource};
+use mist_api::config::{ApiConfig, Limits, StatusSource};
+use mist_api::secret::JwtSecret;
 use mist_db::Db;
 use mist_db::state::{
     Artifact, ArtifactKind, Delta, Game, Role, User, VersionObserved, VersionSpec, VersionState,
@@ -328,28 +329,64 @@ pub fn password_hash() -> String {
 /// A status source for tests: the shape of `mistd status --json`, built from the versions
 /// table, with a marker a friend must never see.
 pub fn test_status_source() -> StatusSource {
+    use mist_wire::status::{
+        GameStatus, JobKind, JobProgress, JobState, Phase, QueueEntry, StatusReport, VersionStatus,
+    };
     Arc::new(|db: Db| {
         Box::pin(async move {
-            let versions = db.all_versions().await.map_err(|e| e.to_string())?;
-            let mut games: Vec<Value> = Vec::new();
-            for game in db.games().await.map_err(|e| e.to_string())? {
-                let versions: Vec<Value> = versions
+            let versions = db.all_versions().await?;
+            let mut games = Vec::new();
+            for game in db.games().await? {
+                let versions = versions
                     .iter()
                     .filter(|version| version.spec.game == game.name)
                     .map(|version| {
                         let ready = version.observed.state == VersionState::Ready;
-                        json!({"name": version.spec.name, "ready": ready,
-                               "status": if ready { "Ready" } else { "Reconciling" },
-                               "reason": "Test", "message": "admin-only detail",
-                               "progress": null})
+                        VersionStatus {
+                            name: version.spec.name.clone(),
+                            ready,
+                            status: if ready {
+                                Phase::Ready
+                            } else {
+                                Phase::Reconciling
+                            },
+                            reason: "Test".to_owned(),
+                            message: "admin-only detail".to_owned(),
+                            progress: None,
+                        }
                     })
                     .collect();
-                games.push(json!({"name": game.name, "suspended": game.suspended,
-                                  "versions": versions}));
+                games.push(GameStatus {
+                    name: game.name,
+                    suspended: game.suspended,
+                    versions,
+                });
             }
-            Ok(json!({"commit": "c0ffee", "lastAppliedRevision": "c0ffee",
-                      "lastAttemptedRevision": "c0ffee", "errors": [],
-                      "games": games, "queue": [{"key": "admin-only-job"}]}))
+            let progress = JobProgress {
+                kind: JobKind::Pack,
+                stage: String::new(),
+                stage_index: 0,
+                done: 0,
+                total: 0,
+            };
+            Ok(StatusReport {
+                commit: Some("c0ffee".to_owned()),
+                last_applied_revision: Some("c0ffee".to_owned()),
+                last_attempted_revision: Some("c0ffee".to_owned()),
+                errors: Vec::new(),
+                games,
+                queue: vec![QueueEntry {
+                    key: "admin-only-job".to_owned(),
+                    kind: JobKind::Pack,
+                    game: None,
+                    version: None,
+                    state: JobState::Queued,
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at: 0,
+                    progress,
+                }],
+            })
         })
     })
 }

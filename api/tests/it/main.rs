@@ -5,6 +5,7 @@
 mod auth;
 mod catalog;
 mod common;
+mod contract;
 mod downloads;
 mod hostile;
 mod plans;

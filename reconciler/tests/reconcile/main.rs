@@ -17,6 +17,7 @@ use mist_db::state::{VersionObserved, VersionState};
 use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::testing::{TestDb, each_backend};
 use mist_reconciler::plan::Action;
+use mist_wire::status::JobState;
 
 use crate::checks::{delta_edges, verify_artifacts};
 use crate::world::{GameOptions, World, db_rows, fs_snapshot, poll, status, summary};
@@ -56,7 +57,12 @@ async fn first_sync_makes_every_version_ready() {
             assert_eq!(lines.len(), 9, "{lines:?}");
             assert!(all_ready(&lines), "{lines:?}");
             assert!(report.errors.is_empty());
-            assert!(report.queue.iter().all(|job| job.state != "running"));
+            assert!(
+                report
+                    .queue
+                    .iter()
+                    .all(|job| job.state != JobState::Running)
+            );
             // Manifests, packs, direct deltas and the skip delta, every one re-hashed.
             let n_artifacts = verify_artifacts(&world).await;
             assert_eq!(
@@ -816,7 +822,12 @@ async fn retryable_failures_back_off_and_terminal_ones_wait_for_a_spec_change() 
                 summary(&report)[1],
                 "alpha/1.1 Stalled PinnedDigestMismatch"
             );
-            assert!(report.queue.iter().any(|job| job.state == "terminal"));
+            assert!(
+                report
+                    .queue
+                    .iter()
+                    .any(|job| job.state == JobState::Terminal)
+            );
             let again = reconciler.reconcile_once().await.unwrap();
             assert_eq!(
                 again.n_enqueued + again.n_requeued,
@@ -890,7 +901,7 @@ async fn run_reacts_to_commits_and_shuts_down_gracefully() {
                 report
                     .queue
                     .iter()
-                    .any(|job| job.state == "running")
+                    .any(|job| job.state == JobState::Running)
                     .then_some(())
             })
             .await;
@@ -904,7 +915,10 @@ async fn run_reacts_to_commits_and_shuts_down_gracefully() {
             assert!(shutdown_started.elapsed() < Duration::from_secs(11));
             let report = status(&world).await;
             assert!(
-                report.queue.iter().all(|job| job.state != "running"),
+                report
+                    .queue
+                    .iter()
+                    .all(|job| job.state != JobState::Running),
                 "every job finished or was released: {:?}",
                 report.queue
             );

@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use mist_db::Db;
 use mist_db::testing::TestDb;
-use mist_reconciler::status::StatusReport;
 use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
+use mist_wire::status::StatusReport;
 use sqlx::{AnyConnection, Column, Connection, Row};
 
 use crate::common;

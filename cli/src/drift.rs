@@ -26,10 +26,12 @@ use anyhow::Context;
 use mist_specs::load::{GameSpecs, LoadOptions, Specs};
 use mist_specs::model::Role;
 use mist_specs::source::DirSource;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use mist_wire::auth::{self, UserInfo, UserList};
+use mist_wire::catalog::{GameDetail, GameList, LaunchInfo, VersionDetail, VersionState};
+use mist_wire::status::StatusView;
+use serde::Serialize;
 
-use crate::remote::{ServerArgs, Session, nonsense};
+use crate::remote::{ServerArgs, Session};
 
 #[derive(clap::Args)]
 pub(crate) struct PlanArgs {
@@ -45,63 +47,18 @@ pub(crate) struct PlanArgs {
 }
 
 /// What the server shows of its desired state (an admin's view).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(crate) struct ServerState {
-    /// Games by name.
-    pub(crate) games: BTreeMap<String, ServerGame>,
+    /// Games by name, each as `GET /v1/games/{game}` shows it to an admin.
+    pub(crate) games: BTreeMap<String, GameDetail>,
     /// Users by name.
-    pub(crate) users: BTreeMap<String, ServerUser>,
+    pub(crate) users: BTreeMap<String, UserInfo>,
 }
 
-/// A game as `GET /v1/games/{game}` shows it to an admin.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ServerGame {
-    title: String,
-    #[serde(default)]
-    description: Option<String>,
-    private: bool,
-    #[serde(default)]
-    launch: Option<ServerLaunch>,
-    #[serde(default)]
-    suspended: Option<bool>,
-    /// Oldest first.
-    versions: Vec<ServerVersion>,
-}
-
-#[derive(Debug, PartialEq, Deserialize)]
-pub(crate) struct ServerLaunch {
-    executable: String,
-    #[serde(default)]
-    args: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ServerVersion {
-    name: String,
-    #[serde(default)]
-    notes: Option<String>,
-    #[serde(default)]
-    tree_digest: Option<String>,
-    /// `pending`, `ingested`, `ready`, `stalled` or `retired`.
-    #[serde(default)]
-    state: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ServerUser {
-    #[serde(default)]
-    display_name: Option<String>,
-    role: String,
-    disabled: bool,
-}
-
-/// What the reconciler would do.
+/// What the reconciler would do: the drift between the specs and the server.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Plan {
+pub(crate) struct Drift {
     /// Whether there is nothing to do.
     in_sync: bool,
     /// Every change, games (each followed by its versions) then users, by name.
@@ -170,24 +127,23 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     }
 
     let session = Session::open(&args.server)?;
-    if let Some(role) = session.role.as_deref().filter(|role| *role != "admin") {
+    if let Some(role) = session.role.filter(|role| *role != auth::Role::Admin) {
         anyhow::bail!(
             "plan needs an admin: the server shows only admins every game, version and user \
              (logged in as a `{role}`)"
         );
     }
     let state = fetch_state(&session)?;
-    let status = session.get_json(&["v1", "status"])?;
+    let status: StatusView = session.get(&["v1", "status"])?;
 
     let mut plan = diff(&loaded.specs, &state);
-    let n_errors = status
-        .get("errors")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if n_errors > 0 {
+    if let StatusView::Admin(status) = &status
+        && !status.errors.is_empty()
+    {
+        let n_errors = status.errors.len();
         let applied = status
-            .get("lastAppliedRevision")
-            .and_then(Value::as_str)
+            .last_applied_revision
+            .as_deref()
             .map_or("none", |commit| &commit[..commit.len().min(12)]);
         plan.notes.push(format!(
             "the server's latest spec commit has {n_errors} error{} and is not applied; it \
@@ -211,63 +167,29 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
 
 /// The server's games (each in detail) and users.
 fn fetch_state(session: &Session) -> anyhow::Result<ServerState> {
-    let list = session.get_json(&["v1", "games"])?;
-    let names: Vec<String> = list
-        .get("games")
-        .and_then(Value::as_array)
-        .map(|games| {
-            games
-                .iter()
-                .filter_map(|game| game.get("name").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .ok_or_else(|| nonsense(session.base(), "no `games` list in GET /v1/games"))?;
+    let list: GameList = session.get(&["v1", "games"])?;
     let mut state = ServerState::default();
-    for name in names {
-        let detail = session.get_json(&["v1", "games", &name])?;
-        let game: ServerGame = serde_json::from_value(detail).map_err(|e| {
-            nonsense(
-                session.base(),
-                &format!("GET /v1/games/{name} is not a game ({e})"),
-            )
-        })?;
+    for summary in list.games {
+        let game: GameDetail = session.get(&["v1", "games", &summary.name])?;
         if game.suspended.is_none() || game.versions.iter().any(|v| v.state.is_none()) {
             anyhow::bail!(
                 "plan needs an admin's token: the server shows this one only what a friend sees"
             );
         }
-        state.games.insert(name, game);
+        state.games.insert(summary.name, game);
     }
-
-    #[derive(Deserialize)]
-    struct UserList {
-        users: Vec<NamedUser>,
-    }
-    #[derive(Deserialize)]
-    struct NamedUser {
-        name: String,
-        #[serde(flatten)]
-        user: ServerUser,
-    }
-    let users = session.get_json(&["v1", "users"])?;
-    let users: UserList = serde_json::from_value(users).map_err(|e| {
-        nonsense(
-            session.base(),
-            &format!("GET /v1/users is not a user list ({e})"),
-        )
-    })?;
+    let users: UserList = session.get(&["v1", "users"])?;
     state.users = users
         .users
         .into_iter()
-        .map(|named| (named.name, named.user))
+        .map(|user| (user.name.clone(), user))
         .collect();
     Ok(state)
 }
 
 /// The reconciler's changes for `specs` against `server`; see the module documentation.
-pub(crate) fn diff(specs: &Specs, server: &ServerState) -> Plan {
-    let mut plan = Plan::default();
+pub(crate) fn diff(specs: &Specs, server: &ServerState) -> Drift {
+    let mut plan = Drift::default();
     let names: BTreeSet<&String> = specs.games.keys().chain(server.games.keys()).collect();
     for name in names {
         match (specs.games.get(name), server.games.get(name)) {
@@ -290,7 +212,7 @@ pub(crate) fn diff(specs: &Specs, server: &ServerState) -> Plan {
             (Some(desired), Some(observed)) => {
                 let mut details = Vec::new();
                 let role = role_name(desired.spec.role);
-                if role != observed.role {
+                if role != observed.role.as_str() {
                     details.push(format!("role {} → {role}", observed.role));
                 }
                 if desired.spec.display_name != observed.display_name {
@@ -321,7 +243,7 @@ pub(crate) fn diff(specs: &Specs, server: &ServerState) -> Plan {
     plan
 }
 
-impl Plan {
+impl Drift {
     fn push(
         &mut self,
         action: Action,
@@ -347,7 +269,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn add_game(plan: &mut Plan, name: &str, desired: &GameSpecs) {
+fn add_game(plan: &mut Drift, name: &str, desired: &GameSpecs) {
     let spec = &desired.game.spec;
     let mut details = vec![if spec.private { "private" } else { "public" }.to_string()];
     if spec.suspend {
@@ -372,7 +294,7 @@ fn add_game(plan: &mut Plan, name: &str, desired: &GameSpecs) {
     }
 }
 
-fn change_game(plan: &mut Plan, name: &str, desired: &GameSpecs, observed: &ServerGame) {
+fn change_game(plan: &mut Drift, name: &str, desired: &GameSpecs, observed: &GameDetail) {
     let spec = &desired.game.spec;
     let mut details = Vec::new();
     if spec.title != observed.title {
@@ -388,7 +310,7 @@ fn change_game(plan: &mut Plan, name: &str, desired: &GameSpecs, observed: &Serv
             "private → public".to_string()
         });
     }
-    let launch = spec.launch.as_ref().map(|launch| ServerLaunch {
+    let launch = spec.launch.as_ref().map(|launch| LaunchInfo {
         executable: launch.executable.clone(),
         args: launch.args.clone(),
     });
@@ -406,7 +328,7 @@ fn change_game(plan: &mut Plan, name: &str, desired: &GameSpecs, observed: &Serv
         plan.push(Action::Change, Kind::Game, None, name, details);
     }
 
-    let mut versions = Plan::default();
+    let mut versions = Drift::default();
     diff_versions(&mut versions, name, desired, observed);
     if spec.suspend {
         // The reconciler writes no version rows for a suspended game.
@@ -422,11 +344,11 @@ fn change_game(plan: &mut Plan, name: &str, desired: &GameSpecs, observed: &Serv
     }
 }
 
-fn diff_versions(plan: &mut Plan, game: &str, desired: &GameSpecs, observed: &ServerGame) {
+fn diff_versions(plan: &mut Drift, game: &str, desired: &GameSpecs, observed: &GameDetail) {
     let retention = &desired.game.spec.retention;
     let n_versions = desired.versions.len();
     let keep = usize::try_from(retention.keep_versions).unwrap_or(usize::MAX);
-    let observed_by_name: BTreeMap<&str, &ServerVersion> = observed
+    let observed_by_name: BTreeMap<&str, &VersionDetail> = observed
         .versions
         .iter()
         .map(|version| (version.name.as_str(), version))
@@ -439,7 +361,7 @@ fn diff_versions(plan: &mut Plan, game: &str, desired: &GameSpecs, observed: &Se
         };
         let mut details = Vec::new();
         let beyond_kept = retention.prune && keep > 0 && version_idx + keep < n_versions;
-        let retired = server_version.state.as_deref() == Some("retired");
+        let retired = server_version.state == Some(VersionState::Retired);
         if beyond_kept && !retired {
             details.push(format!(
                 "beyond the newest {keep} kept: retired, its artifacts removed"
@@ -480,7 +402,7 @@ fn diff_versions(plan: &mut Plan, game: &str, desired: &GameSpecs, observed: &Se
                 &version.name,
                 vec!["pruned: its artifacts and row are removed, never its build".to_string()],
             );
-        } else if version.state.as_deref() != Some("retired") {
+        } else if version.state != Some(VersionState::Retired) {
             plan.push(
                 Action::Remove,
                 Kind::Version,
@@ -495,11 +417,11 @@ fn diff_versions(plan: &mut Plan, game: &str, desired: &GameSpecs, observed: &Se
     }
 }
 
-fn remove_game(plan: &mut Plan, name: &str, observed: &ServerGame) {
+fn remove_game(plan: &mut Drift, name: &str, observed: &GameDetail) {
     let n_live = observed
         .versions
         .iter()
-        .filter(|version| version.state.as_deref() != Some("retired"))
+        .filter(|version| version.state != Some(VersionState::Retired))
         .count();
     // A game removed earlier keeps its row with every version retired: nothing left to do.
     if n_live == 0 {
@@ -523,7 +445,7 @@ fn short_digest(digest: &str) -> &str {
 
 /// The text form: one line per change (`+ game foo`, `~ version foo 1.2 (notes changed)`,
 /// `- user bob (…)`), the notes, then a summary.
-fn render(plan: &Plan, specs: &Specs, server: &ServerState) -> String {
+fn render(plan: &Drift, specs: &Specs, server: &ServerState) -> String {
     let mut text = String::new();
     for change in &plan.changes {
         let sign = match change.action {
@@ -561,7 +483,7 @@ fn render(plan: &Plan, specs: &Specs, server: &ServerState) -> String {
         };
         let _ = writeln!(
             text,
-            "Plan: {} to add, {} to change, {} to remove (server: {} games, {} users).",
+            "Drift: {} to add, {} to change, {} to remove (server: {} games, {} users).",
             count(Action::Add),
             count(Action::Change),
             count(Action::Remove),

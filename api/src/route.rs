@@ -18,8 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use serde::Serialize;
-use utoipa::ToSchema;
+use mist_wire::update::{Rejected, Route, StepKind};
 
 /// A game's versions and delta edges, as the viewer may use them.
 #[derive(Clone, Debug, Default)]
@@ -54,7 +53,7 @@ pub struct PlanDelta {
 }
 
 /// An artifact: its content address and size.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blob {
     /// `blake3:<hex>` of the bytes.
     pub digest: String,
@@ -62,33 +61,8 @@ pub struct Blob {
     pub size: u64,
 }
 
-/// How a plan gets to its target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Route {
-    /// Nothing to do: `from` is the target.
-    UpToDate,
-    /// The target's pack.
-    Full,
-    /// At least one warmed skip delta.
-    Skip,
-    /// The direct delta of every step, in order.
-    Chain,
-}
-
-/// What one step downloads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum StepKind {
-    /// A whole version (tar+zstd), unpacked into an empty folder.
-    Pack,
-    /// A tree delta, applied to the `from` version.
-    Delta,
-}
-
 /// One download and what it makes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     /// Pack or delta.
     pub kind: StepKind,
@@ -102,21 +76,8 @@ pub struct Step {
     pub size: u64,
 }
 
-/// A route that was priced and not taken, or could not be taken.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Rejected {
-    /// The route.
-    pub route: Route,
-    /// Its cost in bytes; `None` when it is not possible.
-    pub total_bytes: Option<u64>,
-    /// Why it was not taken.
-    pub reason: String,
-}
-
 /// The chosen route and its steps, in the order to apply them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// The version the client has; `None` for a fresh install.
     pub from: Option<String>,

@@ -1,9 +1,37 @@
 //! Tables for [`super::diff`]: a spec tree and a server state in, the text plan out.
+//!
+//! Server states are written as JSON keyed by name (`{"games": {"doom": {…}}, "users":
+//! {"bob": {…}}}`); [`server_state`] reads them into the contract's types.
 
 use mist_specs::load::{LoadOptions, load_dir};
 use serde_json::{Value, json};
 
 use super::{ServerState, diff, render};
+
+/// A server state from JSON keyed by name; each entry gets its key as its `name`.
+fn server_state(server: Value) -> ServerState {
+    let named = |map: &Value| -> serde_json::Map<String, Value> {
+        map.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, entry)| {
+                let mut entry = entry.clone();
+                entry["name"] = Value::from(name.as_str());
+                (name.clone(), entry)
+            })
+            .collect()
+    };
+    ServerState {
+        games: named(&server["games"])
+            .into_iter()
+            .map(|(name, game)| (name, serde_json::from_value(game).unwrap()))
+            .collect(),
+        users: named(&server["users"])
+            .into_iter()
+            .map(|(name, user)| (name, serde_json::from_value(user).unwrap()))
+            .collect(),
+    }
+}
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$VSCI+jA9Bru4HaCnQla5zQ$4KXIQI4OZP1OVISsVgWVjgJxbWSj5rOtN7mq84QUH58";
 const DIGEST_A: &str = "blake3:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -21,7 +49,7 @@ fn check(files: &[(String, String)], server: Value, expected: &str) {
     }
     let loaded = load_dir(dir.path(), &LoadOptions::default()).unwrap();
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
-    let server: ServerState = serde_json::from_value(server).unwrap();
+    let server = server_state(server);
     let plan = diff(&loaded.specs, &server);
     assert_eq!(plan.in_sync, plan.changes.is_empty());
     assert_eq!(render(&plan, &loaded.specs, &server), expected);
