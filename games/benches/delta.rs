@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use mist_games::{filedelta, manifest, treedelta};
+use mist_delta::filedelta;
+use mist_games::{manifest, treedelta};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
 

@@ -10,11 +10,9 @@
 
 #![deny(missing_docs)]
 
-pub mod filedelta;
 #[cfg(unix)]
 pub mod install;
 pub mod manifest;
-pub mod matcher;
 pub mod pack;
 pub mod repair;
 #[cfg(unix)]

@@ -8,7 +8,7 @@
 //! Per target file the package says one of: unchanged (nothing stored), `mode` (same
 //! content, executable bit flipped), `copy` (the content exists in the old version under
 //! some path: renames, moves and duplicates cost nothing), `patch` (a
-//! [file delta](crate::filedelta) against the best old file: the same path, else a file of
+//! [file delta](mist_delta::filedelta) against the best old file: the same path, else a file of
 //! the same name elsewhere, else one with the same extension and the closest size) or `add`
 //! (the file compressed alone).
 //!
@@ -46,8 +46,8 @@ use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::filedelta::{self, DeltaError, DiffOptions, Method};
 use crate::manifest::{Entry, EntryKind, FileHash, Manifest, ScanError, TreeDigest};
+use mist_delta::filedelta::{self, DeltaError, DiffOptions, Method};
 
 /// The first eight bytes of every tree delta.
 pub const MAGIC: &[u8; 8] = b"MISTTDLT";
