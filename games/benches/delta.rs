@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use mist_delta::filedelta;
+use mist_delta::{decode, encode};
 use mist_games::{manifest, treedelta};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
@@ -94,14 +94,14 @@ fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> 
         ("diff", [old, new, patch]) => {
             let old = std::fs::read(old)?;
             let new = std::fs::read(new)?;
-            let delta = filedelta::diff(&old, &new, &filedelta::DiffOptions::default())?;
+            let delta = encode::diff(&old, &new, &encode::DiffOptions::default())?;
             std::fs::write(patch, delta)?;
             Ok(())
         }
         ("apply", [old, patch, out]) => {
             let old = std::fs::read(old)?;
             let patch = std::fs::read(patch)?;
-            std::fs::write(out, filedelta::apply(&old, &patch)?)?;
+            std::fs::write(out, decode::apply(&old, &patch)?)?;
             Ok(())
         }
         _ => Err(format!("bad child invocation {mode} {args:?}").into()),
@@ -345,14 +345,14 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     }
     print_table(&rows, new_size);
     if !dirs {
-        // The engine alone: the old file and the patch in memory, `filedelta::apply` timed,
+        // The engine alone: the old file and the patch in memory, `decode::apply` timed,
         // best of five (it verifies both hashes, as always).
         let old = std::fs::read(&old_file).expect("read old");
         let patch = std::fs::read(p("mist.patch")).expect("read patch");
         let best = (0..5)
             .map(|_| {
                 let start = std::time::Instant::now();
-                let out = filedelta::apply(&old, &patch).expect("apply");
+                let out = decode::apply(&old, &patch).expect("apply");
                 let seconds = start.elapsed().as_secs_f64();
                 assert_eq!(out.len() as u64, new_size);
                 seconds

@@ -8,7 +8,7 @@
 //! Per target file the package says one of: unchanged (nothing stored), `mode` (same
 //! content, executable bit flipped), `copy` (the content exists in the old version under
 //! some path: renames, moves and duplicates cost nothing), `patch` (a
-//! [file delta](mist_delta::filedelta) against the best old file: the same path, else a file of
+//! [file delta](mist_delta) against the best old file: the same path, else a file of
 //! the same name elsewhere, else one with the same extension and the closest size) or `add`
 //! (the file compressed alone).
 //!
@@ -47,7 +47,9 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Entry, EntryKind, FileHash, Manifest, ScanError, TreeDigest};
-use mist_delta::filedelta::{self, DeltaError, DiffOptions, Method};
+use mist_delta::decode;
+use mist_delta::encode::{self, DiffOptions};
+use mist_delta::format::{self as file_format, DeltaError, Method};
 
 /// The first eight bytes of every tree delta.
 pub const MAGIC: &[u8; 8] = b"MISTTDLT";
@@ -1283,7 +1285,7 @@ impl Package {
                 Op::Patch { base, .. } => read_base(base, base_entry(source, base)?.0)?,
                 _ => Vec::new(),
             };
-            return Ok(filedelta::apply(&base, &blob).map_err(file_error)?);
+            return Ok(decode::apply(&base, &blob).map_err(file_error)?);
         }
         let offset = op.blob_range().map_or(0, |range| range.start);
         let slot = self
@@ -1315,7 +1317,7 @@ impl Package {
                         }
                     }
                     let done =
-                        std::sync::Arc::new(filedelta::apply(&bases, &blob).map_err(file_error)?);
+                        std::sync::Arc::new(decode::apply(&bases, &blob).map_err(file_error)?);
                     *output = Some(std::sync::Arc::clone(&done));
                     done
                 }
@@ -1400,12 +1402,13 @@ pub fn check_blob(
     source: &Manifest,
     members: &[&Op],
     blob: &[u8],
-) -> Result<filedelta::Header, TreeDeltaError> {
+) -> Result<file_format::Header, TreeDeltaError> {
     let path = members.first().map_or("", |op| op.path());
-    let file_header = filedelta::read_header(blob).map_err(|source| TreeDeltaError::FileDelta {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file_header =
+        file_format::read_header(blob).map_err(|source| TreeDeltaError::FileDelta {
+            path: path.to_owned(),
+            source,
+        })?;
     let empty = FileHash(*blake3::hash(b"").as_bytes());
     let mut base = (0u64, empty);
     let mut target = (0u64, empty);
@@ -1542,13 +1545,12 @@ pub fn create_from_manifests(
             path: job.path.to_owned(),
             source,
         };
-        let mut blob =
-            filedelta::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
+        let mut blob = encode::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
         let mut is_patch = job.base.is_some();
         // A delta that found nothing better than compressing the file alone would still make
         // the client read and check the base; store it as an added file instead.
-        if is_patch && filedelta::read_header(&blob).map_err(diff_error)?.method == Method::Full {
-            blob = filedelta::diff(&[], &new_bytes, &file_options).map_err(diff_error)?;
+        if is_patch && file_format::read_header(&blob).map_err(diff_error)?.method == Method::Full {
+            blob = encode::diff(&[], &new_bytes, &file_options).map_err(diff_error)?;
             is_patch = false;
         }
         drop((new_bytes, base_bytes));
@@ -1605,7 +1607,7 @@ pub fn create_from_manifests(
             &options.file,
         ));
         let file_options = tuned(&options.file, bases.len().max(targets.len()) as u64);
-        let blob = filedelta::diff(&bases, &targets, &file_options).map_err(|source| {
+        let blob = encode::diff(&bases, &targets, &file_options).map_err(|source| {
             TreeDeltaError::FileDelta {
                 path: planned[members[0]].path.clone(),
                 source,
@@ -1958,7 +1960,7 @@ fn plan_groups(
 }
 
 /// About what one diff needs at its peak: both files, the suffix array and streams (see
-/// `filedelta`), and three LZMA encoders running in parallel.
+/// `mist_delta::encode`), and three LZMA encoders running in parallel.
 fn diff_memory(base_size: u64, new_size: u64, options: &DiffOptions) -> u64 {
     let lzma = tuned(options, base_size.max(new_size))
         .lzma_preset

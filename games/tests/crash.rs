@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mist_delta::filedelta::DiffOptions;
+use mist_delta::encode::DiffOptions;
 use mist_games::install::{self, FAULT_ENV, InstallOptions, Outcome};
 use mist_games::manifest::{Manifest, scan};
 use mist_games::treedelta::{self, CreateOptions, Package};

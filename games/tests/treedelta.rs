@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use mist_delta::filedelta::DiffOptions;
+use mist_delta::encode::DiffOptions;
 use mist_games::install::{self, InstallError, InstallOptions, Outcome, Recovery};
 use mist_games::manifest::{EntryKind, Manifest, TreeDigest, scan};
 use mist_games::pack;
