@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 #[cfg(unix)]
+mod confined;
+#[cfg(unix)]
 pub mod install;
 pub mod manifest;
 pub mod pack;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::install::confined::Dir;
+use crate::confined::Dir;
 use crate::manifest::{Manifest, TreeDigest, scan};
 use crate::treedelta::{self, ApplyOptions, Package, TreeDeltaError};
 

@@ -2122,7 +2122,7 @@ pub fn apply_to_dir(
 }
 
 #[cfg(unix)]
-use crate::install::confined::{Dir, Kind};
+use crate::confined::{Dir, Kind, WalkError};
 
 /// An open tree root and the path it was opened from (for messages).
 #[cfg(unix)]
@@ -2139,12 +2139,13 @@ impl Tree<'_> {
     pub(crate) fn parent_of<'p>(&self, rel: &'p str) -> Result<(Dir, &'p str), TreeDeltaError> {
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         let dir = self.dir.open_path(parent).map_err(|error| match error {
-            crate::install::confined::WalkError::Symlink { prefix }
-            | crate::install::confined::WalkError::NotDir { prefix } => TreeDeltaError::Symlink {
-                root: self.root_path.to_owned(),
-                path: prefix,
-            },
-            crate::install::confined::WalkError::Io { prefix, source } => {
+            WalkError::Symlink { prefix } | WalkError::NotDir { prefix } => {
+                TreeDeltaError::Symlink {
+                    root: self.root_path.to_owned(),
+                    path: prefix,
+                }
+            }
+            WalkError::Io { prefix, source } => {
                 io_error(&self.root_path.join(prefix), "open")(source)
             }
         })?;
