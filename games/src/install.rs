@@ -51,9 +51,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::confined::{self, Dir, Kind, WalkError};
 use crate::manifest::{EntryKind, FileHash, Manifest, TreeDigest};
+use crate::parallel::{Budget, run_parallel};
 use crate::treedelta::{
-    self, Budget, FileInfo, Op, Package, TreeDeltaError, check_untrusted_path, copy_verified,
-    files_by_path, mode_for, read_at_most, run_parallel,
+    self, FileInfo, Op, Package, TreeDeltaError, check_untrusted_path, copy_verified,
+    files_by_path, mode_for, read_at_most,
 };
 
 /// The environment variable that makes the process abort after that many filesystem steps.

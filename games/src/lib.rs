@@ -16,6 +16,7 @@ mod confined;
 pub mod install;
 pub mod manifest;
 pub mod pack;
+mod parallel;
 pub mod repair;
 #[cfg(unix)]
 pub mod replay;
