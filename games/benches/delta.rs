@@ -22,7 +22,8 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use mist_delta::{decode, encode};
-use mist_games::{manifest, treedelta};
+use mist_games::manifest;
+use mist_games::treedelta::{apply, create, package};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
 
@@ -68,11 +69,11 @@ fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> 
     match (mode, args) {
         ("diff", [old, new, patch]) if Path::new(old).is_dir() => {
             let mut out = std::io::BufWriter::new(std::fs::File::create(patch)?);
-            treedelta::create(
+            create::create(
                 Path::new(old),
                 Path::new(new),
                 &mut out,
-                &treedelta::CreateOptions::default(),
+                &create::CreateOptions::default(),
                 &|_, _| {},
             )?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -81,13 +82,13 @@ fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> 
         ("apply", [old, patch, out, source]) if Path::new(old).is_dir() => {
             // The source manifest a client has recorded; the parent scanned it beforehand.
             let source: manifest::Manifest = serde_json::from_slice(&std::fs::read(source)?)?;
-            let package = treedelta::Package::open(Path::new(patch))?;
-            treedelta::apply_to_dir(
+            let package = package::Package::open(Path::new(patch))?;
+            apply::apply_to_dir(
                 Path::new(old),
                 &source,
                 &package,
                 Path::new(out),
-                &treedelta::ApplyOptions::default(),
+                &apply::ApplyOptions::default(),
             )?;
             Ok(())
         }
@@ -272,7 +273,7 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
         &p("mist.patch"),
         &p("mist.out"),
     );
-    if dirs && let Ok(package) = treedelta::Package::open(&p("mist.patch")) {
+    if dirs && let Ok(package) = package::Package::open(&p("mist.patch")) {
         let header = package.header();
         println!(
             "mist tree delta: index {} bytes ({} bytes of JSON), file deltas {} bytes",

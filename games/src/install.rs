@@ -50,12 +50,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::confined::{self, Dir, Kind, WalkError};
-use crate::manifest::{EntryKind, FileHash, Manifest, TreeDigest};
-use crate::parallel::{Budget, run_parallel};
-use crate::treedelta::{
-    self, FileInfo, Op, Package, TreeDeltaError, check_untrusted_path, copy_verified,
-    files_by_path, mode_for, read_at_most,
+use crate::copy::{copy_verified, read_at_most};
+use crate::manifest::{
+    EntryKind, FileHash, FileInfo, Manifest, TreeDigest, files_by_path, mode_for,
 };
+use crate::parallel::{Budget, run_parallel};
+use crate::treedelta::format::{TreeDeltaError, check_untrusted_path};
+use crate::treedelta::index::Op;
+use crate::treedelta::package::Package;
 
 /// The environment variable that makes the process abort after that many filesystem steps.
 pub const FAULT_ENV: &str = "MIST_FAULT_AFTER_OPS";
@@ -1872,8 +1874,8 @@ fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> Inst
     }
 }
 
-impl From<treedelta::TreeDeltaError> for Box<InstallError> {
-    fn from(error: treedelta::TreeDeltaError) -> Self {
+impl From<TreeDeltaError> for Box<InstallError> {
+    fn from(error: TreeDeltaError) -> Self {
         Box::new(InstallError::Delta(error))
     }
 }

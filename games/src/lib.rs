@@ -13,6 +13,8 @@
 #[cfg(unix)]
 mod confined;
 #[cfg(unix)]
+mod copy;
+#[cfg(unix)]
 pub mod install;
 pub mod manifest;
 pub mod pack;

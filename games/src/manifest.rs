@@ -12,7 +12,7 @@
 //! that builds a `Manifest` by hand should call `validate` before trusting it.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -986,6 +986,42 @@ impl<'a> Reporter<'a> {
             .unwrap_or_else(|poison| poison.into_inner());
         (self.callback)(self.total, self.total);
     }
+}
+
+/// A file's size, executable bit and hash, as a manifest records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileInfo {
+    pub(crate) size: u64,
+    pub(crate) executable: bool,
+    pub(crate) hash: FileHash,
+}
+
+/// The files of a manifest by path.
+pub(crate) fn files_by_path(manifest: &Manifest) -> HashMap<&str, FileInfo> {
+    manifest
+        .entries
+        .iter()
+        .filter_map(|entry| match entry.kind {
+            EntryKind::File {
+                size,
+                executable,
+                blake3,
+            } => Some((
+                entry.path.as_str(),
+                FileInfo {
+                    size,
+                    executable,
+                    hash: blake3,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The permission bits Mist gives a file: the manifest records only the executable bit.
+pub(crate) fn mode_for(executable: bool) -> u32 {
+    if executable { 0o755 } else { 0o644 }
 }
 
 #[cfg(test)]

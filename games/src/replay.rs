@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::confined::Dir;
 use crate::manifest::{Manifest, TreeDigest, scan};
-use crate::treedelta::{self, ApplyOptions, Package, TreeDeltaError};
+use crate::treedelta::apply::{ApplyOptions, apply_to_dir};
+use crate::treedelta::format::TreeDeltaError;
+use crate::treedelta::package::Package;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +130,7 @@ pub fn replay(
         let source = step
             .checked_sub(1)
             .map_or(base, |previous| &manifests[previous]);
-        let applied = treedelta::apply_to_dir(from, source, package, &into, options)
-            .map_err(step_error(step));
+        let applied = apply_to_dir(from, source, package, &into, options).map_err(step_error(step));
         if let Some(previous) = previous.take() {
             remove(&previous);
         }

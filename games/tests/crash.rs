@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use mist_delta::encode::DiffOptions;
 use mist_games::install::{self, FAULT_ENV, InstallOptions, Outcome};
 use mist_games::manifest::{Manifest, scan};
-use mist_games::treedelta::{self, CreateOptions, Package};
+use mist_games::treedelta::create::{CreateOptions, create};
+use mist_games::treedelta::package::Package;
 
 const CHILD_ENV: &str = "MIST_CRASH_TEST_CHILD";
 const INSTALL_ENV: &str = "MIST_CRASH_TEST_INSTALL";
@@ -269,7 +270,7 @@ impl Fixture {
             },
             ..CreateOptions::default()
         };
-        treedelta::create(&old_root, &new_root, &mut out, &create_options, &|_, _| {}).unwrap();
+        create(&old_root, &new_root, &mut out, &create_options, &|_, _| {}).unwrap();
         let old = scan(&old_root).unwrap();
         fs::write(source_path(&package), serde_json::to_vec(&old).unwrap()).unwrap();
         Fixture {

@@ -13,9 +13,12 @@ use mist_games::install::{self, InstallError, InstallOptions, Outcome, Recovery}
 use mist_games::manifest::{EntryKind, Manifest, TreeDigest, scan};
 use mist_games::pack;
 use mist_games::replay::{self, ReplayError};
-use mist_games::treedelta::{
-    self, ApplyOptions, CreateOptions, HEADER_LEN, Op, Package, Stats, TreeDeltaError,
-};
+use mist_games::treedelta::apply::{ApplyOptions, apply_to_dir};
+use mist_games::treedelta::create::{self, CreateOptions};
+use mist_games::treedelta::format::{HEADER_LEN, TreeDeltaError};
+use mist_games::treedelta::index::{Op, Symlink};
+use mist_games::treedelta::package::{Package, check_blob};
+use mist_games::treedelta::stats::{KindStats, Stats};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ fn quick() -> CreateOptions {
 
 fn create_with(old: &Path, new: &Path, options: &CreateOptions) -> Vec<u8> {
     let mut out = Vec::new();
-    treedelta::create(old, new, &mut out, options, &|_, _| {}).expect("create");
+    create::create(old, new, &mut out, options, &|_, _| {}).expect("create");
     out
 }
 
@@ -471,7 +474,7 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     let package = package(&bytes);
     let source = scan(&old).unwrap();
     let stats = package.stats(&source).unwrap();
-    let count = |kind: treedelta::KindStats| (kind.files, kind.bytes);
+    let count = |kind: KindStats| (kind.files, kind.bytes);
     assert_eq!(count(stats.unchanged), (2, 5000 + 5), "{stats:?}");
     assert_eq!(count(stats.copied), (2, 2000 + 5), "{stats:?}");
     assert_eq!(count(stats.patched), (1, 40_000), "{stats:?}");
@@ -495,7 +498,7 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     );
 
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 
     let install = temp.tree("install", &old_model);
@@ -587,7 +590,7 @@ fn small_files_share_a_file_delta_and_each_is_checked() {
     assert!(fresh.rebuild(&source, first, &wrong).is_err());
     // Applied to a folder and to an install, it gives the new version.
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
@@ -684,7 +687,7 @@ fn default_options_round_trip() {
     let bytes = create_with(&old, &new, &CreateOptions::default());
     let out = temp.path("out");
     let source = scan(&old).unwrap();
-    treedelta::apply_to_dir(
+    apply_to_dir(
         &old,
         &source,
         &package(&bytes),
@@ -807,7 +810,7 @@ proptest! {
         let d12 = create(&roots[1], &roots[2]);
 
         let out = temp.path("out");
-        treedelta::apply_to_dir(
+        apply_to_dir(
             &roots[0], &manifests[0], &package(&d01), &out, &ApplyOptions::default(),
         ).unwrap();
         prop_assert_eq!(&scan(&out).unwrap(), &manifests[1]);
@@ -870,8 +873,7 @@ fn every_bit_flip_and_truncation_is_rejected_before_output() {
         // is used. Either way no output appears.
         if let Ok(package) = Package::from_bytes(damaged) {
             n_read_ok += 1;
-            let result =
-                treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default());
+            let result = apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was applied");
             assert!(!out.exists(), "flip at byte {byte_idx} left output");
         }
@@ -1051,7 +1053,7 @@ fn a_hand_assembled_package_matches_the_documented_format() {
     .unwrap();
     assert_eq!(by_hand.index(), package.index());
     let out = temp.path("by-hand");
-    treedelta::apply_to_dir(&old, &source, &by_hand, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &by_hand, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(
         scan(&out).unwrap(),
         package.target_manifest(&source).unwrap()
@@ -1173,14 +1175,8 @@ fn escaping_paths_in_a_package_are_refused() {
             Err(error) => error,
             Ok(package) => {
                 let out = temp.path("out");
-                let error = treedelta::apply_to_dir(
-                    &old,
-                    &source,
-                    &package,
-                    &out,
-                    &ApplyOptions::default(),
-                )
-                .expect_err(name);
+                let error = apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
+                    .expect_err(name);
                 assert!(!out.exists(), "{name}");
                 assert!(package.target_manifest(&source).is_err(), "{name}");
                 error
@@ -1232,8 +1228,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     // Reading an old tree through such a link is refused too.
     let out = temp.path("out");
     let error =
-        treedelta::apply_to_dir(&install, &source, &package, &out, &ApplyOptions::default())
-            .unwrap_err();
+        apply_to_dir(&install, &source, &package, &out, &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(error, TreeDeltaError::Symlink { ref path, .. } if path == "data"),
         "{error}"
@@ -1537,7 +1532,7 @@ fn the_index_names_every_changed_file_once() {
         if let Some(range) = op.blob_range() {
             let blob = package.blob(op).unwrap();
             assert_eq!(blob.len() as u64, range.end - range.start);
-            treedelta::check_blob(&source, &package.members(op), &blob).unwrap();
+            check_blob(&source, &package.members(op), &blob).unwrap();
         }
     }
     // A blob checked against the wrong operation is refused.
@@ -1548,7 +1543,7 @@ fn the_index_names_every_changed_file_once() {
         .collect();
     assert!(payload.len() >= 2);
     let blob = package.blob(payload[0]).unwrap();
-    assert!(treedelta::check_blob(&source, &[payload[1]], &blob).is_err());
+    assert!(check_blob(&source, &[payload[1]], &blob).is_err());
     // Checked against a source whose base differs, a patch's blob is refused too.
     let patch = index
         .ops
@@ -1561,8 +1556,7 @@ fn the_index_names_every_changed_file_once() {
             blake3.0[0] ^= 1;
         }
     }
-    let error =
-        treedelta::check_blob(&other_source, &[patch], &package.blob(patch).unwrap()).unwrap_err();
+    let error = check_blob(&other_source, &[patch], &package.blob(patch).unwrap()).unwrap_err();
     assert!(
         error.to_string().contains("belongs to other files"),
         "{error}"
@@ -1582,7 +1576,7 @@ fn the_index_names_every_changed_file_once() {
     assert!(!String::from_utf8_lossy(&stored).contains("bin/game"));
     assert_eq!(
         index.symlinks,
-        [treedelta::Symlink {
+        [Symlink {
             path: "lib".to_owned(),
             target: "docs".to_owned()
         }]
@@ -1635,7 +1629,7 @@ fn the_index_grows_with_the_change_not_the_tree() {
     assert!(stats.index_bytes < 1024, "{stats:?}");
     assert!(stats.index_raw_bytes < 1024, "{stats:?}");
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 }
 
@@ -1669,10 +1663,7 @@ fn a_wrong_source_manifest_is_refused_before_anything_is_written() {
         check(package.target_manifest(wrong).unwrap_err());
         check(package.stats(wrong).unwrap_err());
         let out = temp.path("out");
-        check(
-            treedelta::apply_to_dir(&old, wrong, &package, &out, &ApplyOptions::default())
-                .unwrap_err(),
-        );
+        check(apply_to_dir(&old, wrong, &package, &out, &ApplyOptions::default()).unwrap_err());
         assert!(!out.exists());
         assert!(
             fs::read_dir(temp.dir.path()).unwrap().all(|entry| !entry
@@ -1804,8 +1795,7 @@ fn tampered_changed_entries_are_refused_before_anything_is_written() {
         );
         let out = temp.path("out");
         let error =
-            treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
-                .unwrap_err();
+            apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap_err();
         assert!(error.to_string().contains("corrupt"), "{name}: {error}");
         assert!(!out.exists(), "{name}");
         let install = temp.tree("install", &old_model);
