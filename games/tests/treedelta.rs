@@ -9,7 +9,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use mist_delta::encode::DiffOptions;
-use mist_games::install::{self, InstallError, InstallOptions, Outcome, Recovery};
+use mist_games::install::{
+    InstallError, InstallOptions, Outcome, Recovery, location, recover, update,
+};
 use mist_games::manifest::{EntryKind, Manifest, TreeDigest, scan};
 use mist_games::pack;
 use mist_games::replay::{self, ReplayError};
@@ -504,14 +506,14 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
     let report =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
-    assert!(!install::staging_path(&install).unwrap().exists());
+    assert!(!location::staging_path(&install).unwrap().exists());
 
     // Running it again finds the new version and changes nothing.
     let again =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(again.outcome, Outcome::AlreadyCurrent);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 }
@@ -595,7 +597,7 @@ fn small_files_share_a_file_delta_and_each_is_checked() {
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
     let report =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 
@@ -820,7 +822,7 @@ proptest! {
         for (delta, source, expected) in
             [(&d01, &manifests[0], &manifests[1]), (&d12, &manifests[1], &manifests[2])]
         {
-            install::apply_delta(&install, source, &package(delta), &InstallOptions::default())
+            update::apply_delta(&install, source, &package(delta), &InstallOptions::default())
                 .unwrap();
             prop_assert_eq!(&scan_install(&install), expected);
         }
@@ -911,15 +913,15 @@ fn damaged_packages_never_change_an_install() {
         damaged[byte_idx] ^= 0x10;
         if let Ok(package) = Package::from_bytes(damaged) {
             let result =
-                install::apply_delta(&install, &source, &package, &InstallOptions::default());
+                update::apply_delta(&install, &source, &package, &InstallOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was installed");
         }
         // Files staged by an earlier round would spare this one from reading its deltas.
-        install::discard_staging(&install).unwrap();
+        recover::discard_staging(&install).unwrap();
         assert_eq!(scan_install(&install), before, "flip at byte {byte_idx}");
     }
     // Verified files staged before a failure are kept, and a good package resumes.
-    let report = install::apply_delta(
+    let report = update::apply_delta(
         &install,
         &source,
         &package(&bytes),
@@ -927,7 +929,7 @@ fn damaged_packages_never_change_an_install() {
     )
     .unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
-    assert!(!install::staging_path(&install).unwrap().exists());
+    assert!(!location::staging_path(&install).unwrap().exists());
 }
 
 #[test]
@@ -946,16 +948,16 @@ fn staged_files_are_kept_and_reused_after_a_failure() {
         threads: 1,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package_bad, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package_bad, &options).unwrap_err();
     assert!(matches!(error, InstallError::Delta(_)), "{error}");
     assert_eq!(
         scan(&install).unwrap(),
         scan(&temp.tree("old-again", &old_model)).unwrap()
     );
-    let staged = install::staging_path(&install).unwrap().join("objects");
+    let staged = location::staging_path(&install).unwrap().join("objects");
     let n_staged = fs::read_dir(&staged).unwrap().count() as u64;
     assert!(n_staged > 0);
-    let report = install::apply_delta(&install, &source, &package_ok, &options).unwrap();
+    let report = update::apply_delta(&install, &source, &package_ok, &options).unwrap();
     assert_eq!(report.files_resumed, n_staged);
     assert!(report.files_staged > 0);
     assert_eq!(
@@ -1214,7 +1216,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
 
     // The check of the install stops at `data` itself: the source says it is a folder.
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
     assert!(
         error
@@ -1240,7 +1242,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     let linked = temp.tree("linked", &old_model);
     symlink(&outside, linked.join("assets")).unwrap();
     let error =
-        install::apply_delta(&linked, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&linked, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "assets"),
         "{error}"
@@ -1253,7 +1255,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     fs::create_dir(&elsewhere).unwrap();
     symlink(&elsewhere, temp.path(".clean.mist-staging")).unwrap();
     let error =
-        install::apply_delta(&clean, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&clean, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Symlink { .. }), "{error}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert_eq!(scan(&clean).unwrap(), scan(&old).unwrap());
@@ -1275,7 +1277,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     let install = temp.tree("install", &old_model);
     fs::write(install.join("data/level2.pak"), b"my mod").unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "data/level2.pak"),
         "{error}"
@@ -1296,7 +1298,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     fs::write(install.join("plugins/mine.so"), b"mine").unwrap();
     let before = scan(&install).unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "plugins/mine.so"),
         "{error}"
@@ -1305,7 +1307,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
 
     // Without the friend's file it goes through.
     fs::remove_file(install.join("plugins/mine.so")).unwrap();
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("plugins")).unwrap(), b"now a file");
 }
 
@@ -1339,9 +1341,9 @@ fn folders_and_symlinks_swap_places_in_an_install() {
     let (backward, v1_manifest) = package_of(&temp, "backward", &v1, &v0);
     let install = temp.tree("install", &v0);
     add_untracked(&install);
-    install::apply_delta(&install, &v0_manifest, &forward, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &v0_manifest, &forward, &InstallOptions::default()).unwrap();
     assert_eq!(scan_install(&install), v1_manifest);
-    install::apply_delta(
+    update::apply_delta(
         &install,
         &v1_manifest,
         &backward,
@@ -1358,7 +1360,7 @@ fn a_friends_files_in_a_removed_folder_keep_it() {
     let (package, source) = package_of(&temp, "v", &old_model, &new_model);
     let install = temp.tree("install", &old_model);
     fs::write(install.join("gone/notes.txt"), b"mine").unwrap();
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("gone/notes.txt")).unwrap(), b"mine");
     assert!(!install.join("gone/inner.txt").exists());
 }
@@ -1379,7 +1381,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
         verify_unchanged: true,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 
@@ -1387,7 +1389,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
     missing.remove("bin/game");
     let install = temp.tree("install-missing", &missing);
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("bin/game"), "{error}");
 
     // A changed file the update patches is caught by the file delta's source check, before
@@ -1399,7 +1401,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
     let install = temp.tree("install-base", &changed_base);
     let before = scan(&install).unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("level1.pak"), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 }
@@ -1414,7 +1416,7 @@ fn not_enough_space_is_refused_before_staging() {
         free_space_margin: u64::MAX / 2,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NoSpace { .. }), "{error}");
     assert_eq!(
         scan(&install).unwrap(),
@@ -1433,10 +1435,10 @@ fn a_second_updater_is_turned_away() {
     // SAFETY: a valid fd.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Busy { .. }), "{error}");
     drop(lock);
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
 }
 
 #[test]
@@ -1460,7 +1462,7 @@ fn packs_install_fresh_and_update() {
         entries: Vec::new(),
     };
     let mut n_unpacked = 0;
-    let report = install::apply_pack(
+    let report = update::apply_pack(
         &install,
         &empty,
         &old_manifest,
@@ -1475,7 +1477,7 @@ fn packs_install_fresh_and_update() {
     assert_eq!(scan(&install).unwrap(), old_manifest);
 
     add_untracked(&install);
-    install::apply_pack(
+    update::apply_pack(
         &install,
         &old_manifest,
         &new_manifest,
@@ -1490,7 +1492,7 @@ fn packs_install_fresh_and_update() {
     assert_eq!(n_unpacked, 2);
 
     // A pack that does not match the manifest is refused by the hook and changes nothing.
-    let error = install::apply_pack(
+    let error = update::apply_pack(
         &install,
         &new_manifest,
         &old_manifest,
@@ -1500,7 +1502,7 @@ fn packs_install_fresh_and_update() {
     .unwrap_err();
     assert!(matches!(error, InstallError::Unpack(_)), "{error}");
     assert_eq!(scan_install(&install), new_manifest);
-    assert_eq!(install::recover(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::recover(&install).unwrap(), Recovery::Clean);
 }
 
 #[test]
@@ -1508,8 +1510,8 @@ fn recover_without_an_update_does_nothing() {
     let temp = Temp::new();
     let (old_model, _) = sample_versions();
     let install = temp.tree("install", &old_model);
-    assert_eq!(install::recover(&install).unwrap(), Recovery::Clean);
-    assert_eq!(install::discard_staging(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::recover(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::discard_staging(&install).unwrap(), Recovery::Clean);
     assert_eq!(
         scan(&install).unwrap(),
         scan(&temp.tree("old", &old_model)).unwrap()
@@ -1677,14 +1679,14 @@ fn a_wrong_source_manifest_is_refused_before_anything_is_written() {
         let install = temp.tree("install", &old_model);
         add_untracked(&install);
         let before = scan(&install).unwrap();
-        let error = install::apply_delta(&install, wrong, &package, &InstallOptions::default())
-            .unwrap_err();
+        let error =
+            update::apply_delta(&install, wrong, &package, &InstallOptions::default()).unwrap_err();
         match error {
             InstallError::Delta(error) => check(error),
             other => panic!("{other}"),
         }
         assert_eq!(scan(&install).unwrap(), before);
-        assert!(!install::staging_path(&install).unwrap().exists());
+        assert!(!location::staging_path(&install).unwrap().exists());
         fs::remove_dir_all(&install).unwrap();
     }
 
@@ -1800,11 +1802,14 @@ fn tampered_changed_entries_are_refused_before_anything_is_written() {
         assert!(!out.exists(), "{name}");
         let install = temp.tree("install", &old_model);
         let before = scan(&install).unwrap();
-        let error = install::apply_delta(&install, &source, &package, &InstallOptions::default())
+        let error = update::apply_delta(&install, &source, &package, &InstallOptions::default())
             .unwrap_err();
         assert!(error.to_string().contains("corrupt"), "{name}: {error}");
         assert_eq!(scan(&install).unwrap(), before, "{name}");
-        assert!(!install::staging_path(&install).unwrap().exists(), "{name}");
+        assert!(
+            !location::staging_path(&install).unwrap().exists(),
+            "{name}"
+        );
         fs::remove_dir_all(&install).unwrap();
     }
 
