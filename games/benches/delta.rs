@@ -22,8 +22,8 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use mist_delta::{decode, encode};
-use mist_games::manifest;
 use mist_games::treedelta::{apply, create, package};
+use mist_games::{manifest, scan};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
 
@@ -173,7 +173,7 @@ fn files_equal(a: &Path, b: &Path) -> bool {
 }
 
 fn trees_equal(a: &Path, b: &Path) -> bool {
-    match (manifest::scan(a), manifest::scan(b)) {
+    match (scan::scan(a), scan::scan(b)) {
         (Ok(x), Ok(y)) => x.tree_digest() == y.tree_digest(),
         _ => false,
     }
@@ -221,7 +221,7 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     // it here, outside the measured apply.
     let source_json = w.join("source.json");
     let mist_apply_extra = if dirs {
-        let source = manifest::scan(old).map_err(|e| e.to_string())?;
+        let source = scan::scan(old).map_err(|e| e.to_string())?;
         std::fs::write(
             &source_json,
             serde_json::to_vec(&source).map_err(|e| e.to_string())?,

@@ -2,10 +2,10 @@
 //!
 //! The principal type in this crate is the [`manifest::Manifest`]: the list of every
 //! file, symlink and directory in a game build, with sizes, executable bits and BLAKE3
-//! hashes, made by [`manifest::scan`]. Its [`manifest::TreeDigest`] (`blake3:<hex>`)
+//! hashes, made by [`scan::scan`]. Its [`manifest::TreeDigest`] (`blake3:<hex>`)
 //! names a build exactly; specs pin it and the reconciler checks builds against it.
 //!
-//! The manifest types are pure data and never touch the disk; only [`manifest::scan`]
+//! The manifest types are pure data and never touch the disk; only [`scan::scan`]
 //! does I/O. The digest encoding is specified in `docs/manifest.md`.
 
 #![deny(missing_docs)]
@@ -22,4 +22,5 @@ mod parallel;
 pub mod repair;
 #[cfg(unix)]
 pub mod replay;
+pub mod scan;
 pub mod treedelta;

@@ -13,7 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::confined::Dir;
-use crate::manifest::{Manifest, TreeDigest, scan};
+use crate::manifest::{Manifest, TreeDigest};
+use crate::scan::scan;
 use crate::treedelta::apply::{ApplyOptions, apply_to_dir};
 use crate::treedelta::format::TreeDeltaError;
 use crate::treedelta::package::Package;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use mist_delta::encode::DiffOptions;
 use mist_games::install::{FAULT_ENV, InstallOptions, Outcome, location, recover, update};
-use mist_games::manifest::{Manifest, scan};
+use mist_games::manifest::Manifest;
+use mist_games::scan::scan;
 use mist_games::treedelta::create::{CreateOptions, create};
 use mist_games::treedelta::package::Package;
 

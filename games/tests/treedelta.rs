@@ -12,9 +12,10 @@ use mist_delta::encode::DiffOptions;
 use mist_games::install::{
     InstallError, InstallOptions, Outcome, Recovery, location, recover, update,
 };
-use mist_games::manifest::{EntryKind, Manifest, TreeDigest, scan};
+use mist_games::manifest::{EntryKind, Manifest, TreeDigest};
 use mist_games::pack;
 use mist_games::replay::{self, ReplayError};
+use mist_games::scan::scan;
 use mist_games::treedelta::apply::{ApplyOptions, apply_to_dir};
 use mist_games::treedelta::create::{self, CreateOptions};
 use mist_games::treedelta::format::{HEADER_LEN, TreeDeltaError};

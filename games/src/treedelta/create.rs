@@ -63,8 +63,8 @@ pub fn create(
     options: &CreateOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Stats, TreeDeltaError> {
-    let old = crate::manifest::scan(old_root)?;
-    let new = crate::manifest::scan(new_root)?;
+    let old = crate::scan::scan(old_root)?;
+    let new = crate::scan::scan(new_root)?;
     create_from_manifests(
         Build {
             root: old_root,
@@ -85,7 +85,7 @@ pub fn create(
 pub struct Build<'a> {
     /// The folder.
     pub root: &'a Path,
-    /// Its manifest, e.g. from [`crate::manifest::scan`]; files are checked against it as
+    /// Its manifest, e.g. from [`crate::scan::scan`]; files are checked against it as
     /// they are read.
     pub manifest: &'a Manifest,
 }

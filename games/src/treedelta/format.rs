@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use mist_delta::format::DeltaError;
 
-use crate::manifest::{ScanError, SymlinkProblem, TreeDigest};
+use crate::manifest::{SymlinkProblem, TreeDigest};
+use crate::scan::ScanError;
 
 /// The first eight bytes of every tree delta.
 pub const MAGIC: &[u8; 8] = b"MISTTDLT";
