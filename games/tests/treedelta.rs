@@ -1452,7 +1452,7 @@ fn packs_install_fresh_and_update() {
     let new_manifest = scan(&new).unwrap();
     let pack_of = |root: &Path, manifest: &Manifest| {
         let mut bytes = Vec::new();
-        pack::write_pack(root, manifest, &mut bytes, 3).unwrap();
+        pack::write::write_pack(root, manifest, &mut bytes, 3).unwrap();
         bytes
     };
     let old_pack = pack_of(&old, &old_manifest);
@@ -1469,7 +1469,7 @@ fn packs_install_fresh_and_update() {
         &old_manifest,
         &mut |dest: &Path| {
             n_unpacked += 1;
-            pack::unpack(&old_pack[..], &old_manifest, dest).map_err(Into::into)
+            pack::read::unpack(&old_pack[..], &old_manifest, dest).map_err(Into::into)
         },
         &InstallOptions::default(),
     )
@@ -1484,7 +1484,7 @@ fn packs_install_fresh_and_update() {
         &new_manifest,
         &mut |dest: &Path| {
             n_unpacked += 1;
-            pack::unpack(&new_pack[..], &new_manifest, dest).map_err(Into::into)
+            pack::read::unpack(&new_pack[..], &new_manifest, dest).map_err(Into::into)
         },
         &InstallOptions::default(),
     )
@@ -1497,7 +1497,9 @@ fn packs_install_fresh_and_update() {
         &install,
         &new_manifest,
         &old_manifest,
-        &mut |dest: &Path| pack::unpack(&new_pack[..], &old_manifest, dest).map_err(Into::into),
+        &mut |dest: &Path| {
+            pack::read::unpack(&new_pack[..], &old_manifest, dest).map_err(Into::into)
+        },
         &InstallOptions::default(),
     )
     .unwrap_err();
