@@ -9,7 +9,7 @@ use crate::confined::{self, Kind};
 use crate::install::plan::{Change, Update};
 use crate::install::tree::Tree;
 use crate::install::{InstallError, InstallOptions, io_error};
-use crate::manifest::{EntryKind, FileHash};
+use crate::manifest::{Entry, EntryKind, FileHash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -35,83 +35,8 @@ pub(crate) fn check_state(
         .iter()
         .map(|e| (e.path.as_str(), &e.kind))
         .collect();
-    let mismatch = |detail: String| InstallError::NotSource {
-        install: tree.path.to_owned(),
-        expected: update.source.tree_digest(),
-        detail,
-    };
     for entry in &this.entries {
-        let path = entry.path.as_str();
-        let found = tree.stat(path)?;
-        let describe = |found: &Option<confined::Stat>| match found {
-            None => "missing".to_owned(),
-            Some(stat) => format!("a {}", stat.kind.name()),
-        };
-        match (&entry.kind, &found) {
-            (EntryKind::Dir, Some(stat)) if stat.kind == Kind::Dir => {}
-            (EntryKind::Dir, _) => {
-                return Err(mismatch(format!(
-                    "{path:?} should be a folder but is {}",
-                    describe(&found)
-                )));
-            }
-            (EntryKind::Symlink { target }, Some(stat)) if stat.kind == Kind::Symlink => {
-                let (dir, name) = tree.existing_parent(path)?;
-                let found_target = dir
-                    .read_link(name)
-                    .map_err(io_error(&tree.join(path), "read"))?;
-                if found_target != target.as_bytes() {
-                    return Err(mismatch(format!(
-                        "the symlink {path:?} points to {:?}, not {target:?}",
-                        String::from_utf8_lossy(&found_target)
-                    )));
-                }
-            }
-            (EntryKind::Symlink { .. }, _) => {
-                return Err(mismatch(format!(
-                    "{path:?} should be a symlink but is {}",
-                    describe(&found)
-                )));
-            }
-            (
-                EntryKind::File {
-                    size,
-                    executable,
-                    blake3,
-                },
-                Some(stat),
-            ) if stat.kind == Kind::File => {
-                if stat.size != *size {
-                    return Err(mismatch(format!(
-                        "{path:?} is {} bytes, expected {size}",
-                        stat.size
-                    )));
-                }
-                if (stat.mode & 0o111 != 0) != *executable {
-                    return Err(mismatch(format!(
-                        "{path:?} is {}executable, expected the opposite",
-                        if *executable { "not " } else { "" }
-                    )));
-                }
-                let written =
-                    state == State::Target && update.writes.get(path) == Some(&Change::Place);
-                if options.verify_unchanged || written {
-                    let (dir, name) = tree.existing_parent(path)?;
-                    let file = dir
-                        .open_file(name)
-                        .map_err(io_error(&tree.join(path), "open"))?;
-                    if !hash_matches(file, *size, blake3, &tree.join(path))? {
-                        return Err(mismatch(format!("{path:?} has different content")));
-                    }
-                }
-            }
-            (EntryKind::File { .. }, _) => {
-                return Err(mismatch(format!(
-                    "{path:?} should be a file but is {}",
-                    describe(&found)
-                )));
-            }
-        }
+        check_entry(tree, update, state, options, entry)?;
     }
     for entry in &other.entries {
         let path = entry.path.as_str();
@@ -129,6 +54,92 @@ pub(crate) fn check_state(
                     detail: format!("a {} that neither version has", stat.kind.name()),
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `entry`, of the manifest the install should be at, is there as recorded.
+fn check_entry(
+    tree: &Tree<'_>,
+    update: &Update<'_>,
+    state: State,
+    options: &InstallOptions,
+    entry: &Entry,
+) -> Result<(), InstallError> {
+    let mismatch = |detail: String| InstallError::NotSource {
+        install: tree.path.to_owned(),
+        expected: update.source.tree_digest(),
+        detail,
+    };
+    let path = entry.path.as_str();
+    let found = tree.stat(path)?;
+    let describe = |found: &Option<confined::Stat>| match found {
+        None => "missing".to_owned(),
+        Some(stat) => format!("a {}", stat.kind.name()),
+    };
+    match (&entry.kind, &found) {
+        (EntryKind::Dir, Some(stat)) if stat.kind == Kind::Dir => {}
+        (EntryKind::Dir, _) => {
+            return Err(mismatch(format!(
+                "{path:?} should be a folder but is {}",
+                describe(&found)
+            )));
+        }
+        (EntryKind::Symlink { target }, Some(stat)) if stat.kind == Kind::Symlink => {
+            let (dir, name) = tree.existing_parent(path)?;
+            let found_target = dir
+                .read_link(name)
+                .map_err(io_error(&tree.join(path), "read"))?;
+            if found_target != target.as_bytes() {
+                return Err(mismatch(format!(
+                    "the symlink {path:?} points to {:?}, not {target:?}",
+                    String::from_utf8_lossy(&found_target)
+                )));
+            }
+        }
+        (EntryKind::Symlink { .. }, _) => {
+            return Err(mismatch(format!(
+                "{path:?} should be a symlink but is {}",
+                describe(&found)
+            )));
+        }
+        (
+            EntryKind::File {
+                size,
+                executable,
+                blake3,
+            },
+            Some(stat),
+        ) if stat.kind == Kind::File => {
+            if stat.size != *size {
+                return Err(mismatch(format!(
+                    "{path:?} is {} bytes, expected {size}",
+                    stat.size
+                )));
+            }
+            if (stat.mode & 0o111 != 0) != *executable {
+                return Err(mismatch(format!(
+                    "{path:?} is {}executable, expected the opposite",
+                    if *executable { "not " } else { "" }
+                )));
+            }
+            let written = state == State::Target && update.writes.get(path) == Some(&Change::Place);
+            if options.verify_unchanged || written {
+                let (dir, name) = tree.existing_parent(path)?;
+                let file = dir
+                    .open_file(name)
+                    .map_err(io_error(&tree.join(path), "open"))?;
+                if !hash_matches(file, *size, blake3, &tree.join(path))? {
+                    return Err(mismatch(format!("{path:?} has different content")));
+                }
+            }
+        }
+        (EntryKind::File { .. }, _) => {
+            return Err(mismatch(format!(
+                "{path:?} should be a file but is {}",
+                describe(&found)
+            )));
         }
     }
     Ok(())

@@ -64,118 +64,145 @@ pub(crate) fn roll_forward(
     sync_touched(tree, staging, journal)
 }
 
+/// Makes one step's effect true, unless it already is.
 pub(crate) fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), InstallError> {
-    let inconsistent = |detail: String| InstallError::Inconsistent {
-        install: tree.path.to_owned(),
-        detail,
-    };
     match step {
-        Step::Backup { path, slot } => {
-            let slot = slot.to_string();
-            if staging
-                .backup
-                .stat(&slot)
-                .map_err(io_error(&staging.path.join(BACKUP), "inspect"))?
-                .is_some()
-            {
-                return Ok(());
-            }
-            let (dir, name) = tree.existing_parent(path)?;
-            match dir
-                .stat(name)
-                .map_err(io_error(&tree.join(path), "inspect"))?
-            {
-                Some(stat) if stat.kind == Kind::File || stat.kind == Kind::Symlink => {}
-                _ => {
-                    return Err(inconsistent(format!(
-                        "{path:?} is neither where it was nor backed up"
-                    )));
-                }
-            }
-            dir.rename_noreplace(name, &staging.backup, &slot)
-                .map_err(io_error(&tree.join(path), "back up"))?;
-            fault_point();
-        }
-        Step::RemoveDir { path } => {
-            let Parent::Found(dir, name) = tree.parent(path)? else {
-                return Ok(());
-            };
-            match dir
-                .stat(name)
-                .map_err(io_error(&tree.join(path), "inspect"))?
-            {
-                None => {}
-                Some(stat) if stat.kind == Kind::Dir => match dir.remove_dir(name) {
-                    Ok(()) => fault_point(),
-                    // Files in neither manifest keep the folder.
-                    Err(error) if is_not_empty(&error) => {}
-                    Err(error) => return Err(io_error(&tree.join(path), "remove")(error)),
-                },
-                // Already removed, and a later step put the file or symlink that replaces it.
-                Some(_) => {}
-            }
-        }
-        Step::MakeDir { path } => {
-            let (dir, name) = tree.existing_parent(path)?;
-            match dir
-                .stat(name)
-                .map_err(io_error(&tree.join(path), "inspect"))?
-            {
-                Some(stat) if stat.kind == Kind::Dir => {}
-                None => {
-                    dir.mkdir(name, 0o755)
-                        .map_err(io_error(&tree.join(path), "create"))?;
-                    fault_point();
-                }
-                Some(_) => return Err(inconsistent(format!("{path:?} is in the way"))),
-            }
-        }
-        Step::Place { path, object } => {
-            let (dir, name) = tree.existing_parent(path)?;
-            if staging
-                .objects
-                .stat(object)
-                .map_err(io_error(&staging.path.join(OBJECTS), "inspect"))?
-                .is_some()
-            {
-                staging
-                    .objects
-                    .rename_noreplace(object, &dir, name)
-                    .map_err(io_error(&tree.join(path), "move the new file to"))?;
-                fault_point();
-            } else if dir
-                .stat(name)
-                .map_err(io_error(&tree.join(path), "inspect"))?
-                .is_none_or(|stat| stat.kind != Kind::File)
-            {
-                return Err(inconsistent(format!(
-                    "the staged file for {path:?} is gone but the file is not in place"
-                )));
-            }
-        }
-        Step::Symlink { path, target } => {
-            let (dir, name) = tree.existing_parent(path)?;
-            match dir
-                .stat(name)
-                .map_err(io_error(&tree.join(path), "inspect"))?
-            {
-                None => {
-                    dir.symlink(target, name)
-                        .map_err(io_error(&tree.join(path), "create"))?;
-                    fault_point();
-                }
-                Some(stat)
-                    if stat.kind == Kind::Symlink
-                        && dir.read_link(name).ok().as_deref() == Some(target.as_bytes()) => {}
-                Some(_) => return Err(inconsistent(format!("{path:?} is in the way"))),
-            }
-        }
+        Step::Backup { path, slot } => back_up(tree, staging, path, *slot),
+        Step::RemoveDir { path } => remove_dir(tree, path),
+        Step::MakeDir { path } => make_dir(tree, path),
+        Step::Place { path, object } => place(tree, staging, path, object),
+        Step::Symlink { path, target } => make_symlink(tree, path, target),
         Step::Chmod { path, to, .. } => {
             let (dir, name) = tree.existing_parent(path)?;
             dir.set_mode(name, *to)
                 .map_err(io_error(&tree.join(path), "set the mode of"))?;
             fault_point();
+            Ok(())
         }
+    }
+}
+
+/// The error of a step that finds the install in a state the journal cannot explain.
+fn inconsistent(tree: &Tree<'_>, detail: String) -> InstallError {
+    InstallError::Inconsistent {
+        install: tree.path.to_owned(),
+        detail,
+    }
+}
+
+/// Moves the old file or symlink at `path` into `backup/<slot>`, unless it is there.
+fn back_up(tree: &Tree<'_>, staging: &Staging, path: &str, slot: u64) -> Result<(), InstallError> {
+    let slot = slot.to_string();
+    if staging
+        .backup
+        .stat(&slot)
+        .map_err(io_error(&staging.path.join(BACKUP), "inspect"))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let (dir, name) = tree.existing_parent(path)?;
+    match dir
+        .stat(name)
+        .map_err(io_error(&tree.join(path), "inspect"))?
+    {
+        Some(stat) if stat.kind == Kind::File || stat.kind == Kind::Symlink => {}
+        _ => {
+            return Err(inconsistent(
+                tree,
+                format!("{path:?} is neither where it was nor backed up"),
+            ));
+        }
+    }
+    dir.rename_noreplace(name, &staging.backup, &slot)
+        .map_err(io_error(&tree.join(path), "back up"))?;
+    fault_point();
+    Ok(())
+}
+
+/// Removes the old folder at `path` if it is empty; files in neither manifest keep it.
+fn remove_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
+    let Parent::Found(dir, name) = tree.parent(path)? else {
+        return Ok(());
+    };
+    match dir
+        .stat(name)
+        .map_err(io_error(&tree.join(path), "inspect"))?
+    {
+        None => {}
+        Some(stat) if stat.kind == Kind::Dir => match dir.remove_dir(name) {
+            Ok(()) => fault_point(),
+            // Files in neither manifest keep the folder.
+            Err(error) if is_not_empty(&error) => {}
+            Err(error) => return Err(io_error(&tree.join(path), "remove")(error)),
+        },
+        // Already removed, and a later step put the file or symlink that replaces it.
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Makes the folder `path`, unless it is there.
+fn make_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
+    let (dir, name) = tree.existing_parent(path)?;
+    match dir
+        .stat(name)
+        .map_err(io_error(&tree.join(path), "inspect"))?
+    {
+        Some(stat) if stat.kind == Kind::Dir => {}
+        None => {
+            dir.mkdir(name, 0o755)
+                .map_err(io_error(&tree.join(path), "create"))?;
+            fault_point();
+        }
+        Some(_) => return Err(inconsistent(tree, format!("{path:?} is in the way"))),
+    }
+    Ok(())
+}
+
+/// Moves the staged `object` to `path`, unless it is already there.
+fn place(tree: &Tree<'_>, staging: &Staging, path: &str, object: &str) -> Result<(), InstallError> {
+    let (dir, name) = tree.existing_parent(path)?;
+    if staging
+        .objects
+        .stat(object)
+        .map_err(io_error(&staging.path.join(OBJECTS), "inspect"))?
+        .is_some()
+    {
+        staging
+            .objects
+            .rename_noreplace(object, &dir, name)
+            .map_err(io_error(&tree.join(path), "move the new file to"))?;
+        fault_point();
+    } else if dir
+        .stat(name)
+        .map_err(io_error(&tree.join(path), "inspect"))?
+        .is_none_or(|stat| stat.kind != Kind::File)
+    {
+        return Err(inconsistent(
+            tree,
+            format!("the staged file for {path:?} is gone but the file is not in place"),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the symlink `path` → `target`, unless it is there.
+fn make_symlink(tree: &Tree<'_>, path: &str, target: &str) -> Result<(), InstallError> {
+    let (dir, name) = tree.existing_parent(path)?;
+    match dir
+        .stat(name)
+        .map_err(io_error(&tree.join(path), "inspect"))?
+    {
+        None => {
+            dir.symlink(target, name)
+                .map_err(io_error(&tree.join(path), "create"))?;
+            fault_point();
+        }
+        Some(stat)
+            if stat.kind == Kind::Symlink
+                && dir.read_link(name).ok().as_deref() == Some(target.as_bytes()) => {}
+        Some(_) => return Err(inconsistent(tree, format!("{path:?} is in the way"))),
     }
     Ok(())
 }

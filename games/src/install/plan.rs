@@ -36,18 +36,41 @@ pub(crate) struct Object<'a> {
 /// The commit steps, in order: backups, directory removals (deepest first), new
 /// directories (outermost first), files, symlinks, mode changes.
 pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Step>, InstallError> {
-    let source: HashMap<&str, &EntryKind> = update
-        .source
+    let source = kinds(update.source);
+    let target = kinds(update.target);
+    let (backups, remove_dirs) = steps_from_source(tree, update, &source, &target)?;
+    let TargetSteps {
+        make_dirs,
+        places,
+        symlinks,
+        chmods,
+    } = steps_to_target(tree, update, &source)?;
+    let mut steps = backups;
+    steps.extend(remove_dirs);
+    steps.extend(make_dirs);
+    steps.extend(places);
+    steps.extend(symlinks);
+    steps.extend(chmods);
+    Ok(steps)
+}
+
+/// Every entry of `manifest`'s kind, by path.
+fn kinds(manifest: &Manifest) -> HashMap<&str, &EntryKind> {
+    manifest
         .entries
         .iter()
         .map(|e| (e.path.as_str(), &e.kind))
-        .collect();
-    let target: HashMap<&str, &EntryKind> = update
-        .target
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), &e.kind))
-        .collect();
+        .collect()
+}
+
+/// The steps that take away what the source has: backups of the files and symlinks that
+/// are replaced or go, and removals of the folders that go (deepest first).
+fn steps_from_source(
+    tree: &Tree<'_>,
+    update: &Update<'_>,
+    source: &HashMap<&str, &EntryKind>,
+    target: &HashMap<&str, &EntryKind>,
+) -> Result<(Vec<Step>, Vec<Step>), InstallError> {
     let mut backups = Vec::new();
     let mut remove_dirs = Vec::new();
     for entry in &update.source.entries {
@@ -63,7 +86,7 @@ pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Ste
             (EntryKind::Dir, Some(EntryKind::Dir)) => false,
             (EntryKind::Dir, after) => {
                 if after.is_some() {
-                    check_only_tracked(tree, path, &source)?;
+                    check_only_tracked(tree, path, source)?;
                 }
                 remove_dirs.push(Step::RemoveDir {
                     path: path.to_owned(),
@@ -80,6 +103,16 @@ pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Ste
         }
     }
     remove_dirs.reverse();
+    Ok((backups, remove_dirs))
+}
+
+/// The steps that make what the target has: new folders (outermost first), placed files,
+/// symlinks and mode changes.
+fn steps_to_target(
+    tree: &Tree<'_>,
+    update: &Update<'_>,
+    source: &HashMap<&str, &EntryKind>,
+) -> Result<TargetSteps, InstallError> {
     let mut make_dirs = Vec::new();
     let mut places = Vec::new();
     let mut symlinks = Vec::new();
@@ -96,7 +129,7 @@ pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Ste
             (EntryKind::Dir, None) => {
                 // A folder a friend already made (for mods, say) is kept as it is.
                 if tree
-                    .stat_beside(path, &source)?
+                    .stat_beside(path, source)?
                     .is_none_or(|stat| stat.kind != Kind::Dir)
                 {
                     make_dirs.push(Step::MakeDir {
@@ -140,13 +173,20 @@ pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Ste
             }
         }
     }
-    let mut steps = backups;
-    steps.extend(remove_dirs);
-    steps.extend(make_dirs);
-    steps.extend(places);
-    steps.extend(symlinks);
-    steps.extend(chmods);
-    Ok(steps)
+    Ok(TargetSteps {
+        make_dirs,
+        places,
+        symlinks,
+        chmods,
+    })
+}
+
+/// The steps that make what the target has, by kind, each in target path order.
+struct TargetSteps {
+    make_dirs: Vec<Step>,
+    places: Vec<Step>,
+    symlinks: Vec<Step>,
+    chmods: Vec<Step>,
 }
 
 /// Refuses to replace the folder `path` by a file or symlink while it holds anything the

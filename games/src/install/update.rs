@@ -101,6 +101,7 @@ pub fn apply_pack(
     )
 }
 
+/// Runs the phases of an update in order: recover, check, stage, journal, commit.
 pub(crate) fn run(
     install_dir: &Path,
     update: Update<'_>,
@@ -113,65 +114,18 @@ pub(crate) fn run(
     let _lock = location.lock(&parent)?;
     recover_locked(&parent, &location)?;
 
-    let install = &location.install_path;
-    match parent
-        .stat(&location.name)
-        .map_err(io_error(install, "inspect"))?
-    {
-        Some(stat) if stat.kind == Kind::Dir => {}
-        None if update.source.entries.is_empty() => {
-            // A fresh install: an empty folder is the empty source version.
-            parent
-                .mkdir(&location.name, 0o755)
-                .map_err(io_error(install, "create"))?;
-            fault_point();
-            sync(&parent, &location.parent_path)?;
-        }
-        found => {
-            return Err(InstallError::NotSource {
-                install: install.clone(),
-                expected: update.source.tree_digest(),
-                detail: match found {
-                    None => "the install folder does not exist".to_owned(),
-                    Some(_) => "the install path is not a folder".to_owned(),
-                },
-            });
-        }
-    }
-    let root = parent
-        .open_dir(&location.name)
-        .map_err(io_error(install, "open"))?;
+    let root = open_root(&parent, &location, &update)?;
     let tree = Tree {
-        path: install,
+        path: &location.install_path,
         dir: &root,
     };
-
-    if let Err(not_source) = check_state(&tree, &update, State::Source, options) {
-        if matches!(
-            not_source,
-            InstallError::NotSource { .. } | InstallError::Conflict { .. }
-        ) && check_state(&tree, &update, State::Target, options).is_ok()
-        {
-            return Ok(InstallReport {
-                outcome: Outcome::AlreadyCurrent,
-                files_staged: 0,
-                files_resumed: 0,
-                bytes_staged: 0,
-                steps: 0,
-            });
-        }
-        return Err(not_source);
+    if is_current(&tree, &update, options)? {
+        return Ok(already_current());
     }
     let steps = plan_steps(&tree, &update)?;
     if steps.is_empty() {
         // Everything the update touches is already as the target says.
-        return Ok(InstallReport {
-            outcome: Outcome::AlreadyCurrent,
-            files_staged: 0,
-            files_resumed: 0,
-            bytes_staged: 0,
-            steps: 0,
-        });
+        return Ok(already_current());
     }
     let objects = objects(&update);
 
@@ -210,4 +164,68 @@ pub(crate) fn run(
         bytes_staged,
         steps: journal.steps.len() as u64,
     })
+}
+
+/// Opens the install folder; for a fresh install (an empty source) a missing folder is made
+/// first, since an empty folder is the empty source version.
+fn open_root(parent: &Dir, location: &Location, update: &Update<'_>) -> Result<Dir, InstallError> {
+    let install = &location.install_path;
+    match parent
+        .stat(&location.name)
+        .map_err(io_error(install, "inspect"))?
+    {
+        Some(stat) if stat.kind == Kind::Dir => {}
+        None if update.source.entries.is_empty() => {
+            // A fresh install: an empty folder is the empty source version.
+            parent
+                .mkdir(&location.name, 0o755)
+                .map_err(io_error(install, "create"))?;
+            fault_point();
+            sync(parent, &location.parent_path)?;
+        }
+        found => {
+            return Err(InstallError::NotSource {
+                install: install.clone(),
+                expected: update.source.tree_digest(),
+                detail: match found {
+                    None => "the install folder does not exist".to_owned(),
+                    Some(_) => "the install path is not a folder".to_owned(),
+                },
+            });
+        }
+    }
+    parent
+        .open_dir(&location.name)
+        .map_err(io_error(install, "open"))
+}
+
+/// Whether the install is already at the target version; `false` if it is at the source,
+/// and the reason it is at neither otherwise.
+fn is_current(
+    tree: &Tree<'_>,
+    update: &Update<'_>,
+    options: &InstallOptions,
+) -> Result<bool, InstallError> {
+    if let Err(not_source) = check_state(tree, update, State::Source, options) {
+        if matches!(
+            not_source,
+            InstallError::NotSource { .. } | InstallError::Conflict { .. }
+        ) && check_state(tree, update, State::Target, options).is_ok()
+        {
+            return Ok(true);
+        }
+        return Err(not_source);
+    }
+    Ok(false)
+}
+
+/// The report of an update that found nothing to do.
+fn already_current() -> InstallReport {
+    InstallReport {
+        outcome: Outcome::AlreadyCurrent,
+        files_staged: 0,
+        files_resumed: 0,
+        bytes_staged: 0,
+        steps: 0,
+    }
 }

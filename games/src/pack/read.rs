@@ -4,10 +4,10 @@
 use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::manifest::{EntryKind, FileHash, Manifest};
+use crate::manifest::{Entry, EntryKind, FileHash, Manifest};
 use crate::pack::{
     BLOCK_LEN, COPY_BUF_LEN, EntryProblem, PackError, TYPE_DIR, TYPE_FILE, TYPE_HARD_LINK,
     TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, read_retrying, tar_len,
@@ -199,53 +199,21 @@ struct PackReader<'a> {
     buf: Vec<u8>,
 }
 
-impl PackReader<'_> {
+impl<'a> PackReader<'a> {
+    /// Checks one tar entry against the manifest and, when unpacking, writes it.
     fn entry<R: Read>(&mut self, tar_entry: &mut tar::Entry<'_, R>) -> Result<(), PackError> {
         let header = tar_entry.header();
         let header_name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
-        let refuse = |path: &str, problem| PackError::Entry {
-            path: path.to_owned(),
-            problem,
-        };
         if header.as_gnu().is_none() {
-            return Err(refuse(
-                &header_name,
-                EntryProblem::Malformed("not a GNU tar header"),
-            ));
+            return Err(PackError::Entry {
+                path: header_name,
+                problem: EntryProblem::Malformed("not a GNU tar header"),
+            });
         }
         let entry_type = header.as_old().linkflag[0];
         let size = header.entry_size().map_err(PackError::Read)?;
         if entry_type == TYPE_LONG_NAME || entry_type == TYPE_LONG_LINK {
-            let slot = if entry_type == TYPE_LONG_NAME {
-                &mut self.long_name
-            } else {
-                &mut self.long_link
-            };
-            if slot.is_some() {
-                return Err(refuse(
-                    &header_name,
-                    EntryProblem::Malformed("two long names for one entry"),
-                ));
-            }
-            if size < 2 || size > self.max_long_name_len as u64 + 1 {
-                return Err(refuse(
-                    &header_name,
-                    EntryProblem::Malformed("a long name of a length no manifest entry has"),
-                ));
-            }
-            let mut name = Vec::with_capacity(size as usize);
-            tar_entry.read_to_end(&mut name).map_err(PackError::Read)?;
-            if name.len() as u64 != size {
-                return Err(PackError::Read(io::ErrorKind::UnexpectedEof.into()));
-            }
-            if name.pop() != Some(0) || name.contains(&0) {
-                return Err(refuse(
-                    &header_name,
-                    EntryProblem::Malformed("a long name that is not one NUL-terminated string"),
-                ));
-            }
-            *slot = Some(name);
-            return Ok(());
+            return self.long_name(tar_entry, &header_name, entry_type, size);
         }
         let path_bytes = match self.long_name.take() {
             Some(name) => name,
@@ -256,8 +224,76 @@ impl PackReader<'_> {
             None => header.link_name_bytes().map(|name| name.into_owned()),
         };
         let lossy_path = String::from_utf8_lossy(&path_bytes).into_owned();
+        let found = Found {
+            entry_type,
+            size,
+            has_link: link_bytes.is_some(),
+        };
+        let (path, entry) = self.manifest_entry(&path_bytes, &lossy_path, found)?;
+        let target_path = self.dest.map(|dest| dest.join(path));
+        self.write_entry(tar_entry, entry, target_path, link_bytes, &lossy_path)
+    }
+
+    /// Keeps a GNU long name (or long link name) for the entry that follows it.
+    fn long_name<R: Read>(
+        &mut self,
+        tar_entry: &mut tar::Entry<'_, R>,
+        header_name: &str,
+        entry_type: u8,
+        size: u64,
+    ) -> Result<(), PackError> {
+        let refuse = |path: &str, problem| PackError::Entry {
+            path: path.to_owned(),
+            problem,
+        };
+        let slot = if entry_type == TYPE_LONG_NAME {
+            &mut self.long_name
+        } else {
+            &mut self.long_link
+        };
+        if slot.is_some() {
+            return Err(refuse(
+                header_name,
+                EntryProblem::Malformed("two long names for one entry"),
+            ));
+        }
+        if size < 2 || size > self.max_long_name_len as u64 + 1 {
+            return Err(refuse(
+                header_name,
+                EntryProblem::Malformed("a long name of a length no manifest entry has"),
+            ));
+        }
+        let mut name = Vec::with_capacity(size as usize);
+        tar_entry.read_to_end(&mut name).map_err(PackError::Read)?;
+        if name.len() as u64 != size {
+            return Err(PackError::Read(io::ErrorKind::UnexpectedEof.into()));
+        }
+        if name.pop() != Some(0) || name.contains(&0) {
+            return Err(refuse(
+                header_name,
+                EntryProblem::Malformed("a long name that is not one NUL-terminated string"),
+            ));
+        }
+        *slot = Some(name);
+        Ok(())
+    }
+
+    /// The manifest entry a tar entry at `path_bytes` must be: the next one, with the same
+    /// type and size, at a path that is UTF-8, relative and never climbs. Returns the path
+    /// and the entry.
+    fn manifest_entry<'p>(
+        &mut self,
+        path_bytes: &'p [u8],
+        lossy_path: &str,
+        found: Found,
+    ) -> Result<(&'p str, &'a Entry), PackError> {
+        let Found {
+            entry_type,
+            size,
+            has_link,
+        } = found;
         let refuse = |problem| PackError::Entry {
-            path: lossy_path.clone(),
+            path: lossy_path.to_owned(),
             problem,
         };
         let found_kind = match entry_type {
@@ -267,10 +303,10 @@ impl PackReader<'_> {
             TYPE_HARD_LINK => return Err(refuse(EntryProblem::HardLink)),
             other => return Err(refuse(EntryProblem::UnsupportedType(type_name(other)))),
         };
-        if link_bytes.is_some() && entry_type != TYPE_SYMLINK {
+        if has_link && entry_type != TYPE_SYMLINK {
             return Err(refuse(EntryProblem::Malformed("a link name on a non-link")));
         }
-        let Ok(path) = std::str::from_utf8(&path_bytes) else {
+        let Ok(path) = std::str::from_utf8(path_bytes) else {
             return Err(refuse(EntryProblem::NotUtf8));
         };
         if path.starts_with('/') {
@@ -314,7 +350,23 @@ impl PackReader<'_> {
                 found: size,
             }));
         }
-        let target_path = self.dest.map(|dest| dest.join(path));
+        Ok((path, entry))
+    }
+
+    /// Checks the content of a tar entry against its manifest entry (a symlink's target, a
+    /// file's BLAKE3) and, when unpacking, writes it at `target_path`.
+    fn write_entry<R: Read>(
+        &mut self,
+        tar_entry: &mut tar::Entry<'_, R>,
+        entry: &Entry,
+        target_path: Option<PathBuf>,
+        link_bytes: Option<Vec<u8>>,
+        lossy_path: &str,
+    ) -> Result<(), PackError> {
+        let refuse = |problem| PackError::Entry {
+            path: lossy_path.to_owned(),
+            problem,
+        };
         let io_error = |action: &'static str| {
             let path = target_path.clone().unwrap_or_default();
             move |source| PackError::Io {
@@ -384,6 +436,14 @@ impl PackReader<'_> {
             }
         }
     }
+}
+
+/// What a tar entry's header says it is.
+#[derive(Clone, Copy)]
+struct Found {
+    entry_type: u8,
+    size: u64,
+    has_link: bool,
 }
 
 /// A readable name for a tar type flag.

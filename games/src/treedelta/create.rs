@@ -108,8 +108,71 @@ pub fn create_from_manifests(
     let planned = plan(old.manifest, new.manifest);
     let new_files = files_by_path(new.manifest);
     let old_files = files_by_path(old.manifest);
+    let spool_file = tempfile::tempfile().map_err(io_error(Path::new("<temp dir>"), "create"))?;
+    let diffs = Diffs {
+        old,
+        new,
+        old_files: &old_files,
+        new_files: &new_files,
+        options,
+        budget: Budget::new(options.memory_budget),
+        spool: Mutex::new((spool_file, 0u64)),
+    };
+    let mut blob_of = diff_files(&diffs, &planned, progress)?;
+    diff_groups(&diffs, &planned, &mut blob_of)?;
+    let (ops, body_parts, body_len) = lay_out(&planned, &new_files, &blob_of);
+    let index = Index {
+        ops,
+        ..tree_difference(old.manifest, new.manifest)
+    };
+    debug_assert_eq!(
+        index.target_from(old.manifest).ok().as_ref(),
+        Some(new.manifest)
+    );
+    let raw = serde_json::to_vec(&index).expect("an index always serializes");
+    let stored = zstd::stream::encode_all(&raw[..], INDEX_ZSTD_LEVEL)
+        .map_err(io_error(Path::new("<index>"), "compress"))?;
+    let header = Header {
+        index_len: stored.len() as u64,
+        index_raw_len: raw.len() as u64,
+        body_len,
+        source: old.manifest.tree_digest(),
+        target: new.manifest.tree_digest(),
+        index_hash: *blake3::hash(&stored).as_bytes(),
+    };
+    let spool = diffs
+        .spool
+        .into_inner()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .0;
+    write_package(out, &header, &stored, spool, &body_parts)?;
+    Ok(index.stats(&header, old.manifest, new.manifest))
+}
 
-    // Payload jobs, largest first so the long ones start early.
+/// What the diffs of one package share: both builds and their files, the settings, the
+/// memory budget, and the spool the file deltas are written to as they finish, with its
+/// length.
+struct Diffs<'a> {
+    old: Build<'a>,
+    new: Build<'a>,
+    old_files: &'a HashMap<&'a str, FileInfo>,
+    new_files: &'a HashMap<&'a str, FileInfo>,
+    options: &'a CreateOptions,
+    budget: Budget,
+    spool: Mutex<(File, u64)>,
+}
+
+/// Where each payload operation's file delta is, by its index in the plan: whether it is a
+/// patch (rather than the file on its own), and its offset and length in the spool.
+type BlobOf = HashMap<usize, (bool, u64, u64)>;
+
+/// Diffs every payload file on its own, largest first so the long ones start early.
+fn diff_files(
+    diffs: &Diffs<'_>,
+    planned: &[PlannedOp],
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<BlobOf, TreeDeltaError> {
+    let (old_files, new_files) = (diffs.old_files, diffs.new_files);
     let mut jobs: Vec<Job<'_>> = planned
         .iter()
         .enumerate()
@@ -125,7 +188,7 @@ pub fn create_from_manifests(
                 planned_idx,
                 path: &planned.path,
                 base,
-                memory: diff_memory(base_size, new_size, &options.file),
+                memory: diff_memory(base_size, new_size, &diffs.options.file),
                 new_size,
             })
         })
@@ -139,40 +202,10 @@ pub fn create_from_manifests(
     let progress_state = Mutex::new(0u64);
     progress(0, total);
 
-    let spool_file = tempfile::tempfile().map_err(io_error(Path::new("<temp dir>"), "create"))?;
-    let spool = Mutex::new((spool_file, 0u64));
-    let budget = Budget::new(options.memory_budget);
-    let blobs: Vec<(usize, bool, u64, u64)> = run_parallel(&jobs, options.threads, |job| {
-        let _memory = budget.acquire(job.memory);
-        let new_bytes = read_build_file(new.root, job.path, new_files[job.path])?;
-        let base_bytes = match job.base {
-            Some(base) => read_build_file(old.root, base, old_files[base])?,
-            None => Vec::new(),
-        };
-        let file_options = tuned(&options.file, job.new_size.max(base_bytes.len() as u64));
-        let diff_error = |source| TreeDeltaError::FileDelta {
-            path: job.path.to_owned(),
-            source,
-        };
-        let mut blob = encode::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
-        let mut is_patch = job.base.is_some();
-        // A delta that found nothing better than compressing the file alone would still make
-        // the client read and check the base; store it as an added file instead.
-        if is_patch && file_format::read_header(&blob).map_err(diff_error)?.method == Method::Full {
-            blob = encode::diff(&[], &new_bytes, &file_options).map_err(diff_error)?;
-            is_patch = false;
-        }
-        drop((new_bytes, base_bytes));
-        let spool_at = {
-            let mut spool = spool.lock().unwrap_or_else(|poison| poison.into_inner());
-            let at = spool.1;
-            spool
-                .0
-                .write_all(&blob)
-                .map_err(io_error(Path::new("<temp file>"), "write"))?;
-            spool.1 += blob.len() as u64;
-            at
-        };
+    let blobs: Vec<(usize, bool, u64, u64)> = run_parallel(&jobs, diffs.options.threads, |job| {
+        let _memory = diffs.budget.acquire(job.memory);
+        let (is_patch, blob) = diff_job(diffs, job)?;
+        let spool_at = spool_append(&diffs.spool, &blob)?;
         {
             let mut done = progress_state
                 .lock()
@@ -182,58 +215,68 @@ pub fn create_from_manifests(
         }
         Ok::<_, TreeDeltaError>((job.planned_idx, is_patch, spool_at, blob.len() as u64))
     })?;
-    let mut blob_of: HashMap<usize, (bool, u64, u64)> = HashMap::new();
+    let mut blob_of: BlobOf = HashMap::new();
     for (planned_idx, is_patch, spool_at, len) in blobs {
         blob_of.insert(planned_idx, (is_patch, spool_at, len));
     }
+    Ok(blob_of)
+}
 
-    // Small files again, diffed together in groups: one compression context instead of
-    // one per file, and matches across files. A group is kept only where it is smaller
-    // than its members' own file deltas.
-    let groups = plan_groups(
-        &planned,
-        &blob_of,
-        (&old_files, &new_files),
-        options.group_max.min(GROUP_MAX),
+/// The file delta of one payload file, and whether it is a patch: a delta that found
+/// nothing better than compressing the file alone would still make the client read and
+/// check the base, so it is made again as an added file.
+fn diff_job(diffs: &Diffs<'_>, job: &Job<'_>) -> Result<(bool, Vec<u8>), TreeDeltaError> {
+    let (old_files, new_files) = (diffs.old_files, diffs.new_files);
+    let new_bytes = read_build_file(diffs.new.root, job.path, new_files[job.path])?;
+    let base_bytes = match job.base {
+        Some(base) => read_build_file(diffs.old.root, base, old_files[base])?,
+        None => Vec::new(),
+    };
+    let file_options = tuned(
+        &diffs.options.file,
+        job.new_size.max(base_bytes.len() as u64),
     );
-    let shared = run_parallel(&groups, options.threads, |members| {
-        let (mut bases, mut targets) = (Vec::new(), Vec::new());
-        for &planned_idx in members {
-            let planned = &planned[planned_idx];
-            if let (Planned::Patch { base }, (true, _, _)) = (&planned.kind, blob_of[&planned_idx])
-            {
-                bases.extend(read_build_file(old.root, base, old_files[base.as_str()])?);
-            }
-            targets.extend(read_build_file(
-                new.root,
-                &planned.path,
-                new_files[planned.path.as_str()],
-            )?);
-        }
-        let _memory = budget.acquire(diff_memory(
-            bases.len() as u64,
-            targets.len() as u64,
-            &options.file,
-        ));
-        let file_options = tuned(&options.file, bases.len().max(targets.len()) as u64);
-        let blob = encode::diff(&bases, &targets, &file_options).map_err(|source| {
-            TreeDeltaError::FileDelta {
-                path: planned[members[0]].path.clone(),
-                source,
-            }
-        })?;
-        let separate: u64 = members.iter().map(|idx| blob_of[idx].2).sum();
-        if blob.len() as u64 >= separate {
-            return Ok(None);
-        }
-        let mut spool = spool.lock().unwrap_or_else(|poison| poison.into_inner());
-        let at = spool.1;
-        spool
-            .0
-            .write_all(&blob)
-            .map_err(io_error(Path::new("<temp file>"), "write"))?;
-        spool.1 += blob.len() as u64;
-        Ok::<_, TreeDeltaError>(Some((at, blob.len() as u64)))
+    let diff_error = |source| TreeDeltaError::FileDelta {
+        path: job.path.to_owned(),
+        source,
+    };
+    let mut blob = encode::diff(&base_bytes, &new_bytes, &file_options).map_err(diff_error)?;
+    let mut is_patch = job.base.is_some();
+    if is_patch && file_format::read_header(&blob).map_err(diff_error)?.method == Method::Full {
+        blob = encode::diff(&[], &new_bytes, &file_options).map_err(diff_error)?;
+        is_patch = false;
+    }
+    Ok((is_patch, blob))
+}
+
+/// Appends a file delta to the spool and returns where it starts.
+fn spool_append(spool: &Mutex<(File, u64)>, blob: &[u8]) -> Result<u64, TreeDeltaError> {
+    let mut spool = spool.lock().unwrap_or_else(|poison| poison.into_inner());
+    let at = spool.1;
+    spool
+        .0
+        .write_all(blob)
+        .map_err(io_error(Path::new("<temp file>"), "write"))?;
+    spool.1 += blob.len() as u64;
+    Ok(at)
+}
+
+/// Diffs small files again, together in groups: one compression context instead of one per
+/// file, and matches across files. A group replaces its members' own file deltas only where
+/// it is smaller than they are together.
+fn diff_groups(
+    diffs: &Diffs<'_>,
+    planned: &[PlannedOp],
+    blob_of: &mut BlobOf,
+) -> Result<(), TreeDeltaError> {
+    let groups = plan_groups(
+        planned,
+        blob_of,
+        (diffs.old_files, diffs.new_files),
+        diffs.options.group_max.min(GROUP_MAX),
+    );
+    let shared = run_parallel(&groups, diffs.options.threads, |members| {
+        diff_group(diffs, planned, blob_of, members)
     })?;
     for (members, shared) in groups.iter().zip(shared) {
         if let Some((spool_at, len)) = shared {
@@ -243,8 +286,62 @@ pub fn create_from_manifests(
             }
         }
     }
+    Ok(())
+}
 
-    // Lay the file deltas out in index order.
+/// The shared file delta of one group, spooled, or `None` where the members' own are
+/// smaller.
+fn diff_group(
+    diffs: &Diffs<'_>,
+    planned: &[PlannedOp],
+    blob_of: &BlobOf,
+    members: &[usize],
+) -> Result<Option<(u64, u64)>, TreeDeltaError> {
+    let (old_files, new_files) = (diffs.old_files, diffs.new_files);
+    let (mut bases, mut targets) = (Vec::new(), Vec::new());
+    for &planned_idx in members {
+        let planned = &planned[planned_idx];
+        if let (Planned::Patch { base }, (true, _, _)) = (&planned.kind, blob_of[&planned_idx]) {
+            bases.extend(read_build_file(
+                diffs.old.root,
+                base,
+                old_files[base.as_str()],
+            )?);
+        }
+        targets.extend(read_build_file(
+            diffs.new.root,
+            &planned.path,
+            new_files[planned.path.as_str()],
+        )?);
+    }
+    let _memory = diffs.budget.acquire(diff_memory(
+        bases.len() as u64,
+        targets.len() as u64,
+        &diffs.options.file,
+    ));
+    let file_options = tuned(&diffs.options.file, bases.len().max(targets.len()) as u64);
+    let blob = encode::diff(&bases, &targets, &file_options).map_err(|source| {
+        TreeDeltaError::FileDelta {
+            path: planned[members[0]].path.clone(),
+            source,
+        }
+    })?;
+    let separate: u64 = members.iter().map(|idx| blob_of[idx].2).sum();
+    if blob.len() as u64 >= separate {
+        return Ok(None);
+    }
+    let at = spool_append(&diffs.spool, &blob)?;
+    Ok(Some((at, blob.len() as u64)))
+}
+
+/// Lays the file deltas out in index order: the operations, the spool ranges the body is
+/// made of in order, and the body's length. A shared file delta is placed once, where its
+/// first member is.
+fn lay_out(
+    planned: &[PlannedOp],
+    new_files: &HashMap<&str, FileInfo>,
+    blob_of: &BlobOf,
+) -> (Vec<Op>, Vec<(u64, u64)>, u64) {
     let mut ops = Vec::with_capacity(planned.len());
     let mut body_parts: Vec<(u64, u64)> = Vec::new();
     let mut placed: HashMap<u64, u64> = HashMap::new();
@@ -293,35 +390,24 @@ pub fn create_from_manifests(
         };
         ops.push(op);
     }
-    let index = Index {
-        ops,
-        ..tree_difference(old.manifest, new.manifest)
-    };
-    debug_assert_eq!(
-        index.target_from(old.manifest).ok().as_ref(),
-        Some(new.manifest)
-    );
-    let raw = serde_json::to_vec(&index).expect("an index always serializes");
-    let stored = zstd::stream::encode_all(&raw[..], INDEX_ZSTD_LEVEL)
-        .map_err(io_error(Path::new("<index>"), "compress"))?;
-    let header = Header {
-        index_len: stored.len() as u64,
-        index_raw_len: raw.len() as u64,
-        body_len: offset,
-        source: old.manifest.tree_digest(),
-        target: new.manifest.tree_digest(),
-        index_hash: *blake3::hash(&stored).as_bytes(),
-    };
+    (ops, body_parts, offset)
+}
+
+/// Writes the package: the header, the stored index, then the body copied from the spool
+/// part by part.
+fn write_package(
+    out: &mut dyn Write,
+    header: &Header,
+    stored: &[u8],
+    mut spool: File,
+    body_parts: &[(u64, u64)],
+) -> Result<(), TreeDeltaError> {
     let output = Path::new("<output>");
     out.write_all(&header.encode())
         .map_err(io_error(output, "write"))?;
-    out.write_all(&stored).map_err(io_error(output, "write"))?;
-    let mut spool = spool
-        .into_inner()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .0;
+    out.write_all(stored).map_err(io_error(output, "write"))?;
     let mut buf = vec![0u8; 1 << 20];
-    for (spool_at, len) in body_parts {
+    for &(spool_at, len) in body_parts {
         spool
             .seek(SeekFrom::Start(spool_at))
             .map_err(io_error(Path::new("<temp file>"), "seek"))?;
@@ -336,8 +422,7 @@ pub fn create_from_manifests(
             left -= n as u64;
         }
     }
-    out.flush().map_err(io_error(output, "write"))?;
-    Ok(index.stats(&header, old.manifest, new.manifest))
+    out.flush().map_err(io_error(output, "write"))
 }
 
 /// The index's lists besides the operations: the source paths the target lacks, and the

@@ -242,6 +242,54 @@ impl Index {
     ///
     /// [`Package::target_manifest`]: crate::treedelta::package::Package::target_manifest
     pub fn target_from(&self, source: &Manifest) -> Result<Manifest, TreeDeltaError> {
+        let mut changed = self.changed_entries(source)?;
+        let removed: HashSet<&str> = self.removed.iter().map(String::as_str).collect();
+        let mut n_removed = 0;
+        let mut entries = Vec::with_capacity(source.entries.len() + changed.len());
+        for entry in &source.entries {
+            if removed.contains(entry.path.as_str()) {
+                n_removed += 1;
+            } else if let Some(kind) = changed.remove(entry.path.as_str()) {
+                entries.push(Entry {
+                    path: entry.path.clone(),
+                    kind,
+                });
+            } else {
+                entries.push(entry.clone());
+            }
+        }
+        if n_removed != removed.len() {
+            let source_paths: HashSet<&str> =
+                source.entries.iter().map(|e| e.path.as_str()).collect();
+            let missing = self
+                .removed
+                .iter()
+                .find(|path| !source_paths.contains(path.as_str()))
+                .map_or("", String::as_str);
+            return Err(TreeDeltaError::Corrupt(format!(
+                "the index removes {missing:?}, which the source does not have"
+            )));
+        }
+        entries.extend(changed.into_iter().map(|(path, kind)| Entry {
+            path: path.to_owned(),
+            kind,
+        }));
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let target = Manifest { entries };
+        target.validate().map_err(|error| {
+            TreeDeltaError::Corrupt(format!(
+                "the target manifest the index gives is not well formed: {error}"
+            ))
+        })?;
+        Ok(target)
+    }
+
+    /// The target entries the index gives, by path: its directories and symlinks, and the
+    /// files its operations make, each checked to read only files the source has.
+    fn changed_entries<'a>(
+        &'a self,
+        source: &Manifest,
+    ) -> Result<HashMap<&'a str, EntryKind>, TreeDeltaError> {
         let source_files = files_by_path(source);
         let source_file = |path: &str, what: &str| {
             source_files.get(path).copied().ok_or_else(|| {
@@ -313,45 +361,7 @@ impl Index {
             };
             changed.insert(op.path(), kind);
         }
-        let removed: HashSet<&str> = self.removed.iter().map(String::as_str).collect();
-        let mut n_removed = 0;
-        let mut entries = Vec::with_capacity(source.entries.len() + changed.len());
-        for entry in &source.entries {
-            if removed.contains(entry.path.as_str()) {
-                n_removed += 1;
-            } else if let Some(kind) = changed.remove(entry.path.as_str()) {
-                entries.push(Entry {
-                    path: entry.path.clone(),
-                    kind,
-                });
-            } else {
-                entries.push(entry.clone());
-            }
-        }
-        if n_removed != removed.len() {
-            let source_paths: HashSet<&str> =
-                source.entries.iter().map(|e| e.path.as_str()).collect();
-            let missing = self
-                .removed
-                .iter()
-                .find(|path| !source_paths.contains(path.as_str()))
-                .map_or("", String::as_str);
-            return Err(TreeDeltaError::Corrupt(format!(
-                "the index removes {missing:?}, which the source does not have"
-            )));
-        }
-        entries.extend(changed.into_iter().map(|(path, kind)| Entry {
-            path: path.to_owned(),
-            kind,
-        }));
-        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        let target = Manifest { entries };
-        target.validate().map_err(|error| {
-            TreeDeltaError::Corrupt(format!(
-                "the target manifest the index gives is not well formed: {error}"
-            ))
-        })?;
-        Ok(target)
+        Ok(changed)
     }
 
     /// The operation for `path`, if the file is not unchanged.
