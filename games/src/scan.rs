@@ -3,12 +3,13 @@
 //! changed while they were read.
 
 use std::cell::Cell;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use mist_platform::fs::{clear_nonblocking, is_executable, is_symlink_refusal, open_nofollow};
 use rayon::prelude::*;
 
 use crate::manifest::{Entry, EntryKind, FileHash, Manifest, SymlinkProblem, check_symlink_target};
@@ -232,17 +233,6 @@ fn list(root: &Path) -> Result<Listing, ScanError> {
 }
 
 #[cfg(unix)]
-fn is_executable(metadata: &Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    metadata.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_metadata: &Metadata) -> bool {
-    false
-}
-
-#[cfg(unix)]
 fn special_kind(file_type: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_fifo() {
@@ -281,9 +271,11 @@ fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, Sca
         path: file.path.clone(),
         detail,
     };
-    let handle = match open_no_follow(&file.path) {
+    // Opened without following a symlink that replaced the file since the listing, and
+    // without blocking if a fifo did.
+    let handle = match open_nofollow(&file.path) {
         Ok(handle) => handle,
-        Err(error) if is_symlink_loop(&error) => {
+        Err(error) if is_symlink_refusal(&error) => {
             return Err(changed("it was replaced by a symlink".to_owned()));
         }
         Err(error) => return Err(io_error("open")(error)),
@@ -292,7 +284,9 @@ fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, Sca
     if !before.is_file() {
         return Err(changed("it is no longer a regular file".to_owned()));
     }
-    make_blocking(&handle).map_err(io_error("configure"))?;
+    // Some file systems (FUSE, old mandatory locks) can answer `EAGAIN` to a non-blocking
+    // read even of a regular file.
+    clear_nonblocking(&handle).map_err(io_error("configure"))?;
     if before.len() != file.size {
         return Err(changed(format!(
             "{} bytes when listed, {} bytes when opened",
@@ -360,48 +354,6 @@ fn read_up_to(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// Opens a file for reading without following a symlink that replaced it since the
-/// listing, and without blocking if a fifo did.
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    options.open(path)
-}
-
-/// Clears the `O_NONBLOCK` that `open_no_follow` set, now that the file is known to be
-/// regular: some file systems (FUSE, old mandatory locks) can answer `EAGAIN` to a
-/// non-blocking read even of a regular file.
-#[cfg(unix)]
-fn make_blocking(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `fcntl(F_SETFL)` on a descriptor we own. The only status flag that
-    // `open_no_follow` set is `O_NONBLOCK`, so setting none clears exactly that.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn make_blocking(_file: &File) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn is_symlink_loop(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::ELOOP)
-}
-
-#[cfg(not(unix))]
-fn is_symlink_loop(_error: &io::Error) -> bool {
-    false
 }
 
 /// Forwards hashing progress to the caller's callback, throttled, in order, one call at

@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::io;
 
+use mist_platform::fs::is_dir_not_empty;
+
 use crate::confined::{Dir, Kind, WalkError};
 use crate::install::fault::{fault_point, sync};
 use crate::install::journal::{JOURNAL, Journal, ROLLBACK, Step};
@@ -133,7 +135,7 @@ fn remove_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
         Some(stat) if stat.kind == Kind::Dir => match dir.remove_dir(name) {
             Ok(()) => fault_point(),
             // Files in neither manifest keep the folder.
-            Err(error) if is_not_empty(&error) => {}
+            Err(error) if is_dir_not_empty(&error) => {}
             Err(error) => return Err(io_error(&tree.join(path), "remove")(error)),
         },
         // Already removed, and a later step put the file or symlink that replaces it.
@@ -262,7 +264,7 @@ pub(crate) fn backward(
             {
                 match dir.remove_dir(name) {
                     Ok(()) => fault_point(),
-                    Err(error) if is_not_empty(&error) => {}
+                    Err(error) if is_dir_not_empty(&error) => {}
                     Err(error) => return Err(io_error(&tree.join(path), "remove")(error)),
                 }
             }
@@ -365,11 +367,4 @@ pub(crate) fn finish(
         .remove_tree(location.staging_name(), &mut fault_point)
         .map_err(io_error(&staging.path, "remove"))?;
     sync(parent, &location.parent_path)
-}
-
-pub(crate) fn is_not_empty(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
-    )
 }

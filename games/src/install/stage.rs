@@ -3,8 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use mist_platform::fs::set_mode;
 
 use crate::confined::{Dir, Kind};
 use crate::copy::{copy_verified, read_at_most};
@@ -246,10 +247,8 @@ pub(crate) fn stage_first(
                 ))));
             }
             let file = dir.open_file(name).map_err(io_error(&shown, "open"))?;
-            file.set_permissions(std::fs::Permissions::from_mode(mode_for(
-                object.info.executable,
-            )))
-            .map_err(io_error(&shown, "set the mode of"))?;
+            set_mode(&file, mode_for(object.info.executable))
+                .map_err(io_error(&shown, "set the mode of"))?;
             file.sync_all().map_err(io_error(&shown, "sync"))?;
             fault_point();
             dir.rename(name, &staging.objects, &object.name)
@@ -291,10 +290,8 @@ pub(crate) fn write_object(
         .map_err(io_error(&shown, "create"))?;
     fill(&mut file)?;
     fault_point();
-    file.set_permissions(std::fs::Permissions::from_mode(mode_for(
-        object.info.executable,
-    )))
-    .map_err(io_error(&shown, "set the mode of"))?;
+    set_mode(&file, mode_for(object.info.executable))
+        .map_err(io_error(&shown, "set the mode of"))?;
     file.sync_all().map_err(io_error(&shown, "sync"))?;
     fault_point();
     drop(file);

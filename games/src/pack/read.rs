@@ -2,12 +2,14 @@
 //! into a fresh folder when unpacking.
 
 use std::cell::Cell;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::manifest::{Entry, EntryKind, FileHash, Manifest};
+use mist_platform::fs::{create_dir, create_new_nofollow, set_mode};
+
+use crate::manifest::{Entry, EntryKind, FileHash, Manifest, mode_for};
 use crate::pack::{
     BLOCK_LEN, COPY_BUF_LEN, EntryProblem, PackError, TYPE_DIR, TYPE_FILE, TYPE_HARD_LINK,
     TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, read_retrying, tar_len,
@@ -67,7 +69,8 @@ fn prepare_dest(dest: &Path) -> Result<(), PackError> {
             path: dest.to_owned(),
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            create_dir(dest).map_err(io_error("create directory"))
+            // `create_dir` fails on anything that exists, a symlink included.
+            create_dir(dest, 0o755).map_err(io_error("create directory"))
         }
         Err(error) => Err(io_error("read metadata of")(error)),
     }
@@ -378,7 +381,7 @@ impl<'a> PackReader<'a> {
         match &entry.kind {
             EntryKind::Dir => {
                 if let Some(target_path) = &target_path {
-                    create_dir(target_path).map_err(io_error("create directory"))?;
+                    create_dir(target_path, 0o755).map_err(io_error("create directory"))?;
                 }
                 Ok(())
             }
@@ -402,7 +405,8 @@ impl<'a> PackReader<'a> {
             } => {
                 let mut file = match &target_path {
                     Some(target_path) => Some(
-                        create_file(target_path, *executable).map_err(io_error("create file"))?,
+                        create_new_nofollow(target_path, mode_for(*executable))
+                            .map_err(io_error("create file"))?,
                     ),
                     None => None,
                 };
@@ -430,7 +434,9 @@ impl<'a> PackReader<'a> {
                     }));
                 }
                 if let Some(file) = file {
-                    set_mode(&file, *executable).map_err(io_error("set permissions of"))?;
+                    // The exact mode, whatever the umask.
+                    set_mode(&file, mode_for(*executable))
+                        .map_err(io_error("set permissions of"))?;
                 }
                 Ok(())
             }
@@ -459,47 +465,6 @@ fn type_name(entry_type: u8) -> String {
         b'S' => "GNU sparse file".to_owned(),
         other => format!("{:?}", char::from(other)),
     }
-}
-
-#[cfg(unix)]
-fn create_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    // `DirBuilder::create` fails on anything that exists, a symlink included.
-    fs::DirBuilder::new().mode(0o755).create(path)
-}
-
-#[cfg(not(unix))]
-fn create_dir(path: &Path) -> io::Result<()> {
-    fs::create_dir(path)
-}
-
-/// Creates a new file, failing if anything (a symlink included) exists at `path`.
-fn create_file(path: &Path, executable: bool) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(if executable { 0o755 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = executable;
-    options.open(path)
-}
-
-/// Sets the file's exact mode through its handle, whatever the umask.
-#[cfg(unix)]
-fn set_mode(file: &File, executable: bool) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if executable { 0o755 } else { 0o644 };
-    file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_file: &File, _executable: bool) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(unix)]

@@ -1,8 +1,10 @@
 //! Writing a pack: a build as one deterministic tar stream, compressed by zstd.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
+
+use mist_platform::fs::{is_executable, is_symlink_refusal, open_nofollow};
 
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::pack::{
@@ -180,9 +182,11 @@ fn append_entry(
             executable,
             blake3,
         } => {
-            let file = match open_no_follow(&path) {
+            // Opened without following a symlink that replaced the file, and without blocking
+            // if a fifo did.
+            let file = match open_nofollow(&path) {
                 Ok(file) => file,
-                Err(error) if is_symlink_loop(&error) => {
+                Err(error) if is_symlink_refusal(&error) => {
                     return Err(changed("it was replaced by a symlink"));
                 }
                 Err(error) => return Err(io_error("open")(error)),
@@ -229,38 +233,4 @@ fn append_entry(
             write_padding(out, *size)
         }
     }
-}
-
-/// Opens a build file for reading without following a symlink that replaced it, and
-/// without blocking if a fifo did.
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    options.open(path)
-}
-
-#[cfg(unix)]
-fn is_symlink_loop(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::ELOOP)
-}
-
-#[cfg(not(unix))]
-fn is_symlink_loop(_error: &io::Error) -> bool {
-    false
-}
-
-#[cfg(unix)]
-fn is_executable(metadata: &fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    metadata.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_metadata: &fs::Metadata) -> bool {
-    false
 }

@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
 use mist_delta::encode::{self, DiffOptions};
 use mist_delta::format::{self as file_format, Method};
+use mist_platform::fs::open_regular_nofollow;
 
 use crate::manifest::{EntryKind, FileInfo, Manifest, files_by_path};
 use crate::parallel::{Budget, run_parallel};
@@ -555,7 +556,7 @@ fn tuned(options: &DiffOptions, input_len: u64) -> DiffOptions {
 /// Reads a file of a build and checks it is still what the manifest says.
 fn read_build_file(root: &Path, rel: &str, info: FileInfo) -> Result<Vec<u8>, TreeDeltaError> {
     let path = root.join(rel);
-    let mut file = open_regular(&path).map_err(io_error(&path, "open"))?;
+    let mut file = open_regular_nofollow(&path).map_err(io_error(&path, "open"))?;
     let mut bytes = Vec::with_capacity(info.size.min(1 << 30) as usize);
     (&mut file)
         .take(info.size + 1)
@@ -565,19 +566,4 @@ fn read_build_file(root: &Path, rel: &str, info: FileInfo) -> Result<Vec<u8>, Tr
         return Err(TreeDeltaError::Changed { path });
     }
     Ok(bytes)
-}
-
-fn open_regular(path: &Path) -> io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(file)
 }
