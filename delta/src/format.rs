@@ -90,7 +90,7 @@ pub enum DeltaError {
         found: String,
     },
     /// Compressing or writing failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] std::io::Error),
 }
 

@@ -11,7 +11,9 @@
 //! and jump targets moved, so that moved code costs nothing; `varint` writes the numbers;
 //! `format` lays out the container; `decode` checks and applies it.
 //!
-//! This crate is pure computation on byte slices: it never touches the disk.
+//! This crate is pure computation on byte slices: it never touches the disk. Its one error
+//! type, [`format::DeltaError`], keeps an I/O cause out of its message and returns it from
+//! `source()`.
 
 #![deny(missing_docs)]
 

@@ -7,6 +7,9 @@
 //!
 //! The manifest types are pure data and never touch the disk; only [`scan::scan`]
 //! does I/O. The digest encoding is specified in `docs/manifest.md`.
+//!
+//! Errors keep their cause out of their own message and return it from `source()`; print
+//! them with `mist_platform::error::ErrorChain` (or `{:#}` through anyhow) to see it.
 
 #![deny(missing_docs)]
 

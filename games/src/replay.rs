@@ -46,7 +46,7 @@ pub enum ReplayError {
         found: TreeDigest,
     },
     /// A step failed.
-    #[error("step {step} of the delta chain: {source}")]
+    #[error("step {step} of the delta chain")]
     Step {
         /// The 0-based position in the chain.
         step: usize,

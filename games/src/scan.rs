@@ -24,7 +24,7 @@ pub enum ScanError {
         path: PathBuf,
     },
     /// An I/O operation failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}", path.display())]
     Io {
         /// The path operated on.
         path: PathBuf,

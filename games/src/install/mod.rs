@@ -196,7 +196,7 @@ pub enum InstallError {
         detail: String,
     },
     /// A commit step failed; the finished steps were undone.
-    #[error("the update of {} failed while committing and was rolled back: {cause}", install.display())]
+    #[error("the update of {} failed while committing and was rolled back", install.display())]
     RolledBack {
         /// The install folder.
         install: PathBuf,
@@ -213,10 +213,10 @@ pub enum InstallError {
         detail: String,
     },
     /// The pack hook failed.
-    #[error("unpacking failed: {0}")]
+    #[error("unpacking failed")]
     Unpack(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An I/O operation failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}", path.display())]
     Io {
         /// The path operated on.
         path: PathBuf,

@@ -42,10 +42,10 @@ pub struct PackInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// The manifest given is not well formed, so it cannot serve as an index.
-    #[error("invalid manifest: {0}")]
+    #[error("invalid manifest")]
     InvalidManifest(#[from] ManifestError),
     /// A local file operation failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}", path.display())]
     Io {
         /// The path operated on.
         path: PathBuf,
@@ -64,11 +64,11 @@ pub enum PackError {
         detail: String,
     },
     /// Writing the compressed pack failed.
-    #[error("failed to write the pack: {0}")]
+    #[error("failed to write the pack")]
     Write(#[source] io::Error),
     /// The pack could not be read: it is damaged, truncated, not a pack, or the reader
     /// failed.
-    #[error("failed to read the pack (damaged, truncated or not a Mist pack): {0}")]
+    #[error("failed to read the pack (damaged, truncated or not a Mist pack)")]
     Read(#[source] io::Error),
     /// The pack decompresses to more bytes than its manifest allows, e.g. a decompression
     /// bomb; reading stopped one byte past the limit.

@@ -150,7 +150,7 @@ pub enum TreeDeltaError {
         reason: &'static str,
     },
     /// One file's delta failed.
-    #[error("file delta for {path:?}: {source}")]
+    #[error("file delta for {path:?}")]
     FileDelta {
         /// The target path.
         path: String,
@@ -205,7 +205,7 @@ pub enum TreeDeltaError {
     #[error(transparent)]
     Scan(#[from] ScanError),
     /// An I/O operation failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}", path.display())]
     Io {
         /// The path operated on.
         path: PathBuf,
