@@ -1443,6 +1443,30 @@ fn a_second_updater_is_turned_away() {
 }
 
 #[test]
+fn the_lock_and_the_staging_folder_sit_beside_the_real_install_folder() {
+    let temp = Temp::new();
+    let (old_model, new_model) = sample_versions();
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
+    let install = temp.tree("install", &old_model);
+    let lock = location::lock_path(&install).unwrap();
+    assert_eq!(lock.file_name().unwrap(), ".install.mist-lock");
+    assert_eq!(
+        lock.parent(),
+        location::staging_path(&install).unwrap().parent()
+    );
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    // The lock outlives the update, so that two processes never lock different files.
+    assert!(lock.is_file());
+    let link = temp.path("link");
+    symlink(&install, &link).unwrap();
+    assert_eq!(location::lock_path(&link).unwrap(), lock);
+    assert_eq!(
+        location::staging_path(&link).unwrap(),
+        location::staging_path(&install).unwrap()
+    );
+}
+
+#[test]
 fn packs_install_fresh_and_update() {
     let temp = Temp::new();
     let (old_model, new_model) = sample_versions();

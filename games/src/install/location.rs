@@ -13,12 +13,23 @@ pub fn staging_path(install_dir: &Path) -> Result<PathBuf, InstallError> {
     Ok(Location::find(install_dir)?.staging_path())
 }
 
+/// The lock file of `install_dir`: `<parent>/.<name>.mist-lock`, beside the real folder
+/// (a symlink in `install_dir` is followed, as for the staging folder).
+///
+/// Updates, [`recover`](crate::install::recover::recover) and
+/// [`discard_staging`](crate::install::recover::discard_staging) hold an exclusive lock on it
+/// while they run, and leave the file in place so that two processes never lock different
+/// files. Remove it only when removing the install, after `discard_staging`.
+pub fn lock_path(install_dir: &Path) -> Result<PathBuf, InstallError> {
+    Ok(Location::find(install_dir)?.lock_path())
+}
+
+/// The staging folder's subfolders: verified new files, files being written, and the
+/// files and symlinks a commit replaced.
 pub(crate) const OBJECTS: &str = "objects";
-
 pub(crate) const TMP: &str = "tmp";
-
 pub(crate) const BACKUP: &str = "backup";
-
+/// Where a pack is unpacked, inside `tmp/`.
 pub(crate) const UNPACK: &str = "unpack";
 
 /// Where an install and its companions live.
@@ -71,6 +82,14 @@ impl Location {
         self.parent_path.join(self.staging_name())
     }
 
+    fn lock_name(&self) -> String {
+        format!(".{}.mist-lock", self.name)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.parent_path.join(self.lock_name())
+    }
+
     /// Takes the install's lock, a file beside it that is never removed (so two processes
     /// can never lock different files), held until the returned file is closed.
     ///
@@ -80,8 +99,8 @@ impl Location {
     /// program, which closes them.
     pub(crate) fn lock(&self, parent: &Dir) -> Result<File, InstallError> {
         const PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
-        let name = format!(".{}.mist-lock", self.name);
-        let path = self.parent_path.join(&name);
+        let name = self.lock_name();
+        let path = self.lock_path();
         let start = std::time::Instant::now();
         loop {
             match parent.lock_file(&name) {
