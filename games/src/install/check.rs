@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::confined::{self, Kind};
 use crate::install::plan::{Change, Update};
-use crate::install::tree::Tree;
+use crate::install::tree::OpenTree;
 use crate::install::{InstallError, InstallOptions, io_error};
 use crate::manifest::{Entry, EntryKind, FileHash};
 
@@ -21,7 +21,7 @@ pub(crate) enum State {
 /// every entry of that manifest is there as recorded, and every path only the other
 /// manifest has is free (a directory may stay: it may hold a friend's files).
 pub(crate) fn check_state(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     update: &Update<'_>,
     state: State,
     options: &InstallOptions,
@@ -61,7 +61,7 @@ pub(crate) fn check_state(
 
 /// Checks that `entry`, of the manifest the install should be at, is there as recorded.
 fn check_entry(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     update: &Update<'_>,
     state: State,
     options: &InstallOptions,

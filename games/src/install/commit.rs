@@ -9,7 +9,7 @@ use crate::confined::{Dir, Kind, WalkError};
 use crate::install::fault::{fault_point, sync};
 use crate::install::journal::{JOURNAL, Journal, ROLLBACK, Step};
 use crate::install::location::{BACKUP, Location, OBJECTS, Staging};
-use crate::install::tree::{Parent, Tree};
+use crate::install::tree::{OpenTree, Parent};
 use crate::install::{InstallError, io_error};
 
 /// Runs the journal forward; on failure rolls it back and reports both.
@@ -20,7 +20,7 @@ pub(crate) fn commit(
     staging: &Staging,
     journal: &Journal,
 ) -> Result<(), InstallError> {
-    let tree = Tree {
+    let tree = OpenTree {
         path: &location.install_path,
         dir: root,
     };
@@ -39,7 +39,7 @@ pub(crate) fn commit(
 pub(crate) fn roll_back_from(
     parent: &Dir,
     location: &Location,
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     staging: &Staging,
     journal: &Journal,
 ) -> Result<(), InstallError> {
@@ -56,7 +56,7 @@ pub(crate) fn roll_back_from(
 /// Makes every step's effect true, skipping steps already done, then fsyncs every folder
 /// touched.
 pub(crate) fn roll_forward(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     staging: &Staging,
     journal: &Journal,
 ) -> Result<(), InstallError> {
@@ -67,7 +67,11 @@ pub(crate) fn roll_forward(
 }
 
 /// Makes one step's effect true, unless it already is.
-pub(crate) fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result<(), InstallError> {
+pub(crate) fn forward(
+    tree: &OpenTree<'_>,
+    staging: &Staging,
+    step: &Step,
+) -> Result<(), InstallError> {
     match step {
         Step::Backup { path, slot } => back_up(tree, staging, path, *slot),
         Step::RemoveDir { path } => remove_dir(tree, path),
@@ -85,7 +89,7 @@ pub(crate) fn forward(tree: &Tree<'_>, staging: &Staging, step: &Step) -> Result
 }
 
 /// The error of a step that finds the install in a state the journal cannot explain.
-fn inconsistent(tree: &Tree<'_>, detail: String) -> InstallError {
+fn inconsistent(tree: &OpenTree<'_>, detail: String) -> InstallError {
     InstallError::Inconsistent {
         install: tree.path.to_owned(),
         detail,
@@ -93,7 +97,12 @@ fn inconsistent(tree: &Tree<'_>, detail: String) -> InstallError {
 }
 
 /// Moves the old file or symlink at `path` into `backup/<slot>`, unless it is there.
-fn back_up(tree: &Tree<'_>, staging: &Staging, path: &str, slot: u64) -> Result<(), InstallError> {
+fn back_up(
+    tree: &OpenTree<'_>,
+    staging: &Staging,
+    path: &str,
+    slot: u64,
+) -> Result<(), InstallError> {
     let slot = slot.to_string();
     if staging
         .backup
@@ -123,7 +132,7 @@ fn back_up(tree: &Tree<'_>, staging: &Staging, path: &str, slot: u64) -> Result<
 }
 
 /// Removes the old folder at `path` if it is empty; files in neither manifest keep it.
-fn remove_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
+fn remove_dir(tree: &OpenTree<'_>, path: &str) -> Result<(), InstallError> {
     let Parent::Found(dir, name) = tree.parent(path)? else {
         return Ok(());
     };
@@ -145,7 +154,7 @@ fn remove_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
 }
 
 /// Makes the folder `path`, unless it is there.
-fn make_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
+fn make_dir(tree: &OpenTree<'_>, path: &str) -> Result<(), InstallError> {
     let (dir, name) = tree.existing_parent(path)?;
     match dir
         .stat(name)
@@ -163,7 +172,12 @@ fn make_dir(tree: &Tree<'_>, path: &str) -> Result<(), InstallError> {
 }
 
 /// Moves the staged `object` to `path`, unless it is already there.
-fn place(tree: &Tree<'_>, staging: &Staging, path: &str, object: &str) -> Result<(), InstallError> {
+fn place(
+    tree: &OpenTree<'_>,
+    staging: &Staging,
+    path: &str,
+    object: &str,
+) -> Result<(), InstallError> {
     let (dir, name) = tree.existing_parent(path)?;
     if staging
         .objects
@@ -190,7 +204,7 @@ fn place(tree: &Tree<'_>, staging: &Staging, path: &str, object: &str) -> Result
 }
 
 /// Makes the symlink `path` → `target`, unless it is there.
-fn make_symlink(tree: &Tree<'_>, path: &str, target: &str) -> Result<(), InstallError> {
+fn make_symlink(tree: &OpenTree<'_>, path: &str, target: &str) -> Result<(), InstallError> {
     let (dir, name) = tree.existing_parent(path)?;
     match dir
         .stat(name)
@@ -211,7 +225,7 @@ fn make_symlink(tree: &Tree<'_>, path: &str, target: &str) -> Result<(), Install
 
 /// Undoes the steps in reverse, skipping those not done, restoring the old version.
 pub(crate) fn roll_back(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     staging: &Staging,
     journal: &Journal,
 ) -> Result<(), InstallError> {
@@ -222,7 +236,7 @@ pub(crate) fn roll_back(
 }
 
 pub(crate) fn backward(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     staging: &Staging,
     step: &Step,
 ) -> Result<(), InstallError> {
@@ -319,7 +333,7 @@ pub(crate) fn backward(
 /// Fsyncs every folder a step changed, and the staging folders, so that removing the journal
 /// afterwards cannot outlive the steps on a power loss.
 pub(crate) fn sync_touched(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     staging: &Staging,
     journal: &Journal,
 ) -> Result<(), InstallError> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::confined::{Kind, WalkError};
 use crate::install::journal::Step;
-use crate::install::tree::Tree;
+use crate::install::tree::OpenTree;
 use crate::install::{InstallError, io_error};
 use crate::manifest::{EntryKind, FileHash, FileInfo, Manifest};
 
@@ -35,7 +35,10 @@ pub(crate) struct Object<'a> {
 
 /// The commit steps, in order: backups, directory removals (deepest first), new
 /// directories (outermost first), files, symlinks, mode changes.
-pub(crate) fn plan_steps(tree: &Tree<'_>, update: &Update<'_>) -> Result<Vec<Step>, InstallError> {
+pub(crate) fn plan_steps(
+    tree: &OpenTree<'_>,
+    update: &Update<'_>,
+) -> Result<Vec<Step>, InstallError> {
     let source = kinds(update.source);
     let target = kinds(update.target);
     let (backups, remove_dirs) = steps_from_source(tree, update, &source, &target)?;
@@ -66,7 +69,7 @@ fn kinds(manifest: &Manifest) -> HashMap<&str, &EntryKind> {
 /// The steps that take away what the source has: backups of the files and symlinks that
 /// are replaced or go, and removals of the folders that go (deepest first).
 fn steps_from_source(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     update: &Update<'_>,
     source: &HashMap<&str, &EntryKind>,
     target: &HashMap<&str, &EntryKind>,
@@ -109,7 +112,7 @@ fn steps_from_source(
 /// The steps that make what the target has: new folders (outermost first), placed files,
 /// symlinks and mode changes.
 fn steps_to_target(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     update: &Update<'_>,
     source: &HashMap<&str, &EntryKind>,
 ) -> Result<TargetSteps, InstallError> {
@@ -192,7 +195,7 @@ struct TargetSteps {
 /// Refuses to replace the folder `path` by a file or symlink while it holds anything the
 /// source manifest does not list.
 pub(crate) fn check_only_tracked(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     path: &str,
     source: &HashMap<&str, &EntryKind>,
 ) -> Result<(), InstallError> {

@@ -7,7 +7,7 @@ use crate::install::commit::{finish, roll_back, roll_back_from, roll_forward};
 use crate::install::fault::{fault_point, sync};
 use crate::install::journal::{JOURNAL, JOURNAL_TMP, ROLLBACK, read_journal};
 use crate::install::location::{BACKUP, Location, OBJECTS, Staging, TMP};
-use crate::install::tree::Tree;
+use crate::install::tree::OpenTree;
 use crate::install::{InstallError, Recovery, io_error};
 
 /// Finishes or undoes an update that a crash interrupted, and cleans up what it left.
@@ -53,7 +53,7 @@ pub(crate) fn recover_locked(parent: &Dir, location: &Location) -> Result<Recove
         let root = parent
             .open_dir(&location.name)
             .map_err(io_error(&location.install_path, "open"))?;
-        let tree = Tree {
+        let tree = OpenTree {
             path: &location.install_path,
             dir: &root,
         };

@@ -13,7 +13,7 @@ use crate::install::check::hash_matches;
 use crate::install::fault::fault_point;
 use crate::install::location::{OBJECTS, Staging, TMP, UNPACK};
 use crate::install::plan::Object;
-use crate::install::tree::Tree;
+use crate::install::tree::OpenTree;
 use crate::install::{InstallError, InstallOptions, Unpack, io_error};
 use crate::manifest::{EntryKind, FileHash, Manifest, mode_for};
 use crate::parallel::{Budget, run_parallel};
@@ -102,7 +102,7 @@ pub(crate) fn stage(
     objects: &[Object<'_>],
     missing: &[&Object<'_>],
     content: Content<'_>,
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     options: &InstallOptions,
 ) -> Result<(), InstallError> {
     if missing.is_empty() {
@@ -142,7 +142,7 @@ pub(crate) fn stage(
                 .tmp
                 .open_dir(UNPACK)
                 .map_err(io_error(&unpacked_path, "open"))?;
-            Source::Unpacked(Tree {
+            Source::Unpacked(OpenTree {
                 path: &unpacked_path,
                 dir: &unpacked_dir,
             })
@@ -178,7 +178,7 @@ pub(crate) fn stage(
 
 pub(crate) enum Source<'a> {
     Delta(&'a Package, &'a Manifest),
-    Unpacked(Tree<'a>),
+    Unpacked(OpenTree<'a>),
 }
 
 /// Stages the first object of a content from the update.
@@ -186,7 +186,7 @@ pub(crate) fn stage_first(
     staging: &Staging,
     object: &Object<'_>,
     source: &Source<'_>,
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     budget: &Budget,
 ) -> Result<(), InstallError> {
     match source {
@@ -259,7 +259,7 @@ pub(crate) fn stage_first(
     }
 }
 
-pub(crate) fn open_install_file(tree: &Tree<'_>, rel: &str) -> Result<File, InstallError> {
+pub(crate) fn open_install_file(tree: &OpenTree<'_>, rel: &str) -> Result<File, InstallError> {
     let (dir, name) = tree.existing_parent(rel)?;
     open_regular_in(&dir, name, &tree.join(rel))
 }

@@ -8,8 +8,10 @@ use crate::confined::{self, Dir, WalkError};
 use crate::install::{InstallError, io_error};
 use crate::manifest::EntryKind;
 
-/// An open tree and its path, for messages.
-pub(crate) struct Tree<'a> {
+/// A folder tree open for an update (the install, or a pack unpacked beside it), and the
+/// path it was opened from, for messages. Paths below it are walked one component at a
+/// time, never through a symlink.
+pub(crate) struct OpenTree<'a> {
     pub(crate) path: &'a Path,
     pub(crate) dir: &'a Dir,
 }
@@ -21,7 +23,7 @@ pub(crate) enum Parent<'p> {
     Missing,
 }
 
-impl Tree<'_> {
+impl OpenTree<'_> {
     pub(crate) fn parent<'p>(&self, rel: &'p str) -> Result<Parent<'p>, InstallError> {
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         match self.dir.open_path(parent) {
@@ -61,7 +63,7 @@ impl Tree<'_> {
         }
     }
 
-    /// Like [`Tree::stat`], for a path that `manifest` does not have: below one of the
+    /// Like [`OpenTree::stat`], for a path that `manifest` does not have: below one of the
     /// manifest's own symlinks it does not exist (and is never walked through), below any
     /// other symlink it is refused.
     pub(crate) fn stat_beside(

@@ -12,7 +12,7 @@ use crate::install::location::{Location, OBJECTS, Staging};
 use crate::install::plan::{Change, Update, objects, plan_steps};
 use crate::install::recover::recover_locked;
 use crate::install::stage::{Content, resume, stage};
-use crate::install::tree::Tree;
+use crate::install::tree::OpenTree;
 use crate::install::{InstallError, InstallOptions, InstallReport, Outcome, Unpack, io_error};
 use crate::manifest::{Manifest, files_by_path};
 use crate::treedelta::format::{TreeDeltaError, check_untrusted_path};
@@ -115,7 +115,7 @@ pub(crate) fn run(
     recover_locked(&parent, &location)?;
 
     let root = open_root(&parent, &location, &update)?;
-    let tree = Tree {
+    let tree = OpenTree {
         path: &location.install_path,
         dir: &root,
     };
@@ -202,7 +202,7 @@ fn open_root(parent: &Dir, location: &Location, update: &Update<'_>) -> Result<D
 /// Whether the install is already at the target version; `false` if it is at the source,
 /// and the reason it is at neither otherwise.
 fn is_current(
-    tree: &Tree<'_>,
+    tree: &OpenTree<'_>,
     update: &Update<'_>,
     options: &InstallOptions,
 ) -> Result<bool, InstallError> {

@@ -97,7 +97,7 @@ pub fn apply_to_dir(
             .map_err(io_error(&tmp_path, "open"))?;
         let old = Dir::open(old_root).map_err(io_error(old_root, "open"))?;
         build_tree(
-            Tree {
+            OpenBuild {
                 root_path: old_root,
                 dir: &old,
             },
@@ -106,7 +106,7 @@ pub fn apply_to_dir(
                 source,
                 target: &target,
             },
-            Tree {
+            OpenBuild {
                 root_path: &tmp_path,
                 dir: &dest,
             },
@@ -131,16 +131,17 @@ pub fn apply_to_dir(
     built
 }
 
-/// An open tree root and the path it was opened from (for messages).
+/// A build folder open for applying a package (the old version, or the new one being
+/// built) and the path it was opened from, for messages.
 #[cfg(unix)]
 #[derive(Clone, Copy)]
-pub(crate) struct Tree<'a> {
+pub(crate) struct OpenBuild<'a> {
     pub(crate) root_path: &'a Path,
     pub(crate) dir: &'a Dir,
 }
 
 #[cfg(unix)]
-impl Tree<'_> {
+impl OpenBuild<'_> {
     /// Opens the directory holding `rel` (which must be checked) and returns it with the
     /// last component, refusing any parent that is a symlink or not a directory.
     pub(crate) fn parent_of<'p>(&self, rel: &'p str) -> Result<(Dir, &'p str), TreeDeltaError> {
@@ -176,10 +177,10 @@ pub(crate) struct Manifests<'a> {
 /// Builds the target tree into the empty `dest` from `old`, checking every file.
 #[cfg(unix)]
 pub(crate) fn build_tree(
-    old: Tree<'_>,
+    old: OpenBuild<'_>,
     package: &Package,
     manifests: Manifests<'_>,
-    dest: Tree<'_>,
+    dest: OpenBuild<'_>,
     options: &ApplyOptions,
 ) -> Result<(), TreeDeltaError> {
     let index = package.index();
