@@ -21,9 +21,11 @@ use crate::treedelta::format::TreeDeltaError;
 use crate::treedelta::index::Op;
 use crate::treedelta::package::Package;
 
+/// Where the new files' content comes from, as the caller gives it.
 pub(crate) enum Content<'a> {
     /// The package and the source manifest it was checked against.
     Delta(&'a Package, &'a Manifest),
+    /// The hook that unpacks the target's pack into a folder.
     Pack(Unpack<'a>),
 }
 
@@ -176,6 +178,8 @@ pub(crate) fn stage(
     Ok(())
 }
 
+/// Where staging reads the first copy of each new content: rebuilt from the package, or
+/// moved out of the unpacked pack.
 pub(crate) enum Source<'a> {
     Delta(&'a Package, &'a Manifest),
     Unpacked(OpenTree<'a>),
