@@ -12,9 +12,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use mist_games::filedelta::{self, DeltaError, DiffOptions};
-use mist_games::manifest;
-use mist_games::treedelta::{self, ApplyOptions, CreateOptions, Package, Stats, TreeDeltaError};
+use mist_delta::decode;
+use mist_delta::encode::{self, DiffOptions};
+use mist_delta::format::{self as filedelta, DeltaError};
+use mist_games::scan;
+use mist_games::treedelta::apply::{ApplyOptions, apply_to_dir};
+use mist_games::treedelta::create::{self, CreateOptions};
+use mist_games::treedelta::format::{self as treedelta, TreeDeltaError};
+use mist_games::treedelta::package::Package;
+use mist_games::treedelta::stats::Stats;
 
 use crate::Failure;
 
@@ -111,7 +117,7 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
             let old = read(&args.old)?;
             let new = read(&args.new)?;
             progress.message("making a file delta");
-            let patch = filedelta::diff(&old, &new, &DiffOptions::default())
+            let patch = encode::diff(&old, &new, &DiffOptions::default())
                 .context("cannot make the file delta")?;
             progress.done();
             write_replacing(&args.output, |out| {
@@ -125,7 +131,7 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
         (InputKind::Dir, InputKind::Dir) => {
             let mut stats = None;
             write_replacing(&args.output, |out| {
-                let made = treedelta::create(
+                let made = create::create(
                     &args.old,
                     &args.new,
                     out,
@@ -169,7 +175,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
         }
         let patch = read(&args.patch)?;
         let old = read(&args.old)?;
-        let new = filedelta::apply(&old, &patch).map_err(file_error)?;
+        let new = decode::apply(&old, &patch).map_err(file_error)?;
         write_new(&args.output, &new)?;
         progress.done();
         if args.stats {
@@ -185,7 +191,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
         // The package holds the target manifest as a difference from the source manifest,
         // so applying needs OLD's manifest; a client has it recorded, here OLD is scanned.
         progress.message("scanning OLD");
-        let source = manifest::scan(&args.old).map_err(|error| tree_error(error.into()))?;
+        let source = scan::scan(&args.old).map_err(|error| tree_error(error.into()))?;
         let source_error = |error| match error {
             TreeDeltaError::WrongSource { expected, found } => Failure::invalid(format!(
                 "OLD {} is not the version the delta was made from: OLD is {found}, the delta \
@@ -195,7 +201,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
             other => tree_error(other),
         };
         progress.message("rebuilding the tree");
-        treedelta::apply_to_dir(
+        apply_to_dir(
             &args.old,
             &source,
             &package,

@@ -278,7 +278,7 @@ fn schema(args: &SchemaArgs) -> anyhow::Result<()> {
 
 fn manifest(args: &ManifestArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let manifest = mist_games::manifest::scan(&args.dir)
+    let manifest = mist_games::scan::scan(&args.dir)
         .with_context(|| format!("cannot scan the build in {}", args.dir.display()))?;
     let digest = manifest.tree_digest();
     let mut out = std::io::stdout().lock();

@@ -181,7 +181,7 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
                         .map_err(Failure::invalid)?;
                     let build = nas.join(&source);
                     eprintln!("hashing {} …", build.display());
-                    let manifest = mist_games::manifest::scan(&build)
+                    let manifest = mist_games::scan::scan(&build)
                         .with_context(|| format!("cannot hash the build in {}", build.display()))?;
                     let digest = manifest.tree_digest().to_string();
                     eprintln!(

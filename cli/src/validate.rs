@@ -154,7 +154,7 @@ fn check_pinned_digests(
             }
             let build = nas.join(&version.spec.source);
             let file = format!("games/{game_name}/versions/{}.yaml", version.metadata.name);
-            let manifest = match mist_games::manifest::scan(&build) {
+            let manifest = match mist_games::scan::scan(&build) {
                 Ok(manifest) => manifest,
                 Err(e) => {
                     found.push(Diagnostic {

@@ -393,7 +393,7 @@ impl Nas {
     }
 
     fn digest(&self, rel: &str) -> String {
-        mist_games::manifest::scan(&self.root.join(rel))
+        mist_games::scan::scan(&self.root.join(rel))
             .unwrap()
             .tree_digest()
             .to_string()
@@ -1236,7 +1236,7 @@ fn manifest_prints_the_tree_digest() {
     assert!(is_digest(digest), "{out}");
     assert_eq!(
         digest,
-        mist_games::manifest::scan(build.path())
+        mist_games::scan::scan(build.path())
             .unwrap()
             .tree_digest()
             .to_string()

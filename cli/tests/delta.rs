@@ -86,7 +86,7 @@ fn builds(dir: &Path) {
 }
 
 fn manifest(dir: &Path) -> mist_games::manifest::Manifest {
-    mist_games::manifest::scan(dir).unwrap()
+    mist_games::scan::scan(dir).unwrap()
 }
 
 #[test]

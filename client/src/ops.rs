@@ -15,9 +15,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
-use mist_games::install::{self, InstallOptions, Outcome};
-use mist_games::manifest::{self, EntryKind, Manifest};
-use mist_games::{pack, treedelta};
+use mist_games::install::{InstallOptions, Outcome, recover, update};
+use mist_games::manifest::{EntryKind, Manifest};
+use mist_games::{pack, scan, treedelta};
 use serde::Serialize;
 
 use crate::api::{self, Api};
@@ -400,7 +400,7 @@ pub fn uninstall(context: &Context, game: &str) -> anyhow::Result<PathBuf> {
     if let Some(parent) = dir.parent().filter(|parent| parent.is_dir()) {
         // Takes the engine's lock (refusing while another `mist` updates the game), settles
         // any interrupted commit and removes the staged files.
-        install::discard_staging(dir)
+        recover::discard_staging(dir)
             .with_context(|| format!("failed to clean up the update state of {game}"))?;
         match std::fs::remove_dir_all(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -442,7 +442,7 @@ pub fn verify(context: &Context, game: &str) -> anyhow::Result<VerifyReport> {
     let bar = context
         .progress
         .bytes("verify", installed.manifest.total_size());
-    let on_disk = manifest::scan_with_progress(&installed.dir, &|done, total| {
+    let on_disk = scan::scan_with_progress(&installed.dir, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
@@ -682,10 +682,10 @@ fn apply_step(
     };
     let (target, report) = match kind {
         StepKind::Delta => {
-            let package = treedelta::Package::open(artifact)?;
+            let package = treedelta::package::Package::open(artifact)?;
             let target = package.target_manifest(source)?;
             check_target(&target)?;
-            let report = install::apply_delta(dir, source, &package, &options)?;
+            let report = update::apply_delta(dir, source, &package, &options)?;
             (target, report)
         }
         StepKind::Pack => {
@@ -693,10 +693,10 @@ fn apply_step(
             check_target(target)?;
             let mut unpack = |dest: &Path| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 let file = std::fs::File::open(artifact)?;
-                pack::unpack(BufReader::new(file), target, dest)?;
+                pack::read::unpack(BufReader::new(file), target, dest)?;
                 Ok(())
             };
-            let report = install::apply_pack(dir, source, target, &mut unpack, &options)?;
+            let report = update::apply_pack(dir, source, target, &mut unpack, &options)?;
             (target.clone(), report)
         }
     };

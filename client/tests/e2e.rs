@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use common::{Client, Fault, FaultyProxy, assert_success, server, tree, wait_for};
 use mist_games::manifest::{self, EntryKind};
+use mist_games::scan;
 
 /// The manifest of a demo build on the NAS, the truth an install must match.
 fn build_manifest(game: &str, version: &str) -> manifest::Manifest {
-    manifest::scan(&server().nas.join("incoming").join(game).join(version)).unwrap()
+    scan::scan(&server().nas.join("incoming").join(game).join(version)).unwrap()
 }
 
 /// (inode, mtime) of every file, to tell rewritten files from untouched ones.
 fn identities(dir: &Path) -> BTreeMap<String, (u64, i64, i64)> {
-    manifest::scan(dir)
+    scan::scan(dir)
         .unwrap()
         .entries
         .into_iter()
@@ -117,7 +118,7 @@ fn install_update_by_one_version_verify_and_uninstall() {
     assert_eq!(installed[0]["outcome"], "installed");
     assert_eq!(installed[0]["route"], "full");
     assert_eq!(
-        manifest::scan(&dir).unwrap(),
+        scan::scan(&dir).unwrap(),
         build_manifest("starfall", "1.1.0")
     );
     let again = client.run(&["install", "starfall"]);
@@ -143,7 +144,7 @@ fn install_update_by_one_version_verify_and_uninstall() {
     assert!(updated[0]["downloadedBytes"].as_u64().unwrap() <= planned * 105 / 100);
     assert!(planned < updated[0]["fullBytes"].as_u64().unwrap());
     let target = build_manifest("starfall", "1.2.0");
-    assert_eq!(manifest::scan(&dir).unwrap(), target);
+    assert_eq!(scan::scan(&dir).unwrap(), target);
 
     // Files the update does not change are not rewritten.
     let source = build_manifest("starfall", "1.1.0");
@@ -201,7 +202,7 @@ fn update_by_a_jump_over_several_versions() {
         "the default library is in the data folder"
     );
     assert_eq!(
-        manifest::scan(&dir).unwrap(),
+        scan::scan(&dir).unwrap(),
         build_manifest("starfall", "1.0.0")
     );
 
@@ -212,7 +213,7 @@ fn update_by_a_jump_over_several_versions() {
     let planned = updated[0]["plannedBytes"].as_u64().unwrap();
     assert!(updated[0]["downloadedBytes"].as_u64().unwrap() <= planned * 105 / 100);
     assert_eq!(
-        manifest::scan(&dir).unwrap(),
+        scan::scan(&dir).unwrap(),
         build_manifest("starfall", "1.2.0")
     );
     let status = client.json(&["status"]);
@@ -277,10 +278,7 @@ fn a_download_killed_mid_way_resumes_where_it_stopped() {
         "{downloaded} bytes downloaded again of {planned}; {kept} were on disk"
     );
     let dir = Path::new(resumed[0]["dir"].as_str().unwrap()).to_owned();
-    assert_eq!(
-        manifest::scan(&dir).unwrap(),
-        build_manifest("lantern", "1.0")
-    );
+    assert_eq!(scan::scan(&dir).unwrap(), build_manifest("lantern", "1.0"));
     assert!(!part.exists());
     assert_eq!(tree(&downloads), Vec::<String>::new());
 }
@@ -308,14 +306,14 @@ fn an_update_killed_while_applying_is_old_or_new_and_a_rerun_finishes_it() {
         }
         // A kill during the commit leaves a journal; the engine's recovery (which every
         // `mist` command that touches the install runs first) settles it.
-        mist_games::install::recover(&dir).unwrap();
-        let on_disk = manifest::scan(&dir).unwrap();
+        mist_games::install::recover::recover(&dir).unwrap();
+        let on_disk = scan::scan(&dir).unwrap();
         assert!(
             on_disk == old || on_disk == new,
             "after a fault at step {fault_after} the install is neither 1.1.0 nor 1.2.0"
         );
         let finished = client.json(&["update", "starfall"]);
-        assert_eq!(manifest::scan(&dir).unwrap(), new, "{finished:#}");
+        assert_eq!(scan::scan(&dir).unwrap(), new, "{finished:#}");
         assert_eq!(client.json(&["status"])["games"][0]["version"], "1.2.0");
         assert_success(&client.run(&["uninstall", "starfall"]));
     }
@@ -372,10 +370,7 @@ fn a_connection_dropped_mid_file_is_resumed_and_the_install_is_whole() {
         "{downloaded} bytes downloaded for {planned} planned: the dropped part was fetched again"
     );
     let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
-    assert_eq!(
-        manifest::scan(&dir).unwrap(),
-        build_manifest("lantern", "1.0")
-    );
+    assert_eq!(scan::scan(&dir).unwrap(), build_manifest("lantern", "1.0"));
     assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
 }
 
@@ -397,7 +392,7 @@ fn a_corrupted_byte_is_detected_and_downloaded_again() {
     );
     let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
     assert_eq!(
-        manifest::scan(&dir).unwrap(),
+        scan::scan(&dir).unwrap(),
         build_manifest("starfall", "1.1.0")
     );
     assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
@@ -410,7 +405,7 @@ fn an_artifact_corrupt_every_time_is_never_installed() {
     let installed = client.json(&["install", "starfall", "--version", "1.1.0"]);
     let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
     let old = build_manifest("starfall", "1.1.0");
-    assert_eq!(manifest::scan(&dir).unwrap(), old);
+    assert_eq!(scan::scan(&dir).unwrap(), old);
     let status_before = client.json(&["status"]);
     let files_before = identities(&dir);
 
@@ -429,11 +424,7 @@ fn an_artifact_corrupt_every_time_is_never_installed() {
         "the artifact was fetched again before giving up"
     );
 
-    assert_eq!(
-        manifest::scan(&dir).unwrap(),
-        old,
-        "the install is unchanged"
-    );
+    assert_eq!(scan::scan(&dir).unwrap(), old, "the install is unchanged");
     assert_eq!(identities(&dir), files_before, "no file was rewritten");
     assert_eq!(client.json(&["status"]), status_before);
     assert_downloads_are_verified(&client.data().join("downloads"));
@@ -443,7 +434,7 @@ fn an_artifact_corrupt_every_time_is_never_installed() {
     let updated = client.json(&["update", "starfall"]);
     assert_eq!(updated[0]["to"], "1.2.0");
     assert_eq!(
-        manifest::scan(&dir).unwrap(),
+        scan::scan(&dir).unwrap(),
         build_manifest("starfall", "1.2.0")
     );
 }
@@ -530,7 +521,7 @@ fn plain_progress_is_monotonic_and_ends_at_the_real_total() {
     let totals = check_progress(&stderr);
     assert_eq!(
         totals.get("verify"),
-        Some(&manifest::scan(&dir).unwrap().total_size()),
+        Some(&scan::scan(&dir).unwrap().total_size()),
         "{stderr}"
     );
     let last = stderr.lines().last().unwrap_or_default();
@@ -544,7 +535,7 @@ fn verify_repair_fixes_damaged_files_by_deltas_and_leaves_extra_files_alone() {
     let installed = client.json(&["install", "lantern", "--dir", dir.to_str().unwrap()]);
     let version = installed[0]["to"].as_str().unwrap().to_owned();
     let truth = build_manifest("lantern", &version);
-    assert_eq!(manifest::scan(&dir).unwrap(), truth);
+    assert_eq!(scan::scan(&dir).unwrap(), truth);
 
     // The largest file gets bytes flipped in its middle, another is truncated, a third
     // deleted, and a friend's save appears.
@@ -621,7 +612,7 @@ fn verify_repair_fixes_damaged_files_by_deltas_and_leaves_extra_files_alone() {
 
     assert_success(&client.run(&["verify", "lantern"]));
     assert_eq!(
-        manifest::scan(&dir)
+        scan::scan(&dir)
             .unwrap()
             .entries
             .into_iter()

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use mist_games::{filedelta, manifest, treedelta};
+use mist_delta::{decode, encode};
+use mist_games::treedelta::{apply, create, package};
+use mist_games::{manifest, scan};
 
 const CHILD_ENV: &str = "MIST_DELTA_BENCH_CHILD";
 
@@ -67,11 +69,11 @@ fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> 
     match (mode, args) {
         ("diff", [old, new, patch]) if Path::new(old).is_dir() => {
             let mut out = std::io::BufWriter::new(std::fs::File::create(patch)?);
-            treedelta::create(
+            create::create(
                 Path::new(old),
                 Path::new(new),
                 &mut out,
-                &treedelta::CreateOptions::default(),
+                &create::CreateOptions::default(),
                 &|_, _| {},
             )?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -80,27 +82,27 @@ fn child(mode: &str, args: &[String]) -> Result<(), Box<dyn std::error::Error>> 
         ("apply", [old, patch, out, source]) if Path::new(old).is_dir() => {
             // The source manifest a client has recorded; the parent scanned it beforehand.
             let source: manifest::Manifest = serde_json::from_slice(&std::fs::read(source)?)?;
-            let package = treedelta::Package::open(Path::new(patch))?;
-            treedelta::apply_to_dir(
+            let package = package::Package::open(Path::new(patch))?;
+            apply::apply_to_dir(
                 Path::new(old),
                 &source,
                 &package,
                 Path::new(out),
-                &treedelta::ApplyOptions::default(),
+                &apply::ApplyOptions::default(),
             )?;
             Ok(())
         }
         ("diff", [old, new, patch]) => {
             let old = std::fs::read(old)?;
             let new = std::fs::read(new)?;
-            let delta = filedelta::diff(&old, &new, &filedelta::DiffOptions::default())?;
+            let delta = encode::diff(&old, &new, &encode::DiffOptions::default())?;
             std::fs::write(patch, delta)?;
             Ok(())
         }
         ("apply", [old, patch, out]) => {
             let old = std::fs::read(old)?;
             let patch = std::fs::read(patch)?;
-            std::fs::write(out, filedelta::apply(&old, &patch)?)?;
+            std::fs::write(out, decode::apply(&old, &patch)?)?;
             Ok(())
         }
         _ => Err(format!("bad child invocation {mode} {args:?}").into()),
@@ -171,7 +173,7 @@ fn files_equal(a: &Path, b: &Path) -> bool {
 }
 
 fn trees_equal(a: &Path, b: &Path) -> bool {
-    match (manifest::scan(a), manifest::scan(b)) {
+    match (scan::scan(a), scan::scan(b)) {
         (Ok(x), Ok(y)) => x.tree_digest() == y.tree_digest(),
         _ => false,
     }
@@ -219,7 +221,7 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     // it here, outside the measured apply.
     let source_json = w.join("source.json");
     let mist_apply_extra = if dirs {
-        let source = manifest::scan(old).map_err(|e| e.to_string())?;
+        let source = scan::scan(old).map_err(|e| e.to_string())?;
         std::fs::write(
             &source_json,
             serde_json::to_vec(&source).map_err(|e| e.to_string())?,
@@ -271,7 +273,7 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
         &p("mist.patch"),
         &p("mist.out"),
     );
-    if dirs && let Ok(package) = treedelta::Package::open(&p("mist.patch")) {
+    if dirs && let Ok(package) = package::Package::open(&p("mist.patch")) {
         let header = package.header();
         println!(
             "mist tree delta: index {} bytes ({} bytes of JSON), file deltas {} bytes",
@@ -344,14 +346,14 @@ fn run(old: &Path, new: &Path) -> Result<(), String> {
     }
     print_table(&rows, new_size);
     if !dirs {
-        // The engine alone: the old file and the patch in memory, `filedelta::apply` timed,
+        // The engine alone: the old file and the patch in memory, `decode::apply` timed,
         // best of five (it verifies both hashes, as always).
         let old = std::fs::read(&old_file).expect("read old");
         let patch = std::fs::read(p("mist.patch")).expect("read patch");
         let best = (0..5)
             .map(|_| {
                 let start = std::time::Instant::now();
-                let out = filedelta::apply(&old, &patch).expect("apply");
+                let out = decode::apply(&old, &patch).expect("apply");
                 let seconds = start.elapsed().as_secs_f64();
                 assert_eq!(out.len() as u64, new_size);
                 seconds

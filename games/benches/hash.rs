@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mist_games::manifest::{EntryKind, Manifest, scan};
+use mist_games::manifest::{EntryKind, Manifest};
+use mist_games::scan::scan;
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else that is not a flag is the directory.

@@ -78,7 +78,7 @@ pub enum RepairError {
     #[error("a file of {0} bytes cannot be repaired in memory on this platform")]
     TooLarge(u64),
     /// Compressing failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
 }
 

@@ -12,9 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::install::confined::Dir;
-use crate::manifest::{Manifest, TreeDigest, scan};
-use crate::treedelta::{self, ApplyOptions, Package, TreeDeltaError};
+use crate::confined::Dir;
+use crate::manifest::{Manifest, TreeDigest};
+use crate::scan::scan;
+use crate::treedelta::apply::{ApplyOptions, apply_to_dir};
+use crate::treedelta::format::TreeDeltaError;
+use crate::treedelta::package::Package;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,7 @@ pub enum ReplayError {
         found: TreeDigest,
     },
     /// A step failed.
-    #[error("step {step} of the delta chain: {source}")]
+    #[error("step {step} of the delta chain")]
     Step {
         /// The 0-based position in the chain.
         step: usize,
@@ -72,6 +75,52 @@ pub fn replay(
     expected: &Manifest,
     options: &ApplyOptions,
 ) -> Result<(), ReplayError> {
+    let manifests = check_chain(base, chain, expected)?;
+    let last = chain.len() - 1;
+    let output = Output::of(out);
+    let step_error = |step: usize| move |source| ReplayError::Step { step, source };
+    let built = apply_chain(base_root, base, chain, &manifests, &output, options)?;
+    let found = scan(&built)
+        .map_err(|error| step_error(last)(TreeDeltaError::Scan(error)))?
+        .tree_digest();
+    if found != expected.tree_digest() {
+        output.remove(&built);
+        return Err(ReplayError::Mismatch {
+            expected: expected.tree_digest(),
+            found,
+        });
+    }
+    let renamed = (|| {
+        let parent = Dir::open(&output.parent)?;
+        let built_name = built.file_name().expect("a step folder has a name");
+        parent.rename_noreplace(built_name.as_encoded_bytes(), &parent, &output.name)?;
+        parent.sync()
+    })();
+    if let Err(source) = renamed {
+        output.remove(&built);
+        let error = if source.kind() == std::io::ErrorKind::AlreadyExists {
+            TreeDeltaError::OutputExists {
+                path: out.to_owned(),
+            }
+        } else {
+            TreeDeltaError::Io {
+                path: out.to_owned(),
+                action: "rename into",
+                source,
+            }
+        };
+        return Err(step_error(last)(error));
+    }
+    Ok(())
+}
+
+/// Checks that `chain` leads from `base` to `expected` and returns each step's target
+/// manifest, which is the next step's source manifest.
+fn check_chain(
+    base: &Manifest,
+    chain: &[Package],
+    expected: &Manifest,
+) -> Result<Vec<Manifest>, ReplayError> {
     if chain.is_empty() {
         return Err(ReplayError::EmptyChain);
     }
@@ -102,74 +151,72 @@ pub fn replay(
             .map_err(|source| ReplayError::Step { step, source })?;
         manifests.push(target);
     }
-    let last = chain.len() - 1;
-    let out_parent = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let step_path = |step: usize| out_parent.join(format!(".{name}.mist-replay-{step}"));
-    let step_error = |step: usize| move |source| ReplayError::Step { step, source };
-    let remove = |path: &Path| {
-        if let Ok(parent) = Dir::open(&out_parent)
-            && let Some(name) = path.file_name()
-        {
-            let _ = parent.remove_tree(name.as_encoded_bytes(), &mut || {});
-        }
-    };
+    Ok(manifests)
+}
+
+/// Applies every step into its hidden folder, each from the one before (the first from
+/// `base_root`), removing each folder once the next is built; returns the last.
+fn apply_chain(
+    base_root: &Path,
+    base: &Manifest,
+    chain: &[Package],
+    manifests: &[Manifest],
+    output: &Output,
+    options: &ApplyOptions,
+) -> Result<PathBuf, ReplayError> {
     let mut previous: Option<PathBuf> = None;
     for (step, package) in chain.iter().enumerate() {
         let from = previous.as_deref().unwrap_or(base_root);
-        let into = step_path(step);
-        remove(&into);
+        let into = output.step_path(step);
+        output.remove(&into);
         let source = step
             .checked_sub(1)
             .map_or(base, |previous| &manifests[previous]);
-        let applied = treedelta::apply_to_dir(from, source, package, &into, options)
-            .map_err(step_error(step));
+        let applied = apply_to_dir(from, source, package, &into, options)
+            .map_err(|source| ReplayError::Step { step, source });
         if let Some(previous) = previous.take() {
-            remove(&previous);
+            output.remove(&previous);
         }
         if let Err(error) = applied {
-            remove(&into);
+            output.remove(&into);
             return Err(error);
         }
         previous = Some(into);
     }
-    let built = previous.expect("the chain is not empty");
-    let found = scan(&built)
-        .map_err(|error| step_error(last)(TreeDeltaError::Scan(error)))?
-        .tree_digest();
-    if found != expected.tree_digest() {
-        remove(&built);
-        return Err(ReplayError::Mismatch {
-            expected: expected.tree_digest(),
-            found,
-        });
-    }
-    let renamed = (|| {
-        let parent = Dir::open(&out_parent)?;
-        let built_name = built.file_name().expect("a step folder has a name");
-        parent.rename_noreplace(built_name.as_encoded_bytes(), &parent, &name)?;
-        parent.sync()
-    })();
-    if let Err(source) = renamed {
-        remove(&built);
-        let error = if source.kind() == std::io::ErrorKind::AlreadyExists {
-            TreeDeltaError::OutputExists {
-                path: out.to_owned(),
-            }
-        } else {
-            TreeDeltaError::Io {
-                path: out.to_owned(),
-                action: "rename into",
-                source,
-            }
+    Ok(previous.expect("the chain is not empty"))
+}
+
+/// The output's folder and name, and the hidden folders beside it that the steps build.
+struct Output {
+    parent: PathBuf,
+    name: String,
+}
+
+impl Output {
+    fn of(out: &Path) -> Output {
+        let parent = match out.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
         };
-        return Err(step_error(last)(error));
+        let name = out
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Output { parent, name }
     }
-    Ok(())
+
+    /// The folder step `step` is built into.
+    fn step_path(&self, step: usize) -> PathBuf {
+        self.parent
+            .join(format!(".{}.mist-replay-{step}", self.name))
+    }
+
+    /// Removes a step folder if it is there; a failure leaves it over, nothing worse.
+    fn remove(&self, path: &Path) {
+        if let Ok(parent) = Dir::open(&self.parent)
+            && let Some(name) = path.file_name()
+        {
+            let _ = parent.remove_tree(name.as_encoded_bytes(), &mut || {});
+        }
+    }
 }

@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mist_games::filedelta::DiffOptions;
-use mist_games::install::{self, FAULT_ENV, InstallOptions, Outcome};
-use mist_games::manifest::{Manifest, scan};
-use mist_games::treedelta::{self, CreateOptions, Package};
+use mist_delta::encode::DiffOptions;
+use mist_games::install::{FAULT_ENV, InstallOptions, Outcome, location, recover, update};
+use mist_games::manifest::Manifest;
+use mist_games::scan::scan;
+use mist_games::treedelta::create::{CreateOptions, create};
+use mist_games::treedelta::package::Package;
 
 const CHILD_ENV: &str = "MIST_CRASH_TEST_CHILD";
 const INSTALL_ENV: &str = "MIST_CRASH_TEST_INSTALL";
@@ -37,10 +39,10 @@ fn crash_child() {
             let package_path = PathBuf::from(env::var(PACKAGE_ENV).unwrap());
             let package = Package::open(&package_path).unwrap();
             let source = read_source(&package_path);
-            install::apply_delta(&install_dir, &source, &package, &options()).unwrap();
+            update::apply_delta(&install_dir, &source, &package, &options()).unwrap();
         }
         "recover" => {
-            install::recover(&install_dir).unwrap();
+            recover::recover(&install_dir).unwrap();
         }
         other => panic!("unknown child mode {other}"),
     }
@@ -269,7 +271,7 @@ impl Fixture {
             },
             ..CreateOptions::default()
         };
-        treedelta::create(&old_root, &new_root, &mut out, &create_options, &|_, _| {}).unwrap();
+        create(&old_root, &new_root, &mut out, &create_options, &|_, _| {}).unwrap();
         let old = scan(&old_root).unwrap();
         fs::write(source_path(&package), serde_json::to_vec(&old).unwrap()).unwrap();
         Fixture {
@@ -316,17 +318,17 @@ impl Fixture {
     /// Recovers, checks the install is one of the versions, re-runs the update, checks it
     /// finished and left nothing behind; returns the version recovery gave.
     fn recover_and_finish(&self, install_dir: &Path) -> Version {
-        install::recover(install_dir).unwrap();
+        recover::recover(install_dir).unwrap();
         let recovered = self.version(install_dir);
         let package = Package::open(&self.package).unwrap();
-        let report = install::apply_delta(install_dir, &self.old, &package, &options()).unwrap();
+        let report = update::apply_delta(install_dir, &self.old, &package, &options()).unwrap();
         let expected = match recovered {
             Version::Old => Outcome::Updated,
             Version::New => Outcome::AlreadyCurrent,
         };
         assert_eq!(report.outcome, expected);
         assert_eq!(self.version(install_dir), Version::New);
-        assert!(!install::staging_path(install_dir).unwrap().exists());
+        assert!(!location::staging_path(install_dir).unwrap().exists());
         recovered
     }
 }
@@ -433,7 +435,7 @@ fn sigkill_at_random_moments_leaves_old_or_new() {
             _ => Moment::BackedUp(1 + next(8) as usize),
         };
         let install_dir = fixture.install(&format!("round{round}"));
-        let staging = install::staging_path(&install_dir).unwrap();
+        let staging = location::staging_path(&install_dir).unwrap();
         let mut child = spawn("apply", &install_dir, &fixture.package, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         // Poll for the moment (or the child's end) with a deadline.

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use mist_games::manifest::{
-    Entry, EntryKind, FileHash, Manifest, ParseDigestError, ScanError, SymlinkProblem, TreeDigest,
-    scan, scan_with_progress,
+    Entry, EntryKind, FileHash, Manifest, ParseDigestError, SymlinkProblem, TreeDigest,
 };
+use mist_games::scan::{ScanError, scan, scan_with_progress};
 
 /// A fresh temp dir holding the build root `build/`, so tests can also put things next to
 /// the root (for links that escape it).

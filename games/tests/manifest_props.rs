@@ -5,7 +5,8 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use mist_games::manifest::{Entry, EntryKind, FileHash, Manifest, scan};
+use mist_games::manifest::{Entry, EntryKind, FileHash, Manifest};
+use mist_games::scan::scan;
 use proptest::prelude::*;
 use proptest::sample::Index;
 

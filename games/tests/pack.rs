@@ -7,8 +7,11 @@ use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use mist_games::manifest::{Entry, EntryKind, FileHash, Manifest, ManifestError, scan};
-use mist_games::pack::{EntryProblem, PackError, tar_len, unpack, verify_pack, write_pack};
+use mist_games::manifest::{Entry, EntryKind, FileHash, Manifest, ManifestError};
+use mist_games::pack::read::{unpack, verify_pack};
+use mist_games::pack::write::write_pack;
+use mist_games::pack::{EntryProblem, PackError, tar_len};
+use mist_games::scan::scan;
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------

@@ -8,14 +8,20 @@ use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use mist_games::filedelta::DiffOptions;
-use mist_games::install::{self, InstallError, InstallOptions, Outcome, Recovery};
-use mist_games::manifest::{EntryKind, Manifest, TreeDigest, scan};
+use mist_delta::encode::DiffOptions;
+use mist_games::install::{
+    InstallError, InstallOptions, Outcome, Recovery, location, recover, update,
+};
+use mist_games::manifest::{EntryKind, Manifest, TreeDigest};
 use mist_games::pack;
 use mist_games::replay::{self, ReplayError};
-use mist_games::treedelta::{
-    self, ApplyOptions, CreateOptions, HEADER_LEN, Op, Package, Stats, TreeDeltaError,
-};
+use mist_games::scan::scan;
+use mist_games::treedelta::apply::{ApplyOptions, apply_to_dir};
+use mist_games::treedelta::create::{self, CreateOptions};
+use mist_games::treedelta::format::{HEADER_LEN, TreeDeltaError};
+use mist_games::treedelta::index::{Op, Symlink};
+use mist_games::treedelta::package::{Package, check_blob};
+use mist_games::treedelta::stats::{KindStats, Stats};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------
@@ -325,7 +331,7 @@ fn quick() -> CreateOptions {
 
 fn create_with(old: &Path, new: &Path, options: &CreateOptions) -> Vec<u8> {
     let mut out = Vec::new();
-    treedelta::create(old, new, &mut out, options, &|_, _| {}).expect("create");
+    create::create(old, new, &mut out, options, &|_, _| {}).expect("create");
     out
 }
 
@@ -471,7 +477,7 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     let package = package(&bytes);
     let source = scan(&old).unwrap();
     let stats = package.stats(&source).unwrap();
-    let count = |kind: treedelta::KindStats| (kind.files, kind.bytes);
+    let count = |kind: KindStats| (kind.files, kind.bytes);
     assert_eq!(count(stats.unchanged), (2, 5000 + 5), "{stats:?}");
     assert_eq!(count(stats.copied), (2, 2000 + 5), "{stats:?}");
     assert_eq!(count(stats.patched), (1, 40_000), "{stats:?}");
@@ -495,20 +501,20 @@ fn every_kind_of_change_round_trips_and_is_counted() {
     );
 
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
     let report =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
-    assert!(!install::staging_path(&install).unwrap().exists());
+    assert!(!location::staging_path(&install).unwrap().exists());
 
     // Running it again finds the new version and changes nothing.
     let again =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(again.outcome, Outcome::AlreadyCurrent);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 }
@@ -587,12 +593,12 @@ fn small_files_share_a_file_delta_and_each_is_checked() {
     assert!(fresh.rebuild(&source, first, &wrong).is_err());
     // Applied to a folder and to an install, it gives the new version.
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
     let install = temp.tree("install", &old_model);
     add_untracked(&install);
     let report =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
     assert_eq!(scan_install(&install), scan(&new).unwrap());
 
@@ -684,7 +690,7 @@ fn default_options_round_trip() {
     let bytes = create_with(&old, &new, &CreateOptions::default());
     let out = temp.path("out");
     let source = scan(&old).unwrap();
-    treedelta::apply_to_dir(
+    apply_to_dir(
         &old,
         &source,
         &package(&bytes),
@@ -807,7 +813,7 @@ proptest! {
         let d12 = create(&roots[1], &roots[2]);
 
         let out = temp.path("out");
-        treedelta::apply_to_dir(
+        apply_to_dir(
             &roots[0], &manifests[0], &package(&d01), &out, &ApplyOptions::default(),
         ).unwrap();
         prop_assert_eq!(&scan(&out).unwrap(), &manifests[1]);
@@ -817,7 +823,7 @@ proptest! {
         for (delta, source, expected) in
             [(&d01, &manifests[0], &manifests[1]), (&d12, &manifests[1], &manifests[2])]
         {
-            install::apply_delta(&install, source, &package(delta), &InstallOptions::default())
+            update::apply_delta(&install, source, &package(delta), &InstallOptions::default())
                 .unwrap();
             prop_assert_eq!(&scan_install(&install), expected);
         }
@@ -870,8 +876,7 @@ fn every_bit_flip_and_truncation_is_rejected_before_output() {
         // is used. Either way no output appears.
         if let Ok(package) = Package::from_bytes(damaged) {
             n_read_ok += 1;
-            let result =
-                treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default());
+            let result = apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was applied");
             assert!(!out.exists(), "flip at byte {byte_idx} left output");
         }
@@ -909,15 +914,15 @@ fn damaged_packages_never_change_an_install() {
         damaged[byte_idx] ^= 0x10;
         if let Ok(package) = Package::from_bytes(damaged) {
             let result =
-                install::apply_delta(&install, &source, &package, &InstallOptions::default());
+                update::apply_delta(&install, &source, &package, &InstallOptions::default());
             assert!(result.is_err(), "flip at byte {byte_idx} was installed");
         }
         // Files staged by an earlier round would spare this one from reading its deltas.
-        install::discard_staging(&install).unwrap();
+        recover::discard_staging(&install).unwrap();
         assert_eq!(scan_install(&install), before, "flip at byte {byte_idx}");
     }
     // Verified files staged before a failure are kept, and a good package resumes.
-    let report = install::apply_delta(
+    let report = update::apply_delta(
         &install,
         &source,
         &package(&bytes),
@@ -925,7 +930,7 @@ fn damaged_packages_never_change_an_install() {
     )
     .unwrap();
     assert_eq!(report.outcome, Outcome::Updated);
-    assert!(!install::staging_path(&install).unwrap().exists());
+    assert!(!location::staging_path(&install).unwrap().exists());
 }
 
 #[test]
@@ -944,16 +949,16 @@ fn staged_files_are_kept_and_reused_after_a_failure() {
         threads: 1,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package_bad, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package_bad, &options).unwrap_err();
     assert!(matches!(error, InstallError::Delta(_)), "{error}");
     assert_eq!(
         scan(&install).unwrap(),
         scan(&temp.tree("old-again", &old_model)).unwrap()
     );
-    let staged = install::staging_path(&install).unwrap().join("objects");
+    let staged = location::staging_path(&install).unwrap().join("objects");
     let n_staged = fs::read_dir(&staged).unwrap().count() as u64;
     assert!(n_staged > 0);
-    let report = install::apply_delta(&install, &source, &package_ok, &options).unwrap();
+    let report = update::apply_delta(&install, &source, &package_ok, &options).unwrap();
     assert_eq!(report.files_resumed, n_staged);
     assert!(report.files_staged > 0);
     assert_eq!(
@@ -1051,7 +1056,7 @@ fn a_hand_assembled_package_matches_the_documented_format() {
     .unwrap();
     assert_eq!(by_hand.index(), package.index());
     let out = temp.path("by-hand");
-    treedelta::apply_to_dir(&old, &source, &by_hand, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &by_hand, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(
         scan(&out).unwrap(),
         package.target_manifest(&source).unwrap()
@@ -1173,14 +1178,8 @@ fn escaping_paths_in_a_package_are_refused() {
             Err(error) => error,
             Ok(package) => {
                 let out = temp.path("out");
-                let error = treedelta::apply_to_dir(
-                    &old,
-                    &source,
-                    &package,
-                    &out,
-                    &ApplyOptions::default(),
-                )
-                .expect_err(name);
+                let error = apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
+                    .expect_err(name);
                 assert!(!out.exists(), "{name}");
                 assert!(package.target_manifest(&source).is_err(), "{name}");
                 error
@@ -1218,7 +1217,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
 
     // The check of the install stops at `data` itself: the source says it is a folder.
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
     assert!(
         error
@@ -1232,8 +1231,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     // Reading an old tree through such a link is refused too.
     let out = temp.path("out");
     let error =
-        treedelta::apply_to_dir(&install, &source, &package, &out, &ApplyOptions::default())
-            .unwrap_err();
+        apply_to_dir(&install, &source, &package, &out, &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(error, TreeDeltaError::Symlink { ref path, .. } if path == "data"),
         "{error}"
@@ -1245,7 +1243,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     let linked = temp.tree("linked", &old_model);
     symlink(&outside, linked.join("assets")).unwrap();
     let error =
-        install::apply_delta(&linked, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&linked, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "assets"),
         "{error}"
@@ -1258,7 +1256,7 @@ fn an_install_whose_folder_became_an_outside_symlink_is_refused() {
     fs::create_dir(&elsewhere).unwrap();
     symlink(&elsewhere, temp.path(".clean.mist-staging")).unwrap();
     let error =
-        install::apply_delta(&clean, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&clean, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Symlink { .. }), "{error}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert_eq!(scan(&clean).unwrap(), scan(&old).unwrap());
@@ -1280,7 +1278,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     let install = temp.tree("install", &old_model);
     fs::write(install.join("data/level2.pak"), b"my mod").unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "data/level2.pak"),
         "{error}"
@@ -1301,7 +1299,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
     fs::write(install.join("plugins/mine.so"), b"mine").unwrap();
     let before = scan(&install).unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(
         matches!(error, InstallError::Conflict { ref path, .. } if path == "plugins/mine.so"),
         "{error}"
@@ -1310,7 +1308,7 @@ fn untracked_files_in_the_way_are_refused_and_kept() {
 
     // Without the friend's file it goes through.
     fs::remove_file(install.join("plugins/mine.so")).unwrap();
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("plugins")).unwrap(), b"now a file");
 }
 
@@ -1344,9 +1342,9 @@ fn folders_and_symlinks_swap_places_in_an_install() {
     let (backward, v1_manifest) = package_of(&temp, "backward", &v1, &v0);
     let install = temp.tree("install", &v0);
     add_untracked(&install);
-    install::apply_delta(&install, &v0_manifest, &forward, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &v0_manifest, &forward, &InstallOptions::default()).unwrap();
     assert_eq!(scan_install(&install), v1_manifest);
-    install::apply_delta(
+    update::apply_delta(
         &install,
         &v1_manifest,
         &backward,
@@ -1363,7 +1361,7 @@ fn a_friends_files_in_a_removed_folder_keep_it() {
     let (package, source) = package_of(&temp, "v", &old_model, &new_model);
     let install = temp.tree("install", &old_model);
     fs::write(install.join("gone/notes.txt"), b"mine").unwrap();
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
     assert_eq!(fs::read(install.join("gone/notes.txt")).unwrap(), b"mine");
     assert!(!install.join("gone/inner.txt").exists());
 }
@@ -1384,7 +1382,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
         verify_unchanged: true,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NotSource { .. }), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 
@@ -1392,7 +1390,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
     missing.remove("bin/game");
     let install = temp.tree("install-missing", &missing);
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("bin/game"), "{error}");
 
     // A changed file the update patches is caught by the file delta's source check, before
@@ -1404,7 +1402,7 @@ fn an_install_at_another_version_is_refused_unchanged() {
     let install = temp.tree("install-base", &changed_base);
     let before = scan(&install).unwrap();
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(error.to_string().contains("level1.pak"), "{error}");
     assert_eq!(scan(&install).unwrap(), before);
 }
@@ -1419,7 +1417,7 @@ fn not_enough_space_is_refused_before_staging() {
         free_space_margin: u64::MAX / 2,
         ..InstallOptions::default()
     };
-    let error = install::apply_delta(&install, &source, &package, &options).unwrap_err();
+    let error = update::apply_delta(&install, &source, &package, &options).unwrap_err();
     assert!(matches!(error, InstallError::NoSpace { .. }), "{error}");
     assert_eq!(
         scan(&install).unwrap(),
@@ -1438,10 +1436,34 @@ fn a_second_updater_is_turned_away() {
     // SAFETY: a valid fd.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let error =
-        install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
+        update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap_err();
     assert!(matches!(error, InstallError::Busy { .. }), "{error}");
     drop(lock);
-    install::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+}
+
+#[test]
+fn the_lock_and_the_staging_folder_sit_beside_the_real_install_folder() {
+    let temp = Temp::new();
+    let (old_model, new_model) = sample_versions();
+    let (package, source) = package_of(&temp, "v", &old_model, &new_model);
+    let install = temp.tree("install", &old_model);
+    let lock = location::lock_path(&install).unwrap();
+    assert_eq!(lock.file_name().unwrap(), ".install.mist-lock");
+    assert_eq!(
+        lock.parent(),
+        location::staging_path(&install).unwrap().parent()
+    );
+    update::apply_delta(&install, &source, &package, &InstallOptions::default()).unwrap();
+    // The lock outlives the update, so that two processes never lock different files.
+    assert!(lock.is_file());
+    let link = temp.path("link");
+    symlink(&install, &link).unwrap();
+    assert_eq!(location::lock_path(&link).unwrap(), lock);
+    assert_eq!(
+        location::staging_path(&link).unwrap(),
+        location::staging_path(&install).unwrap()
+    );
 }
 
 #[test]
@@ -1454,7 +1476,7 @@ fn packs_install_fresh_and_update() {
     let new_manifest = scan(&new).unwrap();
     let pack_of = |root: &Path, manifest: &Manifest| {
         let mut bytes = Vec::new();
-        pack::write_pack(root, manifest, &mut bytes, 3).unwrap();
+        pack::write::write_pack(root, manifest, &mut bytes, 3).unwrap();
         bytes
     };
     let old_pack = pack_of(&old, &old_manifest);
@@ -1465,13 +1487,13 @@ fn packs_install_fresh_and_update() {
         entries: Vec::new(),
     };
     let mut n_unpacked = 0;
-    let report = install::apply_pack(
+    let report = update::apply_pack(
         &install,
         &empty,
         &old_manifest,
         &mut |dest: &Path| {
             n_unpacked += 1;
-            pack::unpack(&old_pack[..], &old_manifest, dest).map_err(Into::into)
+            pack::read::unpack(&old_pack[..], &old_manifest, dest).map_err(Into::into)
         },
         &InstallOptions::default(),
     )
@@ -1480,13 +1502,13 @@ fn packs_install_fresh_and_update() {
     assert_eq!(scan(&install).unwrap(), old_manifest);
 
     add_untracked(&install);
-    install::apply_pack(
+    update::apply_pack(
         &install,
         &old_manifest,
         &new_manifest,
         &mut |dest: &Path| {
             n_unpacked += 1;
-            pack::unpack(&new_pack[..], &new_manifest, dest).map_err(Into::into)
+            pack::read::unpack(&new_pack[..], &new_manifest, dest).map_err(Into::into)
         },
         &InstallOptions::default(),
     )
@@ -1495,17 +1517,19 @@ fn packs_install_fresh_and_update() {
     assert_eq!(n_unpacked, 2);
 
     // A pack that does not match the manifest is refused by the hook and changes nothing.
-    let error = install::apply_pack(
+    let error = update::apply_pack(
         &install,
         &new_manifest,
         &old_manifest,
-        &mut |dest: &Path| pack::unpack(&new_pack[..], &old_manifest, dest).map_err(Into::into),
+        &mut |dest: &Path| {
+            pack::read::unpack(&new_pack[..], &old_manifest, dest).map_err(Into::into)
+        },
         &InstallOptions::default(),
     )
     .unwrap_err();
     assert!(matches!(error, InstallError::Unpack(_)), "{error}");
     assert_eq!(scan_install(&install), new_manifest);
-    assert_eq!(install::recover(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::recover(&install).unwrap(), Recovery::Clean);
 }
 
 #[test]
@@ -1513,8 +1537,8 @@ fn recover_without_an_update_does_nothing() {
     let temp = Temp::new();
     let (old_model, _) = sample_versions();
     let install = temp.tree("install", &old_model);
-    assert_eq!(install::recover(&install).unwrap(), Recovery::Clean);
-    assert_eq!(install::discard_staging(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::recover(&install).unwrap(), Recovery::Clean);
+    assert_eq!(recover::discard_staging(&install).unwrap(), Recovery::Clean);
     assert_eq!(
         scan(&install).unwrap(),
         scan(&temp.tree("old", &old_model)).unwrap()
@@ -1537,7 +1561,7 @@ fn the_index_names_every_changed_file_once() {
         if let Some(range) = op.blob_range() {
             let blob = package.blob(op).unwrap();
             assert_eq!(blob.len() as u64, range.end - range.start);
-            treedelta::check_blob(&source, &package.members(op), &blob).unwrap();
+            check_blob(&source, &package.members(op), &blob).unwrap();
         }
     }
     // A blob checked against the wrong operation is refused.
@@ -1548,7 +1572,7 @@ fn the_index_names_every_changed_file_once() {
         .collect();
     assert!(payload.len() >= 2);
     let blob = package.blob(payload[0]).unwrap();
-    assert!(treedelta::check_blob(&source, &[payload[1]], &blob).is_err());
+    assert!(check_blob(&source, &[payload[1]], &blob).is_err());
     // Checked against a source whose base differs, a patch's blob is refused too.
     let patch = index
         .ops
@@ -1561,8 +1585,7 @@ fn the_index_names_every_changed_file_once() {
             blake3.0[0] ^= 1;
         }
     }
-    let error =
-        treedelta::check_blob(&other_source, &[patch], &package.blob(patch).unwrap()).unwrap_err();
+    let error = check_blob(&other_source, &[patch], &package.blob(patch).unwrap()).unwrap_err();
     assert!(
         error.to_string().contains("belongs to other files"),
         "{error}"
@@ -1582,7 +1605,7 @@ fn the_index_names_every_changed_file_once() {
     assert!(!String::from_utf8_lossy(&stored).contains("bin/game"));
     assert_eq!(
         index.symlinks,
-        [treedelta::Symlink {
+        [Symlink {
             path: "lib".to_owned(),
             target: "docs".to_owned()
         }]
@@ -1635,7 +1658,7 @@ fn the_index_grows_with_the_change_not_the_tree() {
     assert!(stats.index_bytes < 1024, "{stats:?}");
     assert!(stats.index_raw_bytes < 1024, "{stats:?}");
     let out = temp.path("out");
-    treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
+    apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap();
     assert_eq!(scan(&out).unwrap(), scan(&new).unwrap());
 }
 
@@ -1669,10 +1692,7 @@ fn a_wrong_source_manifest_is_refused_before_anything_is_written() {
         check(package.target_manifest(wrong).unwrap_err());
         check(package.stats(wrong).unwrap_err());
         let out = temp.path("out");
-        check(
-            treedelta::apply_to_dir(&old, wrong, &package, &out, &ApplyOptions::default())
-                .unwrap_err(),
-        );
+        check(apply_to_dir(&old, wrong, &package, &out, &ApplyOptions::default()).unwrap_err());
         assert!(!out.exists());
         assert!(
             fs::read_dir(temp.dir.path()).unwrap().all(|entry| !entry
@@ -1686,14 +1706,14 @@ fn a_wrong_source_manifest_is_refused_before_anything_is_written() {
         let install = temp.tree("install", &old_model);
         add_untracked(&install);
         let before = scan(&install).unwrap();
-        let error = install::apply_delta(&install, wrong, &package, &InstallOptions::default())
-            .unwrap_err();
+        let error =
+            update::apply_delta(&install, wrong, &package, &InstallOptions::default()).unwrap_err();
         match error {
             InstallError::Delta(error) => check(error),
             other => panic!("{other}"),
         }
         assert_eq!(scan(&install).unwrap(), before);
-        assert!(!install::staging_path(&install).unwrap().exists());
+        assert!(!location::staging_path(&install).unwrap().exists());
         fs::remove_dir_all(&install).unwrap();
     }
 
@@ -1804,17 +1824,19 @@ fn tampered_changed_entries_are_refused_before_anything_is_written() {
         );
         let out = temp.path("out");
         let error =
-            treedelta::apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default())
-                .unwrap_err();
+            apply_to_dir(&old, &source, &package, &out, &ApplyOptions::default()).unwrap_err();
         assert!(error.to_string().contains("corrupt"), "{name}: {error}");
         assert!(!out.exists(), "{name}");
         let install = temp.tree("install", &old_model);
         let before = scan(&install).unwrap();
-        let error = install::apply_delta(&install, &source, &package, &InstallOptions::default())
+        let error = update::apply_delta(&install, &source, &package, &InstallOptions::default())
             .unwrap_err();
         assert!(error.to_string().contains("corrupt"), "{name}: {error}");
         assert_eq!(scan(&install).unwrap(), before, "{name}");
-        assert!(!install::staging_path(&install).unwrap().exists(), "{name}");
+        assert!(
+            !location::staging_path(&install).unwrap().exists(),
+            "{name}"
+        );
         fs::remove_dir_all(&install).unwrap();
     }
 

@@ -329,7 +329,7 @@ fn write_builds(nas: &Path) -> anyhow::Result<BTreeMap<(usize, usize), TreeDiges
                     let game = &GAMES[game_idx];
                     let dir = nas.join(source(game.name, game.versions[version_idx].name));
                     write_build(&dir, &(game.build)(version_idx))?;
-                    let manifest = mist_games::manifest::scan(&dir)
+                    let manifest = mist_games::scan::scan(&dir)
                         .with_context(|| format!("cannot hash {}", dir.display()))?;
                     Ok(((game_idx, version_idx), manifest.tree_digest()))
                 })
@@ -606,7 +606,7 @@ fn build_state(nas: &Path, source: &str, pinned: Option<TreeDigest>) -> BuildSta
     if let Err(reason) = mist_specs::load::check_source_on_nas(nas, source) {
         return BuildState::Unreadable { reason };
     }
-    match mist_games::manifest::scan(&nas.join(source)) {
+    match mist_games::scan::scan(&nas.join(source)) {
         Ok(manifest) => {
             let found = manifest.tree_digest();
             if pinned.is_some_and(|pinned| pinned != found) {

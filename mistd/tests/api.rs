@@ -12,8 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{Mistd, file_facts};
-use mist_games::manifest::{self, Manifest};
-use mist_games::{pack, treedelta};
+use mist_games::manifest::Manifest;
+use mist_games::{pack, scan, treedelta};
 use serde_json::{Value, json};
 
 /// One HTTP/1.1 request with `Connection: close`; the status, the headers (lowercase names)
@@ -205,8 +205,8 @@ fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
     let client = tempfile::tempdir().unwrap();
     let mut installed = client.path().join("starfall");
     let mut installed_manifest = fetch_manifest(address, &token, "starfall", first);
-    pack::unpack(pack_bytes.as_slice(), &installed_manifest, &installed).unwrap();
-    assert_eq!(manifest::scan(&installed).unwrap(), installed_manifest);
+    pack::read::unpack(pack_bytes.as_slice(), &installed_manifest, &installed).unwrap();
+    assert_eq!(scan::scan(&installed).unwrap(), installed_manifest);
 
     // Update it to the latest with the planned deltas.
     let plan = get_json(
@@ -229,14 +229,15 @@ fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
     );
     for (step_idx, step) in plan["steps"].as_array().unwrap().iter().enumerate() {
         let package =
-            treedelta::Package::from_bytes(download_resuming(address, &token, step)).unwrap();
+            treedelta::package::Package::from_bytes(download_resuming(address, &token, step))
+                .unwrap();
         let next = client.path().join(format!("starfall-{step_idx}"));
-        treedelta::apply_to_dir(
+        treedelta::apply::apply_to_dir(
             &installed,
             &installed_manifest,
             &package,
             &next,
-            &treedelta::ApplyOptions::default(),
+            &treedelta::apply::ApplyOptions::default(),
         )
         .unwrap();
         installed_manifest = package.target_manifest(&installed_manifest).unwrap();
@@ -244,7 +245,7 @@ fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
     }
     let target = fetch_manifest(address, &token, "starfall", latest);
     assert_eq!(installed_manifest, target);
-    assert_eq!(manifest::scan(&installed).unwrap(), target);
+    assert_eq!(scan::scan(&installed).unwrap(), target);
 
     assert_eq!(file_facts(&nas), nas_before, "the API wrote on the NAS");
     assert_nothing_logged_as_error(&server.log_text());

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::PasswordVerifier;
-use mist_games::manifest::{self, EntryKind, Manifest};
+use mist_games::manifest::{EntryKind, Manifest};
+use mist_games::scan;
 use mist_specs::load::{LoadOptions, load_git};
 use mist_specs::model::Role;
 use mistd::demo::{self, BuildState, DemoError, DemoLayout};
@@ -77,7 +78,7 @@ fn generate() -> (tempfile::TempDir, DemoLayout) {
 }
 
 fn scan(path: &Path) -> Manifest {
-    manifest::scan(path).unwrap_or_else(|e| panic!("cannot scan {}: {e}", path.display()))
+    scan::scan(path).unwrap_or_else(|e| panic!("cannot scan {}: {e}", path.display()))
 }
 
 /// Every build's digest by (game, version), from scanning the NAS.
@@ -441,7 +442,7 @@ fn an_interrupted_demo_is_started_over() {
 #[test]
 fn updates_are_delta_friendly() {
     let (_tmp, layout) = generate();
-    let options = fast_diff_options(mist_games::matcher::SearchParams::default().chunk);
+    let options = fast_diff_options(mist_delta::matcher::SearchParams::default().chunk);
     let mut report = Vec::new();
     for game in &layout.games {
         for pair in game.versions.windows(2) {
@@ -468,9 +469,9 @@ fn updates_are_delta_friendly() {
                 }
                 let old_bytes = std::fs::read(old_dir.join(path)).unwrap();
                 let new_file = std::fs::read(new_dir.join(path)).unwrap();
-                let delta = mist_games::filedelta::diff(&old_bytes, &new_file, &options).unwrap();
+                let delta = mist_delta::encode::diff(&old_bytes, &new_file, &options).unwrap();
                 assert_eq!(
-                    mist_games::filedelta::apply(&old_bytes, &delta).unwrap(),
+                    mist_delta::decode::apply(&old_bytes, &delta).unwrap(),
                     new_file
                 );
                 report.push(format!(
@@ -520,13 +521,13 @@ fn updates_are_delta_friendly() {
     }
 }
 
-/// Fast settings for [`mist_games::filedelta::diff`]: the point is the matches, not the last
+/// Fast settings for [`mist_delta::encode::diff`]: the point is the matches, not the last
 /// percent of compression.
-fn fast_diff_options(chunk: usize) -> mist_games::filedelta::DiffOptions {
-    mist_games::filedelta::DiffOptions {
+fn fast_diff_options(chunk: usize) -> mist_delta::encode::DiffOptions {
+    mist_delta::encode::DiffOptions {
         zstd_level: 3,
         lzma_preset: None,
-        search: mist_games::matcher::SearchParams {
+        search: mist_delta::matcher::SearchParams {
             chunk,
             ..Default::default()
         },

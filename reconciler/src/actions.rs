@@ -21,10 +21,14 @@ use mist_db::queue::{Job, Progress};
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionState};
 use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::{Db, EpochMs};
-use mist_games::manifest::{Manifest, ScanError};
+use mist_games::manifest::Manifest;
 use mist_games::pack::{self, PackError};
 use mist_games::replay::{self, ReplayError};
-use mist_games::treedelta::{self, Build, CreateOptions, Package, TreeDeltaError};
+use mist_games::scan::ScanError;
+use mist_games::treedelta::apply::ApplyOptions;
+use mist_games::treedelta::create::{self, Build, CreateOptions};
+use mist_games::treedelta::format::TreeDeltaError;
+use mist_games::treedelta::package::Package;
 
 use crate::observe::VerifyState;
 use crate::plan::{Action, Input, InputFacts, Reason, input_for};
@@ -247,18 +251,16 @@ impl Run {
         self.progress.stage(0, "scan", 0);
         let progress = self.progress.clone();
         let manifest = blocking(move || {
-            mist_games::manifest::scan_with_progress(&root, &|done, total| {
-                progress.set(done, total)
-            })
-            .map_err(|error| match error {
-                ScanError::UnsupportedFileType { .. }
-                | ScanError::InvalidSymlink { .. }
-                | ScanError::NonUtf8Name { .. }
-                | ScanError::RootNotDirectory { .. } => {
-                    ActionError::Terminal(Reason::InvalidBuild, error.to_string())
-                }
-                ScanError::Io { .. } | ScanError::Changed { .. } => retry(error),
-            })
+            mist_games::scan::scan_with_progress(&root, &|done, total| progress.set(done, total))
+                .map_err(|error| match error {
+                    ScanError::UnsupportedFileType { .. }
+                    | ScanError::InvalidSymlink { .. }
+                    | ScanError::NonUtf8Name { .. }
+                    | ScanError::RootNotDirectory { .. } => {
+                        ActionError::Terminal(Reason::InvalidBuild, error.to_string())
+                    }
+                    ScanError::Io { .. } | ScanError::Changed { .. } => retry(error),
+                })
         })
         .await?;
         self.check_cancel()?;
@@ -377,15 +379,14 @@ impl Run {
                     .map_err(retry)?
                     .cancel_on(cancel)
                     .count_into(written_by_work);
-                pack::write_pack(&tree.root, &manifest, &mut writer, PACK_ZSTD_LEVEL).map_err(
-                    |error| match error {
+                pack::write::write_pack(&tree.root, &manifest, &mut writer, PACK_ZSTD_LEVEL)
+                    .map_err(|error| match error {
                         PackError::Changed { .. } => ActionError::Retry(format!("{error}")),
                         PackError::Write(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                             ActionError::Cancelled
                         }
                         error => retry(error),
-                    },
-                )?;
+                    })?;
                 let stored = writer.finish().map_err(retry)?;
                 drop(tree);
                 Ok(stored)
@@ -468,7 +469,7 @@ impl Run {
         let stored = blocking(move || {
             let mut writer = store.writer().map_err(retry)?.cancel_on(cancel);
             let options = CreateOptions::default();
-            treedelta::create_from_manifests(
+            create::create_from_manifests(
                 Build {
                     root: &old_tree.root,
                     manifest: &old_manifest,
@@ -895,7 +896,7 @@ impl Run {
                         &chain,
                         &out,
                         &expected,
-                        &treedelta::ApplyOptions::default(),
+                        &ApplyOptions::default(),
                     )
                     .map_err(|error: ReplayError| retry(error))?;
                     Ok(Tree {
@@ -929,7 +930,8 @@ impl Run {
                 let tree = blocking(move || {
                     let guard = TmpGuard(out.clone());
                     let file = File::open(&path).map_err(retry)?;
-                    pack::unpack(std::io::BufReader::new(file), &manifest, &out).map_err(retry)?;
+                    pack::read::unpack(std::io::BufReader::new(file), &manifest, &out)
+                        .map_err(retry)?;
                     Ok(Tree {
                         root: out,
                         _guard: Some(guard),

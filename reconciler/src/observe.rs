@@ -19,7 +19,7 @@ use mist_db::EpochMs;
 use mist_db::snapshot::Snapshot;
 use mist_db::state::ArtifactKind;
 use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
-use mist_games::manifest::{self, ScanError};
+use mist_games::scan::{self, ScanError};
 use rayon::prelude::*;
 
 /// A hash map with a fast, non-cryptographic hasher: its keys come from the database and
@@ -399,7 +399,7 @@ pub fn observe(
 
 /// The tree digest of the build at `root`, as text.
 fn scan_digest(root: &Path) -> Result<String, ScanError> {
-    match manifest::scan(root) {
+    match scan::scan(root) {
         Ok(manifest) => Ok(manifest.tree_digest().to_string()),
         // A build that now holds something a build may not is a changed build.
         Err(ScanError::UnsupportedFileType { .. })

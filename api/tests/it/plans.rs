@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mist_db::state::{ArtifactKind, VersionState};
-use mist_games::manifest::{self, Manifest};
-use mist_games::{pack, treedelta};
+use mist_games::manifest::Manifest;
+use mist_games::{pack, scan, treedelta};
 use serde_json::Value;
 
 use crate::common::*;
@@ -147,7 +147,7 @@ async fn end_to_end_plan_download_resume_apply_verify() {
         for release in 1..=3u8 {
             let dir = api.nas.path().join(format!("incoming/e2e/{release}"));
             write_build(&dir, release);
-            let manifest = manifest::scan(&dir).unwrap();
+            let manifest = scan::scan(&dir).unwrap();
             let manifest_address = api
                 .put_artifact(
                     ArtifactKind::Manifest,
@@ -155,7 +155,7 @@ async fn end_to_end_plan_download_resume_apply_verify() {
                 )
                 .await;
             let mut pack_bytes = Vec::new();
-            pack::write_pack(&dir, &manifest, &mut pack_bytes, 3).unwrap();
+            pack::write::write_pack(&dir, &manifest, &mut pack_bytes, 3).unwrap();
             let pack_address = api.put_artifact(ArtifactKind::Pack, &pack_bytes).await;
             let name = release.to_string();
             api.add_version(
@@ -171,11 +171,11 @@ async fn end_to_end_plan_download_resume_apply_verify() {
         }
         for (from, to) in [(1usize, 2usize), (2, 3), (1, 3)] {
             let mut delta = Vec::new();
-            treedelta::create(
+            treedelta::create::create(
                 &releases[from - 1].dir,
                 &releases[to - 1].dir,
                 &mut delta,
-                &treedelta::CreateOptions::default(),
+                &treedelta::create::CreateOptions::default(),
                 &|_, _| {},
             )
             .unwrap();
@@ -194,8 +194,8 @@ async fn end_to_end_plan_download_resume_apply_verify() {
         let pack_bytes = download_resuming(&api, &alice, &fresh["steps"][0]).await;
         let mut installed = client_dir.path().join("install-1");
         let mut installed_manifest = fetch_manifest(&api, &alice, "1").await;
-        pack::unpack(pack_bytes.as_slice(), &installed_manifest, &installed).unwrap();
-        assert_eq!(manifest::scan(&installed).unwrap(), releases[0].manifest);
+        pack::read::unpack(pack_bytes.as_slice(), &installed_manifest, &installed).unwrap();
+        assert_eq!(scan::scan(&installed).unwrap(), releases[0].manifest);
 
         // Update to the latest.
         let (status, plan) = api
@@ -209,14 +209,14 @@ async fn end_to_end_plan_download_resume_apply_verify() {
         );
         for (step_idx, step) in plan["steps"].as_array().unwrap().iter().enumerate() {
             let bytes = download_resuming(&api, &alice, step).await;
-            let package = treedelta::Package::from_bytes(bytes).unwrap();
+            let package = treedelta::package::Package::from_bytes(bytes).unwrap();
             let next = client_dir.path().join(format!("step-{step_idx}"));
-            treedelta::apply_to_dir(
+            treedelta::apply::apply_to_dir(
                 &installed,
                 &installed_manifest,
                 &package,
                 &next,
-                &treedelta::ApplyOptions::default(),
+                &treedelta::apply::ApplyOptions::default(),
             )
             .unwrap();
             installed_manifest = package.target_manifest(&installed_manifest).unwrap();
@@ -224,7 +224,7 @@ async fn end_to_end_plan_download_resume_apply_verify() {
         }
         let target = fetch_manifest(&api, &alice, "3").await;
         assert_eq!(installed_manifest, target);
-        assert_eq!(manifest::scan(&installed).unwrap(), target);
+        assert_eq!(scan::scan(&installed).unwrap(), target);
         assert_eq!(target, releases[2].manifest);
     })
     .await;

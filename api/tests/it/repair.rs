@@ -3,8 +3,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mist_db::state::{ArtifactKind, VersionState};
-use mist_games::manifest::{self, EntryKind};
-use mist_games::{pack, repair};
+use mist_games::manifest::EntryKind;
+use mist_games::{pack, repair, scan};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -33,7 +33,7 @@ async fn setup(api: &TestApi) -> mist_games::manifest::Manifest {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/big.bin"), pattern(300_000, 3)).unwrap();
     std::fs::write(dir.join("small.txt"), b"hello").unwrap();
-    let manifest = manifest::scan(&dir).unwrap();
+    let manifest = scan::scan(&dir).unwrap();
     let manifest_address = api
         .put_artifact(
             ArtifactKind::Manifest,
@@ -41,7 +41,7 @@ async fn setup(api: &TestApi) -> mist_games::manifest::Manifest {
         )
         .await;
     let mut pack_bytes = Vec::new();
-    pack::write_pack(&dir, &manifest, &mut pack_bytes, 3).unwrap();
+    pack::write::write_pack(&dir, &manifest, &mut pack_bytes, 3).unwrap();
     let pack_address = api.put_artifact(ArtifactKind::Pack, &pack_bytes).await;
     api.add_version(
         "fix",

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use mist_games::manifest::{Manifest, scan};
-use mist_games::treedelta::Package;
+use mist_games::manifest::Manifest;
+use mist_games::scan::scan;
+use mist_games::treedelta::package::Package;
 
 use crate::world::World;
 
@@ -53,7 +54,7 @@ pub async fn verify_artifacts(world: &World) -> usize {
                 let out = tempfile::tempdir().unwrap();
                 let dest = out.path().join("unpacked");
                 let file = std::fs::File::open(path_of(pack)).unwrap();
-                mist_games::pack::unpack(file, &manifest, &dest).unwrap();
+                mist_games::pack::read::unpack(file, &manifest, &dest).unwrap();
                 assert_eq!(
                     &scan(&dest).unwrap().tree_digest().to_string(),
                     digest,

@@ -495,7 +495,7 @@ async fn removed_source_is_rebuilt_by_chain_replay() {
             .unwrap();
             let tmp = tempfile::tempdir().unwrap();
             let old = tmp.path().join("1.1");
-            mist_games::pack::unpack(
+            mist_games::pack::read::unpack(
                 std::fs::File::open(path_of(v11.observed.pack_address.as_deref().unwrap()))
                     .unwrap(),
                 &manifest,
@@ -510,9 +510,10 @@ async fn removed_source_is_rebuilt_by_chain_replay() {
                 .into_iter()
                 .find(|d| d.from_version == "1.1" && d.to_version == "1.3")
                 .unwrap();
-            let package = mist_games::treedelta::Package::open(&path_of(&delta.address)).unwrap();
+            let package =
+                mist_games::treedelta::package::Package::open(&path_of(&delta.address)).unwrap();
             let new = tmp.path().join("1.3");
-            mist_games::treedelta::apply_to_dir(
+            mist_games::treedelta::apply::apply_to_dir(
                 &old,
                 &manifest,
                 &package,
@@ -520,9 +521,9 @@ async fn removed_source_is_rebuilt_by_chain_replay() {
                 &Default::default(),
             )
             .unwrap();
-            let want = mist_games::manifest::scan(&world.build_path("alpha", "1.3")).unwrap();
+            let want = mist_games::scan::scan(&world.build_path("alpha", "1.3")).unwrap();
             assert_eq!(
-                mist_games::manifest::scan(&new).unwrap().tree_digest(),
+                mist_games::scan::scan(&new).unwrap().tree_digest(),
                 want.tree_digest()
             );
         },
@@ -835,7 +836,7 @@ async fn retryable_failures_back_off_and_terminal_ones_wait_for_a_spec_change() 
                 "terminal work is not retried"
             );
             // The right pin is a new key: ingested and ready.
-            let digest = mist_games::manifest::scan(&world.build_path("alpha", "1.1"))
+            let digest = mist_games::scan::scan(&world.build_path("alpha", "1.1"))
                 .unwrap()
                 .tree_digest()
                 .to_string();
