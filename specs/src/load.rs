@@ -164,14 +164,14 @@ impl Loader<'_> {
         &mut self,
         file: &str,
         mark: Option<Mark>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
         hint: Option<String>,
     ) {
         self.diagnostics.push(Diagnostic {
             file: file.to_string(),
             line: mark.map(|m| m.line),
             column: mark.map(|m| m.column),
-            message: message.into(),
+            message: message.to_string(),
             hint,
         });
     }
@@ -458,7 +458,7 @@ impl Loader<'_> {
         name: &str,
         expected: &str,
         what: &str,
-        rule: fn(&str) -> Result<(), String>,
+        rule: fn(&str) -> Result<(), check::CheckError>,
     ) {
         let (root, file) = parsed;
         let mark = Self::mark_at(root, &["metadata", "name"]);
@@ -743,33 +743,44 @@ fn position_after(before: &[u8]) -> Mark {
     }
 }
 
+/// Why a version's `source` is not a folder on the NAS.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceOnNasError {
+    /// The NAS root (first) cannot be resolved (second).
+    #[error("cannot open the NAS root {root}: {1}", root = .0.display())]
+    NasRoot(PathBuf, std::io::Error),
+    /// Nothing is at the `spec.source` (first): the path looked for (second) is missing.
+    #[error("`spec.source` `{0}` does not exist on the NAS ({target})", target = .1.display())]
+    Missing(String, PathBuf),
+    /// The `spec.source` (first) cannot be resolved (second).
+    #[error("cannot resolve `spec.source` `{0}` on the NAS: {1}")]
+    Resolve(String, std::io::Error),
+    /// A symlink takes the `spec.source` out of the NAS.
+    #[error("`spec.source` `{0}` resolves outside the NAS root through a symlink")]
+    Outside(String),
+    /// The `spec.source` is a file or something else than a folder.
+    #[error("`spec.source` `{0}` is not a folder")]
+    NotAFolder(String),
+}
+
 /// Checks that `source` is a directory below `nas` once every symlink is resolved.
-pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), String> {
+pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), SourceOnNasError> {
     let nas_real = nas
         .canonicalize()
-        .map_err(|e| format!("cannot open the NAS root {}: {e}", nas.display()))?;
+        .map_err(|error| SourceOnNasError::NasRoot(nas.to_owned(), error))?;
     let target = nas_real.join(source);
     let real = match target.canonicalize() {
         Ok(real) => real,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "`spec.source` `{source}` does not exist on the NAS ({})",
-                target.display()
-            ));
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceOnNasError::Missing(source.to_owned(), target));
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot resolve `spec.source` `{source}` on the NAS: {e}"
-            ));
-        }
+        Err(error) => return Err(SourceOnNasError::Resolve(source.to_owned(), error)),
     };
     if !real.starts_with(&nas_real) {
-        return Err(format!(
-            "`spec.source` `{source}` resolves outside the NAS root through a symlink"
-        ));
+        return Err(SourceOnNasError::Outside(source.to_owned()));
     }
     if !real.is_dir() {
-        return Err(format!("`spec.source` `{source}` is not a folder"));
+        return Err(SourceOnNasError::NotAFolder(source.to_owned()));
     }
     Ok(())
 }
