@@ -11,7 +11,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use mist_client::dirs::Dirs;
 use mist_client::download::{DownloadOptions, parse_rate};
-use mist_client::ops::{self, Context, UpdateSummary};
+use mist_client::ops::install::UpdateSummary;
+use mist_client::ops::{self, Context};
 use mist_client::progress::{Progress, ProgressMode};
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
@@ -210,7 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::List { json } => {
-            let rows = runtime.block_on(ops::list(&context))?;
+            let rows = runtime.block_on(ops::status::list(&context))?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
@@ -242,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             json,
         } => {
-            let summary = runtime.block_on(ops::install(
+            let summary = runtime.block_on(ops::install::install(
                 &context,
                 &game,
                 version.as_deref(),
@@ -257,13 +258,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update { game, all, json } => {
             let games = match (game, all) {
                 (Some(game), _) => vec![game],
-                (None, _) => ops::installed_games(&context)?,
+                (None, _) => ops::status::installed_games(&context)?,
             };
             let mut summaries = Vec::new();
             let mut failed = 0;
             for game in &games {
                 match finish_line(
-                    runtime.block_on(ops::update(&context, game)),
+                    runtime.block_on(ops::install::update(&context, game)),
                     "updating",
                     game,
                 ) {
@@ -297,7 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Verify { game, json, .. } => {
-            let report = ops::verify(&context, &game)?;
+            let report = ops::verify::verify(&context, &game)?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {
@@ -326,17 +327,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Uninstall { game } => {
-            let dir = ops::uninstall(&context, &game)?;
+            let dir = ops::uninstall::uninstall(&context, &game)?;
             writeln!(stdout, "Uninstalled {game} (removed {})", dir.display())?;
         }
         Command::Launch { game, args } => {
-            let mut command = ops::launch_command(&context, &game, &args)?;
+            let mut command = ops::launch::launch_command(&context, &game, &args)?;
             drop(stdout);
             let error = std::os::unix::process::CommandExt::exec(&mut command);
             bail!("failed to start {game}: {error}");
         }
         Command::Status { json } => {
-            let report = ops::status(&context)?;
+            let report = ops::status::status(&context)?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {

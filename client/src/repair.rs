@@ -22,7 +22,8 @@ use mist_games::repair;
 use serde::Serialize;
 
 use crate::api::{ApiError, RepairFileRequest, RepairRequest};
-use crate::ops::{self, Context, VerifyReport};
+use crate::ops::verify::{self, VerifyReport};
+use crate::ops::{self, Context};
 use crate::state;
 
 /// The most files one repair request names (the server takes up to 4,096).
@@ -90,7 +91,7 @@ struct Wanted {
 
 /// Verifies `game` and repairs what is missing or changed, then verifies again.
 pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<RepairReport> {
-    let found = ops::verify(context, game)?;
+    let found = verify::verify(context, game)?;
     let installed = state::load_game(&context.dirs, game)?
         .ok_or_else(|| anyhow!("{game} is not installed; see `mist status`"))?;
     let version = installed
@@ -239,7 +240,7 @@ pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<
     bar.finish_with_message(format!("{} repaired", report.repaired.len()));
     report.repaired.sort_by(|a, b| a.path.cmp(&b.path));
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    report.after = ops::verify(context, game)?;
+    report.after = verify::verify(context, game)?;
     Ok(report)
 }
 
