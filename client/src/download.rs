@@ -179,7 +179,7 @@ impl Downloader {
             progress.verified();
             return Ok(done);
         }
-        crate::dirs::create_private_dir(&self.dir).map_err(io_error(&self.dir, "create"))?;
+        crate::platform::create_private_dir(&self.dir).map_err(io_error(&self.dir, "create"))?;
         let part = self.part_path_of(digest);
         let mut actual = String::new();
         for _ in 0..2 {

@@ -12,6 +12,7 @@ pub mod api;
 pub mod dirs;
 pub mod download;
 pub mod ops;
+pub mod platform;
 pub mod progress;
 pub mod repair;
 pub mod state;

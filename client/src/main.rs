@@ -234,7 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Launch { game, args } => {
             let mut command = ops::launch::launch_command(&context, &game, &args)?;
             drop(stdout);
-            let error = std::os::unix::process::CommandExt::exec(&mut command);
+            let error = mist_client::platform::exec(&mut command);
             bail!("failed to start {game}: {error}");
         }
         Command::Status { json } => status(&context, json, &mut stdout)?,

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::api::{Api, ApiError, RepairFileRequest, RepairRequest};
 use crate::ops::verify::{self, VerifyReport};
 use crate::ops::{self, Context};
+use crate::platform;
 use crate::state;
 
 /// The most files one repair request names (the server takes up to 4,096).
@@ -375,10 +376,7 @@ fn repair_dir(root: &Path, path: &str) -> Result<(), EntryError> {
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(EntryError::InTheWayOfFolder(dir)),
         Err(error) if error.kind() == ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&dir)
-                .map_err(io_error("create", &dir))?;
+            platform::create_dir(&dir, 0o755).map_err(io_error("create", &dir))?;
             sync_dir(&parent)
         }
         Err(error) => Err(io_error("inspect", &dir)(error)),
@@ -393,7 +391,7 @@ fn repair_symlink(root: &Path, path: &str, target: &str) -> Result<(), EntryErro
     }
     let temp = temp_path(&parent, &name);
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp)
+    platform::symlink(target, &temp)
         .and_then(|()| std::fs::rename(&temp, &link))
         .map_err(|error| {
             let _ = std::fs::remove_file(&temp);
