@@ -466,8 +466,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))
 }
 
+/// Why a text is not a rate for `--limit-rate`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    /// The number ends with a letter that is not a unit.
+    #[error("unknown unit {unit:?} in {text:?} (use K, M or G)")]
+    UnknownUnit {
+        /// The letter.
+        unit: char,
+        /// The whole text.
+        text: String,
+    },
+    /// The text is not a number with an optional unit.
+    #[error("{0:?} is not a rate like 500K, 2M or 1G")]
+    NotARate(String),
+    /// The rate is below one byte per second, or not finite.
+    #[error("{0:?} is not a positive rate")]
+    NotPositive(String),
+}
+
 /// Parses a rate like `500K`, `2M`, `1.5G` or `1000` (bytes per second, binary multiples).
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+pub fn parse_rate(text: &str) -> Result<u64, RateError> {
     let text = text.trim();
     let (number, multiplier) = match text.char_indices().last() {
         Some((idx, unit)) if unit.is_ascii_alphabetic() => {
@@ -476,7 +495,12 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'B' => 1,
-                _ => return Err(format!("unknown unit {unit:?} in {text:?} (use K, M or G)")),
+                _ => {
+                    return Err(RateError::UnknownUnit {
+                        unit,
+                        text: text.to_owned(),
+                    });
+                }
             };
             (&text[..idx], multiplier)
         }
@@ -484,10 +508,10 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     };
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a rate like 500K, 2M or 1G"))?;
+        .map_err(|_| RateError::NotARate(text.to_owned()))?;
     let rate = number * multiplier as f64;
     if !rate.is_finite() || rate < 1.0 {
-        return Err(format!("{text:?} is not a positive rate"));
+        return Err(RateError::NotPositive(text.to_owned()));
     }
     Ok(rate as u64)
 }
