@@ -98,15 +98,14 @@ pub enum DownloadError {
         detail: String,
     },
     /// The local disk failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause, already in the message.
+        error: std::io::Error,
     },
 }
 
@@ -535,10 +534,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> DownloadError {
     let path = path.to_owned();
-    move |source| DownloadError::Io {
+    move |error| DownloadError::Io {
         path,
         action,
-        source,
+        error,
     }
 }
 
