@@ -70,6 +70,8 @@ enum Command {
     /// input otherwise (`pass show mist | mist login --user alice`).
     Login {
         /// The server, e.g. https://mist.example:8080 (default: the last one used).
+        // This comment is also the `--help` text, which shows the URL as it is written.
+        #[expect(rustdoc::bare_urls)]
         #[arg(long, env = "MIST_SERVER")]
         server: Option<String>,
         /// The user name (asked on a terminal when missing).
