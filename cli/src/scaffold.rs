@@ -134,7 +134,7 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
             executable,
             repo,
         } => {
-            check::check_name(&name).map_err(Failure::invalid)?;
+            check::check_name(&name).map_err(|error| Failure::invalid(error.to_string()))?;
             if title.trim().is_empty() {
                 // The schema allows it, but `validate` rejects an empty title.
                 return Err(Failure::invalid(
@@ -145,7 +145,8 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
                 check::check_name(grant).map_err(|e| Failure::invalid(format!("--grant: {e}")))?;
             }
             if let Some(executable) = &executable {
-                check::check_relative_path(executable, "--executable").map_err(Failure::invalid)?;
+                check::check_relative_path(executable, "--executable")
+                    .map_err(|error| Failure::invalid(error.to_string()))?;
             }
             let rel = format!("games/{name}/game.yaml");
             let text = render(
@@ -165,9 +166,11 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
             notes,
             repo,
         } => {
-            check::check_name(&game).map_err(Failure::invalid)?;
-            check::check_version_name(&version).map_err(Failure::invalid)?;
-            check::check_relative_path(&source, "--source").map_err(Failure::invalid)?;
+            check::check_name(&game).map_err(|error| Failure::invalid(error.to_string()))?;
+            check::check_version_name(&version)
+                .map_err(|error| Failure::invalid(error.to_string()))?;
+            check::check_relative_path(&source, "--source")
+                .map_err(|error| Failure::invalid(error.to_string()))?;
             let game_file = repo.join("games").join(&game).join("game.yaml");
             if !game_file.is_file() {
                 return Err(Failure::invalid(format!(
@@ -178,7 +181,7 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
             let digest = match &nas {
                 Some(nas) => {
                     mist_specs::load::check_source_on_nas(nas, &source)
-                        .map_err(Failure::invalid)?;
+                        .map_err(|error| Failure::invalid(error.to_string()))?;
                     let build = nas.join(&source);
                     eprintln!("hashing {} …", build.display());
                     let manifest = mist_games::scan::scan(&build)
@@ -211,7 +214,7 @@ pub(crate) fn run_user(command: UserCommand) -> anyhow::Result<()> {
         password_stdin,
         repo,
     } = command;
-    check::check_name(&name).map_err(Failure::invalid)?;
+    check::check_name(&name).map_err(|error| Failure::invalid(error.to_string()))?;
     let rel = format!("users/{name}.yaml");
     let path = repo.join(&rel);
     if path.exists() {

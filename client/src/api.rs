@@ -37,7 +37,7 @@ pub enum ApiError {
         detail: String,
     },
     /// The connection failed or broke.
-    #[error("cannot reach the server at {url}: {source}")]
+    #[error("cannot reach the server at {url}")]
     Network {
         /// The URL asked.
         url: String,

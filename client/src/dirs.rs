@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The client's folders.
@@ -77,14 +77,6 @@ fn pick(own: &str, xdg: &str, under_home: &str) -> Option<PathBuf> {
     non_empty("HOME").map(|home| PathBuf::from(home).join(under_home).join("mist"))
 }
 
-/// Creates `dir` and its parents; new folders get mode 0700, since they may hold a token.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 /// Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one,
 /// never a part: a temporary file beside it, fsynced, renamed over it, then the folder
 /// fsynced. The file gets `mode` whatever the umask.
@@ -93,7 +85,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
+    crate::platform::create_private_dir(dir)?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;

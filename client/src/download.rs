@@ -99,15 +99,14 @@ pub enum DownloadError {
         detail: String,
     },
     /// The local disk failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause, already in the message.
+        error: std::io::Error,
     },
 }
 
@@ -180,7 +179,7 @@ impl Downloader {
             progress.verified();
             return Ok(done);
         }
-        crate::dirs::create_private_dir(&self.dir).map_err(io_error(&self.dir, "create"))?;
+        crate::platform::create_private_dir(&self.dir).map_err(io_error(&self.dir, "create"))?;
         let part = self.part_path_of(digest);
         let mut actual = String::new();
         for _ in 0..2 {
@@ -273,44 +272,10 @@ impl Downloader {
             }
             Err(error) => return Err(error.into()),
         };
-        let nonsense = |detail: String| DownloadError::Nonsense {
-            digest: digest.to_owned(),
-            detail,
-        };
-        let status = response.status();
-        let start = match status {
-            StatusCode::OK => 0,
-            StatusCode::PARTIAL_CONTENT => {
-                let content_range = response
-                    .headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                match parse_content_range(content_range) {
-                    Some((start, total)) if start == have && total == size => have,
-                    _ => {
-                        return Err(nonsense(format!(
-                            "Content-Range {content_range:?} for a request from byte {have} \
-                             of {size}"
-                        )));
-                    }
-                }
-            }
-            StatusCode::RANGE_NOT_SATISFIABLE => {
-                // The server's copy is shorter than ours: ours is not a prefix of it.
-                truncate(part)?;
-                return Ok(Attempt::Retry {
-                    reason: "416 Range Not Satisfiable".into(),
-                    progressed: false,
-                });
-            }
-            status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-                return Ok(Attempt::Retry {
-                    reason: format!("the server answered {status}"),
-                    progressed: false,
-                });
-            }
-            _ => {
+        let start = match body_start(digest, size, part, have, &response)? {
+            BodyStart::At(start) => start,
+            BodyStart::Retry(attempt) => return Ok(attempt),
+            BodyStart::Refused => {
                 let url = reqwest::Url::parse("http://server/v1/artifacts/")
                     .and_then(|base| base.join(digest))
                     .expect("a valid path");
@@ -321,15 +286,31 @@ impl Downloader {
         if let Some(tag) = response.headers().get(ETAG)
             && tag.as_bytes() != etag.as_bytes()
         {
-            return Err(nonsense(format!("ETag {tag:?}, expected {etag}")));
+            return Err(nonsense(digest, format!("ETag {tag:?}, expected {etag}")));
         }
         if let Some(length) = response.content_length()
             && start + length != size
         {
-            return Err(nonsense(format!(
-                "{length} bytes from byte {start} for an artifact of {size}"
-            )));
+            return Err(nonsense(
+                digest,
+                format!("{length} bytes from byte {start} for an artifact of {size}"),
+            ));
         }
+        self.append_body(digest, size, part, start, response, progress)
+            .await
+    }
+
+    /// Writes the body of `response`, which starts at byte `start` of the artifact, into
+    /// `part` from that byte on.
+    async fn append_body(
+        &self,
+        digest: &str,
+        size: u64,
+        part: &Path,
+        start: u64,
+        response: reqwest::Response,
+        progress: &ArtifactProgress,
+    ) -> Result<Attempt, DownloadError> {
         let mut file = if start == 0 {
             tokio::fs::File::create(part).await
         } else {
@@ -351,7 +332,7 @@ impl Downloader {
             };
             let n_bytes = chunk.len() as u64;
             if written + n_bytes > size {
-                return Err(nonsense(format!("more than {size} bytes")));
+                return Err(nonsense(digest, format!("more than {size} bytes")));
             }
             if let Some(limiter) = &self.limiter {
                 limiter.take(n_bytes).await;
@@ -371,6 +352,69 @@ impl Downloader {
             });
         }
         Ok(Attempt::Done)
+    }
+}
+
+/// What an answer's status says about its body.
+enum BodyStart {
+    /// The body is the artifact from this byte on.
+    At(u64),
+    /// No body to keep; try again.
+    Retry(Attempt),
+    /// The server refused for good; its answer says why.
+    Refused,
+}
+
+/// Where the body of `response` starts in the artifact, for a request from byte `have` of
+/// `size` bytes already in `part`.
+fn body_start(
+    digest: &str,
+    size: u64,
+    part: &Path,
+    have: u64,
+    response: &reqwest::Response,
+) -> Result<BodyStart, DownloadError> {
+    match response.status() {
+        StatusCode::OK => Ok(BodyStart::At(0)),
+        StatusCode::PARTIAL_CONTENT => {
+            let content_range = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            match parse_content_range(content_range) {
+                Some((start, total)) if start == have && total == size => Ok(BodyStart::At(have)),
+                _ => Err(nonsense(
+                    digest,
+                    format!(
+                        "Content-Range {content_range:?} for a request from byte {have} of {size}"
+                    ),
+                )),
+            }
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            // The server's copy is shorter than ours: ours is not a prefix of it.
+            truncate(part)?;
+            Ok(BodyStart::Retry(Attempt::Retry {
+                reason: "416 Range Not Satisfiable".into(),
+                progressed: false,
+            }))
+        }
+        status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+            Ok(BodyStart::Retry(Attempt::Retry {
+                reason: format!("the server answered {status}"),
+                progressed: false,
+            }))
+        }
+        _ => Ok(BodyStart::Refused),
+    }
+}
+
+/// The error for an answer that cannot be the artifact `digest`.
+fn nonsense(digest: &str, detail: String) -> DownloadError {
+    DownloadError::Nonsense {
+        digest: digest.to_owned(),
+        detail,
     }
 }
 
@@ -422,8 +466,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))
 }
 
+/// Why a text is not a rate for `--limit-rate`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    /// The number ends with a letter that is not a unit.
+    #[error("unknown unit {unit:?} in {text:?} (use K, M or G)")]
+    UnknownUnit {
+        /// The letter.
+        unit: char,
+        /// The whole text.
+        text: String,
+    },
+    /// The text is not a number with an optional unit.
+    #[error("{0:?} is not a rate like 500K, 2M or 1G")]
+    NotARate(String),
+    /// The rate is below one byte per second, or not finite.
+    #[error("{0:?} is not a positive rate")]
+    NotPositive(String),
+}
+
 /// Parses a rate like `500K`, `2M`, `1.5G` or `1000` (bytes per second, binary multiples).
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+pub fn parse_rate(text: &str) -> Result<u64, RateError> {
     let text = text.trim();
     let (number, multiplier) = match text.char_indices().last() {
         Some((idx, unit)) if unit.is_ascii_alphabetic() => {
@@ -432,7 +495,12 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'B' => 1,
-                _ => return Err(format!("unknown unit {unit:?} in {text:?} (use K, M or G)")),
+                _ => {
+                    return Err(RateError::UnknownUnit {
+                        unit,
+                        text: text.to_owned(),
+                    });
+                }
             };
             (&text[..idx], multiplier)
         }
@@ -440,10 +508,10 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     };
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a rate like 500K, 2M or 1G"))?;
+        .map_err(|_| RateError::NotARate(text.to_owned()))?;
     let rate = number * multiplier as f64;
     if !rate.is_finite() || rate < 1.0 {
-        return Err(format!("{text:?} is not a positive rate"));
+        return Err(RateError::NotPositive(text.to_owned()));
     }
     Ok(rate as u64)
 }
@@ -467,10 +535,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> DownloadError {
     let path = path.to_owned();
-    move |source| DownloadError::Io {
+    move |error| DownloadError::Io {
         path,
         action,
-        source,
+        error,
     }
 }
 

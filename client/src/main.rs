@@ -11,7 +11,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use mist_client::dirs::Dirs;
 use mist_client::download::{DownloadOptions, parse_rate};
-use mist_client::ops::{self, Context, UpdateSummary};
+use mist_client::ops::install::UpdateSummary;
+use mist_client::ops::{self, Context};
 use mist_client::progress::{Progress, ProgressMode};
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
@@ -69,6 +70,8 @@ enum Command {
     /// input otherwise (`pass show mist | mist login --user alice`).
     Login {
         /// The server, e.g. https://mist.example:8080 (default: the last one used).
+        // This comment is also the `--help` text, which shows the URL as it is written.
+        #[expect(rustdoc::bare_urls)]
         #[arg(long, env = "MIST_SERVER")]
         server: Option<String>,
         /// The user name (asked on a terminal when missing).
@@ -193,56 +196,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Login { server, user } => {
-            let user = match user {
-                Some(user) => user,
-                None => prompt_user()?,
-            };
-            let password = read_password()?;
-            let credentials =
-                runtime.block_on(ops::login(&context.dirs, server, &user, &password))?;
-            writeln!(
-                stdout,
-                "Logged in to {} as {}; token saved in {}",
-                credentials.server,
-                credentials.user,
-                context.dirs.credentials().display()
-            )?;
-        }
-        Command::List { json } => {
-            let rows = runtime.block_on(ops::list(&context))?;
-            if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
-            } else {
-                writeln!(
-                    stdout,
-                    "{:<20} {:<12} {:<12} TITLE",
-                    "GAME", "LATEST", "INSTALLED"
-                )?;
-                for row in rows {
-                    let installed = match (&row.installed, row.update_available) {
-                        (Some(version), true) => format!("{version} *"),
-                        (Some(version), false) => version.clone(),
-                        (None, _) => "-".into(),
-                    };
-                    writeln!(
-                        stdout,
-                        "{:<20} {:<12} {:<12} {}",
-                        row.name,
-                        row.latest.as_deref().unwrap_or("-"),
-                        installed,
-                        row.title
-                    )?;
-                }
-            }
-        }
+        Command::Login { server, user } => login(&runtime, &context, server, user, &mut stdout)?,
+        Command::List { json } => list(&runtime, &context, json, &mut stdout)?,
         Command::Install {
             game,
             version,
             dir,
             json,
         } => {
-            let summary = runtime.block_on(ops::install(
+            let summary = runtime.block_on(ops::install::install(
                 &context,
                 &game,
                 version.as_deref(),
@@ -257,115 +219,211 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update { game, all, json } => {
             let games = match (game, all) {
                 (Some(game), _) => vec![game],
-                (None, _) => ops::installed_games(&context)?,
+                (None, _) => ops::status::installed_games(&context)?,
             };
-            let mut summaries = Vec::new();
-            let mut failed = 0;
-            for game in &games {
-                match finish_line(
-                    runtime.block_on(ops::update(&context, game)),
-                    "updating",
-                    game,
-                ) {
-                    Ok(summary) => summaries.push(summary),
-                    Err(error) if games.len() > 1 => {
-                        eprintln!("error: {error:#}");
-                        failed += 1;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            print_summaries(&mut stdout, &summaries, json)?;
-            if failed > 0 {
-                bail!("{failed} of {} updates failed", games.len());
-            }
+            update(&runtime, &context, &games, json, &mut stdout)?;
         }
         Command::Verify {
             game,
             json,
             repair: true,
-        } => {
-            let report =
-                runtime.block_on(mist_client::repair::verify_and_repair(&context, &game))?;
-            if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-                if !report.after.is_clean() {
-                    bail!("{game} is still damaged after the repair");
-                }
-            } else {
-                mist_client::repair::print(&mut stdout, &report)?;
-            }
-        }
-        Command::Verify { game, json, .. } => {
-            let report = ops::verify(&context, &game)?;
-            if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-            } else {
-                for path in &report.missing {
-                    writeln!(stdout, "missing  {path}")?;
-                }
-                for path in &report.changed {
-                    writeln!(stdout, "changed  {path}")?;
-                }
-                for path in &report.extra {
-                    writeln!(stdout, "extra    {path}")?;
-                }
-            }
-            if !report.is_clean() {
-                bail!(
-                    "{game} is damaged: {} missing, {} changed; fix it with \
-                     `mist verify {game} --repair`",
-                    report.missing.len(),
-                    report.changed.len()
-                );
-            }
-            eprintln!(
-                "{game} {} is intact ({} extra files not from the game)",
-                report.version.as_deref().unwrap_or("?"),
-                report.extra.len()
-            );
-        }
+        } => repair(&runtime, &context, &game, json, &mut stdout)?,
+        Command::Verify { game, json, .. } => verify(&context, &game, json, &mut stdout)?,
         Command::Uninstall { game } => {
-            let dir = ops::uninstall(&context, &game)?;
+            let dir = ops::uninstall::uninstall(&context, &game)?;
             writeln!(stdout, "Uninstalled {game} (removed {})", dir.display())?;
         }
         Command::Launch { game, args } => {
-            let mut command = ops::launch_command(&context, &game, &args)?;
+            let mut command = ops::launch::launch_command(&context, &game, &args)?;
             drop(stdout);
-            let error = std::os::unix::process::CommandExt::exec(&mut command);
+            let error = mist_client::platform::exec(&mut command);
             bail!("failed to start {game}: {error}");
         }
-        Command::Status { json } => {
-            let report = ops::status(&context)?;
-            if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-            } else {
-                match (&report.server, &report.user) {
-                    (Some(server), Some(user)) => {
-                        writeln!(stdout, "Logged in to {server} as {user}")?;
-                    }
-                    _ => writeln!(stdout, "Not logged in (run `mist login --server URL`)")?,
-                }
-                for game in &report.games {
-                    let version = match (&game.version, &game.interrupted_towards) {
-                        (_, Some(to)) => format!("interrupted on the way to {to}"),
-                        (Some(version), None) => version.clone(),
-                        (None, None) => "install not finished".into(),
-                    };
-                    writeln!(
-                        stdout,
-                        "{:<20} {:<30} {} files, {} bytes in {}",
-                        game.game,
-                        version,
-                        game.n_files,
-                        game.size,
-                        game.dir.display()
-                    )?;
-                }
-            }
-        }
+        Command::Status { json } => status(&context, json, &mut stdout)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mist login`: asks for what the command line does not give, and saves the token.
+fn login(
+    runtime: &tokio::runtime::Runtime,
+    context: &Context,
+    server: Option<String>,
+    user: Option<String>,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let user = match user {
+        Some(user) => user,
+        None => prompt_user()?,
+    };
+    let password = read_password()?;
+    let credentials = runtime.block_on(ops::login(&context.dirs, server, &user, &password))?;
+    writeln!(
+        stdout,
+        "Logged in to {} as {}; token saved in {}",
+        credentials.server,
+        credentials.user,
+        context.dirs.credentials().display()
+    )?;
+    Ok(())
+}
+
+/// `mist list`: the catalog as a table or JSON.
+fn list(
+    runtime: &tokio::runtime::Runtime,
+    context: &Context,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let rows = runtime.block_on(ops::status::list(context))?;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(
+        stdout,
+        "{:<20} {:<12} {:<12} TITLE",
+        "GAME", "LATEST", "INSTALLED"
+    )?;
+    for row in rows {
+        let installed = match (&row.installed, row.update_available) {
+            (Some(version), true) => format!("{version} *"),
+            (Some(version), false) => version.clone(),
+            (None, _) => "-".into(),
+        };
+        writeln!(
+            stdout,
+            "{:<20} {:<12} {:<12} {}",
+            row.name,
+            row.latest.as_deref().unwrap_or("-"),
+            installed,
+            row.title
+        )?;
+    }
+    Ok(())
+}
+
+/// `mist update`: each game in turn; with several games, one failure does not stop the
+/// others, and the command fails at the end.
+fn update(
+    runtime: &tokio::runtime::Runtime,
+    context: &Context,
+    games: &[String],
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut summaries = Vec::new();
+    let mut failed = 0;
+    for game in games {
+        match finish_line(
+            runtime.block_on(ops::install::update(context, game)),
+            "updating",
+            game,
+        ) {
+            Ok(summary) => summaries.push(summary),
+            Err(error) if games.len() > 1 => {
+                eprintln!("error: {error:#}");
+                failed += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    print_summaries(stdout, &summaries, json)?;
+    if failed > 0 {
+        bail!("{failed} of {} updates failed", games.len());
+    }
+    Ok(())
+}
+
+/// `mist verify --repair`: the repair report as text or JSON; fails when the game is still
+/// damaged.
+fn repair(
+    runtime: &tokio::runtime::Runtime,
+    context: &Context,
+    game: &str,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let report = runtime.block_on(mist_client::repair::verify_and_repair(context, game))?;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        if !report.after.is_clean() {
+            bail!("{game} is still damaged after the repair");
+        }
+    } else {
+        mist_client::repair::print(stdout, &report)?;
+    }
+    Ok(())
+}
+
+/// `mist verify`: what differs from the manifest; fails when something is missing or
+/// changed.
+fn verify(
+    context: &Context,
+    game: &str,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let report = ops::verify::verify(context, game)?;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        for path in &report.missing {
+            writeln!(stdout, "missing  {path}")?;
+        }
+        for path in &report.changed {
+            writeln!(stdout, "changed  {path}")?;
+        }
+        for path in &report.extra {
+            writeln!(stdout, "extra    {path}")?;
+        }
+    }
+    if !report.is_clean() {
+        bail!(
+            "{game} is damaged: {} missing, {} changed; fix it with \
+             `mist verify {game} --repair`",
+            report.missing.len(),
+            report.changed.len()
+        );
+    }
+    eprintln!(
+        "{game} {} is intact ({} extra files not from the game)",
+        report.version.as_deref().unwrap_or("?"),
+        report.extra.len()
+    );
+    Ok(())
+}
+
+/// `mist status`: the login and the installed games, as text or JSON.
+fn status(context: &Context, json: bool, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let report = ops::status::status(context)?;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    match (&report.server, &report.user) {
+        (Some(server), Some(user)) => {
+            writeln!(stdout, "Logged in to {server} as {user}")?;
+        }
+        _ => writeln!(stdout, "Not logged in (run `mist login --server URL`)")?,
+    }
+    for game in &report.games {
+        let version = match (&game.version, &game.interrupted_towards) {
+            (_, Some(to)) => format!("interrupted on the way to {to}"),
+            (Some(version), None) => version.clone(),
+            (None, None) => "install not finished".into(),
+        };
+        writeln!(
+            stdout,
+            "{:<20} {:<30} {} files, {} bytes in {}",
+            game.game,
+            version,
+            game.n_files,
+            game.size,
+            game.dir.display()
+        )?;
+    }
+    Ok(())
 }
 
 /// Prints the final line of an install or update on standard error, success or failure.

@@ -13,18 +13,21 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
-use mist_games::manifest::{EntryKind, FileHash};
+use indicatif::ProgressBar;
+use mist_games::manifest::{EntryKind, FileHash, Manifest};
 use mist_games::repair;
 use serde::Serialize;
 
-use crate::api::ApiError;
-use crate::ops::{self, Context, VerifyReport};
-use crate::state;
+use crate::api::{Api, ApiError};
 use mist_wire::repair::{RepairFileRequest, RepairRequest};
+use crate::ops::verify::{self, VerifyReport};
+use crate::ops::{self, Context};
+use crate::platform;
+use crate::state;
 
 /// The most files one repair request names (the server takes up to 4,096).
 const MAX_BATCH_FILES: usize = 1024;
@@ -80,6 +83,62 @@ pub struct RepairFailure {
     pub error: String,
 }
 
+/// Why one entry could not be repaired; the report shows the message.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    /// A folder on the way to the entry is a symlink.
+    #[error("{} is a symlink where the game has a folder; not following it", .0.display())]
+    SymlinkForFolder(PathBuf),
+    /// A folder on the way to the entry is a file or something else.
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    /// Something other than a folder stands where the game has a folder.
+    #[error(
+        "{} is in the way of a folder of the game; move it away and repair again",
+        .0.display()
+    )]
+    InTheWayOfFolder(PathBuf),
+    /// A folder stands where the game has a symlink.
+    #[error(
+        "{} is a folder where the game has a symlink; move it away and repair again",
+        .0.display()
+    )]
+    FolderForSymlink(PathBuf),
+    /// A folder stands where the game has a file.
+    #[error(
+        "{} is a folder where the game has a file; move it away and repair again",
+        .0.display()
+    )]
+    FolderForFile(PathBuf),
+    /// The local disk failed.
+    #[error("cannot {action} {}: {error}", path.display())]
+    Io {
+        /// What was being done: `inspect`, `create`, `replace`, `read`, `write` or `sync`.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause, already in the message.
+        error: std::io::Error,
+    },
+    /// The server's answer is for another file than the manifest's.
+    #[error(
+        "the server's repair makes another file ({size} bytes, BLAKE3 {blake3}) than the \
+         installed manifest's"
+    )]
+    OtherFile {
+        /// The size the server's file has.
+        size: u64,
+        /// The BLAKE3 the server's file has.
+        blake3: String,
+    },
+    /// The server's repair delta is not base64.
+    #[error("the repair delta is not base64")]
+    NotBase64,
+    /// The repair delta does not rebuild the manifest's file.
+    #[error("the repair does not apply: {0}")]
+    DoesNotApply(repair::RepairError),
+}
+
 /// A damaged file to ask the server about.
 struct Wanted {
     path: String,
@@ -91,7 +150,7 @@ struct Wanted {
 
 /// Verifies `game` and repairs what is missing or changed, then verifies again.
 pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<RepairReport> {
-    let found = ops::verify(context, game)?;
+    let found = verify::verify(context, game)?;
     let installed = state::load_game(&context.dirs, game)?
         .ok_or_else(|| anyhow!("{game} is not installed; see `mist status`"))?;
     let version = installed
@@ -112,12 +171,6 @@ pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<
         return Ok(report);
     }
     let root = installed.dir.clone();
-    let expected: BTreeMap<&str, &EntryKind> = installed
-        .manifest
-        .entries
-        .iter()
-        .map(|entry| (entry.path.as_str(), &entry.kind))
-        .collect();
     let mut damaged: Vec<&str> = found
         .missing
         .iter()
@@ -128,21 +181,48 @@ pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<
     damaged.sort_unstable();
     let bar = context.progress.steps("repair", damaged.len() as u64);
 
-    // Folders and symlinks first, from the manifest; files are signed for the server.
+    let wanted = repair_locally(&root, &installed.manifest, &damaged, &bar, &mut report);
+    if !wanted.is_empty() {
+        let api = ops::connect(&context.dirs)?;
+        for batch in batches(wanted) {
+            repair_batch(&api, game, &version, &root, batch, &bar, &mut report).await?;
+        }
+    }
+    bar.finish_with_message(format!("{} repaired", report.repaired.len()));
+    report.repaired.sort_by(|a, b| a.path.cmp(&b.path));
+    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    report.after = verify::verify(context, game)?;
+    Ok(report)
+}
+
+/// Remakes the damaged folders and symlinks from the manifest, and returns the damaged
+/// files, signed for the server.
+fn repair_locally(
+    root: &Path,
+    manifest: &Manifest,
+    damaged: &[&str],
+    bar: &ProgressBar,
+    report: &mut RepairReport,
+) -> Vec<Wanted> {
+    let expected: BTreeMap<&str, &EntryKind> = manifest
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), &entry.kind))
+        .collect();
     let mut wanted = Vec::new();
-    for path in damaged {
+    for &path in damaged {
         let Some(kind) = expected.get(path) else {
             continue;
         };
         bar.set_message(path.to_owned());
         let outcome = match kind {
-            EntryKind::Dir => repair_dir(&root, path).map(|()| None),
-            EntryKind::Symlink { target } => repair_symlink(&root, path, target).map(|()| None),
+            EntryKind::Dir => repair_dir(root, path).map(|()| None),
+            EntryKind::Symlink { target } => repair_symlink(root, path, target).map(|()| None),
             EntryKind::File {
                 size,
                 executable,
                 blake3,
-            } => read_local(&root, path).map(|local| {
+            } => read_local(root, path).map(|local| {
                 Some(Wanted {
                     path: path.to_owned(),
                     size: *size,
@@ -166,82 +246,83 @@ pub async fn verify_and_repair(context: &Context, game: &str) -> anyhow::Result<
             Err(error) => {
                 report.failed.push(RepairFailure {
                     path: path.to_owned(),
-                    error,
+                    error: error.to_string(),
                 });
                 bar.inc(1);
             }
         }
     }
+    wanted
+}
 
-    if !wanted.is_empty() {
-        let api = ops::connect(&context.dirs)?;
-        for batch in batches(wanted) {
-            let request = RepairRequest {
-                files: batch
-                    .iter()
-                    .map(|file| RepairFileRequest {
-                        path: file.path.clone(),
-                        signature: file.signature.clone(),
-                    })
-                    .collect(),
-            };
-            let answer = match api.repair(game, &version, &request).await {
-                Ok(answer) => answer,
-                Err(error @ (ApiError::Unauthorized | ApiError::Network { .. })) => {
-                    return Err(error.into());
-                }
-                Err(error) => {
-                    for file in &batch {
-                        report.failed.push(RepairFailure {
-                            path: file.path.clone(),
-                            error: error.to_string(),
-                        });
-                        bar.inc(1);
-                    }
-                    continue;
-                }
-            };
-            let (answer, body_bytes) = answer;
-            report.downloaded_bytes += body_bytes;
-            for (file, repaired) in batch.iter().zip(answer.files) {
-                bar.set_message(file.path.clone());
-                let delta_bytes = base64_decoded_len(&repaired.delta);
-                let outcome =
-                    if repaired.size != file.size || repaired.blake3 != file.blake3.to_string() {
-                        Err(format!(
-                            "the server's repair makes another file ({} bytes, BLAKE3 {}) than the \
-                         installed manifest's",
-                            repaired.size, repaired.blake3
-                        ))
-                    } else {
-                        base64_decode(&repaired.delta)
-                            .ok_or_else(|| "the repair delta is not base64".to_owned())
-                            .and_then(|delta| apply_file(&root, file, &delta))
-                    };
-                match outcome {
-                    Ok(()) => {
-                        report.repaired_bytes += file.size;
-                        report.repaired.push(RepairedEntry {
-                            path: file.path.clone(),
-                            method: repaired.method.as_str().to_owned(),
-                            size: file.size,
-                            delta_bytes,
-                        });
-                    }
-                    Err(error) => report.failed.push(RepairFailure {
-                        path: file.path.clone(),
-                        error,
-                    }),
-                }
+/// Asks the server to repair one batch of files and applies its answers. Fails only when
+/// the server cannot be asked at all; a refused batch fails its files in the report.
+async fn repair_batch(
+    api: &Api,
+    game: &str,
+    version: &str,
+    root: &Path,
+    batch: Vec<Wanted>,
+    bar: &ProgressBar,
+    report: &mut RepairReport,
+) -> anyhow::Result<()> {
+    let request = RepairRequest {
+        files: batch
+            .iter()
+            .map(|file| RepairFileRequest {
+                path: file.path.clone(),
+                signature: file.signature.clone(),
+            })
+            .collect(),
+    };
+    let (answer, body_bytes) = match api.repair(game, version, &request).await {
+        Ok(answer) => answer,
+        Err(error @ (ApiError::Unauthorized | ApiError::Network { .. })) => {
+            return Err(error.into());
+        }
+        Err(error) => {
+            for file in &batch {
+                report.failed.push(RepairFailure {
+                    path: file.path.clone(),
+                    error: error.to_string(),
+                });
                 bar.inc(1);
             }
+            return Ok(());
         }
+    };
+    report.downloaded_bytes += body_bytes;
+    for (file, repaired) in batch.iter().zip(answer.files) {
+        bar.set_message(file.path.clone());
+        let delta_bytes = base64_decoded_len(&repaired.delta);
+        let outcome = if repaired.size != file.size || repaired.blake3 != file.blake3.to_string() {
+            Err(EntryError::OtherFile {
+                size: repaired.size,
+                blake3: repaired.blake3,
+            })
+        } else {
+            base64_decode(&repaired.delta)
+                .ok_or(EntryError::NotBase64)
+                .and_then(|delta| apply_file(root, file, &delta))
+        };
+        match outcome {
+            Ok(()) => {
+                report.repaired_bytes += file.size;
+                report.repaired.push(RepairedEntry {
+                    path: file.path.clone(),
+                    method: repaired.method.as_str().to_owned(),
+                    size: file.size,
+                    delta_bytes,
+                });
+            }
+            Err(error) => report.failed.push(RepairFailure {
+                path: file.path.clone(),
+                error: error.to_string(),
+            }),
+        }
+        bar.inc(1);
     }
-    bar.finish_with_message(format!("{} repaired", report.repaired.len()));
-    report.repaired.sort_by(|a, b| a.path.cmp(&b.path));
-    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    report.after = ops::verify(context, game)?;
-    Ok(report)
+    Ok(())
 }
 
 /// Splits the files into requests within the server's limits (a file over a limit goes
@@ -269,7 +350,7 @@ fn batches(files: Vec<Wanted>) -> Vec<Vec<Wanted>> {
 
 /// The folder holding `path` under `root`, checked to be a real folder all the way down
 /// (no symlink, no file in the way).
-fn safe_parent(root: &Path, path: &str) -> Result<(PathBuf, String), String> {
+fn safe_parent(root: &Path, path: &str) -> Result<(PathBuf, String), EntryError> {
     let (parents, name) = match path.rsplit_once('/') {
         Some((parents, name)) => (Some(parents), name),
         None => (None, path),
@@ -280,73 +361,58 @@ fn safe_parent(root: &Path, path: &str) -> Result<(PathBuf, String), String> {
         match std::fs::symlink_metadata(&dir) {
             Ok(metadata) if metadata.is_dir() => {}
             Ok(metadata) if metadata.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symlink where the game has a folder; not following it",
-                    dir.display()
-                ));
+                return Err(EntryError::SymlinkForFolder(dir));
             }
-            Ok(_) => return Err(format!("{} is not a folder", dir.display())),
-            Err(error) => return Err(format!("cannot inspect {}: {error}", dir.display())),
+            Ok(_) => return Err(EntryError::NotAFolder(dir)),
+            Err(error) => return Err(io_error("inspect", &dir)(error)),
         }
     }
     Ok((dir, name.to_owned()))
 }
 
-fn repair_dir(root: &Path, path: &str) -> Result<(), String> {
+fn repair_dir(root: &Path, path: &str) -> Result<(), EntryError> {
     let (parent, name) = safe_parent(root, path)?;
     let dir = parent.join(name);
     match std::fs::symlink_metadata(&dir) {
         Ok(metadata) if metadata.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "{} is in the way of a folder of the game; move it away and repair again",
-            dir.display()
-        )),
+        Ok(_) => Err(EntryError::InTheWayOfFolder(dir)),
         Err(error) if error.kind() == ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&dir)
-                .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+            platform::create_dir(&dir, 0o755).map_err(io_error("create", &dir))?;
             sync_dir(&parent)
         }
-        Err(error) => Err(format!("cannot inspect {}: {error}", dir.display())),
+        Err(error) => Err(io_error("inspect", &dir)(error)),
     }
 }
 
-fn repair_symlink(root: &Path, path: &str, target: &str) -> Result<(), String> {
+fn repair_symlink(root: &Path, path: &str, target: &str) -> Result<(), EntryError> {
     let (parent, name) = safe_parent(root, path)?;
     let link = parent.join(&name);
     if std::fs::symlink_metadata(&link).is_ok_and(|metadata| metadata.is_dir()) {
-        return Err(format!(
-            "{} is a folder where the game has a symlink; move it away and repair again",
-            link.display()
-        ));
+        return Err(EntryError::FolderForSymlink(link));
     }
     let temp = temp_path(&parent, &name);
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp)
+    platform::symlink(target, &temp)
         .and_then(|()| std::fs::rename(&temp, &link))
         .map_err(|error| {
             let _ = std::fs::remove_file(&temp);
-            format!("cannot replace {}: {error}", link.display())
+            io_error("replace", &link)(error)
         })?;
     sync_dir(&parent)
 }
 
 /// The local bytes of a file: empty when it is missing or a symlink (never followed).
-fn read_local(root: &Path, path: &str) -> Result<Vec<u8>, String> {
+fn read_local(root: &Path, path: &str) -> Result<Vec<u8>, EntryError> {
     let (parent, name) = safe_parent(root, path)?;
     let file_path = parent.join(name);
     match std::fs::symlink_metadata(&file_path) {
         Ok(metadata) if metadata.is_file() => {}
         Ok(metadata) if metadata.is_dir() => {
-            return Err(format!(
-                "{} is a folder where the game has a file; move it away and repair again",
-                file_path.display()
-            ));
+            return Err(EntryError::FolderForFile(file_path));
         }
         Ok(_) => return Ok(Vec::new()),
         Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(format!("cannot inspect {}: {error}", file_path.display())),
+        Err(error) => return Err(io_error("inspect", &file_path)(error)),
     }
     let mut bytes = Vec::new();
     OpenOptions::new()
@@ -354,20 +420,20 @@ fn read_local(root: &Path, path: &str) -> Result<Vec<u8>, String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&file_path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(|error| format!("cannot read {}: {error}", file_path.display()))?;
+        .map_err(io_error("read", &file_path))?;
     Ok(bytes)
 }
 
 /// Rebuilds one file from its local bytes and `delta`, checks it against the manifest and
 /// replaces it atomically.
-fn apply_file(root: &Path, file: &Wanted, delta: &[u8]) -> Result<(), String> {
+fn apply_file(root: &Path, file: &Wanted, delta: &[u8]) -> Result<(), EntryError> {
     let local = read_local(root, &file.path)?;
     let rebuilt = repair::apply_repair(&local, delta, &file.blake3, file.size)
-        .map_err(|error| format!("the repair does not apply: {error}"))?;
+        .map_err(EntryError::DoesNotApply)?;
     drop(local);
     let (parent, name) = safe_parent(root, &file.path)?;
     write_atomically(&parent, &name, &rebuilt, file.executable)
-        .map_err(|error| format!("cannot write {}: {error}", parent.join(&name).display()))
+        .map_err(io_error("write", &parent.join(&name)))
 }
 
 fn temp_path(parent: &Path, name: &str) -> PathBuf {
@@ -411,10 +477,20 @@ fn write_atomically(
     std::fs::File::open(parent)?.sync_all()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
+fn sync_dir(dir: &Path) -> Result<(), EntryError> {
     std::fs::File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|error| format!("cannot sync {}: {error}", dir.display()))
+        .map_err(io_error("sync", dir))
+}
+
+/// Turns an I/O failure on `path` into an [`EntryError`] saying what was being done.
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EntryError {
+    let path = path.to_owned();
+    move |error| EntryError::Io {
+        action,
+        path,
+        error,
+    }
 }
 
 const BASE64_ALPHABET: &[u8; 64] =

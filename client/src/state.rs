@@ -84,24 +84,22 @@ pub struct PendingStep {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("failed to {action} {}: {source}", path.display())]
+    #[error("failed to {action} {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause, already in the message.
+        error: io::Error,
     },
     /// The file is not what this client writes.
-    #[error("{} is damaged: {source}", path.display())]
+    #[error("{} is damaged: {error}", path.display())]
     Damaged {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
+        /// The cause, already in the message.
+        error: serde_json::Error,
     },
 }
 
@@ -134,16 +132,16 @@ pub fn save_game(dirs: &Dirs, installed: &InstalledGame) -> Result<(), StateErro
 pub fn remove_game(dirs: &Dirs, game: &str) -> Result<(), StateError> {
     let path = game_path(dirs, game);
     match std::fs::remove_file(&path) {
-        Ok(()) => crate::dirs::sync_dir(&dirs.games()).map_err(|source| StateError::Io {
+        Ok(()) => crate::dirs::sync_dir(&dirs.games()).map_err(|error| StateError::Io {
             path: dirs.games(),
             action: "sync",
-            source,
+            error,
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StateError::Io {
+        Err(error) => Err(StateError::Io {
             path,
             action: "remove",
-            source,
+            error,
         }),
     }
 }
@@ -154,20 +152,20 @@ pub fn list_games(dirs: &Dirs) -> Result<Vec<InstalledGame>, StateError> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(error) => {
             return Err(StateError::Io {
                 path: dir,
                 action: "read",
-                source,
+                error,
             });
         }
     };
     let mut games = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| StateError::Io {
+        let entry = entry.map_err(|error| StateError::Io {
             path: dir.clone(),
             action: "read",
-            source,
+            error,
         })?;
         let name = entry.file_name();
         let Some(game) = name.to_str().and_then(|name| name.strip_suffix(".json")) else {
@@ -189,16 +187,16 @@ fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, S
         Ok(bytes) => {
             serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|source| StateError::Damaged {
+                .map_err(|error| StateError::Damaged {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StateError::Io {
+        Err(error) => Err(StateError::Io {
             path: path.to_owned(),
             action: "read",
-            source,
+            error,
         }),
     }
 }
@@ -206,10 +204,10 @@ fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, S
 fn save_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), StateError> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("state serializes");
     bytes.push(b'\n');
-    write_atomic(path, &bytes, mode).map_err(|source| StateError::Io {
+    write_atomic(path, &bytes, mode).map_err(|error| StateError::Io {
         path: path.to_owned(),
         action: "write",
-        source,
+        error,
     })
 }
 

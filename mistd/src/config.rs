@@ -274,22 +274,22 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The config file is not valid TOML or has an unknown or mistyped key.
-    #[error("invalid config file {path}: {message}")]
+    #[error("invalid config file {path}: {error}")]
     ParseFile {
         /// The file.
         path: PathBuf,
-        /// The TOML parser's message, with the line and column.
-        message: String,
+        /// The TOML parser's complaint, with the line and column.
+        error: FileConfigError,
     },
     /// A duration in the config file cannot be parsed.
-    #[error("invalid config file {path}: `{key}`: {message}")]
+    #[error("invalid config file {path}: `{key}`: {error}")]
     FileDuration {
         /// The file.
         path: PathBuf,
         /// The key.
         key: &'static str,
         /// What is wrong.
-        message: String,
+        error: DurationError,
     },
     /// A setting this role needs is missing.
     #[error("no {what} given: use {flag}, {env} or `{key}` in the config file")]
@@ -336,6 +336,31 @@ pub enum ConfigError {
     },
 }
 
+/// Why a config file's text is not a config: the TOML parser's message, with the line and
+/// column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.to_string().trim_end())]
+pub struct FileConfigError(toml::de::Error);
+
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// The text does not start with a number.
+    #[error("`{0}` is not a duration such as 60, 90s, 5m or 2h")]
+    NotADuration(String),
+    /// The number has a unit that is not one of the known ones.
+    #[error("unknown unit `{unit}` in `{text}`: use s, m, h or d")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The whole text.
+        text: String,
+    },
+    /// The duration does not fit in a `Duration`.
+    #[error("`{0}` is too long")]
+    TooLong(String),
+}
+
 impl FileConfig {
     /// Reads and parses a config file, and makes its relative paths relative to its folder.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -343,19 +368,18 @@ impl FileConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut file_config =
-            FileConfig::parse(&text).map_err(|message| ConfigError::ParseFile {
-                path: path.to_path_buf(),
-                message,
-            })?;
+        let mut file_config = FileConfig::parse(&text).map_err(|error| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            error,
+        })?;
         let base = path.parent().unwrap_or(Path::new(""));
         file_config.make_paths_relative_to(base);
         Ok(file_config)
     }
 
-    /// Parses a config file's text; the error is the parser's message.
-    pub fn parse(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    /// Parses a config file's text; the error is the parser's.
+    pub fn parse(text: &str) -> Result<FileConfig, FileConfigError> {
+        toml::from_str(text).map_err(FileConfigError)
     }
 
     fn make_paths_relative_to(&mut self, base: &Path) {
@@ -391,10 +415,10 @@ impl Settings {
                     FileDuration::Text(text) => parse_duration(text),
                 })
                 .transpose()
-                .map_err(|message| ConfigError::FileDuration {
+                .map_err(|error| ConfigError::FileDuration {
                     path: args.config.clone().unwrap_or_default(),
                     key,
-                    message,
+                    error,
                 })
         };
         let role = args.role.or(file.role).unwrap_or(Role::All);
@@ -511,7 +535,7 @@ pub fn default_concurrency() -> usize {
 }
 
 /// Parses `90`, `90s`, `5m`, `2h` or `1d` (also with `ms`) into a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split_at = text
         .find(|c: char| !c.is_ascii_digit())
@@ -519,7 +543,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split_at);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 60, 90s, 5m or 2h"))?;
+        .map_err(|_| DurationError::NotADuration(text.to_owned()))?;
     let seconds_per_unit = match unit.trim() {
         "ms" => return Ok(Duration::from_millis(number)),
         "" | "s" => 1,
@@ -527,15 +551,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 60 * 60,
         "d" => 24 * 60 * 60,
         other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`: use s, m, h or d"
-            ));
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_owned(),
+                text: text.to_owned(),
+            });
         }
     };
     number
         .checked_mul(seconds_per_unit)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too long"))
+        .ok_or_else(|| DurationError::TooLong(text.to_owned()))
 }
 
 fn missing(
@@ -619,7 +644,9 @@ mod tests {
 
     #[test]
     fn the_file_rejects_unknown_keys_with_a_position() {
-        let error = FileConfig::parse("specs = \"/s\"\nresink = 5\n").unwrap_err();
+        let error = FileConfig::parse("specs = \"/s\"\nresink = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("resink"), "{error}");
         assert!(error.contains("line 2"), "{error}");
     }

@@ -604,7 +604,9 @@ fn describe(
 
 fn build_state(nas: &Path, source: &str, pinned: Option<TreeDigest>) -> BuildState {
     if let Err(reason) = mist_specs::load::check_source_on_nas(nas, source) {
-        return BuildState::Unreadable { reason };
+        return BuildState::Unreadable {
+            reason: reason.to_string(),
+        };
     }
     match mist_games::scan::scan(&nas.join(source)) {
         Ok(manifest) => {

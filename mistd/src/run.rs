@@ -182,7 +182,47 @@ pub async fn serve(
         }
         None => None,
     };
-    let trigger = reconciler.as_ref().map(Reconciler::trigger);
+    let app = build_app(settings, secrets, metrics, &db, reconciler.as_ref())?;
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(%address, role = %settings.role, "listening");
+    on_listening(address);
+
+    let mut running = Running::start(listener, app, reconciler, &shutdown);
+    if let Some(error) = running.until_stop_or_failure(&shutdown).await {
+        // Nothing asked the rest to stop: do so, so they release the database cleanly.
+        running.server_task.abort();
+        if let Some(task) = &running.reconciler_task {
+            task.abort();
+        }
+        db.close().await;
+        return Err(error);
+    }
+
+    let started = Instant::now();
+    running.stop_within_grace().await;
+    tokio::time::timeout(Duration::from_secs(1), db.close())
+        .await
+        .ok();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}
+
+/// The HTTP app for the role: the ops routes, the webhook when it has a secret and a
+/// reconciler to trigger, and the read API for the roles that serve it.
+fn build_app(
+    settings: &Settings,
+    secrets: Secrets,
+    metrics: Metrics,
+    db: &Db,
+    reconciler: Option<&Reconciler>,
+) -> anyhow::Result<axum::Router> {
+    let trigger = reconciler.map(Reconciler::trigger);
     let webhook = match (secrets.webhook, &trigger) {
         (Some(secret), Some(trigger)) => Some((secret, trigger.clone())),
         (Some(_), None) => {
@@ -195,7 +235,7 @@ pub async fn serve(
         (None, _) => None,
     };
     let readiness = Readiness {
-        last_pass: reconciler.as_ref().map(|_| metrics.last_pass_reader()),
+        last_pass: reconciler.map(|_| metrics.last_pass_reader()),
         max_pass_age: settings.resync * READY_PASS_INTERVALS + READY_SLACK,
     };
     let api = if settings.role.serves_api() {
@@ -203,102 +243,105 @@ pub async fn serve(
     } else {
         None
     };
-    let app = server::app(AppParts {
+    Ok(server::app(AppParts {
         db: db.clone(),
         metrics,
         readiness,
         webhook,
         api,
-    });
+    }))
+}
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    tracing::info!(%address, role = %settings.role, "listening");
-    on_listening(address);
+/// The HTTP server and the reconciler, running, and which of them has already ended.
+struct Running {
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    reconciler_task: Option<tokio::task::JoinHandle<mist_reconciler::Result<()>>>,
+    server_done: bool,
+    reconciler_done: bool,
+}
 
-    let mut server_task = tokio::spawn(
-        // The client address is the login rate limit's key.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().requested())
-        .into_future(),
-    );
-    let mut reconciler_task = reconciler.map(|reconciler| {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { reconciler.run(shutdown.requested()).await })
-    });
-
-    // Run until asked to stop, or until a part stops on its own (an error). The parts stop
-    // on the same signal, so a part that ended after the request is not an error.
-    let mut server_done = false;
-    let mut reconciler_done = reconciler_task.is_none();
-    let early_exit: Option<anyhow::Error> = tokio::select! {
-        biased;
-        _ = shutdown.clone().requested() => None,
-        result = &mut server_task => {
-            server_done = true;
-            match result {
-                Ok(Ok(())) if shutdown.is_requested() => None,
-                Ok(Ok(())) => Some(anyhow::anyhow!("the HTTP server stopped unexpectedly")),
-                Ok(Err(e)) => Some(anyhow::Error::from(e).context("the HTTP server failed")),
-                Err(e) => Some(anyhow::Error::from(e).context("the HTTP server panicked")),
-            }
-        },
-        result = join_optional(&mut reconciler_task) => {
-            reconciler_done = true;
-            match result {
-                Ok(Ok(())) if shutdown.is_requested() => None,
-                Ok(Ok(())) => Some(anyhow::anyhow!("the reconciler stopped unexpectedly")),
-                Ok(Err(e)) => Some(anyhow::Error::from(e).context("the reconciler failed")),
-                Err(e) => Some(anyhow::Error::from(e).context("the reconciler panicked")),
-            }
-        },
-    };
-    if let Some(error) = early_exit {
-        // Nothing asked the rest to stop: do so, so they release the database cleanly.
-        server_task.abort();
-        if let Some(task) = &reconciler_task {
-            task.abort();
-        }
-        db.close().await;
-        return Err(error);
-    }
-
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    let started = Instant::now();
-    if let Some(task) = reconciler_task.filter(|_| !reconciler_done) {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(()))) => tracing::info!("reconciler stopped"),
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = format!("{e:#}"), "reconciler failed while stopping")
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "reconciler panicked while stopping"),
-            Err(_) => tracing::warn!(
-                "the reconciler did not stop within {} s; abandoning its running steps",
-                SHUTDOWN_GRACE.as_secs()
-            ),
+impl Running {
+    /// Spawns the server on `listener` and the reconciler, both stopping on `shutdown`.
+    fn start(
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        reconciler: Option<Reconciler>,
+        shutdown: &Shutdown,
+    ) -> Running {
+        let server_task = tokio::spawn(
+            // The client address is the login rate limit's key.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().requested())
+            .into_future(),
+        );
+        let reconciler_task = reconciler.map(|reconciler| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { reconciler.run(shutdown.requested()).await })
+        });
+        Running {
+            server_task,
+            reconciler_done: reconciler_task.is_none(),
+            reconciler_task,
+            server_done: false,
         }
     }
-    if !server_done {
-        match tokio::time::timeout_at(deadline, &mut server_task).await {
-            Ok(_) => tracing::info!("HTTP server stopped"),
-            Err(_) => {
-                server_task.abort();
-                tracing::warn!("open HTTP connections did not close in time; dropped them");
+
+    /// Waits until asked to stop, or until a part stops on its own (an error, returned). The
+    /// parts stop on the same signal, so a part that ended after the request is not an error.
+    async fn until_stop_or_failure(&mut self, shutdown: &Shutdown) -> Option<anyhow::Error> {
+        tokio::select! {
+            biased;
+            _ = shutdown.clone().requested() => None,
+            result = &mut self.server_task => {
+                self.server_done = true;
+                match result {
+                    Ok(Ok(())) if shutdown.is_requested() => None,
+                    Ok(Ok(())) => Some(anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+                    Ok(Err(e)) => Some(anyhow::Error::from(e).context("the HTTP server failed")),
+                    Err(e) => Some(anyhow::Error::from(e).context("the HTTP server panicked")),
+                }
+            },
+            result = join_optional(&mut self.reconciler_task) => {
+                self.reconciler_done = true;
+                match result {
+                    Ok(Ok(())) if shutdown.is_requested() => None,
+                    Ok(Ok(())) => Some(anyhow::anyhow!("the reconciler stopped unexpectedly")),
+                    Ok(Err(e)) => Some(anyhow::Error::from(e).context("the reconciler failed")),
+                    Err(e) => Some(anyhow::Error::from(e).context("the reconciler panicked")),
+                }
+            },
+        }
+    }
+
+    /// Gives the parts still running [`SHUTDOWN_GRACE`] to stop, then abandons them.
+    async fn stop_within_grace(mut self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        if let Some(task) = self.reconciler_task.filter(|_| !self.reconciler_done) {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(Ok(()))) => tracing::info!("reconciler stopped"),
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(error = format!("{e:#}"), "reconciler failed while stopping")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "reconciler panicked while stopping"),
+                Err(_) => tracing::warn!(
+                    "the reconciler did not stop within {} s; abandoning its running steps",
+                    SHUTDOWN_GRACE.as_secs()
+                ),
+            }
+        }
+        if !self.server_done {
+            match tokio::time::timeout_at(deadline, &mut self.server_task).await {
+                Ok(_) => tracing::info!("HTTP server stopped"),
+                Err(_) => {
+                    self.server_task.abort();
+                    tracing::warn!("open HTTP connections did not close in time; dropped them");
+                }
             }
         }
     }
-    tokio::time::timeout(Duration::from_secs(1), db.close())
-        .await
-        .ok();
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
-    Ok(())
 }
 
 /// Logs the effective settings. Secrets are files: only their paths appear.

@@ -238,11 +238,11 @@ impl Run {
         let root = blocking(move || {
             mist_specs::load::check_source_on_nas(&nas, &source_owned)
                 .map(|()| nas.join(&source_owned))
-                .map_err(|message| {
+                .map_err(|error| {
                     if nas.join(&source_owned).exists() {
-                        ActionError::Terminal(Reason::InvalidBuild, message)
+                        ActionError::Terminal(Reason::InvalidBuild, error.to_string())
                     } else {
-                        ActionError::Retry(message)
+                        ActionError::Retry(error.to_string())
                     }
                 })
         })
@@ -852,7 +852,7 @@ impl Run {
                 let source = version.source.clone();
                 blocking(move || {
                     mist_specs::load::check_source_on_nas(&nas, &source)
-                        .map_err(ActionError::Retry)?;
+                        .map_err(|error| ActionError::Retry(error.to_string()))?;
                     Ok(Tree {
                         root: nas.join(&source),
                         _guard: None,

@@ -1,85 +1,208 @@
 //! Checks of single values that the JSON Schema cannot express: names, relative paths,
-//! digests and password hashes. Each returns the problem as a message, or `Ok`.
+//! digests and password hashes. Each returns `Ok`, or a [`CheckError`] whose message says
+//! what is wrong.
 
 /// Longest game or user name.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest version name.
 pub const MAX_VERSION_LEN: usize = 64;
 
+/// Why a value breaks its rule. The messages are diagnostics' messages as they are shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// A game or user name is empty.
+    #[error("the name is empty")]
+    EmptyName,
+    /// A game or user name is too long.
+    #[error("the name `{0}` is longer than {MAX_NAME_LEN} characters")]
+    NameTooLong(String),
+    /// A game or user name starts with something else than a lowercase letter or a digit.
+    #[error("the name `{0}` must start with a lowercase letter or a digit")]
+    NameStart(String),
+    /// A game or user name holds a character names do not use.
+    #[error("the name `{name}` contains `{bad}`; names use lowercase letters, digits and `-`")]
+    NameCharacter {
+        /// The name.
+        name: String,
+        /// The first character not allowed.
+        bad: char,
+    },
+    /// A version name is empty.
+    #[error("the version name is empty")]
+    EmptyVersionName,
+    /// A version name is too long.
+    #[error("the version name `{0}` is longer than {MAX_VERSION_LEN} characters")]
+    VersionNameTooLong(String),
+    /// A version name starts with something else than a letter or a digit.
+    #[error("the version name `{0}` must start with a letter or a digit")]
+    VersionNameStart(String),
+    /// A version name holds a character version names do not use.
+    #[error(
+        "the version name `{name}` contains `{bad}`; use letters, digits, `.`, `_`, `+` and `-`"
+    )]
+    VersionNameCharacter {
+        /// The version name.
+        name: String,
+        /// The first character not allowed.
+        bad: char,
+    },
+    /// A version name has `..` or ends with `.`.
+    #[error("the version name `{0}` has an empty dotted segment")]
+    VersionNameEmptySegment(String),
+    /// A relative path is empty.
+    #[error("{what} is empty")]
+    EmptyPath {
+        /// The field, as the caller names it.
+        what: String,
+    },
+    /// A relative path is absolute.
+    #[error("{what} `{path}` is absolute; it must be relative")]
+    AbsolutePath {
+        /// The field, as the caller names it.
+        what: String,
+        /// The path.
+        path: String,
+    },
+    /// A relative path uses `\` as a separator.
+    #[error("{what} `{path}` contains `\\`; use `/` to separate folders")]
+    Backslash {
+        /// The field, as the caller names it.
+        what: String,
+        /// The path.
+        path: String,
+    },
+    /// A relative path holds a NUL character.
+    #[error("{what} contains a NUL character")]
+    Nul {
+        /// The field, as the caller names it.
+        what: String,
+    },
+    /// A relative path climbs out of its root.
+    #[error("{what} `{path}` contains `..`; it must stay inside its root")]
+    ParentFolder {
+        /// The field, as the caller names it.
+        what: String,
+        /// The path.
+        path: String,
+    },
+    /// A relative path has an empty or `.` segment.
+    #[error("{what} `{path}` has an empty or `.` folder name")]
+    EmptySegment {
+        /// The field, as the caller names it.
+        what: String,
+        /// The path.
+        path: String,
+    },
+    /// A digest does not start with `blake3:`.
+    #[error("digest `{0}` must start with `blake3:`")]
+    DigestPrefix(String),
+    /// A digest has the wrong number of hex digits.
+    #[error("digest `{digest}` must have 64 hex digits after `blake3:`, it has {n_digits}")]
+    DigestLength {
+        /// The digest.
+        digest: String,
+        /// How many characters follow `blake3:`.
+        n_digits: usize,
+    },
+    /// A digest holds something else than lowercase hex digits.
+    #[error("digest `{digest}` contains `{bad}`; only lowercase hex digits are allowed")]
+    DigestCharacter {
+        /// The digest.
+        digest: String,
+        /// The first character not allowed.
+        bad: char,
+    },
+    /// A password hash is not a PHC string.
+    #[error("passwordHash is not a PHC string ({0}); make one with `mistpipe user add`")]
+    NotPhc(argon2::password_hash::phc::Error),
+    /// A password hash uses another algorithm than argon2id.
+    #[error(
+        "passwordHash uses `{0}`; Mist accepts only argon2id (make one with `mistpipe user add`)"
+    )]
+    NotArgon2id(String),
+    /// A password hash is not argon2 version 19.
+    #[error("passwordHash must be argon2id version 19 (`$v=19$`)")]
+    Argon2Version,
+    /// A password hash has parameters argon2 refuses.
+    #[error("passwordHash has invalid argon2 parameters: {0}")]
+    Argon2Params(argon2::password_hash::Error),
+    /// A password hash lacks its salt or its hash.
+    #[error("passwordHash lacks a salt or a hash")]
+    NoSaltOrHash,
+}
+
 /// A game or user name: `[a-z0-9][a-z0-9-]{0,62}`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), CheckError> {
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
-        return Err("the name is empty".into());
+        return Err(CheckError::EmptyName);
     };
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "the name `{name}` is longer than {MAX_NAME_LEN} characters"
-        ));
+        return Err(CheckError::NameTooLong(name.to_owned()));
     }
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return Err(format!(
-            "the name `{name}` must start with a lowercase letter or a digit"
-        ));
+        return Err(CheckError::NameStart(name.to_owned()));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(format!(
-            "the name `{name}` contains `{bad}`; names use lowercase letters, digits and `-`"
-        ));
+        return Err(CheckError::NameCharacter {
+            name: name.to_owned(),
+            bad,
+        });
     }
     Ok(())
 }
 
 /// A version name: `[A-Za-z0-9][A-Za-z0-9._+-]{0,63}`, without `..`.
-pub fn check_version_name(name: &str) -> Result<(), String> {
+pub fn check_version_name(name: &str) -> Result<(), CheckError> {
     let Some(first) = name.chars().next() else {
-        return Err("the version name is empty".into());
+        return Err(CheckError::EmptyVersionName);
     };
     if name.len() > MAX_VERSION_LEN {
-        return Err(format!(
-            "the version name `{name}` is longer than {MAX_VERSION_LEN} characters"
-        ));
+        return Err(CheckError::VersionNameTooLong(name.to_owned()));
     }
     if !first.is_ascii_alphanumeric() {
-        return Err(format!(
-            "the version name `{name}` must start with a letter or a digit"
-        ));
+        return Err(CheckError::VersionNameStart(name.to_owned()));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-')))
     {
-        return Err(format!(
-            "the version name `{name}` contains `{bad}`; use letters, digits, `.`, `_`, `+` and `-`"
-        ));
+        return Err(CheckError::VersionNameCharacter {
+            name: name.to_owned(),
+            bad,
+        });
     }
     if name.contains("..") || name.ends_with('.') {
-        return Err(format!(
-            "the version name `{name}` has an empty dotted segment"
-        ));
+        return Err(CheckError::VersionNameEmptySegment(name.to_owned()));
     }
     Ok(())
 }
 
 /// A path relative to some root: not empty, not absolute, no `..` or empty segments, `/` as
 /// the separator. `what` names the field for the message.
-pub fn check_relative_path(path: &str, what: &str) -> Result<(), String> {
+pub fn check_relative_path(path: &str, what: &str) -> Result<(), CheckError> {
+    let what = || what.to_owned();
+    let path_owned = || path.to_owned();
     if path.is_empty() {
-        return Err(format!("{what} is empty"));
+        return Err(CheckError::EmptyPath { what: what() });
     }
     if path.starts_with('/') || path.starts_with('\\') || path.as_bytes().get(1) == Some(&b':') {
-        return Err(format!("{what} `{path}` is absolute; it must be relative"));
+        return Err(CheckError::AbsolutePath {
+            what: what(),
+            path: path_owned(),
+        });
     }
     if path.contains('\\') {
-        return Err(format!(
-            "{what} `{path}` contains `\\`; use `/` to separate folders"
-        ));
+        return Err(CheckError::Backslash {
+            what: what(),
+            path: path_owned(),
+        });
     }
     if path.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
+        return Err(CheckError::Nul { what: what() });
     }
     let trimmed = path
         .strip_prefix("./")
@@ -88,11 +211,17 @@ pub fn check_relative_path(path: &str, what: &str) -> Result<(), String> {
     for segment in trimmed.split('/') {
         match segment {
             ".." => {
-                return Err(format!(
-                    "{what} `{path}` contains `..`; it must stay inside its root"
-                ));
+                return Err(CheckError::ParentFolder {
+                    what: what(),
+                    path: path_owned(),
+                });
             }
-            "" | "." => return Err(format!("{what} `{path}` has an empty or `.` folder name")),
+            "" | "." => {
+                return Err(CheckError::EmptySegment {
+                    what: what(),
+                    path: path_owned(),
+                });
+            }
             _ => {}
         }
     }
@@ -100,42 +229,37 @@ pub fn check_relative_path(path: &str, what: &str) -> Result<(), String> {
 }
 
 /// A tree digest: `blake3:` and 64 lowercase hex digits.
-pub fn check_digest(digest: &str) -> Result<(), String> {
+pub fn check_digest(digest: &str) -> Result<(), CheckError> {
     let Some(hex) = digest.strip_prefix("blake3:") else {
-        return Err(format!("digest `{digest}` must start with `blake3:`"));
+        return Err(CheckError::DigestPrefix(digest.to_owned()));
     };
     if hex.len() != 64 {
-        return Err(format!(
-            "digest `{digest}` must have 64 hex digits after `blake3:`, it has {}",
-            hex.len()
-        ));
+        return Err(CheckError::DigestLength {
+            digest: digest.to_owned(),
+            n_digits: hex.len(),
+        });
     }
     if let Some(bad) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(format!(
-            "digest `{digest}` contains `{bad}`; only lowercase hex digits are allowed"
-        ));
+        return Err(CheckError::DigestCharacter {
+            digest: digest.to_owned(),
+            bad,
+        });
     }
     Ok(())
 }
 
 /// An argon2id PHC string with version 19 and parameters `m`, `t` and `p`.
-pub fn check_password_hash(hash: &str) -> Result<(), String> {
-    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).map_err(|e| {
-        format!("passwordHash is not a PHC string ({e}); make one with `mistpipe user add`")
-    })?;
+pub fn check_password_hash(hash: &str) -> Result<(), CheckError> {
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).map_err(CheckError::NotPhc)?;
     if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!(
-            "passwordHash uses `{}`; Mist accepts only argon2id (make one with `mistpipe user add`)",
-            parsed.algorithm
-        ));
+        return Err(CheckError::NotArgon2id(parsed.algorithm.to_string()));
     }
     if parsed.version != Some(19) {
-        return Err("passwordHash must be argon2id version 19 (`$v=19$`)".into());
+        return Err(CheckError::Argon2Version);
     }
-    argon2::Params::try_from(&parsed)
-        .map_err(|e| format!("passwordHash has invalid argon2 parameters: {e}"))?;
+    argon2::Params::try_from(&parsed).map_err(CheckError::Argon2Params)?;
     if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err("passwordHash lacks a salt or a hash".into());
+        return Err(CheckError::NoSaltOrHash);
     }
     Ok(())
 }

@@ -164,14 +164,14 @@ impl Loader<'_> {
         &mut self,
         file: &str,
         mark: Option<Mark>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
         hint: Option<String>,
     ) {
         self.diagnostics.push(Diagnostic {
             file: file.to_string(),
             line: mark.map(|m| m.line),
             column: mark.map(|m| m.column),
-            message: message.into(),
+            message: message.to_string(),
             hint,
         });
     }
@@ -458,7 +458,7 @@ impl Loader<'_> {
         name: &str,
         expected: &str,
         what: &str,
-        rule: fn(&str) -> Result<(), String>,
+        rule: fn(&str) -> Result<(), check::CheckError>,
     ) {
         let (root, file) = parsed;
         let mark = Self::mark_at(root, &["metadata", "name"]);
@@ -589,15 +589,26 @@ impl Loader<'_> {
         game_folders: &BTreeSet<String>,
         user_stems: &BTreeSet<String>,
     ) -> Specs {
+        self.check_grants(&games, &users, user_stems);
+        let mut by_game = self.group_versions(versions, &games, game_folders);
+        for versions in by_game.values_mut() {
+            self.order_versions(versions);
+        }
+        assemble_specs(games, by_game, users)
+    }
+
+    /// Reports grants to users that have no file.
+    fn check_grants(
+        &mut self,
+        games: &[Parsed<Game>],
+        users: &[Parsed<User>],
+        user_stems: &BTreeSet<String>,
+    ) {
         let user_names: BTreeSet<&str> = users
             .iter()
             .map(|u| u.spec.metadata.name.as_str())
             .collect();
-        let game_names: BTreeSet<&str> = games
-            .iter()
-            .map(|g| g.spec.metadata.name.as_str())
-            .collect();
-        for game in &games {
+        for game in games {
             let grants = game.root.at(&["spec", "grants"]);
             for (idx, grant) in game.spec.spec.grants.iter().enumerate() {
                 if !user_names.contains(grant.as_str()) && !user_stems.contains(grant) {
@@ -620,7 +631,19 @@ impl Loader<'_> {
                 }
             }
         }
+    }
 
+    /// Sorts the versions by game; reports versions of games that have no game.yaml.
+    fn group_versions(
+        &mut self,
+        versions: Vec<Parsed<Version>>,
+        games: &[Parsed<Game>],
+        game_folders: &BTreeSet<String>,
+    ) -> BTreeMap<String, Vec<Parsed<Version>>> {
+        let game_names: BTreeSet<&str> = games
+            .iter()
+            .map(|g| g.spec.metadata.name.as_str())
+            .collect();
         let mut by_game: BTreeMap<String, Vec<Parsed<Version>>> = BTreeMap::new();
         for version in versions {
             let game = version.spec.metadata.game.clone();
@@ -636,61 +659,71 @@ impl Loader<'_> {
             }
             by_game.entry(game).or_default().push(version);
         }
-        for versions in by_game.values_mut() {
-            versions.sort_by(|a, b| {
-                compare_versions(&a.spec.metadata.name, &b.spec.metadata.name)
-                    .then_with(|| a.file.cmp(&b.file))
-            });
-            for pair in versions.windows(2) {
-                let (a, b) = (&pair[0], &pair[1]);
-                if compare_versions(&a.spec.metadata.name, &b.spec.metadata.name).is_eq() {
-                    let mark = Self::mark_at(&b.root, &["metadata", "name"]);
-                    let message = if a.spec.metadata.name == b.spec.metadata.name {
-                        format!(
-                            "duplicate version `{}` (also in {})",
-                            b.spec.metadata.name, a.file
-                        )
-                    } else {
-                        format!(
-                            "version `{}` orders equal to `{}` in {}; versions of a game must be strictly ordered",
-                            b.spec.metadata.name, a.spec.metadata.name, a.file
-                        )
-                    };
-                    self.diagnostics.push(Diagnostic {
-                        file: b.file.clone(),
-                        line: mark.map(|m| m.line),
-                        column: mark.map(|m| m.column),
-                        message,
-                        hint: None,
-                    });
-                }
+        by_game
+    }
+
+    /// Puts one game's versions in version order; reports two that order equal.
+    fn order_versions(&mut self, versions: &mut [Parsed<Version>]) {
+        versions.sort_by(|a, b| {
+            compare_versions(&a.spec.metadata.name, &b.spec.metadata.name)
+                .then_with(|| a.file.cmp(&b.file))
+        });
+        for pair in versions.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if compare_versions(&a.spec.metadata.name, &b.spec.metadata.name).is_eq() {
+                let mark = Self::mark_at(&b.root, &["metadata", "name"]);
+                let message = if a.spec.metadata.name == b.spec.metadata.name {
+                    format!(
+                        "duplicate version `{}` (also in {})",
+                        b.spec.metadata.name, a.file
+                    )
+                } else {
+                    format!(
+                        "version `{}` orders equal to `{}` in {}; versions of a game must be strictly ordered",
+                        b.spec.metadata.name, a.spec.metadata.name, a.file
+                    )
+                };
+                self.diagnostics.push(Diagnostic {
+                    file: b.file.clone(),
+                    line: mark.map(|m| m.line),
+                    column: mark.map(|m| m.column),
+                    message,
+                    hint: None,
+                });
             }
         }
-
-        let mut specs = Specs::default();
-        for game in games {
-            let name = game.spec.metadata.name.clone();
-            let versions = by_game
-                .remove(&name)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|v| v.spec)
-                .collect();
-            specs.games.insert(
-                name,
-                GameSpecs {
-                    game: game.spec,
-                    versions,
-                },
-            );
-        }
-        for user in users {
-            specs
-                .users
-                .insert(user.spec.metadata.name.clone(), user.spec);
-        }
-        specs
     }
+}
+
+/// The specs of the parsed files, each game with its versions in order.
+fn assemble_specs(
+    games: Vec<Parsed<Game>>,
+    mut by_game: BTreeMap<String, Vec<Parsed<Version>>>,
+    users: Vec<Parsed<User>>,
+) -> Specs {
+    let mut specs = Specs::default();
+    for game in games {
+        let name = game.spec.metadata.name.clone();
+        let versions = by_game
+            .remove(&name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.spec)
+            .collect();
+        specs.games.insert(
+            name,
+            GameSpecs {
+                game: game.spec,
+                versions,
+            },
+        );
+    }
+    for user in users {
+        specs
+            .users
+            .insert(user.spec.metadata.name.clone(), user.spec);
+    }
+    specs
 }
 
 /// The 1-based line and column just after `before`, a valid UTF-8 prefix of a file.
@@ -710,33 +743,44 @@ fn position_after(before: &[u8]) -> Mark {
     }
 }
 
+/// Why a version's `source` is not a folder on the NAS.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceOnNasError {
+    /// The NAS root (first) cannot be resolved (second).
+    #[error("cannot open the NAS root {root}: {1}", root = .0.display())]
+    NasRoot(PathBuf, std::io::Error),
+    /// Nothing is at the `spec.source` (first): the path looked for (second) is missing.
+    #[error("`spec.source` `{0}` does not exist on the NAS ({target})", target = .1.display())]
+    Missing(String, PathBuf),
+    /// The `spec.source` (first) cannot be resolved (second).
+    #[error("cannot resolve `spec.source` `{0}` on the NAS: {1}")]
+    Resolve(String, std::io::Error),
+    /// A symlink takes the `spec.source` out of the NAS.
+    #[error("`spec.source` `{0}` resolves outside the NAS root through a symlink")]
+    Outside(String),
+    /// The `spec.source` is a file or something else than a folder.
+    #[error("`spec.source` `{0}` is not a folder")]
+    NotAFolder(String),
+}
+
 /// Checks that `source` is a directory below `nas` once every symlink is resolved.
-pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), String> {
+pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), SourceOnNasError> {
     let nas_real = nas
         .canonicalize()
-        .map_err(|e| format!("cannot open the NAS root {}: {e}", nas.display()))?;
+        .map_err(|error| SourceOnNasError::NasRoot(nas.to_owned(), error))?;
     let target = nas_real.join(source);
     let real = match target.canonicalize() {
         Ok(real) => real,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "`spec.source` `{source}` does not exist on the NAS ({})",
-                target.display()
-            ));
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceOnNasError::Missing(source.to_owned(), target));
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot resolve `spec.source` `{source}` on the NAS: {e}"
-            ));
-        }
+        Err(error) => return Err(SourceOnNasError::Resolve(source.to_owned(), error)),
     };
     if !real.starts_with(&nas_real) {
-        return Err(format!(
-            "`spec.source` `{source}` resolves outside the NAS root through a symlink"
-        ));
+        return Err(SourceOnNasError::Outside(source.to_owned()));
     }
     if !real.is_dir() {
-        return Err(format!("`spec.source` `{source}` is not a folder"));
+        return Err(SourceOnNasError::NotAFolder(source.to_owned()));
     }
     Ok(())
 }

@@ -71,15 +71,26 @@ pub fn render(name: &str, context: minijinja::Value) -> Result<String, minijinja
     templates().get_template(name)?.render(context)
 }
 
+/// Why a password could not be hashed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashPasswordError {
+    /// argon2 refused the parameters above.
+    #[error("argon2 parameters: {0}")]
+    Params(argon2::Error),
+    /// argon2 failed to hash.
+    #[error("cannot hash the password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
 /// Hashes a password with argon2id at the parameters above and a random salt, as a PHC string.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, HashPasswordError> {
     use argon2::password_hash::PasswordHasher;
     let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
-        .map_err(|e| format!("argon2 parameters: {e}"))?;
+        .map_err(HashPasswordError::Params)?;
     let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let hash = hasher
         .hash_password(password.as_bytes())
-        .map_err(|e| format!("cannot hash the password: {e}"))?;
+        .map_err(HashPasswordError::Hash)?;
     Ok(hash.to_string())
 }
 

@@ -9,7 +9,7 @@
 //! Scalars are resolved with the YAML 1.2 core schema: `null`/`~`/empty, `true`/`false`,
 //! integers and floats for plain scalars; anything quoted is a string.
 
-use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A position in a YAML file, 1-based.
@@ -226,64 +226,10 @@ impl Builder {
             match event {
                 Event::StreamEnd => break,
                 Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
-                Event::DocumentStart => {
-                    self.documents += 1;
-                    if self.documents > 1 {
-                        return Err(vec![YamlError {
-                            mark,
-                            message: "a spec file holds exactly one document; found a second \
-                                      `---` document"
-                                .into(),
-                        }]);
-                    }
-                }
-                Event::Alias(id) => {
-                    let node = match self.anchors.get(&id) {
-                        Some(node) => node.clone(),
-                        None => return Err(vec![err(mark, "alias to an unknown anchor")]),
-                    };
-                    let size = count_nodes(&node);
-                    self.n_aliased = self.n_aliased.saturating_add(size);
-                    self.count(mark, size)?;
-                    let node = Node {
-                        mark,
-                        value: node.value,
-                    };
-                    self.push_value(node)?;
-                }
+                Event::DocumentStart => self.document_start(mark)?,
+                Event::Alias(id) => self.alias(id, mark)?,
                 Event::Scalar(text, style, anchor, tag) => {
-                    self.count(mark, 1)?;
-                    // An empty value (`title:` and then a newline) is marked by yaml-rust2 at
-                    // the next token, often on a later line; its key is where the reader looks.
-                    let mark = match self.stack.last() {
-                        Some(Frame::Map {
-                            pending_key: Some(key),
-                            ..
-                        }) if text.is_empty() && style == TScalarStyle::Plain && tag.is_none() => {
-                            key.mark
-                        }
-                        _ => mark,
-                    };
-                    let value = match tag {
-                        Some(tag)
-                            if !(tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!") =>
-                        {
-                            return Err(vec![err(
-                                mark,
-                                &format!(
-                                    "custom tag `{}{}` is not supported in specs",
-                                    tag.handle, tag.suffix
-                                ),
-                            )]);
-                        }
-                        Some(tag) if tag.suffix == "str" => Value::Str(text),
-                        _ => resolve_scalar(text, style),
-                    };
-                    let node = Node { mark, value };
-                    if anchor != 0 {
-                        self.anchors.insert(anchor, node.clone());
-                    }
-                    self.push_value(node)?;
+                    self.scalar(text, style, anchor, tag, mark)?;
                 }
                 Event::SequenceStart(anchor, _) => {
                     self.count(mark, 1)?;
@@ -304,51 +250,8 @@ impl Builder {
                         pending_key: None,
                     });
                 }
-                Event::SequenceEnd => match self.stack.pop() {
-                    Some(Frame::Seq {
-                        mark,
-                        anchor,
-                        items,
-                    }) => {
-                        let node = Node {
-                            mark,
-                            value: Value::Seq(items),
-                        };
-                        if anchor != 0 {
-                            self.anchors.insert(anchor, node.clone());
-                        }
-                        self.push_value(node)?;
-                    }
-                    _ => return Err(vec![err(mark, "unbalanced sequence end")]),
-                },
-                Event::MappingEnd => match self.stack.pop() {
-                    Some(Frame::Map {
-                        mark,
-                        anchor,
-                        entries,
-                        ..
-                    }) => {
-                        // yaml-rust2 marks a block mapping at its first `:`; it starts at its
-                        // first key, which is where "missing field" errors should point.
-                        let mark = match entries.first() {
-                            Some((key, _))
-                                if (key.mark.line, key.mark.column) < (mark.line, mark.column) =>
-                            {
-                                key.mark
-                            }
-                            _ => mark,
-                        };
-                        let node = Node {
-                            mark,
-                            value: Value::Map(entries),
-                        };
-                        if anchor != 0 {
-                            self.anchors.insert(anchor, node.clone());
-                        }
-                        self.push_value(node)?;
-                    }
-                    _ => return Err(vec![err(mark, "unbalanced mapping end")]),
-                },
+                Event::SequenceEnd => self.sequence_end(mark)?,
+                Event::MappingEnd => self.mapping_end(mark)?,
             }
         }
         if !self.duplicate_keys.is_empty() {
@@ -360,6 +263,123 @@ impl Builder {
                 Mark { line: 1, column: 1 },
                 "the file is empty; expected a spec document",
             )]),
+        }
+    }
+
+    fn document_start(&mut self, mark: Mark) -> Result<(), Vec<YamlError>> {
+        self.documents += 1;
+        if self.documents > 1 {
+            return Err(vec![YamlError {
+                mark,
+                message: "a spec file holds exactly one document; found a second \
+                          `---` document"
+                    .into(),
+            }]);
+        }
+        Ok(())
+    }
+
+    fn alias(&mut self, id: usize, mark: Mark) -> Result<(), Vec<YamlError>> {
+        let node = match self.anchors.get(&id) {
+            Some(node) => node.clone(),
+            None => return Err(vec![err(mark, "alias to an unknown anchor")]),
+        };
+        let size = count_nodes(&node);
+        self.n_aliased = self.n_aliased.saturating_add(size);
+        self.count(mark, size)?;
+        let node = Node {
+            mark,
+            value: node.value,
+        };
+        self.push_value(node)
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        mark: Mark,
+    ) -> Result<(), Vec<YamlError>> {
+        self.count(mark, 1)?;
+        // An empty value (`title:` and then a newline) is marked by yaml-rust2 at the next
+        // token, often on a later line; its key is where the reader looks.
+        let mark = match self.stack.last() {
+            Some(Frame::Map {
+                pending_key: Some(key),
+                ..
+            }) if text.is_empty() && style == TScalarStyle::Plain && tag.is_none() => key.mark,
+            _ => mark,
+        };
+        let value = match tag {
+            Some(tag) if !(tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!") => {
+                return Err(vec![err(
+                    mark,
+                    &format!(
+                        "custom tag `{}{}` is not supported in specs",
+                        tag.handle, tag.suffix
+                    ),
+                )]);
+            }
+            Some(tag) if tag.suffix == "str" => Value::Str(text),
+            _ => resolve_scalar(text, style),
+        };
+        let node = Node { mark, value };
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        self.push_value(node)
+    }
+
+    fn sequence_end(&mut self, mark: Mark) -> Result<(), Vec<YamlError>> {
+        match self.stack.pop() {
+            Some(Frame::Seq {
+                mark,
+                anchor,
+                items,
+            }) => {
+                let node = Node {
+                    mark,
+                    value: Value::Seq(items),
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node)
+            }
+            _ => Err(vec![err(mark, "unbalanced sequence end")]),
+        }
+    }
+
+    fn mapping_end(&mut self, mark: Mark) -> Result<(), Vec<YamlError>> {
+        match self.stack.pop() {
+            Some(Frame::Map {
+                mark,
+                anchor,
+                entries,
+                ..
+            }) => {
+                // yaml-rust2 marks a block mapping at its first `:`; it starts at its first
+                // key, which is where "missing field" errors should point.
+                let mark = match entries.first() {
+                    Some((key, _))
+                        if (key.mark.line, key.mark.column) < (mark.line, mark.column) =>
+                    {
+                        key.mark
+                    }
+                    _ => mark,
+                };
+                let node = Node {
+                    mark,
+                    value: Value::Map(entries),
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node)
+            }
+            _ => Err(vec![err(mark, "unbalanced mapping end")]),
         }
     }
 
