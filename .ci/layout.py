@@ -50,12 +50,53 @@ def strip_tests_and_comments(text):
             continue
         out.append(line)
         i += 1
-    code = "\n".join(out)
-    code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
-    code = re.sub(r"//[^\n]*", "", code)
-    code = re.sub(r'r#*"(?:.|\n)*?"#*', '""', code)
-    code = re.sub(r'"(?:\\.|[^"\\])*"', '""', code)
-    return code
+    return blank_comments_and_strings("\n".join(out))
+
+
+def blank_comments_and_strings(text):
+    """The code with comments removed and every string and char literal emptied."""
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif c == "r" and re.match(r'r#*"', text[i:i + 300]) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_")):
+            hashes = re.match(r'r(#*)"', text[i:]).group(1)
+            end = text.find('"' + hashes, i + len(hashes) + 2)
+            out.append('""')
+            i = n if end < 0 else end + 1 + len(hashes)
+        elif c == "b" and text.startswith('b"', i) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_")):
+            i += 1
+        elif c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            out.append('""')
+            i += 1
+        elif c == "'":
+            # A char literal ('a', '\n', '\u{..}') or a lifetime ('a).
+            m = re.match(r"'(\\.[^']*|[^\\'])'", text[i:i + 12])
+            if m:
+                out.append("' '")
+                i += len(m.group(0))
+            else:
+                out.append(c)
+                i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def module_files(src):
@@ -106,6 +147,8 @@ def edges_of(module, code, files):
     edges = set()
     children = {m[-1] for m in files if len(m) == len(module) + 1 and m[:-1] == module}
     for match in re.finditer(r"(?<![A-Za-z0-9_:])((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+|[a-z_][a-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+)", code):
+        if code.startswith("::{", match.end()):
+            continue
         parts = match.group(1).split("::")
         if parts[0] == "crate":
             path = parts[1:]

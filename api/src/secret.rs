@@ -1,10 +1,12 @@
 //! The key that signs login tokens: read from a file, or generated once into the data folder.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use mist_platform::fs::AtomicWrite;
 
 /// The file in the data folder that holds a generated JWT secret.
 pub const JWT_SECRET_FILE_NAME: &str = "jwt-secret";
@@ -126,21 +128,19 @@ fn generate_into(path: &Path) -> Result<JwtSecret, SecretError> {
             source,
         }
     };
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => file,
+    // Written whole or not at all, and never over an existing file: a reader never sees a
+    // part of a secret, and of two processes starting at once the loser reads the winner's.
+    let options = AtomicWrite {
+        mode: Some(0o600),
+        replace: false,
+    };
+    match mist_platform::fs::write_atomic(path, format!("{text}\n").as_bytes(), options) {
+        Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
             return JwtSecret::read(path);
         }
         Err(error) => return Err(io_error("create")(error)),
-    };
-    file.write_all(format!("{text}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write"))?;
+    }
     tracing::info!(path = %path.display(), "generated a new JWT secret");
     Ok(JwtSecret {
         bytes: Arc::from(text.as_bytes()),

@@ -6,7 +6,7 @@
 //! the wrong OLD) exits with 1; a missing path, an existing OUT or an I/O failure with 2.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,7 +22,8 @@ use mist_games::treedelta::format::{self as treedelta, TreeDeltaError};
 use mist_games::treedelta::package::Package;
 use mist_games::treedelta::stats::Stats;
 
-use crate::Failure;
+use crate::failure::Failure;
+use crate::output::{write_new, write_replacing};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum DeltaCommand {
@@ -176,7 +177,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
         let patch = read(&args.patch)?;
         let old = read(&args.old)?;
         let new = decode::apply(&old, &patch).map_err(file_error)?;
-        write_new(&args.output, &new)?;
+        write_new(&args.output, &new, None)?;
         progress.done();
         if args.stats {
             print_file_stats(&patch)?;
@@ -243,55 +244,6 @@ fn tree_error(error: TreeDeltaError) -> anyhow::Error {
         | TreeDeltaError::Scan(_) => anyhow::Error::new(error),
         _ => Failure::invalid(error.to_string()),
     }
-}
-
-/// Writes `path` through a temporary file beside it, fsynced and renamed over it.
-fn write_replacing(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let tmp = temp_beside(path);
-    let written = (|| {
-        let file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut out = BufWriter::new(file);
-        fill(&mut out)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Writes the new file `path`, which must not exist, whole or not at all: through a
-/// temporary file that is hard-linked into place (which fails if `path` appeared).
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = temp_beside(path);
-    let written = (|| {
-        let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::hard_link(&tmp, path).with_context(|| format!("cannot create {}", path.display()))
-    })();
-    let _ = fs::remove_file(&tmp);
-    written
-}
-
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn print_file_stats(patch: &[u8]) -> anyhow::Result<()> {

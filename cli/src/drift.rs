@@ -483,7 +483,7 @@ fn render(plan: &Drift, specs: &Specs, server: &ServerState) -> String {
         };
         let _ = writeln!(
             text,
-            "Drift: {} to add, {} to change, {} to remove (server: {} games, {} users).",
+            "Plan: {} to add, {} to change, {} to remove (server: {} games, {} users).",
             count(Action::Add),
             count(Action::Change),
             count(Action::Remove),

@@ -8,6 +8,8 @@
 
 mod delta;
 mod drift;
+mod failure;
+mod output;
 mod password;
 mod remote;
 mod scaffold;
@@ -19,6 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::failure::Failure;
 
 /// The admin's tool for a Mist spec repository.
 ///
@@ -189,31 +193,6 @@ struct ManifestArgs {
     json: bool,
 }
 
-/// A failure the user can act on, with the exit code it maps to.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl Failure {
-    /// The input is wrong (exit 1).
-    pub(crate) fn invalid(message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Failure {
-            code: 1,
-            message: message.into(),
-        })
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Failure {}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -232,7 +211,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let code = e.downcast_ref::<Failure>().map_or(2, |f| f.code);
+            let code = e.downcast_ref::<Failure>().map_or(2, Failure::code);
             ExitCode::from(code)
         }
     }
@@ -256,7 +235,8 @@ fn schema(args: &SchemaArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             for kind in kinds {
                 let path = dir.join(kind.schema_file_name());
-                scaffold::write_replacing(&path, &mist_specs::scaffold::schema_text(kind))?;
+                let text = mist_specs::scaffold::schema_text(kind);
+                output::write_replacing(&path, |out| Ok(out.write_all(text.as_bytes())?))?;
                 println!("wrote {}", path.display());
             }
         }

@@ -3,7 +3,6 @@
 //! Every file written here is checked by the same loader `validate` uses before it is
 //! written, and an existing file is never overwritten.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -11,7 +10,9 @@ use mist_specs::check;
 use mist_specs::model::Kind;
 use mist_specs::scaffold::{SCHEMA_DIR, hash_password, render, schema_ref, schema_text};
 
-use crate::{Failure, password};
+use crate::failure::Failure;
+use crate::output::{write_new, write_replacing};
+use crate::password;
 
 /// Shortest password `user add` accepts.
 const MIN_PASSWORD_LEN: usize = 8;
@@ -260,12 +261,7 @@ pub(crate) fn run_hook(command: HookCommand) -> anyhow::Result<()> {
         "pre-commit.sh.j2",
         minijinja::context! { mistpipe => shell_quote(&exe.display().to_string()) },
     )?;
-    write_new(&hook, &text)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
-    }
+    write_new(&hook, text.as_bytes(), Some(0o755))?;
     println!("installed {}", hook.display());
     Ok(())
 }
@@ -325,7 +321,7 @@ fn write_spec(repo: &Path, rel: &str, kind: Kind, text: &str) -> anyhow::Result<
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    write_new(&path, text)?;
+    write_new(&path, text.as_bytes(), None)?;
 
     // Check the new file in its tree with the same loader `validate` uses (references to
     // other files included), and take it back if it has a problem.
@@ -362,34 +358,9 @@ fn ensure_schemas(repo: &Path) -> anyhow::Result<()> {
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            write_replacing(&path, &text)?;
+            write_replacing(&path, |out| Ok(out.write_all(text.as_bytes())?))?;
             println!("wrote {}", path.display());
         }
     }
     Ok(())
-}
-
-/// Creates `path` with `text`; fails if it exists, so nothing is ever overwritten.
-fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Failure::invalid(format!(
-                "{} already exists; not overwriting it",
-                path.display()
-            )),
-            _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
-        })?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Replaces a generated file (a schema) through a temporary file and a rename.
-pub(crate) fn write_replacing(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -5,9 +5,7 @@
 //! `$XDG_DATA_HOME/mist`, else `~/.local/share/mist`) holds the installed games' state, the
 //! downloads and, by default, the games themselves.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The client's folders.
@@ -86,36 +84,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     crate::platform::create_private_dir(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    match std::fs::remove_file(&tmp) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(error) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(error);
-    }
-    sync_dir(dir)
-}
-
-/// fsyncs a folder, so that a rename or removal in it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    mist_platform::fs::write_atomic(
+        path,
+        bytes,
+        mist_platform::fs::AtomicWrite {
+            mode: Some(mode),
+            replace: true,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ impl Downloader {
                 .map_err(io_error(&part, "hash"))?;
             if actual == digest {
                 std::fs::rename(&part, &done).map_err(io_error(&part, "rename"))?;
-                crate::dirs::sync_dir(&self.dir).map_err(io_error(&self.dir, "sync"))?;
+                mist_platform::fs::sync_dir(&self.dir).map_err(io_error(&self.dir, "sync"))?;
                 progress.verified();
                 return Ok(done);
             }

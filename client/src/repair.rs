@@ -11,19 +11,18 @@
 //! are left alone and reported.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use indicatif::ProgressBar;
 use mist_games::manifest::{EntryKind, FileHash, Manifest};
 use mist_games::repair;
+use mist_platform::fs::{self, AtomicWrite};
+use mist_wire::repair::{RepairFileRequest, RepairRequest};
 use serde::Serialize;
 
 use crate::api::{Api, ApiError};
-use mist_wire::repair::{RepairFileRequest, RepairRequest};
 use crate::ops::verify::{self, VerifyReport};
 use crate::ops::{self, Context};
 use crate::platform;
@@ -415,10 +414,7 @@ fn read_local(root: &Path, path: &str) -> Result<Vec<u8>, EntryError> {
         Err(error) => return Err(io_error("inspect", &file_path)(error)),
     }
     let mut bytes = Vec::new();
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&file_path)
+    fs::open_regular_nofollow(&file_path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
         .map_err(io_error("read", &file_path))?;
     Ok(bytes)
@@ -453,34 +449,19 @@ fn write_atomically(
             "a folder is in the way",
         ));
     }
-    let temp = temp_path(parent, name);
-    let _ = std::fs::remove_file(&temp);
     let mode = if executable { 0o755 } else { 0o644 };
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        // The umask may have taken bits away.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, &target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result?;
-    std::fs::File::open(parent)?.sync_all()
+    fs::write_atomic(
+        &target,
+        bytes,
+        AtomicWrite {
+            mode: Some(mode),
+            replace: true,
+        },
+    )
 }
 
 fn sync_dir(dir: &Path) -> Result<(), EntryError> {
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error("sync", dir))
+    fs::sync_dir(dir).map_err(io_error("sync", dir))
 }
 
 /// Turns an I/O failure on `path` into an [`EntryError`] saying what was being done.
@@ -605,6 +586,8 @@ pub fn print(stdout: &mut impl Write, report: &RepairReport) -> anyhow::Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -132,7 +132,7 @@ pub fn save_game(dirs: &Dirs, installed: &InstalledGame) -> Result<(), StateErro
 pub fn remove_game(dirs: &Dirs, game: &str) -> Result<(), StateError> {
     let path = game_path(dirs, game);
     match std::fs::remove_file(&path) {
-        Ok(()) => crate::dirs::sync_dir(&dirs.games()).map_err(|error| StateError::Io {
+        Ok(()) => mist_platform::fs::sync_dir(&dirs.games()).map_err(|error| StateError::Io {
             path: dirs.games(),
             action: "sync",
             error,

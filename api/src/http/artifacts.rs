@@ -137,13 +137,16 @@ pub(crate) async fn serve_artifact(
         .into());
     }
     let file_path = artifacts_dir.join(&artifact.path);
-    let mut file = match tokio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&file_path)
-        .await
-    {
-        Ok(file) => file,
+    let opened = {
+        let file_path = file_path.clone();
+        tokio::task::spawn_blocking(move || mist_platform::fs::open_regular_nofollow(&file_path))
+            .await
+            .map_err(|error| {
+                InternalError::Other(format!("opening an artifact panicked: {error}"))
+            })?
+    };
+    let mut file = match opened {
+        Ok(file) => tokio::fs::File::from_std(file),
         Err(error) => {
             tracing::warn!(path = %file_path.display(), %error, "a recorded artifact cannot be opened");
             return Err(Error::Unavailable(

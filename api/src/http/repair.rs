@@ -16,9 +16,7 @@
 //! [`crate::config::Limits::max_concurrent_repairs`] repairs are computed at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -243,7 +241,8 @@ impl RepairJob {
 }
 
 fn read_manifest(path: &FsPath) -> Result<Manifest, Error> {
-    let file = open_no_follow(path).map_err(|error| io_error(path.display().to_string(), error))?;
+    let file = mist_platform::fs::open_regular_nofollow(path)
+        .map_err(|error| io_error(path.display().to_string(), error))?;
     let mut bytes = Vec::new();
     file.take(MAX_MANIFEST_BYTES)
         .read_to_end(&mut bytes)
@@ -265,7 +264,7 @@ fn check_source(nas_root: &FsPath, source: &str) -> Option<PathBuf> {
 
 /// A file of the build, when it is a regular file with the manifest's size and hash.
 fn read_build_file(build: &FsPath, path: &str, size: u64, hash: &FileHash) -> Option<Vec<u8>> {
-    let file = open_no_follow(&build.join(path)).ok()?;
+    let file = mist_platform::fs::open_regular_nofollow(&build.join(path)).ok()?;
     let metadata = file.metadata().ok()?;
     if !metadata.is_file() || metadata.len() != size {
         return None;
@@ -281,7 +280,7 @@ fn files_from_pack(
     wanted: &HashMap<&str, (u64, FileHash)>,
 ) -> Result<HashMap<String, Vec<u8>>, Error> {
     let describe = |error: std::io::Error| io_error(pack_path.display().to_string(), error);
-    let file = open_no_follow(pack_path).map_err(describe)?;
+    let file = mist_platform::fs::open_regular_nofollow(pack_path).map_err(describe)?;
     let mut decoder = zstd::stream::read::Decoder::new(file).map_err(describe)?;
     decoder
         .window_log_max(PACK_WINDOW_LOG_MAX)
@@ -313,11 +312,4 @@ fn files_from_pack(
         }
     }
     Ok(found)
-}
-
-fn open_no_follow(path: &FsPath) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
 }

@@ -26,8 +26,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::access::Viewer;
 use crate::http::catalog::Catalog;
 use crate::http::context::ApiContext;
-use crate::http::error::{Error, ErrorChain, InternalError};
+use crate::http::error::{Error, InternalError};
 use crate::http::extractor::{AuthUser, authorize};
+use mist_platform::error::ErrorChain;
 
 pub(crate) fn router() -> Router<Arc<ApiContext>> {
     Router::new()

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::steps::{fetch_manifest, run_steps};
 use super::{Context, connect};
-use mist_wire::catalog::GameDetail;
-use mist_wire::update::{PlanStep, Route, StepKind};
 use crate::download::Downloader;
 use crate::state::{self, InstalledGame};
+use mist_wire::catalog::GameDetail;
+use mist_wire::update::{PlanStep, Route, StepKind};
 
 /// What `mist install` and `mist update` did to one game.
 #[derive(Debug, Clone, Serialize)]

@@ -10,11 +10,11 @@ use mist_games::manifest::Manifest;
 use mist_games::{pack, treedelta};
 
 use super::Context;
-use mist_wire::catalog::{ArtifactLink, GameDetail};
-use mist_wire::update::{PlanStep, StepKind};
 use crate::download::Downloader;
 use crate::progress::ArtifactProgress;
 use crate::state::{self, InstalledGame, PendingStep};
+use mist_wire::catalog::{ArtifactLink, GameDetail};
+use mist_wire::update::{PlanStep, StepKind};
 
 /// How long the stages of [`run_steps`] took.
 #[derive(Debug, Clone, Copy, Default)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
-use mist_games::install::recover;
+use mist_games::install::{location, recover};
 
 use super::Context;
 use crate::state;
@@ -14,7 +14,10 @@ pub fn uninstall(context: &Context, game: &str) -> anyhow::Result<PathBuf> {
     let installed = state::load_game(&context.dirs, game)?
         .ok_or_else(|| anyhow!("{game} is not installed; see `mist status`"))?;
     let dir = &installed.dir;
-    if let Some(parent) = dir.parent().filter(|parent| parent.is_dir()) {
+    if dir.parent().is_some_and(|parent| parent.is_dir()) {
+        // The engine's lock file, named while the folder is still there to be found.
+        let lock = location::lock_path(dir)
+            .with_context(|| format!("failed to find the update state of {game}"))?;
         // Takes the engine's lock (refusing while another `mist` updates the game), settles
         // any interrupted commit and removes the staged files.
         recover::discard_staging(dir)
@@ -25,15 +28,11 @@ pub fn uninstall(context: &Context, game: &str) -> anyhow::Result<PathBuf> {
             }
             _ => {}
         }
-        if let Some(name) = dir.file_name() {
-            let lock = parent.join(format!(".{}.mist-lock", name.to_string_lossy()));
-            match std::fs::remove_file(&lock) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(error)
-                        .with_context(|| format!("failed to remove {}", lock.display()));
-                }
-                _ => {}
+        match std::fs::remove_file(&lock) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("failed to remove {}", lock.display()));
             }
+            _ => {}
         }
     }
     if let Some(pending) = &installed.pending {
