@@ -19,13 +19,13 @@
 
 use sqlx::AnyConnection;
 
+use crate::conditions::{Condition, condition_columns, condition_from_record};
 use crate::queue::{Job, job_columns, job_from_record};
 use crate::state::{
     Artifact, Delta, Game, SyncState, User, Version, artifact_columns, artifact_from_record,
     delta_columns, delta_from_record, game_columns, game_from_record, sync_state_columns,
     sync_state_from_record, user_columns, user_from_record, version_columns, version_from_record,
 };
-use crate::status::{Condition, condition_columns, condition_from_record};
 use crate::{Backend, Db, Error, JsonRecord, QueryContext, Record};
 
 /// Everything a reconcile pass compares against, read at one instant.

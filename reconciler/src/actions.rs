@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::queue::{Job, Progress};
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::{Db, EpochMs};
 use mist_games::manifest::{Manifest, ScanError};
 use mist_games::pack::{self, PackError};

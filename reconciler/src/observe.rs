@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectKind};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::ArtifactKind;
-use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
 use mist_games::manifest::{self, ScanError};
 use rayon::prelude::*;
 

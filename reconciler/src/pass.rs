@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
+use mist_db::conditions::{
+    ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
+};
 use mist_db::queue::{Enqueued, JobState};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{
     self, Outcome, Revision, SyncState, VersionObserved, VersionSpec, VersionState,
-};
-use mist_db::status::{
-    ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
 };
 use mist_specs::load::Specs;
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mist_db::Db;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::queue::QueueConfig;
 use mist_db::state::{VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::testing::{TestDb, each_backend};
 use mist_reconciler::plan::Action;
 
