@@ -9,7 +9,7 @@
 //! Errors are either retryable (the queue backs off and retries: I/O, a build being copied)
 //! or terminal (waiting for a spec change: the build does not hash to the pinned digest, or
 //! is not a valid build). A terminal error's text starts with its stable reason,
-//! `"<Reason>: <message>"`, which the plan shows as the version's condition.
+//! `"<Reason>: <message>"`, which the diff shows as the version's condition.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,8 +26,8 @@ use mist_games::pack::{self, PackError};
 use mist_games::replay::{self, ReplayError};
 use mist_games::treedelta::{self, Build, CreateOptions, Package, TreeDeltaError};
 
+use crate::diff::{Action, Input, InputFacts, Reason, input_for};
 use crate::observe::VerifyState;
-use crate::plan::{Action, Input, InputFacts, Reason, input_for};
 use crate::store::{ArtifactStore, STATE_DIR, Stored, TmpGuard};
 
 /// The zstd level of packs: packs are made once and downloaded many times, but a level in

@@ -7,7 +7,7 @@
 //! desired state, observes reality and runs the same full diff, then queues the work:
 //!
 //! ```text
-//!  triggers ──► pass: desired ──► observe ──► plan (pure) ──► jobs ──► queue (database)
+//!  triggers ──► pass: desired ──► observe ──► diff (pure) ──► jobs ──► queue (database)
 //!                                   ▲                                     │
 //!                                   └────── runner: workers run actions ◄─┘
 //! ```
@@ -17,7 +17,7 @@
 //! - [`triggers`] and [`webhook`]: what requests a pass.
 //! - [`observe`]: the database snapshot checked against the NAS (artifacts present with the
 //!   right size, source builds present, builds re-scanned on a slow schedule for drift).
-//! - [`plan`]: the pure diff, `plan(&Desired, &Observed, PlanConfig) -> Plan`.
+//! - [`diff`]: the pure diff, `diff(&Desired, &Observed, DiffConfig) -> Diff`.
 //! - [`jobs`]: actions as durable jobs with deterministic, content-derived keys.
 //! - `actions` and `runner`: the workers that execute jobs under leases.
 //! - [`store`]: the content-addressed artifact store on the NAS.
@@ -31,10 +31,10 @@
 
 mod actions;
 pub mod desired;
+pub mod diff;
 pub mod jobs;
 pub mod observe;
 mod pass;
-pub mod plan;
 mod runner;
 pub mod status;
 pub mod store;
@@ -146,7 +146,7 @@ pub enum Error {
 /// A result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The reconciler: passes (desired → observe → plan → enqueue → status) and the workers that
+/// The reconciler: passes (desired → observe → diff → enqueue → status) and the workers that
 /// run the queued jobs.
 pub struct Reconciler {
     config: ReconcilerConfig,
@@ -236,7 +236,7 @@ impl Reconciler {
         self.trigger.clone()
     }
 
-    /// One pass: reads the desired state, observes, plans, queues the work and writes
+    /// One pass: reads the desired state, observes, diffs, queues the work and writes
     /// conditions, events and revisions. A pass over a converged state writes nothing.
     pub async fn reconcile_once(&self) -> Result<PassReport> {
         let started = std::time::Instant::now();

@@ -29,7 +29,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// The set counterpart of [`FastMap`].
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-use crate::plan::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
+use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
 use crate::store::ArtifactStore;
 
 /// How observation verifies builds.
@@ -66,7 +66,7 @@ impl VerifyState {
 /// The outcome of observing.
 #[derive(Debug, Default)]
 pub struct Observation {
-    /// What the plan compares against.
+    /// What the diff compares against.
     pub observed: Observed,
     /// Manifest artifacts whose build was re-scanned and matched: their `verified_at` moves.
     pub verified: Vec<String>,

@@ -1,4 +1,4 @@
-//! One reconcile pass: desired → observe → plan → act on the database → status.
+//! One reconcile pass: desired → observe → diff → act on the database → status.
 //!
 //! Everything the pass writes is compared with the snapshot first, so a pass over a converged
 //! state makes no write at all: no upsert, no condition, no event.
@@ -19,8 +19,8 @@ use mist_specs::load::Specs;
 
 use crate::actions::EVENTS_KEPT;
 use crate::desired::{self, Attempt};
+use crate::diff::{self, Action, DiffConfig, Status};
 use crate::observe::{self, FastMap, FastSet, ObserveConfig};
-use crate::plan::{self, Action, PlanConfig, Status};
 use crate::{Error, Reconciler, Result, jobs, now_ms};
 
 /// Re-scans started in one pass stop after this long; the rest wait for the next pass.
@@ -37,8 +37,8 @@ pub struct PassReport {
     pub n_errors: usize,
     /// Why the spec repository could not be read, if it could not.
     pub read_error: Option<String>,
-    /// The work the plan asked for (jobs and links), sorted.
-    pub planned: Vec<Action>,
+    /// The work the diff asked for (jobs and links), sorted.
+    pub actions: Vec<Action>,
     /// Jobs newly queued.
     pub n_enqueued: usize,
     /// Finished jobs queued again because their output vanished.
@@ -61,7 +61,7 @@ pub struct PassReport {
     /// Whether the previous pass was converged and everything this one read — the database
     /// snapshot, the specs, the artifacts on the NAS, the source folders looked for — was
     /// the same, with no build due for a re-scan: then this pass is converged too, and its
-    /// observation, plan and status were not computed again.
+    /// observation, diff and status were not computed again.
     pub converged_reused: bool,
     /// How long each step of the pass took, in order.
     pub timings: Vec<(&'static str, Duration)>,
@@ -70,7 +70,7 @@ pub struct PassReport {
 impl PassReport {
     /// Whether the pass found nothing to do and wrote nothing.
     pub fn is_converged(&self) -> bool {
-        self.planned.is_empty()
+        self.actions.is_empty()
             && self.n_writes == 0
             && self.n_enqueued == 0
             && self.n_requeued == 0
@@ -116,7 +116,7 @@ pub(crate) struct PassState {
     /// new read would return. Any write — this pass's own, a worker's, another process's —
     /// moves the counter, so the pass after it reads afresh.
     snapshot: Option<Arc<Snapshot>>,
-    /// The plan's view of the specs in force, for the `Loaded` it was made from.
+    /// The diff's view of the specs in force, for the `Loaded` it was made from.
     desired: Option<DesiredMemo>,
     /// What the last pass read, when it was converged.
     converged: Option<Converged>,
@@ -127,18 +127,18 @@ pub(crate) struct PassState {
 struct DesiredMemo {
     loaded: Arc<mist_specs::load::Loaded>,
     may_prune: bool,
-    desired: Arc<plan::Desired>,
+    desired: Arc<diff::Desired>,
 }
 
 /// Everything a converged pass read, from the snapshot on. A pass computes the same thing
-/// from the same inputs — `observe` and `plan` are functions of exactly these, as long as no
+/// from the same inputs — `observe` and `diff` are functions of exactly these, as long as no
 /// build is due for a re-scan — so a pass that finds them all unchanged is converged too:
 /// it writes nothing (its predecessor wrote nothing, or the snapshot would have changed),
-/// and it need not observe, plan or compare the status again.
+/// and it need not observe, diff or compare the status again.
 #[derive(Debug)]
 struct Converged {
     snapshot: Arc<Snapshot>,
-    desired: Arc<plan::Desired>,
+    desired: Arc<diff::Desired>,
     on_disk: Arc<FastMap<String, u64>>,
     sources_checked: Vec<(String, bool)>,
     next_verify_at: Option<EpochMs>,
@@ -349,20 +349,20 @@ impl Reconciler {
             .await?;
         }
 
-        let plan = plan::plan(
+        let diff = diff::diff(
             &desired,
             &observation.observed,
-            PlanConfig {
+            DiffConfig {
                 skip_deltas: self.config.skip_deltas,
             },
         );
-        report.planned = plan.actions.clone();
-        step(&mut report, "plan");
+        report.actions = diff.actions.clone();
+        step(&mut report, "diff");
 
-        self.act(&plan, &snapshot, &mut report, pass_started, now)
+        self.act(&diff, &snapshot, &mut report, pass_started, now)
             .await?;
         step(&mut report, "act");
-        self.write_status(&plan, &snapshot, &mut report, now)
+        self.write_status(&diff, &snapshot, &mut report, now)
             .await?;
         step(&mut report, "status");
         self.set_queue_depth(&snapshot, &report);
@@ -595,17 +595,17 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Queues the plan's jobs, and makes its links and user changes.
+    /// Queues the diff's jobs, and makes its links and user changes.
     async fn act(
         &self,
-        plan: &plan::Plan,
+        diff: &diff::Diff,
         snapshot: &Snapshot,
         report: &mut PassReport,
         pass_started: EpochMs,
         now: EpochMs,
     ) -> Result<()> {
         let unfinished: FastSet<&str> = snapshot.jobs.iter().map(|job| job.key.as_str()).collect();
-        for action in &plan.actions {
+        for action in &diff.actions {
             match action {
                 Action::LinkPack {
                     game,
@@ -681,10 +681,10 @@ impl Reconciler {
             self.jobs_queued.notify_waiters();
         }
 
-        if !plan.upsert_users.is_empty() {
-            report.n_writes += self.db.upsert_users(&plan.upsert_users, now).await?;
+        if !diff.upsert_users.is_empty() {
+            report.n_writes += self.db.upsert_users(&diff.upsert_users, now).await?;
         }
-        for name in &plan.delete_users {
+        for name in &diff.delete_users {
             if self.db.delete_user(name).await? {
                 report.n_writes += 1;
                 tracing::info!(user = %name, "user removed from the specs; deleted");
@@ -697,7 +697,7 @@ impl Reconciler {
     /// that became Ready or Stalled.
     async fn write_status(
         &self,
-        plan: &plan::Plan,
+        diff: &diff::Diff,
         snapshot: &Snapshot,
         report: &mut PassReport,
         now: EpochMs,
@@ -716,7 +716,7 @@ impl Reconciler {
         let mut updates = Vec::new();
         let mut events = Vec::new();
         let mut state_changes = Vec::new();
-        for ((game, version), status) in &plan.conditions {
+        for ((game, version), status) in &diff.conditions {
             match status.condition.status {
                 Status::Ready => report.n_ready += 1,
                 Status::Reconciling | Status::Stalled => report.n_not_ready += 1,
@@ -866,9 +866,9 @@ fn version_conditions(
     out
 }
 
-/// The plan's view of the specs.
-pub(crate) fn desired_of(specs: &Specs, may_prune: bool) -> plan::Desired {
-    plan::Desired {
+/// The diff's view of the specs.
+pub(crate) fn desired_of(specs: &Specs, may_prune: bool) -> diff::Desired {
+    diff::Desired {
         games: specs
             .games
             .iter()
@@ -876,14 +876,14 @@ pub(crate) fn desired_of(specs: &Specs, may_prune: bool) -> plan::Desired {
                 let spec = &game_specs.game.spec;
                 (
                     name.clone(),
-                    plan::DesiredGame {
+                    diff::DesiredGame {
                         suspend: spec.suspend,
                         keep_versions: spec.retention.keep_versions,
                         prune: spec.retention.prune,
                         versions: game_specs
                             .versions
                             .iter()
-                            .map(|version| plan::DesiredVersion {
+                            .map(|version| diff::DesiredVersion {
                                 name: version.metadata.name.clone(),
                                 source: version.spec.source.clone(),
                                 pinned: version.spec.digest.clone(),

@@ -1,7 +1,7 @@
 //! The reconciler's diff: desired state and observed state in, actions and conditions out.
 //!
-//! [`plan`] is a pure function with no I/O, so every rule of reconciliation is tested by
-//! tables of (desired, observed) → plan (`tests` below, through one `check` helper). The shell
+//! [`diff()`] is a pure function with no I/O, so every rule of reconciliation is tested by
+//! tables of (desired, observed) → diff (`tests` below, through one `check` helper). The shell
 //! around it observes ([`crate::observe`]: database rows and what is really on the NAS), turns
 //! actions into durable jobs ([`crate::jobs`]) and writes conditions.
 //!
@@ -14,7 +14,7 @@
 //!   re-verification) is stalled (`DigestMismatch`) and never re-ingested; its source is not
 //!   used as an input any more.
 //! - An ingested version gets a pack, and (unless it is the oldest kept version) a delta from
-//!   the previous version. Warm skip deltas go from each of the [`PlanConfig::skip_deltas`]
+//!   the previous version. Warm skip deltas go from each of the [`DiffConfig::skip_deltas`]
 //!   versions before the previous one to the latest.
 //! - Identical content is never built twice: a pack (or delta) that exists for the same tree
 //!   digest(s) under another version is linked, not rebuilt.
@@ -138,16 +138,16 @@ pub struct ObservedJob {
     pub last_error: Option<String>,
 }
 
-/// Settings that shape the plan.
+/// Settings that shape the diff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanConfig {
+pub struct DiffConfig {
     /// How many versions before the previous one get a warm skip delta to the latest.
     pub skip_deltas: usize,
 }
 
-impl Default for PlanConfig {
+impl Default for DiffConfig {
     fn default() -> Self {
-        PlanConfig { skip_deltas: 2 }
+        DiffConfig { skip_deltas: 2 }
     }
 }
 
@@ -222,10 +222,10 @@ pub enum Action {
 
 /// The outcome of a diff.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
+pub struct Diff {
     /// Work to do, sorted.
     pub actions: Vec<Action>,
-    /// The condition of every version the plan speaks for (every version of every game that
+    /// The condition of every version the diff speaks for (every version of every game that
     /// is not suspended, and every observed version of a game no longer in the specs), with
     /// the state its row should have.
     pub conditions: BTreeMap<(String, String), VersionStatus>,
@@ -394,7 +394,7 @@ pub struct InputFacts {
 
 /// Where version `idx`'s tree can come from: its source; else a replay from the nearest
 /// earlier version whose source is there, through present direct deltas; else its pack.
-/// `None` when it cannot be had. Shared by the plan and by the job that does the work (with
+/// `None` when it cannot be had. Shared by the diff and by the job that does the work (with
 /// facts fresh at run time), so the two agree.
 pub fn input_for(facts: &[InputFacts], idx: usize) -> Option<Input> {
     let version = &facts[idx];
@@ -418,13 +418,13 @@ pub fn input_for(facts: &[InputFacts], idx: usize) -> Option<Input> {
 }
 
 /// Diffs desired against observed state.
-pub fn plan(desired: &Desired, observed: &Observed, config: PlanConfig) -> Plan {
-    let mut out = Plan::default();
+pub fn diff(desired: &Desired, observed: &Observed, config: DiffConfig) -> Diff {
+    let mut out = Diff::default();
     for (game_name, game) in &desired.games {
         if game.suspend {
             continue;
         }
-        plan_game(
+        diff_game(
             game_name,
             game,
             desired.may_prune,
@@ -443,13 +443,13 @@ pub fn plan(desired: &Desired, observed: &Observed, config: PlanConfig) -> Plan 
             retired("its game is no longer in the specs; its data is kept"),
         );
     }
-    plan_users(desired, observed, &mut out);
+    diff_users(desired, observed, &mut out);
     out.actions.sort();
     out.actions.dedup();
     out
 }
 
-fn plan_users(desired: &Desired, observed: &Observed, out: &mut Plan) {
+fn diff_users(desired: &Desired, observed: &Observed, out: &mut Diff) {
     for (name, user) in &desired.users {
         if observed.users.get(name) != Some(user) {
             out.upsert_users.push(user.clone());
@@ -481,13 +481,13 @@ enum Need {
     Stuck(Reason, String),
 }
 
-fn plan_game(
+fn diff_game(
     game_name: &str,
     game: &DesiredGame,
     may_prune: bool,
     observed: &Observed,
-    config: PlanConfig,
-    out: &mut Plan,
+    config: DiffConfig,
+    out: &mut Diff,
 ) {
     let no_row = ObservedVersion {
         state: VersionState::Pending,
@@ -781,7 +781,7 @@ fn delta_need(
     observed: &Observed,
     can_build: &dyn Fn(usize) -> bool,
     what: String,
-    out: &mut Plan,
+    out: &mut Diff,
 ) -> Need {
     let (from_idx, from_version, from_digest) = from;
     let (to_idx, to_version, to_digest) = to;
