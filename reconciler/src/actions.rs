@@ -26,7 +26,9 @@ use mist_games::pack::{self, PackError};
 use mist_games::replay::{self, ReplayError};
 use mist_games::treedelta::{self, Build, CreateOptions, Package, TreeDeltaError};
 
-use crate::diff::{Action, Input, InputFacts, Reason, input_for};
+use crate::diff::action::Action;
+use crate::diff::condition::Reason;
+use crate::diff::input::{Input, InputFacts, input_for};
 use crate::observe::VerifyState;
 use crate::store::{ArtifactStore, STATE_DIR, Stored, TmpGuard};
 

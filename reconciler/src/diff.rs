@@ -34,12 +34,18 @@
 //!
 //! A suspended game gets no actions and no conditions: it is left exactly as it is.
 
+pub mod action;
+pub mod condition;
+pub mod input;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use mist_db::queue::JobState;
 use mist_db::state::{User, VersionState};
-use serde::{Deserialize, Serialize};
 
+use self::action::Action;
+use self::condition::{Condition, Reason, Status, VersionStatus};
+use self::input::{InputFacts, input_for};
 use crate::jobs;
 
 /// What the specs ask for, at the commit in force.
@@ -151,75 +157,6 @@ impl Default for DiffConfig {
     }
 }
 
-/// Work to do. The variants that are jobs ([`Action::is_job`]) go to the durable queue; the
-/// links are database writes the pass does itself.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
-pub enum Action {
-    /// Scan a version's source build, check it and record its manifest.
-    Ingest {
-        /// Game.
-        game: String,
-        /// Version.
-        version: String,
-        /// The build folder relative to the NAS root.
-        source: String,
-        /// The digest the spec pins, if any.
-        pinned: Option<String>,
-    },
-    /// Pack a version.
-    Pack {
-        /// Game.
-        game: String,
-        /// Version.
-        version: String,
-        /// Its tree digest.
-        digest: String,
-    },
-    /// Make the tree delta from one version to another.
-    Delta {
-        /// Game.
-        game: String,
-        /// Old version.
-        from: String,
-        /// New version.
-        to: String,
-        /// The old version's tree digest.
-        from_digest: String,
-        /// The new version's tree digest.
-        to_digest: String,
-    },
-    /// Point a version at a pack that exists for the same tree digest.
-    LinkPack {
-        /// Game.
-        game: String,
-        /// Version.
-        version: String,
-        /// The pack's address.
-        address: String,
-    },
-    /// Record a delta edge whose artifact exists for the same pair of tree digests.
-    LinkDelta {
-        /// Game.
-        game: String,
-        /// Old version.
-        from: String,
-        /// New version.
-        to: String,
-        /// The delta's address.
-        address: String,
-    },
-    /// Delete a version's artifacts (retention).
-    Prune {
-        /// Game.
-        game: String,
-        /// Version.
-        version: String,
-        /// Delete the version's row too: it is no longer in the specs.
-        remove: bool,
-    },
-}
-
 /// The outcome of a diff.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diff {
@@ -233,188 +170,6 @@ pub struct Diff {
     pub upsert_users: Vec<User>,
     /// Users to delete.
     pub delete_users: Vec<String>,
-}
-
-/// A version's condition and the state its row should have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionStatus {
-    /// The condition.
-    pub condition: Condition,
-    /// The row's state.
-    pub state: VersionState,
-}
-
-/// A version's condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// Ready, reconciling, stalled or inactive.
-    pub status: Status,
-    /// A stable reason.
-    pub reason: Reason,
-    /// A sentence for people.
-    pub message: String,
-}
-
-/// The kind of a condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
-    /// Served to friends.
-    Ready,
-    /// Work is queued or running.
-    Reconciling,
-    /// No progress is possible without a change (to the specs or the NAS).
-    Stalled,
-    /// Retired or pruned: deliberately not served.
-    Inactive,
-}
-
-/// Why a version is in its state: stable strings for the API and scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    /// Manifest, pack and delta from the previous version exist.
-    Ready,
-    /// Waiting for the ingest.
-    Ingesting,
-    /// Waiting for its pack or delta.
-    Building,
-    /// The source build is not on the NAS (and is needed).
-    SourceMissing,
-    /// The build changed on the NAS after it was ingested.
-    DigestMismatch,
-    /// The build does not hash to the digest the spec pins.
-    PinnedDigestMismatch,
-    /// The build cannot be served (special files, escaping symlinks, …).
-    InvalidBuild,
-    /// The previous version cannot serve as the base of the delta.
-    Blocked,
-    /// A job failed in a way retrying cannot fix; see the message.
-    Failed,
-    /// Beyond the game's `keepVersions`.
-    Pruned,
-    /// No longer in the specs.
-    Retired,
-}
-
-impl Reason {
-    /// The stable text of the reason.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Ready => "Ready",
-            Reason::Ingesting => "Ingesting",
-            Reason::Building => "Building",
-            Reason::SourceMissing => "SourceMissing",
-            Reason::DigestMismatch => "DigestMismatch",
-            Reason::PinnedDigestMismatch => "PinnedDigestMismatch",
-            Reason::InvalidBuild => "InvalidBuild",
-            Reason::Blocked => "Blocked",
-            Reason::Failed => "Failed",
-            Reason::Pruned => "Pruned",
-            Reason::Retired => "Retired",
-        }
-    }
-
-    /// The reason a terminal job error starts with (`"<Reason>: <message>"`), `Failed` when
-    /// it names none.
-    pub fn of_terminal_error(error: &str) -> (Reason, &str) {
-        for reason in [
-            Reason::PinnedDigestMismatch,
-            Reason::DigestMismatch,
-            Reason::InvalidBuild,
-        ] {
-            if let Some(rest) = error
-                .strip_prefix(reason.as_str())
-                .and_then(|rest| rest.strip_prefix(": "))
-            {
-                return (reason, rest);
-            }
-        }
-        (Reason::Failed, error)
-    }
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Status {
-    /// `Ready`, `Reconciling`, `Stalled` or `Inactive`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ready => "Ready",
-            Status::Reconciling => "Reconciling",
-            Status::Stalled => "Stalled",
-            Status::Inactive => "Inactive",
-        }
-    }
-}
-
-impl Action {
-    /// Whether the action is work for the durable queue (rather than a write the pass does
-    /// itself).
-    pub fn is_job(&self) -> bool {
-        matches!(
-            self,
-            Action::Ingest { .. }
-                | Action::Pack { .. }
-                | Action::Delta { .. }
-                | Action::Prune { .. }
-        )
-    }
-}
-
-/// Where a version's tree comes from when work needs it; see [`input_for`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// The source build on the NAS.
-    Source,
-    /// A replay of the direct deltas from version `base` (by index), whose source build is
-    /// present, up to this version.
-    Replay {
-        /// The index of the version replayed from.
-        base: usize,
-    },
-    /// Unpacking the version's pack.
-    Pack,
-}
-
-/// What [`input_for`] needs to know about each version of a game.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InputFacts {
-    /// The source build is on the NAS and not known to have drifted.
-    pub source_ok: bool,
-    /// The manifest is recorded and present.
-    pub manifest: bool,
-    /// The pack is present.
-    pub pack: bool,
-    /// The delta from the previous version is present.
-    pub delta_from_previous: bool,
-}
-
-/// Where version `idx`'s tree can come from: its source; else a replay from the nearest
-/// earlier version whose source is there, through present direct deltas; else its pack.
-/// `None` when it cannot be had. Shared by the diff and by the job that does the work (with
-/// facts fresh at run time), so the two agree.
-pub fn input_for(facts: &[InputFacts], idx: usize) -> Option<Input> {
-    let version = &facts[idx];
-    if !version.manifest {
-        return None;
-    }
-    if version.source_ok {
-        return Some(Input::Source);
-    }
-    let mut base = idx;
-    while base > 0 && facts[base].delta_from_previous {
-        base -= 1;
-        if !facts[base].manifest {
-            break;
-        }
-        if facts[base].source_ok {
-            return Some(Input::Replay { base });
-        }
-    }
-    version.pack.then_some(Input::Pack)
 }
 
 /// Diffs desired against observed state.

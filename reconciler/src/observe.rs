@@ -29,7 +29,8 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// The set counterpart of [`FastMap`].
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
+use crate::diff::condition::Reason;
+use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence};
 use crate::store::ArtifactStore;
 
 /// How observation verifies builds.

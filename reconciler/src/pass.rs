@@ -19,7 +19,9 @@ use mist_specs::load::Specs;
 
 use crate::actions::EVENTS_KEPT;
 use crate::desired::{self, Attempt};
-use crate::diff::{self, Action, DiffConfig, Status};
+use crate::diff::action::Action;
+use crate::diff::condition::Status;
+use crate::diff::{self, DiffConfig};
 use crate::observe::{self, FastMap, FastSet, ObserveConfig};
 use crate::{Error, Reconciler, Result, jobs, now_ms};
 

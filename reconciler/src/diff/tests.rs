@@ -23,6 +23,7 @@ use expect_test::{Expect, expect};
 use mist_db::queue::JobState;
 use mist_db::state::{Role, User, VersionState};
 
+use super::input::Input;
 use super::*;
 
 fn check(input: &str, expect: Expect) {

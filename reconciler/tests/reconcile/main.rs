@@ -16,7 +16,7 @@ use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::queue::QueueConfig;
 use mist_db::state::{VersionObserved, VersionState};
 use mist_db::testing::{TestDb, each_backend};
-use mist_reconciler::diff::Action;
+use mist_reconciler::diff::action::Action;
 
 use crate::checks::{delta_edges, verify_artifacts};
 use crate::world::{GameOptions, World, db_rows, fs_snapshot, poll, status, summary};
