@@ -236,6 +236,16 @@ enum Need {
     Stuck(Reason, String),
 }
 
+/// What a version without a row has been observed to have: nothing.
+static NO_ROW: ObservedVersion = ObservedVersion {
+    state: VersionState::Pending,
+    source_present: false,
+    digest: None,
+    manifest: Presence::Absent,
+    pack: Presence::Absent,
+    drifted: false,
+};
+
 fn diff_game(
     game_name: &str,
     game: &DesiredGame,
@@ -244,76 +254,149 @@ fn diff_game(
     config: DiffConfig,
     out: &mut Diff,
 ) {
-    let no_row = ObservedVersion {
-        state: VersionState::Pending,
-        source_present: false,
-        digest: None,
-        manifest: Presence::Absent,
-        pack: Presence::Absent,
-        drifted: false,
-    };
-    let n_versions = game.versions.len();
-    let keep_from = if game.prune && game.keep_versions > 0 {
-        n_versions.saturating_sub(game.keep_versions as usize)
-    } else {
-        0
-    };
-    let key = |version: &str| (game_name.to_string(), version.to_string());
-    let obs_all: Vec<&ObservedVersion> = game
+    let view = GameView::new(game_name, game, observed);
+    let kept: Vec<VersionStatus> = (view.keep_from..game.versions.len())
+        .map(|idx| view.kept_version_status(idx, out))
+        .collect();
+
+    // Warm skip deltas from a few older versions to the latest; they never hold up Ready.
+    view.warm_skip_deltas(config.skip_deltas, out);
+
+    // Retention: versions beyond keepVersions.
+    let all_kept_ready = kept
+        .iter()
+        .all(|status| status.condition.status == Status::Ready);
+    let prune_allowed = may_prune && game.prune;
+    let beyond_kept: Vec<VersionStatus> = (0..view.keep_from)
+        .map(|idx| view.beyond_kept_status(idx, may_prune, prune_allowed && all_kept_ready, out))
+        .collect();
+    for (version, status) in game
         .versions
         .iter()
-        .map(|version| {
-            observed
-                .versions
-                .get(&key(&version.name))
-                .unwrap_or(&no_row)
-        })
-        .collect();
-    let delta_presence = |from: usize, to: usize| {
-        observed
+        .zip(beyond_kept.into_iter().chain(kept))
+    {
+        out.conditions.insert(view.key(&version.name), status);
+    }
+
+    // Versions observed but no longer in the specs.
+    view.removed_versions(prune_allowed, all_kept_ready, out);
+}
+
+/// One game of the specs with what was observed of its versions: what every rule for the
+/// game reads, worked out once.
+struct GameView<'a> {
+    name: &'a str,
+    game: &'a DesiredGame,
+    observed: &'a Observed,
+    /// Each version's observed state, in the specs' order.
+    obs_all: Vec<&'a ObservedVersion>,
+    /// The index of the oldest version kept by the retention policy (0 when all are kept).
+    keep_from: usize,
+    /// Versions whose recorded manifest can serve as the description of their tree.
+    ingested: Vec<bool>,
+    /// What [`input_for`] needs to know about each version.
+    facts: Vec<InputFacts>,
+}
+
+impl<'a> GameView<'a> {
+    fn new(name: &'a str, game: &'a DesiredGame, observed: &'a Observed) -> GameView<'a> {
+        let n_versions = game.versions.len();
+        let keep_from = if game.prune && game.keep_versions > 0 {
+            n_versions.saturating_sub(game.keep_versions as usize)
+        } else {
+            0
+        };
+        let obs_all: Vec<&ObservedVersion> = game
+            .versions
+            .iter()
+            .map(|version| {
+                observed
+                    .versions
+                    .get(&(name.to_string(), version.name.clone()))
+                    .unwrap_or(&NO_ROW)
+            })
+            .collect();
+        let ingested: Vec<bool> = game
+            .versions
+            .iter()
+            .zip(&obs_all)
+            .map(|(version, obs)| {
+                obs.digest.is_some()
+                    && obs.manifest == Presence::Present
+                    && !pin_mismatch(version, obs)
+            })
+            .collect();
+        let mut view = GameView {
+            name,
+            game,
+            observed,
+            obs_all,
+            keep_from,
+            ingested,
+            facts: Vec::new(),
+        };
+        view.facts = (0..n_versions)
+            .map(|idx| InputFacts {
+                source_ok: view.obs_all[idx].source_present
+                    && !view.obs_all[idx].drifted
+                    && view.ingested[idx],
+                manifest: view.ingested[idx],
+                pack: view.obs_all[idx].pack == Presence::Present,
+                delta_from_previous: idx > 0
+                    && view.delta_presence(idx - 1, idx) == Presence::Present,
+            })
+            .collect();
+        view
+    }
+
+    /// The key of one of this game's versions in [`Diff::conditions`].
+    fn key(&self, version: &str) -> (String, String) {
+        (self.name.to_string(), version.to_string())
+    }
+
+    /// Whether the delta row from version `from` to version `to` (by index) is there.
+    fn delta_presence(&self, from: usize, to: usize) -> Presence {
+        self.observed
             .deltas
             .get(&(
-                game_name.to_string(),
-                game.versions[from].name.clone(),
-                game.versions[to].name.clone(),
+                self.name.to_string(),
+                self.game.versions[from].name.clone(),
+                self.game.versions[to].name.clone(),
             ))
             .copied()
             .unwrap_or_default()
-    };
-    // Versions whose recorded manifest can serve as the description of their tree.
-    let ingested: Vec<bool> = game
-        .versions
-        .iter()
-        .zip(&obs_all)
-        .map(|(version, obs)| {
-            obs.digest.is_some() && obs.manifest == Presence::Present && !pin_mismatch(version, obs)
-        })
-        .collect();
-    let facts: Vec<InputFacts> = (0..n_versions)
-        .map(|idx| InputFacts {
-            source_ok: obs_all[idx].source_present && !obs_all[idx].drifted && ingested[idx],
-            manifest: ingested[idx],
-            pack: obs_all[idx].pack == Presence::Present,
-            delta_from_previous: idx > 0 && delta_presence(idx - 1, idx) == Presence::Present,
-        })
-        .collect();
-    let can_build = |idx: usize| input_for(&facts, idx).is_some();
+    }
 
-    let mut statuses: Vec<Option<VersionStatus>> = vec![None; n_versions];
-    for idx in keep_from..n_versions {
-        let version = &game.versions[idx];
-        let obs = obs_all[idx];
+    /// Whether version `idx`'s tree can be had, for a job that needs it.
+    fn can_build(&self, idx: usize) -> bool {
+        input_for(&self.facts, idx).is_some()
+    }
+
+    /// The recorded tree digest of version `idx` (empty when none is recorded).
+    fn digest(&self, idx: usize) -> &str {
+        self.obs_all[idx].digest.as_deref().unwrap_or_default()
+    }
+
+    /// A kept version: what it needs (its ingest, its pack, the delta from the previous
+    /// version), with the work queued in `out`, and the status that follows.
+    fn kept_version_status(&self, idx: usize, out: &mut Diff) -> VersionStatus {
         let mut needs: Vec<Need> = Vec::new();
+        needs.extend(self.ingest_need(idx, out));
+        if self.ingested[idx] {
+            needs.extend(self.pack_need(idx, out));
+            needs.extend(self.previous_delta_need(idx, out));
+        }
+        status_of(needs, self.obs_all[idx])
+    }
 
-        let ingest = Action::Ingest {
-            game: game_name.to_string(),
-            version: version.name.clone(),
-            source: version.source.clone(),
-            pinned: version.pinned.clone(),
-        };
+    /// The ingest: stuck on drift, done when ingested, else a job or the reason there is
+    /// none.
+    fn ingest_need(&self, idx: usize, out: &mut Diff) -> Option<Need> {
+        let version = &self.game.versions[idx];
+        let obs = self.obs_all[idx];
         if obs.drifted {
             let digest = obs.digest.as_deref().unwrap_or("its recorded digest");
-            needs.push(Need::Stuck(
+            return Some(Need::Stuck(
                 Reason::DigestMismatch,
                 format!(
                     "the build in {} changed on the NAS after it was ingested as {digest}; it is \
@@ -322,254 +405,235 @@ fn diff_game(
                     version.source
                 ),
             ));
-        } else if !ingested[idx] {
-            let need = if let Some(job) = job_of(observed, &ingest) {
-                job_need(job, format!("ingesting the build in {}", version.source))
-            } else if obs.source_present {
-                out.actions.push(ingest);
-                Need::Working(format!("ingesting the build in {}", version.source))
-            } else if pin_mismatch(version, obs) {
-                Need::Stuck(
-                    Reason::PinnedDigestMismatch,
-                    format!(
-                        "the spec pins {} but the version was ingested as {}, and the build {} \
-                         is not on the NAS",
-                        version.pinned.as_deref().unwrap_or_default(),
-                        obs.digest.as_deref().unwrap_or_default(),
-                        version.source
-                    ),
-                )
-            } else if obs.digest.is_some() {
-                Need::Stuck(
-                    Reason::SourceMissing,
-                    format!(
-                        "the manifest of this version is missing from the NAS and its build {} \
-                         is gone, so it cannot be made again",
-                        version.source
-                    ),
-                )
-            } else {
-                Need::Stuck(
-                    Reason::SourceMissing,
-                    format!("the build {} is not on the NAS", version.source),
-                )
-            };
-            needs.push(need);
         }
-
-        if ingested[idx] {
-            let digest = obs.digest.clone().unwrap_or_default();
-            // The pack.
-            if obs.pack != Presence::Present {
-                let need = if let Some(address) = observed.packs.get(&digest) {
-                    out.actions.push(Action::LinkPack {
-                        game: game_name.to_string(),
-                        version: version.name.clone(),
-                        address: address.clone(),
-                    });
-                    Need::Working("linking the pack of identical content".to_string())
-                } else {
-                    let pack = Action::Pack {
-                        game: game_name.to_string(),
-                        version: version.name.clone(),
-                        digest: digest.clone(),
-                    };
-                    if let Some(job) = job_of(observed, &pack) {
-                        job_need(job, "packing".to_string())
-                    } else if can_build(idx) {
-                        out.actions.push(pack);
-                        Need::Working("packing".to_string())
-                    } else {
-                        Need::Stuck(Reason::SourceMissing, gone(version))
-                    }
-                };
-                needs.push(need);
-            }
-            // The delta from the previous version.
-            if idx > keep_from {
-                let previous = &game.versions[idx - 1];
-                if delta_presence(idx - 1, idx) != Presence::Present {
-                    let what = format!("making the delta from {}", previous.name);
-                    let need = if !ingested[idx - 1] {
-                        Need::Stuck(
-                            Reason::Blocked,
-                            format!(
-                                "waiting for the previous version {} to be ingested, to make \
-                                 the delta from it",
-                                previous.name
-                            ),
-                        )
-                    } else {
-                        delta_need(
-                            game_name,
-                            (
-                                idx - 1,
-                                previous,
-                                obs_all[idx - 1].digest.as_deref().unwrap_or_default(),
-                            ),
-                            (idx, version, &digest),
-                            observed,
-                            &can_build,
-                            what,
-                            out,
-                        )
-                    };
-                    needs.push(need);
-                }
-            }
+        if self.ingested[idx] {
+            return None;
         }
-        statuses[idx] = Some(status_of(needs, obs));
+        let ingest = Action::Ingest {
+            game: self.name.to_string(),
+            version: version.name.clone(),
+            source: version.source.clone(),
+            pinned: version.pinned.clone(),
+        };
+        let need = if let Some(job) = job_of(self.observed, &ingest) {
+            job_need(job, format!("ingesting the build in {}", version.source))
+        } else if obs.source_present {
+            out.actions.push(ingest);
+            Need::Working(format!("ingesting the build in {}", version.source))
+        } else if pin_mismatch(version, obs) {
+            Need::Stuck(
+                Reason::PinnedDigestMismatch,
+                format!(
+                    "the spec pins {} but the version was ingested as {}, and the build {} is \
+                     not on the NAS",
+                    version.pinned.as_deref().unwrap_or_default(),
+                    obs.digest.as_deref().unwrap_or_default(),
+                    version.source
+                ),
+            )
+        } else if obs.digest.is_some() {
+            Need::Stuck(
+                Reason::SourceMissing,
+                format!(
+                    "the manifest of this version is missing from the NAS and its build {} is \
+                     gone, so it cannot be made again",
+                    version.source
+                ),
+            )
+        } else {
+            Need::Stuck(
+                Reason::SourceMissing,
+                format!("the build {} is not on the NAS", version.source),
+            )
+        };
+        Some(need)
     }
 
-    // Warm skip deltas from a few older versions to the latest; they never hold up Ready.
-    if n_versions >= 3 && ingested[n_versions - 1] {
+    /// The pack of an ingested version: linked when a pack of the same content exists, else
+    /// a job if its tree can be had.
+    fn pack_need(&self, idx: usize, out: &mut Diff) -> Option<Need> {
+        let version = &self.game.versions[idx];
+        if self.obs_all[idx].pack == Presence::Present {
+            return None;
+        }
+        let digest = self.digest(idx);
+        if let Some(address) = self.observed.packs.get(digest) {
+            out.actions.push(Action::LinkPack {
+                game: self.name.to_string(),
+                version: version.name.clone(),
+                address: address.clone(),
+            });
+            return Some(Need::Working(
+                "linking the pack of identical content".to_string(),
+            ));
+        }
+        let pack = Action::Pack {
+            game: self.name.to_string(),
+            version: version.name.clone(),
+            digest: digest.to_string(),
+        };
+        let need = if let Some(job) = job_of(self.observed, &pack) {
+            job_need(job, "packing".to_string())
+        } else if self.can_build(idx) {
+            out.actions.push(pack);
+            Need::Working("packing".to_string())
+        } else {
+            Need::Stuck(Reason::SourceMissing, gone(version))
+        };
+        Some(need)
+    }
+
+    /// The delta from the previous version to an ingested one (none for the oldest kept
+    /// version).
+    fn previous_delta_need(&self, idx: usize, out: &mut Diff) -> Option<Need> {
+        if idx <= self.keep_from || self.delta_presence(idx - 1, idx) == Presence::Present {
+            return None;
+        }
+        let previous = &self.game.versions[idx - 1];
+        if !self.ingested[idx - 1] {
+            return Some(Need::Stuck(
+                Reason::Blocked,
+                format!(
+                    "waiting for the previous version {} to be ingested, to make the delta from \
+                     it",
+                    previous.name
+                ),
+            ));
+        }
+        let what = format!("making the delta from {}", previous.name);
+        Some(self.delta_need(idx - 1, idx, what, out))
+    }
+
+    /// What a delta between two ingested versions needs: nothing if linked or present, a
+    /// job if both trees can be had, else it is stuck.
+    fn delta_need(&self, from_idx: usize, to_idx: usize, what: String, out: &mut Diff) -> Need {
+        let from_version = &self.game.versions[from_idx];
+        let to_version = &self.game.versions[to_idx];
+        let (from_digest, to_digest) = (self.digest(from_idx), self.digest(to_idx));
+        if let Some(address) = self
+            .observed
+            .delta_artifacts
+            .get(&(from_digest.to_string(), to_digest.to_string()))
+        {
+            out.actions.push(Action::LinkDelta {
+                game: self.name.to_string(),
+                from: from_version.name.clone(),
+                to: to_version.name.clone(),
+                address: address.clone(),
+            });
+            return Need::Working("linking the delta of identical content".to_string());
+        }
+        let delta = Action::Delta {
+            game: self.name.to_string(),
+            from: from_version.name.clone(),
+            to: to_version.name.clone(),
+            from_digest: from_digest.to_string(),
+            to_digest: to_digest.to_string(),
+        };
+        if let Some(job) = job_of(self.observed, &delta) {
+            return job_need(job, what);
+        }
+        if !self.can_build(from_idx) {
+            return Need::Stuck(Reason::Blocked, gone(from_version));
+        }
+        if !self.can_build(to_idx) {
+            return Need::Stuck(Reason::SourceMissing, gone(to_version));
+        }
+        out.actions.push(delta);
+        Need::Working(what)
+    }
+
+    /// Deltas from each of `skip_deltas` versions before the previous one to the latest, when
+    /// the latest is ingested.
+    fn warm_skip_deltas(&self, skip_deltas: usize, out: &mut Diff) {
+        let n_versions = self.game.versions.len();
+        if n_versions < 3 || !self.ingested[n_versions - 1] {
+            return;
+        }
         let latest_idx = n_versions - 1;
-        let latest = &game.versions[latest_idx];
-        let latest_digest = obs_all[latest_idx].digest.clone().unwrap_or_default();
-        for idx in (keep_from..latest_idx - 1).rev().take(config.skip_deltas) {
-            if !ingested[idx] || delta_presence(idx, latest_idx) == Presence::Present {
+        for idx in (self.keep_from..latest_idx - 1).rev().take(skip_deltas) {
+            if !self.ingested[idx] || self.delta_presence(idx, latest_idx) == Presence::Present {
                 continue;
             }
-            let from = &game.versions[idx];
-            let from_digest = obs_all[idx].digest.clone().unwrap_or_default();
-            let _ = delta_need(
-                game_name,
-                (idx, from, &from_digest),
-                (latest_idx, latest, &latest_digest),
-                observed,
-                &can_build,
-                String::new(),
-                out,
-            );
+            let _ = self.delta_need(idx, latest_idx, String::new(), out);
         }
     }
 
-    // Retention: versions beyond keepVersions.
-    let all_kept_ready = statuses[keep_from..].iter().all(|status| {
-        status
-            .as_ref()
-            .is_some_and(|s| s.condition.status == Status::Ready)
-    });
-    let prune_allowed = may_prune && game.prune;
-    for idx in 0..keep_from {
-        let version = &game.versions[idx];
-        let has_data = has_data(game_name, &version.name, obs_all[idx], observed);
-        let message = if !has_data {
+    /// A version beyond `keepVersions`: inactive, and its artifacts pruned when `prune_now`.
+    fn beyond_kept_status(
+        &self,
+        idx: usize,
+        may_prune: bool,
+        prune_now: bool,
+        out: &mut Diff,
+    ) -> VersionStatus {
+        let version = &self.game.versions[idx];
+        let keep_versions = self.game.keep_versions;
+        let message = if !has_data(self.name, &version.name, self.obs_all[idx], self.observed) {
             format!(
-                "beyond the newest {} versions kept; its artifacts were removed (its build in \
-                 {} is left alone)",
-                game.keep_versions, version.source
+                "beyond the newest {keep_versions} versions kept; its artifacts were removed (its \
+                 build in {} is left alone)",
+                version.source
             )
-        } else if prune_allowed && all_kept_ready {
+        } else if prune_now {
             out.actions.push(Action::Prune {
-                game: game_name.to_string(),
+                game: self.name.to_string(),
                 version: version.name.clone(),
                 remove: false,
             });
-            format!(
-                "beyond the newest {} versions kept; removing its artifacts",
-                game.keep_versions
-            )
+            format!("beyond the newest {keep_versions} versions kept; removing its artifacts")
         } else if !may_prune {
             format!(
-                "beyond the newest {} versions kept; nothing is pruned while the latest spec \
-                 commit fails, the specs cannot be read, or no game is declared",
-                game.keep_versions
+                "beyond the newest {keep_versions} versions kept; nothing is pruned while the \
+                 latest spec commit fails, the specs cannot be read, or no game is declared"
             )
         } else {
             format!(
-                "beyond the newest {} versions kept; its artifacts are removed once the newer \
-                 versions are ready",
-                game.keep_versions
+                "beyond the newest {keep_versions} versions kept; its artifacts are removed once \
+                 the newer versions are ready"
             )
         };
-        statuses[idx] = Some(VersionStatus {
+        VersionStatus {
             condition: Condition {
                 status: Status::Inactive,
                 reason: Reason::Pruned,
                 message,
             },
             state: VersionState::Retired,
-        });
-    }
-
-    for (idx, status) in statuses.into_iter().enumerate() {
-        if let Some(status) = status {
-            out.conditions.insert(key(&game.versions[idx].name), status);
         }
     }
 
-    // Versions observed but no longer in the specs.
-    let desired_names: BTreeSet<&str> = game.versions.iter().map(|v| v.name.as_str()).collect();
-    let range = (game_name.to_string(), String::new())..;
-    for ((observed_game, version_name), _) in observed.versions.range(range) {
-        if observed_game != game_name {
-            break;
+    /// Versions observed but no longer in the specs: retired, and pruned with their row when
+    /// the retention policy allows and every kept version is Ready.
+    fn removed_versions(&self, prune_allowed: bool, all_kept_ready: bool, out: &mut Diff) {
+        let desired_names: BTreeSet<&str> =
+            self.game.versions.iter().map(|v| v.name.as_str()).collect();
+        let range = (self.name.to_string(), String::new())..;
+        for ((observed_game, version_name), _) in self.observed.versions.range(range) {
+            if observed_game != self.name {
+                break;
+            }
+            if desired_names.contains(version_name.as_str()) {
+                continue;
+            }
+            let status = if prune_allowed && all_kept_ready {
+                out.actions.push(Action::Prune {
+                    game: self.name.to_string(),
+                    version: version_name.clone(),
+                    remove: true,
+                });
+                retired("removed from the specs; removing its artifacts")
+            } else if prune_allowed {
+                retired(
+                    "removed from the specs; its artifacts are removed once the versions kept \
+                     are ready",
+                )
+            } else {
+                retired("removed from the specs; its data is kept (no retention policy prunes it)")
+            };
+            out.conditions.insert(self.key(version_name), status);
         }
-        if desired_names.contains(version_name.as_str()) {
-            continue;
-        }
-        let status = if prune_allowed && all_kept_ready {
-            out.actions.push(Action::Prune {
-                game: game_name.to_string(),
-                version: version_name.clone(),
-                remove: true,
-            });
-            retired("removed from the specs; removing its artifacts")
-        } else if prune_allowed {
-            retired(
-                "removed from the specs; its artifacts are removed once the versions kept are ready",
-            )
-        } else {
-            retired("removed from the specs; its data is kept (no retention policy prunes it)")
-        };
-        out.conditions.insert(key(version_name), status);
     }
-}
-
-/// What a delta between two ingested versions needs: nothing if linked or present, a job if
-/// both trees can be had, else it is stuck.
-fn delta_need(
-    game_name: &str,
-    from: (usize, &DesiredVersion, &str),
-    to: (usize, &DesiredVersion, &str),
-    observed: &Observed,
-    can_build: &dyn Fn(usize) -> bool,
-    what: String,
-    out: &mut Diff,
-) -> Need {
-    let (from_idx, from_version, from_digest) = from;
-    let (to_idx, to_version, to_digest) = to;
-    if let Some(address) = observed
-        .delta_artifacts
-        .get(&(from_digest.to_string(), to_digest.to_string()))
-    {
-        out.actions.push(Action::LinkDelta {
-            game: game_name.to_string(),
-            from: from_version.name.clone(),
-            to: to_version.name.clone(),
-            address: address.clone(),
-        });
-        return Need::Working("linking the delta of identical content".to_string());
-    }
-    let delta = Action::Delta {
-        game: game_name.to_string(),
-        from: from_version.name.clone(),
-        to: to_version.name.clone(),
-        from_digest: from_digest.to_string(),
-        to_digest: to_digest.to_string(),
-    };
-    if let Some(job) = job_of(observed, &delta) {
-        return job_need(job, what);
-    }
-    if !can_build(from_idx) {
-        return Need::Stuck(Reason::Blocked, gone(from_version));
-    }
-    if !can_build(to_idx) {
-        return Need::Stuck(Reason::SourceMissing, gone(to_version));
-    }
-    out.actions.push(delta);
-    Need::Working(what)
 }
 
 fn gone(version: &DesiredVersion) -> String {
