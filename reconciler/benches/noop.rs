@@ -20,7 +20,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionSpec, VersionState};
 use mist_db::testing::{self, TestDb};
 use mist_db::{Backend, Db};
-use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
+use mist_reconciler::desired::SpecsSource;
+use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
 use sqlx::{AnyConnection, Connection, Row};
 
 const N_VERSIONS: usize = 10;

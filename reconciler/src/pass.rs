@@ -6,24 +6,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mist_db::EpochMs;
 use mist_db::conditions::{
     ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
 };
-use mist_db::queue::{Enqueued, JobState};
+use mist_db::queue::{Enqueued, JobState, Queue};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{
     self, Outcome, Revision, SyncState, VersionObserved, VersionSpec, VersionState,
 };
+use mist_db::{Db, EpochMs};
 use mist_specs::load::Specs;
 
-use crate::actions::EVENTS_KEPT;
+use crate::actions::{Context, EVENTS_KEPT};
+use crate::clock::now_ms;
 use crate::desired::{self, Attempt};
 use crate::diff::action::Action;
 use crate::diff::condition::Status;
 use crate::diff::{self, DiffConfig};
+use crate::error::{Error, Result};
+use crate::jobs;
 use crate::observe::{self, FastMap, FastSet, ObserveConfig};
-use crate::{Error, Reconciler, Result, jobs, now_ms};
 
 /// Re-scans started in one pass stop after this long; the rest wait for the next pass.
 const VERIFY_BUDGET: Duration = Duration::from_secs(30);
@@ -105,6 +107,28 @@ impl std::fmt::Display for PassReport {
     }
 }
 
+/// Runs reconcile passes, one at a time, and holds what they remember. The
+/// [`Reconciler`](crate::reconciler::Reconciler) holds one and shares its database, queue
+/// and job context with it.
+pub(crate) struct Passes {
+    pub db: Db,
+    pub ctx: Arc<Context>,
+    pub queue: Queue,
+    /// The spec reader. A blocking read holds the lock until it ends, even when the pass
+    /// that started it was cancelled.
+    pub reader: Arc<tokio::sync::Mutex<desired::DesiredState>>,
+    /// Serialises passes and holds what they remember.
+    pub state: tokio::sync::Mutex<PassState>,
+    /// Raised when a pass queues jobs, so idle workers look at once.
+    pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// The branch whose tip is the desired state (names the spec repository's condition).
+    pub branch: String,
+    /// Warm skip deltas per game (see [`DiffConfig::skip_deltas`]).
+    pub skip_deltas: usize,
+    /// Re-scan an ingested build for drift at most this often.
+    pub verify_interval: Duration,
+}
+
 /// What passes remember between them.
 #[derive(Debug, Default)]
 pub(crate) struct PassState {
@@ -148,9 +172,11 @@ struct Converged {
     n_not_ready: usize,
 }
 
-impl Reconciler {
-    pub(crate) async fn pass(&self) -> Result<PassReport> {
-        let mut state = self.pass_state.lock().await;
+impl Passes {
+    /// One pass: reads the desired state, observes, diffs, queues the work and writes
+    /// conditions, events and revisions. A pass over a converged state writes nothing.
+    pub(crate) async fn run(&self) -> Result<PassReport> {
+        let mut state = self.state.lock().await;
         let pass_started = now_ms();
         let mut report = PassReport::default();
         let mut step_started = Instant::now();
@@ -290,10 +316,10 @@ impl Reconciler {
             let snapshot = snapshot.clone();
             let desired = desired.clone();
             let on_disk = on_disk.clone();
-            let nas = self.config.nas.clone();
+            let nas = self.ctx.nas.clone();
             let ctx = self.ctx.clone();
             let config = ObserveConfig {
-                verify_interval: self.config.verify_interval,
+                verify_interval: self.verify_interval,
                 verify_budget: VERIFY_BUDGET,
             };
             tokio::task::spawn_blocking(move || {
@@ -355,7 +381,7 @@ impl Reconciler {
             &desired,
             &observation.observed,
             DiffConfig {
-                skip_deltas: self.config.skip_deltas,
+                skip_deltas: self.skip_deltas,
             },
         );
         report.actions = diff.actions.clone();
@@ -398,7 +424,7 @@ impl Reconciler {
         if sources_checked.is_empty() {
             return Ok(true);
         }
-        let nas = self.config.nas.clone();
+        let nas = self.ctx.nas.clone();
         let sources_checked = sources_checked.to_vec();
         tokio::task::spawn_blocking(move || {
             sources_checked
@@ -425,7 +451,7 @@ impl Reconciler {
         report: &mut PassReport,
         now: EpochMs,
     ) -> Result<()> {
-        let object = ObjectRef::specs(&self.config.branch);
+        let object = ObjectRef::specs(&self.branch);
         let in_force = state.machine.last_good().map(|s| s.commit.clone());
         if let Some(attempt) = state.machine.last_attempted().cloned()
             && state.recorded_attempt.as_ref() != Some(&attempt)
