@@ -1,7 +1,7 @@
 //! Acting on a diff: jobs queued, links made, users published.
 
 use mist_db::EpochMs;
-use mist_db::queue::{Enqueued, JobState};
+use mist_db::queue::{Enqueued, JobState, NewJob};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{self, VersionObserved};
 
@@ -29,24 +29,7 @@ impl Passes {
                     game,
                     version,
                     address,
-                } => {
-                    let _rows = self.ctx.rows.lock().await;
-                    if let Some(row) = self.db.version(game, version).await? {
-                        let observed = VersionObserved {
-                            pack_address: Some(address.clone()),
-                            ..row.observed
-                        };
-                        if self
-                            .db
-                            .set_version_observed(game, version, &observed, now)
-                            .await?
-                            == Some(true)
-                        {
-                            report.n_writes += 1;
-                            report.n_links += 1;
-                        }
-                    }
-                }
+                } => self.link_pack(game, version, address, report, now).await?,
                 Action::LinkDelta {
                     game,
                     from,
@@ -71,27 +54,7 @@ impl Passes {
                     if unfinished.contains(new_job.key.as_str()) {
                         continue;
                     }
-                    match self.queue.enqueue(&new_job, now).await? {
-                        Enqueued::Added => {
-                            tracing::info!(key = %new_job.key, "job queued");
-                            report.n_enqueued += 1;
-                        }
-                        Enqueued::Exists(JobState::Done) => {
-                            // Done, yet its output is not there. If it finished after this
-                            // pass looked, the output is simply newer than the snapshot.
-                            let finished_before = self
-                                .queue
-                                .job(&new_job.key)
-                                .await?
-                                .and_then(|job| job.finished_at)
-                                .is_some_and(|finished_at| finished_at < pass_started);
-                            if finished_before && self.queue.requeue(&new_job.key, now).await? {
-                                tracing::info!(key = %new_job.key, "output gone; job queued again");
-                                report.n_requeued += 1;
-                            }
-                        }
-                        Enqueued::Exists(_) => {}
-                    }
+                    self.queue_job(&new_job, report, pass_started, now).await?;
                 }
             }
         }
@@ -107,6 +70,67 @@ impl Passes {
                 report.n_writes += 1;
                 tracing::info!(user = %name, "user removed from the specs; deleted");
             }
+        }
+        Ok(())
+    }
+
+    /// Points a version at the pack that exists for its content.
+    async fn link_pack(
+        &self,
+        game: &str,
+        version: &str,
+        address: &str,
+        report: &mut PassReport,
+        now: EpochMs,
+    ) -> Result<()> {
+        let _rows = self.ctx.rows.lock().await;
+        if let Some(row) = self.db.version(game, version).await? {
+            let observed = VersionObserved {
+                pack_address: Some(address.to_string()),
+                ..row.observed
+            };
+            if self
+                .db
+                .set_version_observed(game, version, &observed, now)
+                .await?
+                == Some(true)
+            {
+                report.n_writes += 1;
+                report.n_links += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a job that no unfinished job of the snapshot has the key of; a job done
+    /// before this pass started, whose output is gone, is queued again.
+    async fn queue_job(
+        &self,
+        new_job: &NewJob,
+        report: &mut PassReport,
+        pass_started: EpochMs,
+        now: EpochMs,
+    ) -> Result<()> {
+        match self.queue.enqueue(new_job, now).await? {
+            Enqueued::Added => {
+                tracing::info!(key = %new_job.key, "job queued");
+                report.n_enqueued += 1;
+            }
+            Enqueued::Exists(JobState::Done) => {
+                // Done, yet its output is not there. If it finished after this pass looked,
+                // the output is simply newer than the snapshot.
+                let finished_before = self
+                    .queue
+                    .job(&new_job.key)
+                    .await?
+                    .and_then(|job| job.finished_at)
+                    .is_some_and(|finished_at| finished_at < pass_started);
+                if finished_before && self.queue.requeue(&new_job.key, now).await? {
+                    tracing::info!(key = %new_job.key, "output gone; job queued again");
+                    report.n_requeued += 1;
+                }
+            }
+            Enqueued::Exists(_) => {}
         }
         Ok(())
     }

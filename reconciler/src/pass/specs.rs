@@ -8,9 +8,9 @@ use mist_db::state::{self, Outcome, Revision, SyncState, VersionSpec};
 use mist_specs::load::Specs;
 
 use super::{PassReport, PassState, Passes};
-use crate::diff;
 use crate::error::Result;
 use crate::observe::FastMap;
+use crate::{desired, diff};
 
 impl Passes {
     /// Records the revision tried, the sync state and the spec repository's condition.
@@ -23,46 +23,8 @@ impl Passes {
     ) -> Result<()> {
         let object = ObjectRef::specs(&self.branch);
         let in_force = state.machine.last_good().map(|s| s.commit.clone());
-        if let Some(attempt) = state.machine.last_attempted().cloned()
-            && state.recorded_attempt.as_ref() != Some(&attempt)
-        {
-            let outcome = if attempt.diagnostics.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            };
-            let revision = Revision {
-                commit_id: attempt.commit.clone(),
-                seen_at: now,
-                outcome,
-                errors_json: serde_json::to_string(&attempt.diagnostics)
-                    .unwrap_or_else(|_| "[]".to_string()),
-            };
-            if self.db.record_revision(&revision, now).await? {
-                report.n_writes += 1;
-                let (severity, reason, message) = if outcome == Outcome::Ok {
-                    (
-                        Severity::Normal,
-                        "CommitApplied",
-                        format!("commit {} is applied", attempt.commit),
-                    )
-                } else {
-                    (
-                        Severity::Warning,
-                        "CommitRejected",
-                        format!(
-                            "commit {} fails to load with {} errors; {} stays in force",
-                            attempt.commit,
-                            attempt.diagnostics.len(),
-                            in_force.as_deref().unwrap_or("nothing")
-                        ),
-                    )
-                };
-                self.event(&object, severity, reason, &message, now, report)
-                    .await?;
-            }
-            state.recorded_attempt = Some(attempt);
-        }
+        self.record_attempt(state, &object, in_force.as_deref(), report, now)
+            .await?;
         let read_error = state.machine.read_error().map(str::to_string);
         if read_error != state.recorded_read_error {
             if let Some(error) = &read_error {
@@ -71,49 +33,12 @@ impl Passes {
             }
             state.recorded_read_error = read_error.clone();
         }
+        self.record_sync_state(&state.machine, in_force.clone(), snapshot, report, now)
+            .await?;
 
-        let attempted = state.machine.last_attempted().map(|a| a.commit.clone());
-        let sync_state = SyncState {
-            observed_commit: attempted
-                .clone()
-                .or(snapshot.sync_state.observed_commit.clone()),
-            last_attempted_commit: attempted.or(snapshot.sync_state.last_attempted_commit.clone()),
-            last_applied_commit: in_force
-                .clone()
-                .or(snapshot.sync_state.last_applied_commit.clone()),
-        };
-        if sync_state != snapshot.sync_state && self.db.set_sync_state(&sync_state, now).await? {
-            report.n_writes += 1;
-        }
-
-        let (status, reason, message) = if let Some(error) = &read_error {
-            (
-                ConditionStatus::False,
-                "ReadFailed",
-                format!("cannot read the spec repository: {error}"),
-            )
-        } else if state.machine.is_failing() {
-            let attempt = state
-                .machine
-                .last_attempted()
-                .expect("failing means attempted");
-            (
-                ConditionStatus::False,
-                "InvalidCommit",
-                format!(
-                    "commit {} fails to load with {} errors; {} stays in force",
-                    attempt.commit,
-                    attempt.diagnostics.len(),
-                    in_force.as_deref().unwrap_or("nothing")
-                ),
-            )
-        } else if let Some(commit) = &in_force {
-            (
-                ConditionStatus::True,
-                "Applied",
-                format!("commit {commit} is applied"),
-            )
-        } else {
+        let Some((status, reason, message)) =
+            specs_condition(&state.machine, read_error.as_deref(), in_force.as_deref())
+        else {
             return Ok(());
         };
         let update = ConditionUpdate {
@@ -136,6 +61,84 @@ impl Passes {
                 )
         }) {
             report.n_writes += self.db.set_conditions(&[update], now).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the last commit tried as a revision, with an event when that wrote a row;
+    /// once per attempt.
+    async fn record_attempt(
+        &self,
+        state: &mut PassState,
+        object: &ObjectRef,
+        in_force: Option<&str>,
+        report: &mut PassReport,
+        now: EpochMs,
+    ) -> Result<()> {
+        let Some(attempt) = state.machine.last_attempted().cloned() else {
+            return Ok(());
+        };
+        if state.recorded_attempt.as_ref() == Some(&attempt) {
+            return Ok(());
+        }
+        let outcome = if attempt.diagnostics.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        let revision = Revision {
+            commit_id: attempt.commit.clone(),
+            seen_at: now,
+            outcome,
+            errors_json: serde_json::to_string(&attempt.diagnostics)
+                .unwrap_or_else(|_| "[]".to_string()),
+        };
+        if self.db.record_revision(&revision, now).await? {
+            report.n_writes += 1;
+            let (severity, reason, message) = if outcome == Outcome::Ok {
+                (
+                    Severity::Normal,
+                    "CommitApplied",
+                    format!("commit {} is applied", attempt.commit),
+                )
+            } else {
+                (
+                    Severity::Warning,
+                    "CommitRejected",
+                    format!(
+                        "commit {} fails to load with {} errors; {} stays in force",
+                        attempt.commit,
+                        attempt.diagnostics.len(),
+                        in_force.unwrap_or("nothing")
+                    ),
+                )
+            };
+            self.event(object, severity, reason, &message, now, report)
+                .await?;
+        }
+        state.recorded_attempt = Some(attempt);
+        Ok(())
+    }
+
+    /// Writes the sync state (the commits observed, attempted and applied) when it changed.
+    async fn record_sync_state(
+        &self,
+        machine: &desired::Desired,
+        in_force: Option<String>,
+        snapshot: &Snapshot,
+        report: &mut PassReport,
+        now: EpochMs,
+    ) -> Result<()> {
+        let attempted = machine.last_attempted().map(|a| a.commit.clone());
+        let sync_state = SyncState {
+            observed_commit: attempted
+                .clone()
+                .or(snapshot.sync_state.observed_commit.clone()),
+            last_attempted_commit: attempted.or(snapshot.sync_state.last_attempted_commit.clone()),
+            last_applied_commit: in_force.or(snapshot.sync_state.last_applied_commit.clone()),
+        };
+        if sync_state != snapshot.sync_state && self.db.set_sync_state(&sync_state, now).await? {
+            report.n_writes += 1;
         }
         Ok(())
     }
@@ -252,5 +255,41 @@ fn game_row(name: &str, game_specs: &mist_specs::load::GameSpecs) -> state::Game
         suspended: spec.suspend,
         private: spec.private,
         grants: spec.grants.clone(),
+    }
+}
+
+/// The spec repository's `Ready` condition: false when it cannot be read or the latest commit
+/// fails, true when a commit is in force; `None` before any commit was tried.
+fn specs_condition(
+    machine: &desired::Desired,
+    read_error: Option<&str>,
+    in_force: Option<&str>,
+) -> Option<(ConditionStatus, &'static str, String)> {
+    if let Some(error) = read_error {
+        Some((
+            ConditionStatus::False,
+            "ReadFailed",
+            format!("cannot read the spec repository: {error}"),
+        ))
+    } else if machine.is_failing() {
+        let attempt = machine.last_attempted().expect("failing means attempted");
+        Some((
+            ConditionStatus::False,
+            "InvalidCommit",
+            format!(
+                "commit {} fails to load with {} errors; {} stays in force",
+                attempt.commit,
+                attempt.diagnostics.len(),
+                in_force.unwrap_or("nothing")
+            ),
+        ))
+    } else {
+        in_force.map(|commit| {
+            (
+                ConditionStatus::True,
+                "Applied",
+                format!("commit {commit} is applied"),
+            )
+        })
     }
 }
