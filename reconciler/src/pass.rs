@@ -19,7 +19,7 @@ use mist_db::queue::Queue;
 use mist_db::snapshot::Snapshot;
 use mist_db::{Db, EpochMs};
 
-use crate::actions::Context;
+use crate::actions::context::Context;
 use crate::desired::{self, Attempt};
 use crate::diff;
 use crate::diff::action::Action;
@@ -121,7 +121,7 @@ pub(crate) struct Passes {
     pub jobs_queued: Arc<tokio::sync::Notify>,
     /// The branch whose tip is the desired state (names the spec repository's condition).
     pub branch: String,
-    /// Warm skip deltas per game (see [`DiffConfig::skip_deltas`]).
+    /// Warm skip deltas per game (see [`diff::DiffConfig::skip_deltas`]).
     pub skip_deltas: usize,
     /// Re-scan an ingested build for drift at most this often.
     pub verify_interval: Duration,
@@ -146,7 +146,7 @@ pub(crate) struct PassState {
     converged: Option<Converged>,
 }
 
-/// [`desired_of`] for one loaded spec tree.
+/// [`desired_of`](specs::desired_of) for one loaded spec tree.
 #[derive(Debug)]
 struct DesiredMemo {
     loaded: Arc<mist_specs::load::Loaded>,

@@ -10,7 +10,7 @@ use mist_db::Db;
 use mist_db::queue::{Queue, QueueConfig};
 use tokio::sync::Notify;
 
-use crate::actions::Context;
+use crate::actions::context::Context;
 use crate::clock::now_ms;
 use crate::desired::{self, SpecsSource};
 use crate::error::{Error, ErrorChain, Result};

@@ -22,7 +22,9 @@ use mist_db::EpochMs;
 use mist_db::queue::{Job, Queue};
 use tokio::sync::{Notify, watch};
 
-use crate::actions::{self, ActionError, Context, ProgressCell};
+use crate::actions;
+use crate::actions::context::{Context, ProgressCell};
+use crate::actions::error::ActionError;
 
 /// How long a claim lasts unless renewed.
 pub const LEASE: Duration = Duration::from_secs(30);

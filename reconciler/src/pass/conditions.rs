@@ -8,7 +8,7 @@ use mist_db::snapshot::Snapshot;
 use mist_db::state::{VersionObserved, VersionState};
 
 use super::{PassReport, Passes};
-use crate::actions::EVENTS_KEPT;
+use crate::actions::context::EVENTS_KEPT;
 use crate::diff;
 use crate::diff::condition::{Condition, Status};
 use crate::error::Result;

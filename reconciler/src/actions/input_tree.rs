@@ -1,0 +1,150 @@
+//! A version's tree as a job's input: its source build, a replay of the delta chain, or its
+//! unpacked pack.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use mist_db::conditions::{ObjectRef, Severity};
+use mist_games::manifest::Manifest;
+use mist_games::pack;
+use mist_games::replay::{self, ReplayError};
+use mist_games::treedelta::{self, Package};
+
+use super::error::{ActionError, retry};
+use super::facts::GameFacts;
+use super::run::{Run, blocking};
+use crate::diff::input::{Input, input_for};
+use crate::store::TmpGuard;
+
+/// A version's tree on disk as a job's input: its source build in place, or a tree the job
+/// made below `tmp/` (replayed or unpacked), removed when this is dropped.
+pub(super) struct InputTree {
+    /// The root folder of the tree.
+    pub(super) root: PathBuf,
+    /// Removes the tree when it was made for the job.
+    _guard: Option<TmpGuard>,
+}
+
+impl Run {
+    /// A version's tree: its source build, or a replay of the delta chain, or its unpacked
+    /// pack (see [`input_for`]).
+    pub(super) async fn input_tree(
+        &self,
+        game: &str,
+        facts: &GameFacts,
+        idx: usize,
+        manifest: &Manifest,
+        purpose: &str,
+    ) -> Result<InputTree, ActionError> {
+        let version = &facts.versions[idx];
+        match input_for(&facts.inputs, idx) {
+            None => Err(ActionError::Retry(format!(
+                "the build of {} is not on the NAS and cannot be rebuilt",
+                version.name
+            ))),
+            Some(Input::Source) => {
+                let nas = self.ctx.nas.clone();
+                let source = version.source.clone();
+                blocking(move || {
+                    mist_specs::load::check_source_on_nas(&nas, &source)
+                        .map_err(ActionError::Retry)?;
+                    Ok(InputTree {
+                        root: nas.join(&source),
+                        _guard: None,
+                    })
+                })
+                .await
+            }
+            Some(Input::Replay { base }) => {
+                let base_version = facts.versions[base].clone();
+                let base_manifest = self.manifest_of(&base_version).await?;
+                let mut chain_paths = Vec::new();
+                for step in base + 1..=idx {
+                    let key = (
+                        facts.versions[step - 1].name.clone(),
+                        facts.versions[step].name.clone(),
+                    );
+                    let address = facts.deltas.get(&key).ok_or_else(|| {
+                        retry(format!("the delta from {} to {} is gone", key.0, key.1))
+                    })?;
+                    chain_paths.push(
+                        self.ctx
+                            .store
+                            .path_of(address)
+                            .ok_or_else(|| retry(format!("invalid address {address}")))?,
+                    );
+                }
+                let out = self.ctx.store.new_tmp_path();
+                let base_root = self.ctx.nas.join(&base_version.source);
+                let expected = manifest.clone();
+                let n_steps = chain_paths.len();
+                let tree = blocking(move || {
+                    let chain = chain_paths
+                        .iter()
+                        .map(|path| Package::open(path))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(retry)?;
+                    let guard = TmpGuard(out.clone());
+                    replay::replay(
+                        &base_root,
+                        &base_manifest,
+                        &chain,
+                        &out,
+                        &expected,
+                        &treedelta::ApplyOptions::default(),
+                    )
+                    .map_err(|error: ReplayError| retry(error))?;
+                    Ok(InputTree {
+                        root: out,
+                        _guard: Some(guard),
+                    })
+                })
+                .await?;
+                self.event(
+                    &ObjectRef::version(game, &version.name),
+                    Severity::Normal,
+                    "Replayed",
+                    &format!(
+                        "rebuilt {} from {} and {n_steps} deltas for a {purpose}, because its \
+                         build is not on the NAS",
+                        version.name, base_version.name
+                    ),
+                )
+                .await;
+                Ok(tree)
+            }
+            Some(Input::Pack) => {
+                let address = version.pack_address.clone().unwrap_or_default();
+                let path = self
+                    .ctx
+                    .store
+                    .path_of(&address)
+                    .ok_or_else(|| retry(format!("invalid address {address}")))?;
+                let out = self.ctx.store.new_tmp_path();
+                let manifest = manifest.clone();
+                let tree = blocking(move || {
+                    let guard = TmpGuard(out.clone());
+                    let file = File::open(&path).map_err(retry)?;
+                    pack::unpack(std::io::BufReader::new(file), &manifest, &out).map_err(retry)?;
+                    Ok(InputTree {
+                        root: out,
+                        _guard: Some(guard),
+                    })
+                })
+                .await?;
+                self.event(
+                    &ObjectRef::version(game, &version.name),
+                    Severity::Normal,
+                    "Unpacked",
+                    &format!(
+                        "unpacked {} from its pack for a {purpose}, because its build is not on \
+                         the NAS",
+                        version.name
+                    ),
+                )
+                .await;
+                Ok(tree)
+            }
+        }
+    }
+}
