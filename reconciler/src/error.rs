@@ -36,8 +36,8 @@ pub enum Error {
     #[error("reconciling did not settle after {0} rounds")]
     NotSettled(usize),
     /// A background task panicked.
-    #[error("a reconciler task failed: {0}")]
-    Task(String),
+    #[error("a reconciler task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A result with this crate's [`Error`].

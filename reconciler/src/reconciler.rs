@@ -279,7 +279,7 @@ impl Reconciler {
         }
         let mut n_ran = 0;
         while let Some(joined) = tasks.join_next().await {
-            n_ran += joined.map_err(|e| Error::Task(e.to_string()))??;
+            n_ran += joined??;
         }
         Ok(n_ran)
     }

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use crate::actions;
 use crate::actions::context::{Context, ProgressCell};
 use crate::actions::error::ActionError;
+use crate::error::ErrorChain;
 
 /// How long a claim lasts unless renewed.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -222,12 +223,14 @@ impl Workers {
                 self.release(&key).await;
                 Ended::Released
             }
-            Ok(Err(ActionError::Retry(message))) => {
+            Ok(Err(ActionError::Retry(cause))) => {
                 metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "false")
                     .increment(1);
+                // The queue keeps the cause's own text; the log shows its sources too.
+                let message = cause.to_string();
                 match self.queue.fail(&key, &self.owner, now, &message).await {
                     Ok(next_attempt_at) => {
-                        tracing::warn!(error = %message, retry_in_ms = next_attempt_at - now, "job failed; will retry");
+                        tracing::warn!(error = %ErrorChain(&*cause), retry_in_ms = next_attempt_at - now, "job failed; will retry");
                     }
                     Err(error) => tracing::warn!(%error, "cannot record the failure"),
                 }

@@ -31,9 +31,7 @@ impl Run {
             facts.index_of(from, from_digest),
             facts.index_of(to, to_digest),
         ) else {
-            return Err(ActionError::Retry(format!(
-                "{game}/{from} or {to} changed meanwhile"
-            )));
+            return Err(retry(format!("{game}/{from} or {to} changed meanwhile")));
         };
         let old_manifest = self.manifest_of(&facts.versions[from_idx]).await?;
         let new_manifest = self.manifest_of(&facts.versions[to_idx]).await?;

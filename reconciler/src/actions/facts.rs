@@ -181,7 +181,7 @@ impl Run {
     /// Reads and checks a version's manifest artifact.
     pub(super) async fn manifest_of(&self, version: &VersionFact) -> Result<Manifest, ActionError> {
         let (Some(address), Some(digest)) = (&version.manifest_address, &version.digest) else {
-            return Err(ActionError::Retry(format!(
+            return Err(retry(format!(
                 "version {} has no manifest yet",
                 version.name
             )));

@@ -35,7 +35,7 @@ impl Run {
                     if nas.join(&source_owned).exists() {
                         ActionError::Terminal(Reason::InvalidBuild, message)
                     } else {
-                        ActionError::Retry(message)
+                        retry(message)
                     }
                 })
         })
@@ -76,9 +76,7 @@ impl Run {
             .version(game, version)
             .await
             .map_err(retry)?
-            .ok_or_else(|| {
-                ActionError::Retry(format!("version {game}/{version} has no row yet"))
-            })?;
+            .ok_or_else(|| retry(format!("version {game}/{version} has no row yet")))?;
         if let Some(recorded) = &row.observed.tree_digest
             && recorded != &digest
             && pinned != Some(digest.as_str())
@@ -111,7 +109,7 @@ impl Run {
                 .version(game, version)
                 .await
                 .map_err(retry)?
-                .ok_or_else(|| ActionError::Retry(format!("version {game}/{version} is gone")))?;
+                .ok_or_else(|| retry(format!("version {game}/{version} is gone")))?;
             let same_content = row.observed.tree_digest.as_deref() == Some(digest.as_str());
             let observed = VersionObserved {
                 tree_digest: Some(digest.clone()),

@@ -38,7 +38,7 @@ impl Run {
     ) -> Result<InputTree, ActionError> {
         let version = &facts.versions[idx];
         match input_for(&facts.inputs, idx) {
-            None => Err(ActionError::Retry(format!(
+            None => Err(retry(format!(
                 "the build of {} is not on the NAS and cannot be rebuilt",
                 version.name
             ))),
@@ -46,8 +46,7 @@ impl Run {
                 let nas = self.ctx.nas.clone();
                 let source = version.source.clone();
                 blocking(move || {
-                    mist_specs::load::check_source_on_nas(&nas, &source)
-                        .map_err(ActionError::Retry)?;
+                    mist_specs::load::check_source_on_nas(&nas, &source).map_err(retry)?;
                     Ok(InputTree {
                         root: nas.join(&source),
                         _guard: None,

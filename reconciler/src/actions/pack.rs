@@ -30,9 +30,7 @@ impl Run {
         let (game, version) = (game.as_str(), version[0].as_str());
         let facts = self.game_facts(game).await?;
         let Some(idx) = facts.index_of(version, digest) else {
-            return Err(ActionError::Retry(format!(
-                "{game}/{version} changed meanwhile"
-            )));
+            return Err(retry(format!("{game}/{version} changed meanwhile")));
         };
         let manifest = self.manifest_of(&facts.versions[idx]).await?;
         self.progress.stage(0, "prepare", 1);
@@ -58,7 +56,6 @@ impl Run {
                     .count_into(written_by_work);
                 pack::write_pack(&tree.root, &manifest, &mut writer, PACK_ZSTD_LEVEL).map_err(
                     |error| match error {
-                        PackError::Changed { .. } => ActionError::Retry(format!("{error}")),
                         PackError::Write(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                             ActionError::Cancelled
                         }

@@ -26,7 +26,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ActionError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ActionError::Retry(format!("the work panicked: {e}")))?
+        .map_err(|e| retry(format!("the work panicked: {e}")))?
 }
 
 impl Run {
@@ -106,8 +106,8 @@ impl Run {
 
     /// Notes a build that changed under a job, so the next pass re-scans it.
     pub(super) fn on_changed(&self, game: &str, version: &str, error: &ActionError) {
-        if let ActionError::Retry(message) = error
-            && message.contains("changed")
+        if let ActionError::Retry(cause) = error
+            && cause.to_string().contains("changed")
         {
             self.ctx
                 .verify

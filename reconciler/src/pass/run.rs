@@ -57,8 +57,7 @@ impl Passes {
         let walk = self.walk_artifacts(converged.as_ref().map(|c| c.on_disk.clone()));
         let snapshot = self.snapshot(&mut state.snapshot, &mut report).await?;
         clock.step(&mut report, "snapshot");
-        let (on_disk, on_disk_unchanged, walk_took) =
-            walk.await.map_err(|e| Error::Task(e.to_string()))?;
+        let (on_disk, on_disk_unchanged, walk_took) = walk.await?;
         let on_disk = Arc::new(on_disk);
         clock.step(&mut report, "waiting for the NAS walk");
         report.timings.push(("NAS walk (alongside)", walk_took));
@@ -207,8 +206,7 @@ impl Passes {
             usize::try_from(self.queue.recover_expired_leases(now).await?).unwrap_or(usize::MAX);
         let store = self.ctx.store.clone();
         report.n_tmp_removed = tokio::task::spawn_blocking(move || store.clean_tmp())
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .await?
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "cannot clean the temporary folder");
                 0
@@ -265,7 +263,7 @@ impl Passes {
             observation
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))
+        .map_err(Error::Task)
     }
 
     /// Records what the re-scans found: matching builds as verified, drift found or cleared
@@ -338,7 +336,7 @@ impl Passes {
                 .all(|(source, found)| nas.join(source).is_dir() == *found)
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))
+        .map_err(Error::Task)
     }
 
     /// Reads the branch tip on a blocking thread.
@@ -346,7 +344,7 @@ impl Passes {
         let mut reader = self.reader.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || reader.read())
             .await
-            .map_err(|e| Error::Task(e.to_string()))
+            .map_err(Error::Task)
     }
 }
 
