@@ -2,11 +2,14 @@
 
 use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::state::{ArtifactKind, Delta};
+use mist_games::manifest::Manifest;
 use mist_games::treedelta::{self, Build, CreateOptions, TreeDeltaError};
 
 use super::error::{ActionError, retry};
+use super::input_tree::InputTree;
 use super::run::{Run, blocking};
 use crate::diff::condition::Reason;
+use crate::store::Stored;
 
 impl Run {
     /// Makes the tree delta from one version to another.
@@ -46,6 +49,45 @@ impl Run {
         self.progress.set(2, 2);
         self.check_cancel()?;
 
+        let stored = self
+            .write_delta((old_tree, old_manifest), (new_tree, new_manifest))
+            .await
+            .inspect_err(|error| {
+                self.on_changed(game, from, error);
+                self.on_changed(game, to, error);
+            })?;
+        self.check_cancel()?;
+        self.record(&stored, ArtifactKind::Delta, None).await?;
+        let delta = Delta {
+            game: game.to_string(),
+            from_version: from.to_string(),
+            to_version: to.to_string(),
+            address: stored.address.clone(),
+        };
+        self.ctx
+            .db
+            .upsert_delta(&delta, self.now())
+            .await
+            .map_err(retry)?;
+        self.event(
+            &ObjectRef::version(game, to),
+            Severity::Normal,
+            "DeltaCreated",
+            &format!(
+                "made the delta from {from} to {to}: {} ({} bytes)",
+                stored.address, stored.size
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Stage 1: diffs the old tree against the new one into a delta artifact.
+    async fn write_delta(
+        &self,
+        (old_tree, old_manifest): (InputTree, Manifest),
+        (new_tree, new_manifest): (InputTree, Manifest),
+    ) -> Result<Stored, ActionError> {
         let diff_total = new_manifest.total_size();
         self.progress.stage(1, "diff", diff_total);
         let store = self.ctx.store.clone();
@@ -82,35 +124,8 @@ impl Run {
             drop((old_tree, new_tree));
             Ok(stored)
         })
-        .await
-        .inspect_err(|error| {
-            self.on_changed(game, from, error);
-            self.on_changed(game, to, error);
-        })?;
+        .await?;
         self.progress.set(diff_total, diff_total);
-        self.check_cancel()?;
-        self.record(&stored, ArtifactKind::Delta, None).await?;
-        let delta = Delta {
-            game: game.to_string(),
-            from_version: from.to_string(),
-            to_version: to.to_string(),
-            address: stored.address.clone(),
-        };
-        self.ctx
-            .db
-            .upsert_delta(&delta, self.now())
-            .await
-            .map_err(retry)?;
-        self.event(
-            &ObjectRef::version(game, to),
-            Severity::Normal,
-            "DeltaCreated",
-            &format!(
-                "made the delta from {from} to {to}: {} ({} bytes)",
-                stored.address, stored.size
-            ),
-        )
-        .await;
-        Ok(())
+        Ok(stored)
     }
 }

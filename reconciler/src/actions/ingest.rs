@@ -1,13 +1,16 @@
 //! The ingest job: scan a version's source build, check it, and record its manifest.
 
+use std::path::PathBuf;
+
+use mist_db::EpochMs;
 use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::state::{ArtifactKind, VersionObserved, VersionState};
-use mist_games::manifest::ScanError;
+use mist_games::manifest::{Manifest, ScanError};
 
 use super::error::{ActionError, retry};
 use super::run::{Run, blocking};
 use crate::diff::condition::Reason;
-use crate::store::STATE_DIR;
+use crate::store::{STATE_DIR, Stored};
 
 impl Run {
     /// Scans the source build, checks it and records its manifest.
@@ -19,7 +22,36 @@ impl Run {
         source: &str,
         pinned: Option<&str>,
     ) -> Result<(), ActionError> {
-        let db = &self.ctx.db;
+        let root = self.source_root(source).await?;
+        let manifest = self.scan(root).await?;
+        self.check_cancel()?;
+
+        let digest = manifest.tree_digest().to_string();
+        self.check_digest(game, version, source, pinned, &digest)
+            .await?;
+
+        let stored = self.store_manifest(&manifest).await?;
+        self.check_cancel()?;
+        let now = self.now();
+        self.record(&stored, ArtifactKind::Manifest, Some(now))
+            .await?;
+        self.record_ingest(game, version, &digest, &stored, now)
+            .await?;
+        let n_files = manifest.n_files();
+        let total_size = manifest.total_size();
+        self.event(
+            &ObjectRef::version(game, version),
+            Severity::Normal,
+            "Ingested",
+            &format!("ingested {source}: {n_files} files, {total_size} bytes, {digest}"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The source build's folder, once it is known to be a build the reconciler may read: not
+    /// inside its own folder, and present (a build not there yet may still be being copied).
+    async fn source_root(&self, source: &str) -> Result<PathBuf, ActionError> {
         if source == STATE_DIR || source.starts_with(&format!("{STATE_DIR}/")) {
             return Err(ActionError::Terminal(
                 Reason::InvalidBuild,
@@ -28,7 +60,7 @@ impl Run {
         }
         let nas = self.ctx.nas.clone();
         let source_owned = source.to_string();
-        let root = blocking(move || {
+        blocking(move || {
             mist_specs::load::check_source_on_nas(&nas, &source_owned)
                 .map(|()| nas.join(&source_owned))
                 .map_err(|message| {
@@ -39,11 +71,15 @@ impl Run {
                     }
                 })
         })
-        .await?;
+        .await
+    }
 
+    /// Stage 0: scans the build into its manifest. Something a build may not hold is
+    /// terminal; I/O and a build that changed while it was read are retried.
+    async fn scan(&self, root: PathBuf) -> Result<Manifest, ActionError> {
         self.progress.stage(0, "scan", 0);
         let progress = self.progress.clone();
-        let manifest = blocking(move || {
+        blocking(move || {
             mist_games::manifest::scan_with_progress(&root, &|done, total| {
                 progress.set(done, total)
             })
@@ -57,10 +93,19 @@ impl Run {
                 ScanError::Io { .. } | ScanError::Changed { .. } => retry(error),
             })
         })
-        .await?;
-        self.check_cancel()?;
+        .await
+    }
 
-        let digest = manifest.tree_digest().to_string();
+    /// Refuses a build that does not hash to the pinned digest, or that changed since it was
+    /// ingested (unless the spec pins the new digest).
+    async fn check_digest(
+        &self,
+        game: &str,
+        version: &str,
+        source: &str,
+        pinned: Option<&str>,
+        digest: &str,
+    ) -> Result<(), ActionError> {
         if let Some(pinned) = pinned
             && pinned != digest
         {
@@ -72,14 +117,16 @@ impl Run {
                 ),
             ));
         }
-        let row = db
+        let row = self
+            .ctx
+            .db
             .version(game, version)
             .await
             .map_err(retry)?
             .ok_or_else(|| retry(format!("version {game}/{version} has no row yet")))?;
         if let Some(recorded) = &row.observed.tree_digest
-            && recorded != &digest
-            && pinned != Some(digest.as_str())
+            && recorded != digest
+            && pinned != Some(digest)
         {
             return Err(ActionError::Terminal(
                 Reason::DigestMismatch,
@@ -90,51 +137,53 @@ impl Run {
                 ),
             ));
         }
+        Ok(())
+    }
 
-        let json = serde_json::to_vec(&manifest).map_err(retry)?;
+    /// Stage 1: writes the manifest (canonical JSON) to the artifact store.
+    async fn store_manifest(&self, manifest: &Manifest) -> Result<Stored, ActionError> {
+        let json = serde_json::to_vec(manifest).map_err(retry)?;
         self.progress.stage(1, "store", json.len() as u64);
         let store = self.ctx.store.clone();
         let stored = blocking(move || store.put(&json).map_err(retry)).await?;
         self.progress.set(stored.size, stored.size);
-        self.check_cancel()?;
-        let now = self.now();
-        self.record(&stored, ArtifactKind::Manifest, Some(now))
-            .await?;
+        Ok(stored)
+    }
 
-        let n_files = manifest.n_files();
-        let total_size = manifest.total_size();
-        {
-            let _rows = self.ctx.rows.lock().await;
-            let row = db
-                .version(game, version)
-                .await
-                .map_err(retry)?
-                .ok_or_else(|| retry(format!("version {game}/{version} is gone")))?;
-            let same_content = row.observed.tree_digest.as_deref() == Some(digest.as_str());
-            let observed = VersionObserved {
-                tree_digest: Some(digest.clone()),
-                manifest_address: Some(stored.address.clone()),
-                pack_address: if same_content {
-                    row.observed.pack_address.clone()
-                } else {
-                    None
-                },
-                state: match row.observed.state {
-                    VersionState::Pending => VersionState::Ingested,
-                    state => state,
-                },
-            };
-            db.set_version_observed(game, version, &observed, now)
-                .await
-                .map_err(retry)?;
-        }
-        self.event(
-            &ObjectRef::version(game, version),
-            Severity::Normal,
-            "Ingested",
-            &format!("ingested {source}: {n_files} files, {total_size} bytes, {digest}"),
-        )
-        .await;
+    /// Records the tree digest and the manifest on the version's row; its pack stays only
+    /// when the content is the same.
+    async fn record_ingest(
+        &self,
+        game: &str,
+        version: &str,
+        digest: &str,
+        stored: &Stored,
+        now: EpochMs,
+    ) -> Result<(), ActionError> {
+        let db = &self.ctx.db;
+        let _rows = self.ctx.rows.lock().await;
+        let row = db
+            .version(game, version)
+            .await
+            .map_err(retry)?
+            .ok_or_else(|| retry(format!("version {game}/{version} is gone")))?;
+        let same_content = row.observed.tree_digest.as_deref() == Some(digest);
+        let observed = VersionObserved {
+            tree_digest: Some(digest.to_string()),
+            manifest_address: Some(stored.address.clone()),
+            pack_address: if same_content {
+                row.observed.pack_address.clone()
+            } else {
+                None
+            },
+            state: match row.observed.state {
+                VersionState::Pending => VersionState::Ingested,
+                state => state,
+            },
+        };
+        db.set_version_observed(game, version, &observed, now)
+            .await
+            .map_err(retry)?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use mist_games::replay::{self, ReplayError};
 use mist_games::treedelta::{self, Package};
 
 use super::error::{ActionError, retry};
-use super::facts::GameFacts;
+use super::facts::{GameFacts, VersionFact};
 use super::run::{Run, blocking};
 use crate::diff::input::{Input, input_for};
 use crate::store::TmpGuard;
@@ -42,63 +42,15 @@ impl Run {
                 "the build of {} is not on the NAS and cannot be rebuilt",
                 version.name
             ))),
-            Some(Input::Source) => {
-                let nas = self.ctx.nas.clone();
-                let source = version.source.clone();
-                blocking(move || {
-                    mist_specs::load::check_source_on_nas(&nas, &source).map_err(retry)?;
-                    Ok(InputTree {
-                        root: nas.join(&source),
-                        _guard: None,
-                    })
-                })
-                .await
-            }
+            Some(Input::Source) => self.source_tree(version).await,
             Some(Input::Replay { base }) => {
-                let base_version = facts.versions[base].clone();
-                let base_manifest = self.manifest_of(&base_version).await?;
-                let mut chain_paths = Vec::new();
-                for step in base + 1..=idx {
-                    let key = (
-                        facts.versions[step - 1].name.clone(),
-                        facts.versions[step].name.clone(),
-                    );
-                    let address = facts.deltas.get(&key).ok_or_else(|| {
-                        retry(format!("the delta from {} to {} is gone", key.0, key.1))
-                    })?;
-                    chain_paths.push(
-                        self.ctx
-                            .store
-                            .path_of(address)
-                            .ok_or_else(|| retry(format!("invalid address {address}")))?,
-                    );
-                }
-                let out = self.ctx.store.new_tmp_path();
-                let base_root = self.ctx.nas.join(&base_version.source);
-                let expected = manifest.clone();
+                let base_version = &facts.versions[base];
+                let base_manifest = self.manifest_of(base_version).await?;
+                let chain_paths = self.delta_chain(facts, base, idx)?;
                 let n_steps = chain_paths.len();
-                let tree = blocking(move || {
-                    let chain = chain_paths
-                        .iter()
-                        .map(|path| Package::open(path))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(retry)?;
-                    let guard = TmpGuard(out.clone());
-                    replay::replay(
-                        &base_root,
-                        &base_manifest,
-                        &chain,
-                        &out,
-                        &expected,
-                        &treedelta::ApplyOptions::default(),
-                    )
-                    .map_err(|error: ReplayError| retry(error))?;
-                    Ok(InputTree {
-                        root: out,
-                        _guard: Some(guard),
-                    })
-                })
-                .await?;
+                let tree = self
+                    .replayed_tree(base_version, base_manifest, chain_paths, manifest)
+                    .await?;
                 self.event(
                     &ObjectRef::version(game, &version.name),
                     Severity::Normal,
@@ -113,24 +65,7 @@ impl Run {
                 Ok(tree)
             }
             Some(Input::Pack) => {
-                let address = version.pack_address.clone().unwrap_or_default();
-                let path = self
-                    .ctx
-                    .store
-                    .path_of(&address)
-                    .ok_or_else(|| retry(format!("invalid address {address}")))?;
-                let out = self.ctx.store.new_tmp_path();
-                let manifest = manifest.clone();
-                let tree = blocking(move || {
-                    let guard = TmpGuard(out.clone());
-                    let file = File::open(&path).map_err(retry)?;
-                    pack::unpack(std::io::BufReader::new(file), &manifest, &out).map_err(retry)?;
-                    Ok(InputTree {
-                        root: out,
-                        _guard: Some(guard),
-                    })
-                })
-                .await?;
+                let tree = self.unpacked_tree(version, manifest).await?;
                 self.event(
                     &ObjectRef::version(game, &version.name),
                     Severity::Normal,
@@ -145,5 +80,108 @@ impl Run {
                 Ok(tree)
             }
         }
+    }
+
+    /// The version's source build, in place.
+    async fn source_tree(&self, version: &VersionFact) -> Result<InputTree, ActionError> {
+        let nas = self.ctx.nas.clone();
+        let source = version.source.clone();
+        blocking(move || {
+            mist_specs::load::check_source_on_nas(&nas, &source).map_err(retry)?;
+            Ok(InputTree {
+                root: nas.join(&source),
+                _guard: None,
+            })
+        })
+        .await
+    }
+
+    /// The files of the direct deltas from version `base` up to version `idx`, in order.
+    fn delta_chain(
+        &self,
+        facts: &GameFacts,
+        base: usize,
+        idx: usize,
+    ) -> Result<Vec<PathBuf>, ActionError> {
+        let mut chain_paths = Vec::new();
+        for step in base + 1..=idx {
+            let key = (
+                facts.versions[step - 1].name.clone(),
+                facts.versions[step].name.clone(),
+            );
+            let address = facts
+                .deltas
+                .get(&key)
+                .ok_or_else(|| retry(format!("the delta from {} to {} is gone", key.0, key.1)))?;
+            chain_paths.push(
+                self.ctx
+                    .store
+                    .path_of(address)
+                    .ok_or_else(|| retry(format!("invalid address {address}")))?,
+            );
+        }
+        Ok(chain_paths)
+    }
+
+    /// The tree rebuilt below `tmp/` from the source build of `base_version` and the deltas
+    /// of `chain_paths`, checked against the version's `manifest`.
+    async fn replayed_tree(
+        &self,
+        base_version: &VersionFact,
+        base_manifest: Manifest,
+        chain_paths: Vec<PathBuf>,
+        manifest: &Manifest,
+    ) -> Result<InputTree, ActionError> {
+        let out = self.ctx.store.new_tmp_path();
+        let base_root = self.ctx.nas.join(&base_version.source);
+        let expected = manifest.clone();
+        blocking(move || {
+            let chain = chain_paths
+                .iter()
+                .map(|path| Package::open(path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(retry)?;
+            let guard = TmpGuard(out.clone());
+            replay::replay(
+                &base_root,
+                &base_manifest,
+                &chain,
+                &out,
+                &expected,
+                &treedelta::ApplyOptions::default(),
+            )
+            .map_err(|error: ReplayError| retry(error))?;
+            Ok(InputTree {
+                root: out,
+                _guard: Some(guard),
+            })
+        })
+        .await
+    }
+
+    /// The version's pack, unpacked below `tmp/`.
+    async fn unpacked_tree(
+        &self,
+        version: &VersionFact,
+        manifest: &Manifest,
+    ) -> Result<InputTree, ActionError> {
+        let address = version.pack_address.clone().unwrap_or_default();
+        let path = self
+            .ctx
+            .store
+            .path_of(&address)
+            .ok_or_else(|| retry(format!("invalid address {address}")))?;
+        let out = self.ctx.store.new_tmp_path();
+        let manifest = manifest.clone();
+        blocking(move || {
+            let guard = TmpGuard(out.clone());
+            let file = File::open(&path).map_err(retry)?;
+            pack::unpack(std::io::BufReader::new(file), &manifest, &out).map_err(retry)?;
+            Ok(InputTree {
+                root: out,
+                _guard: Some(guard),
+            })
+        })
+        .await
     }
 }
