@@ -137,23 +137,10 @@ pub fn observe(
     // manifest, pack and delta from the previous version needs no build to be read (drift
     // re-scans look for their build themselves), and a large NAS has thousands of them.
     let sources = sources_to_look_for(snapshot, desired, &present);
-    let sources_found: Vec<bool> = sources
-        .par_iter()
-        .map(|(_, _, source)| nas.join(source).is_dir())
-        .collect();
-    let sources_present: FastSet<(&str, &str)> = sources
-        .iter()
-        .zip(&sources_found)
-        .filter(|(_, found)| **found)
-        .map(|((game, version, _), _)| (*game, *version))
-        .collect();
+    let (sources_checked, sources_present) = look_for_sources(&sources, nas);
 
     let mut observation = Observation {
-        sources_checked: sources
-            .iter()
-            .zip(&sources_found)
-            .map(|((_, _, source), found)| (source.to_string(), *found))
-            .collect(),
+        sources_checked,
         ..Observation::default()
     };
     let desired_source = desired_sources(desired);
@@ -320,6 +307,33 @@ fn sources_to_look_for<'a>(
         }
     }
     sources
+}
+
+/// A version by (game, version) names.
+type VersionKey<'a> = (&'a str, &'a str);
+
+/// Looks for each source folder: every folder looked for with whether it was there, and the
+/// versions whose folder was found.
+fn look_for_sources<'a>(
+    sources: &[(&'a str, &'a str, &'a str)],
+    nas: &Path,
+) -> (Vec<(String, bool)>, FastSet<VersionKey<'a>>) {
+    let sources_found: Vec<bool> = sources
+        .par_iter()
+        .map(|(_, _, source)| nas.join(source).is_dir())
+        .collect();
+    let sources_present: FastSet<(&str, &str)> = sources
+        .iter()
+        .zip(&sources_found)
+        .filter(|(_, found)| **found)
+        .map(|((game, version, _), _)| (*game, *version))
+        .collect();
+    let sources_checked = sources
+        .iter()
+        .zip(&sources_found)
+        .map(|((_, _, source), found)| (source.to_string(), *found))
+        .collect();
+    (sources_checked, sources_present)
 }
 
 /// Versions whose drift an earlier pass found: their `Stalled` condition with reason
