@@ -105,7 +105,7 @@ pub struct ConditionUpdate {
 text_enum! {
     /// How much an event matters.
     pub enum Severity ("events.severity") {
-        /// Something happened as planned.
+        /// Something happened as expected.
         Normal => "normal",
         /// Something went wrong or needs attention.
         Warning => "warning",
