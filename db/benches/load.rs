@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use mist_db::conditions::{ConditionStatus, ConditionType, ConditionUpdate, ObjectRef};
 use mist_db::queue::{NewJob, QueueConfig};
 use mist_db::state::{Game, User, VersionSpec};
-use mist_db::status::{ConditionStatus, ConditionType, ConditionUpdate, ObjectRef};
 use mist_db::testing::{self, TestDb};
 use mist_db::{Backend, Db};
 

@@ -9,8 +9,8 @@
 //! What lives where:
 //! - [`state`]: the spec-derived rows (games, versions, users), what the reconciler observed
 //!   (recorded digests, content-addressed [`state::Artifact`]s, deltas) and the revisions seen.
-//! - [`status`]: conditions (`Ready`, `Reconciling`, `Stalled`) and a bounded event history per
-//!   object.
+//! - [`conditions`]: conditions (`Ready`, `Reconciling`, `Stalled`) and a bounded event history
+//!   per object.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
 //!   leases, backoff, terminal errors and forward-only progress.
 //! - [`snapshot`]: [`Db::load_snapshot`] reads everything a reconcile pass compares against in
@@ -25,11 +25,11 @@
 //! untouched. The schema and the reasons behind it are in `docs/db.md`.
 #![deny(missing_docs)]
 
+pub mod conditions;
 pub mod queue;
 pub mod read;
 pub mod snapshot;
 pub mod state;
-pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -19,13 +19,13 @@
 
 use sqlx::AnyConnection;
 
+use crate::conditions::{Condition, condition_columns, condition_from_record};
 use crate::queue::{Job, job_columns, job_from_record};
 use crate::state::{
     Artifact, Delta, Game, SyncState, User, Version, artifact_columns, artifact_from_record,
     delta_columns, delta_from_record, game_columns, game_from_record, sync_state_columns,
     sync_state_from_record, user_columns, user_from_record, version_columns, version_from_record,
 };
-use crate::status::{Condition, condition_columns, condition_from_record};
 use crate::{Backend, Db, Error, JsonRecord, QueryContext, Record};
 
 /// Everything a reconcile pass compares against, read at one instant.
@@ -89,6 +89,45 @@ macro_rules! table_query {
     };
 }
 
+// The tables of a snapshot, each with its order (the order of the snapshot's vectors).
+const GAMES: TableQuery = table_query!("snapshot games", game_columns!(), "games", "", "name");
+const VERSIONS: TableQuery = table_query!(
+    "snapshot versions",
+    version_columns!(),
+    "versions",
+    "",
+    "game, order_index, name"
+);
+const USERS: TableQuery = table_query!("snapshot users", user_columns!(), "users", "", "name");
+const ARTIFACTS: TableQuery = table_query!(
+    "snapshot artifacts",
+    artifact_columns!(),
+    "artifacts",
+    "",
+    "address"
+);
+const DELTAS: TableQuery = table_query!(
+    "snapshot deltas",
+    delta_columns!(),
+    "deltas",
+    "",
+    "game, from_version, to_version"
+);
+const CONDITIONS: TableQuery = table_query!(
+    "snapshot conditions",
+    condition_columns!(),
+    "conditions",
+    "",
+    "object_kind, object_name, condition_type"
+);
+const JOBS: TableQuery = table_query!(
+    "snapshot jobs",
+    job_columns!(),
+    "jobs",
+    "WHERE state <> 'done'",
+    "job_key"
+);
+
 impl Db {
     /// The change counter: a number that moves whenever a transaction that wrote a row of
     /// any table commits — through any handle or process — and stays put otherwise (a
@@ -136,84 +175,24 @@ impl Db {
         let sync_state = sync_state_from_record(&row)?;
 
         let games = self
-            .load_table(
-                connection,
-                &table_query!("snapshot games", game_columns!(), "games", "", "name"),
-                game_from_record,
-            )
+            .load_table(connection, &GAMES, game_from_record)
             .await?;
         let versions = self
-            .load_table(
-                connection,
-                &table_query!(
-                    "snapshot versions",
-                    version_columns!(),
-                    "versions",
-                    "",
-                    "game, order_index, name"
-                ),
-                version_from_record,
-            )
+            .load_table(connection, &VERSIONS, version_from_record)
             .await?;
         let users = self
-            .load_table(
-                connection,
-                &table_query!("snapshot users", user_columns!(), "users", "", "name"),
-                user_from_record,
-            )
+            .load_table(connection, &USERS, user_from_record)
             .await?;
         let artifacts = self
-            .load_table(
-                connection,
-                &table_query!(
-                    "snapshot artifacts",
-                    artifact_columns!(),
-                    "artifacts",
-                    "",
-                    "address"
-                ),
-                artifact_from_record,
-            )
+            .load_table(connection, &ARTIFACTS, artifact_from_record)
             .await?;
         let deltas = self
-            .load_table(
-                connection,
-                &table_query!(
-                    "snapshot deltas",
-                    delta_columns!(),
-                    "deltas",
-                    "",
-                    "game, from_version, to_version"
-                ),
-                delta_from_record,
-            )
+            .load_table(connection, &DELTAS, delta_from_record)
             .await?;
         let conditions = self
-            .load_table(
-                connection,
-                &table_query!(
-                    "snapshot conditions",
-                    condition_columns!(),
-                    "conditions",
-                    "",
-                    "object_kind, object_name, condition_type"
-                ),
-                condition_from_record,
-            )
+            .load_table(connection, &CONDITIONS, condition_from_record)
             .await?;
-        let jobs = self
-            .load_table(
-                connection,
-                &table_query!(
-                    "snapshot jobs",
-                    job_columns!(),
-                    "jobs",
-                    "WHERE state <> 'done'",
-                    "job_key"
-                ),
-                job_from_record,
-            )
-            .await?;
+        let jobs = self.load_table(connection, &JOBS, job_from_record).await?;
 
         transaction.commit().await.op("end snapshot")?;
         Ok(Snapshot {

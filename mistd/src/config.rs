@@ -27,10 +27,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 /// How many warm skip deltas (each of the N versions before the previous one → the latest)
 /// are made when none is configured: the reconciler's default.
-pub const DEFAULT_SKIP_DELTAS: usize = mist_reconciler::DEFAULT_SKIP_DELTAS;
+pub const DEFAULT_SKIP_DELTAS: usize = mist_reconciler::reconciler::DEFAULT_SKIP_DELTAS;
 /// How often an ingested build is re-scanned for drift when nothing is configured: the
 /// reconciler's default, a slow schedule because it reads everything.
-pub const DEFAULT_VERIFY_INTERVAL: Duration = mist_reconciler::DEFAULT_VERIFY_INTERVAL;
+pub const DEFAULT_VERIFY_INTERVAL: Duration = mist_reconciler::reconciler::DEFAULT_VERIFY_INTERVAL;
 /// The branch followed when none is configured.
 pub const DEFAULT_BRANCH: &str = mist_reconciler::desired::DEFAULT_BRANCH;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mist_reconciler::Reconciler;
+use mist_reconciler::reconciler::Reconciler;
 use mist_status_view::{self as status_view, human_size};
 use mist_wire::status::StatusReport;
 use mistd::config::{ConfigError, FileConfig, LogFormat, Role, RunArgs, Secrets, Settings};

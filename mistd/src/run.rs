@@ -1,7 +1,8 @@
 //! `mistd run`: the reconciler and the HTTP server in one process, and how it stops.
 //!
-//! [`serve`] connects the database, starts [`mist_reconciler::Reconciler::run`] (roles `all`
-//! and `reconciler`) and the HTTP [`crate::server::app`], and returns when a [`Shutdown`] is
+//! [`serve`] connects the database, starts
+//! [`mist_reconciler::reconciler::Reconciler::run`] (roles `all` and `reconciler`) and the
+//! HTTP [`crate::server::app`], and returns when a [`Shutdown`] is
 //! requested — by [`spawn_signal_handlers`] on `SIGTERM` or `SIGINT` — once both have
 //! stopped, or after [`SHUTDOWN_GRACE`] if something does not stop in time. The reconciler is
 //! crash-safe by design (durable queue, content-addressed outputs written through temp files
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mist_db::Db;
-use mist_reconciler::{Reconciler, ReconcilerConfig};
+use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
 use tokio::sync::watch;
 
 use crate::config::{Secrets, Settings};
@@ -255,7 +256,7 @@ fn build_app(
 /// The HTTP server and the reconciler, running, and which of them has already ended.
 struct Running {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    reconciler_task: Option<tokio::task::JoinHandle<mist_reconciler::Result<()>>>,
+    reconciler_task: Option<tokio::task::JoinHandle<mist_reconciler::error::Result<()>>>,
     server_done: bool,
     reconciler_done: bool,
 }

@@ -119,20 +119,15 @@ pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
              Unavailable"
         );
     }
-    config.artifacts_dir = settings.nas.as_ref().map(|nas| {
-        nas.join(mist_reconciler::store::STATE_DIR)
-            .join(ARTIFACTS_DIR)
-    });
+    config.artifacts_dir = settings
+        .nas
+        .as_deref()
+        .map(mist_reconciler::store::artifacts_dir);
     config.nas_root = settings.nas.clone();
     config.token_lifetime = settings.token_lifetime;
     config.status = Some(status_source());
     Ok(config)
 }
-
-/// The folder of `<nas>/.mist/` that holds the artifacts, as
-/// `mist_reconciler::store::ArtifactStore::open` lays it out. (Opening the store itself would
-/// create folders on the NAS, which the API must not do.)
-const ARTIFACTS_DIR: &str = "artifacts";
 
 /// [`mist_reconciler::status()`], for `/v1/status` and `/v1/events`.
 pub fn status_source() -> StatusSource {

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionSpec, VersionState};
 use mist_db::testing::{self, TestDb};
 use mist_db::{Backend, Db};
-use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
+use mist_reconciler::desired::SpecsSource;
+use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
 use sqlx::{AnyConnection, Connection, Row};
 
 const N_VERSIONS: usize = 10;
@@ -84,9 +85,9 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
     let first = reconciler.reconcile_once().await.expect("first pass");
     let first_pass = started.elapsed();
     assert!(
-        first.planned.is_empty(),
+        first.actions.is_empty(),
         "populated state is converged: {:?}",
-        &first.planned[..first.planned.len().min(5)]
+        &first.actions[..first.actions.len().min(5)]
     );
     assert_eq!(first.n_ready, n_games * N_VERSIONS, "{first}");
     // The first pass wrote the conditions; the next one reads them back and finds nothing

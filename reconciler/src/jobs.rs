@@ -17,7 +17,7 @@
 
 use mist_db::queue::NewJob;
 
-use crate::plan::Action;
+use crate::diff::action::Action;
 
 /// The job kinds, as stored in `jobs.kind`.
 pub const KINDS: [&str; 4] = ["ingest", "pack", "delta", "prune"];

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectKind};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::ArtifactKind;
-use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
 use mist_games::scan::{self, ScanError};
 use rayon::prelude::*;
 
@@ -29,7 +29,8 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// The set counterpart of [`FastMap`].
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-use crate::plan::{Desired, Observed, ObservedJob, ObservedVersion, Presence, Reason};
+use crate::diff::condition::Reason;
+use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence};
 use crate::store::ArtifactStore;
 
 /// How observation verifies builds.
@@ -66,7 +67,7 @@ impl VerifyState {
 /// The outcome of observing.
 #[derive(Debug, Default)]
 pub struct Observation {
-    /// What the plan compares against.
+    /// What the diff compares against.
     pub observed: Observed,
     /// Manifest artifacts whose build was re-scanned and matched: their `verified_at` moves.
     pub verified: Vec<String>,
@@ -124,28 +125,134 @@ pub fn observe(
     now: EpochMs,
 ) -> Observation {
     // An artifact is present when its file is there with the recorded size.
-    let present: FastSet<&str> = snapshot
-        .artifacts
-        .iter()
-        .filter(|artifact| on_disk.get(artifact.address.as_str()) == Some(&artifact.size))
-        .map(|artifact| artifact.address.as_str())
-        .collect();
+    let present = Present::new(snapshot, on_disk);
     let verified_at: FastMap<&str, Option<EpochMs>> = snapshot
         .artifacts
         .iter()
         .filter(|artifact| artifact.kind == ArtifactKind::Manifest)
         .map(|artifact| (artifact.address.as_str(), artifact.verified_at))
         .collect();
-    let is_present = |address: &str| present.contains(address);
-    let presence = |address: Option<&str>| match address {
-        None => Presence::Absent,
-        Some(address) if is_present(address) => Presence::Present,
-        Some(_) => Presence::Missing,
-    };
 
     // Source folders, for games with work to do: a game whose every version has its
     // manifest, pack and delta from the previous version needs no build to be read (drift
     // re-scans look for their build themselves), and a large NAS has thousands of them.
+    let sources = sources_to_look_for(snapshot, desired, &present);
+    let (sources_checked, sources_present) = look_for_sources(&sources, nas);
+
+    let mut observation = Observation {
+        sources_checked,
+        ..Observation::default()
+    };
+    let desired_source = desired_sources(desired);
+    let mut reverify = Reverify {
+        state: verify_state,
+        verified_at,
+        nas,
+        interval_ms: i64::try_from(config.verify_interval.as_millis()).unwrap_or(i64::MAX),
+        budget: config.verify_budget,
+        started: Instant::now(),
+        now,
+    };
+    let seen_before = SeenBefore {
+        sources_present: &sources_present,
+        drifted: &drifted_before(snapshot),
+        desired_source: &desired_source,
+    };
+    let digests = observe_versions(
+        snapshot,
+        &present,
+        &seen_before,
+        &mut reverify,
+        &mut observation,
+    );
+    let observed = &mut observation.observed;
+    // A source present for a version without a row yet (new in the specs).
+    for (game, version) in &sources_present {
+        observed
+            .versions
+            .entry((game.to_string(), version.to_string()))
+            .or_insert_with(|| ObservedVersion {
+                state: mist_db::state::VersionState::Pending,
+                source_present: true,
+                digest: None,
+                manifest: Presence::Absent,
+                pack: Presence::Absent,
+                drifted: false,
+            });
+    }
+    observe_deltas(snapshot, &present, &digests, observed);
+    observed.jobs = snapshot
+        .jobs
+        .iter()
+        .map(|job| {
+            (
+                job.key.clone(),
+                ObservedJob {
+                    state: job.state,
+                    attempts: job.attempts,
+                    last_error: job.last_error.clone(),
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    observed.users = snapshot
+        .users
+        .iter()
+        .map(|user| (user.name.clone(), user.clone()))
+        .collect();
+    observation
+}
+
+/// The source of each version of the games that are not suspended, by (game, version).
+fn desired_sources(desired: &Desired) -> FastMap<(&str, &str), &str> {
+    desired
+        .games
+        .iter()
+        .filter(|(_, game)| !game.suspend)
+        .flat_map(|(game_name, game)| {
+            game.versions
+                .iter()
+                .map(move |v| ((game_name.as_str(), v.name.as_str()), v.source.as_str()))
+        })
+        .collect()
+}
+
+/// The recorded artifacts whose file is on the NAS with the recorded size.
+struct Present<'a>(FastSet<&'a str>);
+
+impl<'a> Present<'a> {
+    fn new(snapshot: &'a Snapshot, on_disk: &FastMap<String, u64>) -> Present<'a> {
+        Present(
+            snapshot
+                .artifacts
+                .iter()
+                .filter(|artifact| on_disk.get(artifact.address.as_str()) == Some(&artifact.size))
+                .map(|artifact| artifact.address.as_str())
+                .collect(),
+        )
+    }
+
+    fn contains(&self, address: &str) -> bool {
+        self.0.contains(address)
+    }
+
+    /// Whether a recorded address (if any) is there.
+    fn presence(&self, address: Option<&str>) -> Presence {
+        match address {
+            None => Presence::Absent,
+            Some(address) if self.contains(address) => Presence::Present,
+            Some(_) => Presence::Missing,
+        }
+    }
+}
+
+/// The source folders to look for, as (game, version, source): every version of each game
+/// that is not suspended and has work to do.
+fn sources_to_look_for<'a>(
+    snapshot: &'a Snapshot,
+    desired: &'a Desired,
+    present: &Present<'_>,
+) -> Vec<(&'a str, &'a str, &'a str)> {
     let rows: FastMap<(&str, &str), &mist_db::state::Version> = snapshot
         .versions
         .iter()
@@ -186,10 +293,10 @@ pub fn observe(
                         game.versions[idx - 1].name.as_str(),
                         version.name.as_str(),
                     ))
-                    .is_some_and(|address| is_present(address));
+                    .is_some_and(|address| present.contains(address));
             row.observed.tree_digest.is_some()
-                && presence(row.observed.manifest_address.as_deref()) == Presence::Present
-                && presence(row.observed.pack_address.as_deref()) == Presence::Present
+                && present.presence(row.observed.manifest_address.as_deref()) == Presence::Present
+                && present.presence(row.observed.pack_address.as_deref()) == Presence::Present
                 && delta_ok
         });
         if complete {
@@ -199,6 +306,18 @@ pub fn observe(
             sources.push((game_name, &version.name, &version.source));
         }
     }
+    sources
+}
+
+/// A version by (game, version) names.
+type VersionKey<'a> = (&'a str, &'a str);
+
+/// Looks for each source folder: every folder looked for with whether it was there, and the
+/// versions whose folder was found.
+fn look_for_sources<'a>(
+    sources: &[(&'a str, &'a str, &'a str)],
+    nas: &Path,
+) -> (Vec<(String, bool)>, FastSet<VersionKey<'a>>) {
     let sources_found: Vec<bool> = sources
         .par_iter()
         .map(|(_, _, source)| nas.join(source).is_dir())
@@ -209,9 +328,18 @@ pub fn observe(
         .filter(|(_, found)| **found)
         .map(|((game, version, _), _)| (*game, *version))
         .collect();
+    let sources_checked = sources
+        .iter()
+        .zip(&sources_found)
+        .map(|((_, _, source), found)| (source.to_string(), *found))
+        .collect();
+    (sources_checked, sources_present)
+}
 
-    // Drift remembered from earlier passes.
-    let drifted_before: FastSet<(&str, &str)> = snapshot
+/// Versions whose drift an earlier pass found: their `Stalled` condition with reason
+/// `DigestMismatch`.
+fn drifted_before(snapshot: &Snapshot) -> FastSet<(&str, &str)> {
+    snapshot
         .conditions
         .iter()
         .filter(|condition| {
@@ -221,36 +349,36 @@ pub fn observe(
                 && condition.reason == Reason::DigestMismatch.as_str()
         })
         .filter_map(|condition| condition.object.name.split_once('/'))
-        .collect();
+        .collect()
+}
 
-    let mut observation = Observation {
-        sources_checked: sources
-            .iter()
-            .zip(&sources_found)
-            .map(|((_, _, source), found)| (source.to_string(), *found))
-            .collect(),
-        ..Observation::default()
-    };
-    let observed = &mut observation.observed;
-    // Sources of the versions of games that are not suspended.
-    let desired_source: FastMap<(&str, &str), &str> = desired
-        .games
-        .iter()
-        .filter(|(_, game)| !game.suspend)
-        .flat_map(|(game_name, game)| {
-            game.versions
-                .iter()
-                .map(move |v| ((game_name.as_str(), v.name.as_str()), v.source.as_str()))
-        })
-        .collect();
-    let verify_started = Instant::now();
-    let interval_ms = i64::try_from(config.verify_interval.as_millis()).unwrap_or(i64::MAX);
+/// What is known of the versions before their rows are observed, by (game, version).
+struct SeenBefore<'s, 'a> {
+    /// Source folders found.
+    sources_present: &'s FastSet<(&'a str, &'a str)>,
+    /// Versions an earlier pass found drifted.
+    drifted: &'s FastSet<(&'a str, &'a str)>,
+    /// The source of each version of a game that is not suspended.
+    desired_source: &'s FastMap<(&'a str, &'a str), &'a str>,
+}
+
+/// Observes every version row: its artifacts, its source, and its build re-scanned when
+/// due. Returns the recorded tree digests by (game, version).
+fn observe_versions<'a>(
+    snapshot: &'a Snapshot,
+    present: &Present<'_>,
+    seen_before: &SeenBefore<'_, '_>,
+    reverify: &mut Reverify<'_>,
+    observation: &mut Observation,
+) -> FastMap<(&'a str, &'a str), &'a str> {
     let mut digests: FastMap<(&str, &str), &str> = FastMap::default();
     for version in &snapshot.versions {
         let game = version.spec.game.as_str();
         let name = version.spec.name.as_str();
-        let mut source_present = sources_present.contains(&(game, name));
-        let mut drifted = drifted_before.contains(&(game, name));
+        let mut seen = Seen {
+            source_present: seen_before.sources_present.contains(&(game, name)),
+            drifted: seen_before.drifted.contains(&(game, name)),
+        };
         let digest = version.observed.tree_digest.clone();
         if let Some(digest) = version.observed.tree_digest.as_deref() {
             digests.insert((game, name), digest);
@@ -260,101 +388,52 @@ pub fn observe(
         if let (Some(digest), Some(manifest_address), Some(source)) = (
             &digest,
             &version.observed.manifest_address,
-            desired_source.get(&(game, name)),
+            seen_before.desired_source.get(&(game, name)),
         ) {
-            let id = (game.to_string(), name.to_string());
-            let last_match = verified_at
-                .get(manifest_address.as_str())
-                .copied()
-                .flatten()
-                .unwrap_or(i64::MIN);
-            let last_scan = verify_state
-                .last_scan
-                .get(&id)
-                .copied()
-                .unwrap_or(i64::MIN)
-                .max(last_match);
-            let due =
-                verify_state.suspects.contains(&id) || now.saturating_sub(last_scan) >= interval_ms;
-            let next_scan = if due {
-                now
-            } else {
-                last_scan.saturating_add(interval_ms)
-            };
-            observation.next_verify_at = Some(
-                observation
-                    .next_verify_at
-                    .map_or(next_scan, |at| at.min(next_scan)),
+            reverify.version(
+                (game, name),
+                (digest, manifest_address),
+                source,
+                &mut seen,
+                observation,
             );
-            if due && !source_present && nas.join(source).is_dir() {
-                source_present = true;
-            }
-            if due && source_present && verify_started.elapsed() < config.verify_budget {
-                verify_state.suspects.remove(&id);
-                verify_state.last_scan.insert(id, now);
-                match scan_digest(&nas.join(source)) {
-                    Ok(found) if &found == digest => {
-                        observation.verified.push(manifest_address.clone());
-                        if drifted {
-                            observation
-                                .drift_cleared
-                                .push((game.to_string(), name.to_string()));
-                        }
-                        drifted = false;
-                    }
-                    Ok(found) => {
-                        if !drifted {
-                            observation.drift_found.push((
-                                game.to_string(),
-                                name.to_string(),
-                                found,
-                            ));
-                        }
-                        drifted = true;
-                    }
-                    Err(error) => {
-                        tracing::warn!(game, version = name, %error, "cannot re-verify the build");
-                    }
-                }
-            }
         }
 
-        observed.versions.insert(
+        observation.observed.versions.insert(
             (game.to_string(), name.to_string()),
             ObservedVersion {
                 state: version.observed.state,
-                source_present,
+                source_present: seen.source_present,
                 digest,
-                manifest: presence(version.observed.manifest_address.as_deref()),
-                pack: presence(version.observed.pack_address.as_deref()),
-                drifted,
+                manifest: present.presence(version.observed.manifest_address.as_deref()),
+                pack: present.presence(version.observed.pack_address.as_deref()),
+                drifted: seen.drifted,
             },
         );
         if let (Some(digest), Some(pack)) = (
             &version.observed.tree_digest,
             version.observed.pack_address.as_deref(),
-        ) && is_present(pack)
+        ) && present.contains(pack)
         {
-            observed.packs.insert(digest.clone(), pack.to_string());
+            observation
+                .observed
+                .packs
+                .insert(digest.clone(), pack.to_string());
         }
     }
-    // A source present for a version without a row yet (new in the specs).
-    for (game, version) in &sources_present {
-        observed
-            .versions
-            .entry((game.to_string(), version.to_string()))
-            .or_insert_with(|| ObservedVersion {
-                state: mist_db::state::VersionState::Pending,
-                source_present: true,
-                digest: None,
-                manifest: Presence::Absent,
-                pack: Presence::Absent,
-                drifted: false,
-            });
-    }
+    digests
+}
 
+/// Every delta row with whether its artifact is there, and the present ones by the pair of
+/// tree digests they join.
+fn observe_deltas(
+    snapshot: &Snapshot,
+    present: &Present<'_>,
+    digests: &FastMap<(&str, &str), &str>,
+    observed: &mut Observed,
+) {
     for delta in &snapshot.deltas {
-        let presence = presence(Some(&delta.address));
+        let presence = present.presence(Some(&delta.address));
         observed.deltas.insert(
             (
                 delta.game.clone(),
@@ -374,27 +453,96 @@ pub fn observe(
                 .insert((from.to_string(), to.to_string()), delta.address.clone());
         }
     }
+}
 
-    observed.jobs = snapshot
-        .jobs
-        .iter()
-        .map(|job| {
-            (
-                job.key.clone(),
-                ObservedJob {
-                    state: job.state,
-                    attempts: job.attempts,
-                    last_error: job.last_error.clone(),
-                },
-            )
-        })
-        .collect::<BTreeMap<_, _>>();
-    observed.users = snapshot
-        .users
-        .iter()
-        .map(|user| (user.name.clone(), user.clone()))
-        .collect();
-    observation
+/// What observing found of one version so far.
+struct Seen {
+    source_present: bool,
+    drifted: bool,
+}
+
+/// The slow re-verification of ingested builds, for one pass.
+struct Reverify<'a> {
+    state: &'a mut VerifyState,
+    /// When each manifest's build last matched, by manifest address.
+    verified_at: FastMap<&'a str, Option<EpochMs>>,
+    nas: &'a Path,
+    interval_ms: i64,
+    budget: Duration,
+    /// When the pass started re-scanning: none starts after `budget`.
+    started: Instant,
+    now: EpochMs,
+}
+
+impl Reverify<'_> {
+    /// Re-scans the build of one ingested version (`source`, recorded as `digest` with its
+    /// manifest at `manifest_address`) when it is due and the budget allows; a match, drift
+    /// found or drift cleared goes into `observation`.
+    fn version(
+        &mut self,
+        (game, name): (&str, &str),
+        (digest, manifest_address): (&str, &str),
+        source: &str,
+        seen: &mut Seen,
+        observation: &mut Observation,
+    ) {
+        let id = (game.to_string(), name.to_string());
+        let last_match = self
+            .verified_at
+            .get(manifest_address)
+            .copied()
+            .flatten()
+            .unwrap_or(i64::MIN);
+        let last_scan = self
+            .state
+            .last_scan
+            .get(&id)
+            .copied()
+            .unwrap_or(i64::MIN)
+            .max(last_match);
+        let due = self.state.suspects.contains(&id)
+            || self.now.saturating_sub(last_scan) >= self.interval_ms;
+        let next_scan = if due {
+            self.now
+        } else {
+            last_scan.saturating_add(self.interval_ms)
+        };
+        observation.next_verify_at = Some(
+            observation
+                .next_verify_at
+                .map_or(next_scan, |at| at.min(next_scan)),
+        );
+        if due && !seen.source_present && self.nas.join(source).is_dir() {
+            seen.source_present = true;
+        }
+        if !(due && seen.source_present && self.started.elapsed() < self.budget) {
+            return;
+        }
+        self.state.suspects.remove(&id);
+        self.state.last_scan.insert(id, self.now);
+        match scan_digest(&self.nas.join(source)) {
+            Ok(found) if found == digest => {
+                observation.verified.push(manifest_address.to_string());
+                if seen.drifted {
+                    observation
+                        .drift_cleared
+                        .push((game.to_string(), name.to_string()));
+                }
+                seen.drifted = false;
+            }
+            Ok(found) => {
+                if !seen.drifted {
+                    observation
+                        .drift_found
+                        .push((game.to_string(), name.to_string(), found));
+                }
+                seen.drifted = true;
+            }
+            Err(error) => {
+                tracing::warn!(game, version = name, %error, "cannot re-verify the build");
+            }
+        }
+    }
 }
 
 /// The tree digest of the build at `root`, as text.

@@ -21,8 +21,12 @@ use std::time::{Duration, Instant};
 use mist_db::EpochMs;
 use mist_db::queue::{Job, Queue};
 use tokio::sync::{Notify, watch};
+use tokio::task::{JoinError, JoinHandle};
 
-use crate::actions::{self, ActionError, Context, ProgressCell};
+use crate::actions;
+use crate::actions::context::{Context, ProgressCell};
+use crate::actions::error::ActionError;
+use crate::error::ErrorChain;
 
 /// How long a claim lasts unless renewed.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -47,6 +51,15 @@ pub(crate) enum Ended {
     /// Failed terminally.
     Terminal,
     /// Put back in the queue (shutdown, or the lease was lost).
+    Released,
+}
+
+/// How the work of a job run ended, as its worker saw it.
+enum Supervised {
+    /// The work ended by itself, with this result.
+    Finished(Result<Result<(), ActionError>, JoinError>),
+    /// The work was stopped (the lease was lost, or the shutdown grace ran out) and the job
+    /// left to the queue.
     Released,
 }
 
@@ -112,31 +125,54 @@ impl Workers {
 
     /// Runs one claimed job to its end, writing progress while it runs.
     #[tracing::instrument(skip_all, fields(key = %job.key, game = job.game.as_deref(), version = job.version.as_deref()))]
-    pub async fn run_job(
-        &self,
-        job: Job,
-        mut shutdown: Option<&mut watch::Receiver<bool>>,
-    ) -> Ended {
+    pub async fn run_job(&self, job: Job, shutdown: Option<&mut watch::Receiver<bool>>) -> Ended {
         let key = job.key.clone();
         let kind = job.kind.clone();
         let started = Instant::now();
         let progress = Arc::new(ProgressCell::default());
         let cancel = Arc::new(AtomicBool::new(false));
-        let mut work = tokio::spawn(actions::execute(
+        let work = tokio::spawn(actions::execute(
             self.ctx.clone(),
             job,
             progress.clone(),
             cancel.clone(),
             self.now,
         ));
+        let Supervised::Finished(result) = self
+            .supervise(&key, work, &progress, &cancel, shutdown)
+            .await
+        else {
+            self.job_ended.notify_one();
+            return Ended::Released;
+        };
+        let now = (self.now)();
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::histogram!("mist_job_duration_seconds", "kind" => kind.clone()).record(elapsed);
+        let ended = self
+            .record_end(&key, &kind, result, &progress, now, elapsed)
+            .await;
+        self.job_ended.notify_one();
+        ended
+    }
+
+    /// Waits for the work while writing its progress, and stops it when the lease is lost or
+    /// the shutdown grace is over (releasing the job then).
+    async fn supervise(
+        &self,
+        key: &str,
+        mut work: JoinHandle<Result<(), ActionError>>,
+        progress: &ProgressCell,
+        cancel: &AtomicBool,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Supervised {
         // Progress (and with it the lease) is written every PROGRESS_PERIOD while the work
         // runs; losing the lease means someone else may run the job now, so this run stops.
         let lease_lost = Notify::new();
         let reporter = report_every(
             PROGRESS_PERIOD,
-            &progress,
+            progress,
             |progress| {
-                let (key, lease_lost) = (&key, &lease_lost);
+                let lease_lost = &lease_lost;
                 async move {
                     match self
                         .queue
@@ -153,7 +189,7 @@ impl Workers {
         );
         tokio::pin!(reporter);
         let mut grace_deadline: Option<tokio::time::Instant> = None;
-        let result = loop {
+        loop {
             let shutdown_signalled = async {
                 match shutdown.as_mut() {
                     Some(shutdown) if grace_deadline.is_none() => {
@@ -172,14 +208,13 @@ impl Workers {
                 }
             };
             tokio::select! {
-                result = &mut work => break result,
+                result = &mut work => return Supervised::Finished(result),
                 _ = &mut reporter => {}
                 _ = lease_lost.notified() => {
                     tracing::warn!("lost the lease; abandoning the job");
                     cancel.store(true, Ordering::Relaxed);
                     work.abort();
-                    self.job_ended.notify_one();
-                    return Ended::Released;
+                    return Supervised::Released;
                 }
                 _ = shutdown_signalled => {
                     tracing::info!("shutting down; giving the running job {SHUTDOWN_GRACE:?} to finish");
@@ -189,23 +224,32 @@ impl Workers {
                     tracing::info!("releasing the unfinished job for a later run");
                     cancel.store(true, Ordering::Relaxed);
                     work.abort();
-                    self.release(&key).await;
-                    self.job_ended.notify_one();
-                    return Ended::Released;
+                    self.release(key).await;
+                    return Supervised::Released;
                 }
             }
-        };
-        let now = (self.now)();
-        let elapsed = started.elapsed().as_secs_f64();
-        metrics::histogram!("mist_job_duration_seconds", "kind" => kind.clone()).record(elapsed);
-        let ended = match result {
+        }
+    }
+
+    /// Records how the work ended: done, released, failed (to be retried) or failed
+    /// terminally.
+    async fn record_end(
+        &self,
+        key: &str,
+        kind: &str,
+        result: Result<Result<(), ActionError>, JoinError>,
+        progress: &ProgressCell,
+        now: EpochMs,
+        elapsed: f64,
+    ) -> Ended {
+        match result {
             Ok(Ok(())) => {
                 // A last report, so the finished job shows its whole progress.
                 let _ = self
                     .queue
-                    .progress(&key, &self.owner, now, &progress.get())
+                    .progress(key, &self.owner, now, &progress.get())
                     .await;
-                match self.queue.complete(&key, &self.owner, now).await {
+                match self.queue.complete(key, &self.owner, now).await {
                     Ok(()) => {
                         tracing::info!(seconds = elapsed, "job done");
                         Ended::Completed
@@ -217,45 +261,41 @@ impl Workers {
                 }
             }
             Ok(Err(ActionError::Cancelled)) => {
-                self.release(&key).await;
+                self.release(key).await;
                 Ended::Released
             }
-            Ok(Err(ActionError::Retry(message))) => {
-                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "false")
+            Ok(Err(ActionError::Retry(cause))) => {
+                metrics::counter!("mist_job_failures_total", "kind" => kind.to_string(), "terminal" => "false")
                     .increment(1);
-                match self.queue.fail(&key, &self.owner, now, &message).await {
+                // The queue keeps the cause's own text; the log shows its sources too.
+                let message = cause.to_string();
+                match self.queue.fail(key, &self.owner, now, &message).await {
                     Ok(next_attempt_at) => {
-                        tracing::warn!(error = %message, retry_in_ms = next_attempt_at - now, "job failed; will retry");
+                        tracing::warn!(error = %ErrorChain(&*cause), retry_in_ms = next_attempt_at - now, "job failed; will retry");
                     }
                     Err(error) => tracing::warn!(%error, "cannot record the failure"),
                 }
                 Ended::Failed
             }
             Ok(Err(ActionError::Terminal(reason, message))) => {
-                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "true")
+                metrics::counter!("mist_job_failures_total", "kind" => kind.to_string(), "terminal" => "true")
                     .increment(1);
                 tracing::warn!(%reason, error = %message, "job failed terminally; waiting for a spec change");
                 let text = format!("{reason}: {message}");
-                if let Err(error) = self
-                    .queue
-                    .fail_terminal(&key, &self.owner, now, &text)
-                    .await
-                {
+                if let Err(error) = self.queue.fail_terminal(key, &self.owner, now, &text).await {
                     tracing::warn!(%error, "cannot record the failure");
                 }
                 Ended::Terminal
             }
             Err(join_error) => {
-                metrics::counter!("mist_job_failures_total", "kind" => kind.clone(), "terminal" => "false")
+                metrics::counter!("mist_job_failures_total", "kind" => kind.to_string(), "terminal" => "false")
                     .increment(1);
                 let message = format!("the job panicked: {join_error}");
                 tracing::error!(error = %message);
-                let _ = self.queue.fail(&key, &self.owner, now, &message).await;
+                let _ = self.queue.fail(key, &self.owner, now, &message).await;
                 Ended::Failed
             }
-        };
-        self.job_ended.notify_one();
-        ended
+        }
     }
 
     async fn release(&self, key: &str) {

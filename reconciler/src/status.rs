@@ -22,9 +22,9 @@
 use std::collections::HashMap;
 
 use mist_db::Db;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectKind};
 use mist_db::queue::{Job, JobState};
 use mist_db::state::Outcome;
-use mist_db::status::{ConditionStatus, ConditionType, ObjectKind};
 use mist_wire::status::JobState as WireJobState;
 use mist_wire::status::{
     GameStatus, JobKind, JobProgress, Phase, QueueEntry, StatusError, StatusReport, VersionStatus,
@@ -68,7 +68,8 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
     }
 
     // Conditions by version object name, and running jobs by version.
-    let mut conditions: HashMap<&str, [Option<&mist_db::status::Condition>; 3]> = HashMap::new();
+    let mut conditions: HashMap<&str, [Option<&mist_db::conditions::Condition>; 3]> =
+        HashMap::new();
     for condition in &snapshot.conditions {
         if condition.object.kind != ObjectKind::Version {
             continue;
@@ -114,7 +115,7 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
         let name = format!("{}/{}", version.spec.game, version.spec.name);
         let [ready, reconciling, stalled] =
             conditions.get(name.as_str()).copied().unwrap_or_default();
-        let is_true = |condition: Option<&mist_db::status::Condition>| {
+        let is_true = |condition: Option<&mist_db::conditions::Condition>| {
             condition.is_some_and(|c| c.status == ConditionStatus::True)
         };
         let status = if is_true(ready) {

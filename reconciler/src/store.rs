@@ -14,6 +14,9 @@
 //!
 //! **Invariant:** nothing here writes outside `<nas>/.mist/`; in particular never under
 //! `incoming/` or any version's `source`.
+//!
+//! A reader that must not write to the NAS (the API serving artifacts) finds the artifact
+//! folder with [`artifacts_dir`] rather than opening the store, which creates its folders.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -24,6 +27,19 @@ use std::time::SystemTime;
 
 /// The folder below the NAS root that holds everything the reconciler writes.
 pub const STATE_DIR: &str = ".mist";
+
+/// The folder below [`STATE_DIR`] that holds the artifacts.
+const ARTIFACTS_DIR: &str = "artifacts";
+
+/// The folder below [`STATE_DIR`] that holds work in progress.
+const TMP_DIR: &str = "tmp";
+
+/// Where the artifacts of the store below the NAS root `nas` are: `<nas>/.mist/artifacts`.
+/// A path only: nothing is created or read, so a process that must not write to the NAS (the
+/// API, which serves the artifacts) can call it.
+pub fn artifacts_dir(nas: &Path) -> PathBuf {
+    nas.join(STATE_DIR).join(ARTIFACTS_DIR)
+}
 
 /// The artifact store.
 #[derive(Debug, Clone)]
@@ -67,9 +83,8 @@ pub struct ArtifactWriter {
 impl ArtifactStore {
     /// Opens (and creates if needed) the store below the NAS root `nas`.
     pub fn open(nas: &Path) -> io::Result<ArtifactStore> {
-        let state = nas.join(STATE_DIR);
-        let artifacts = state.join("artifacts");
-        let tmp = state.join("tmp");
+        let artifacts = artifacts_dir(nas);
+        let tmp = nas.join(STATE_DIR).join(TMP_DIR);
         fs::create_dir_all(&artifacts)?;
         // `tmp` may be unusable (say, a file where the folder should be); that is an error of
         // each write, retried with backoff, not a reason to refuse to start.
@@ -363,6 +378,18 @@ mod tests {
         writer.write_all(b"partial").unwrap();
         drop(writer);
         assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn artifacts_dir_is_where_the_store_keeps_artifacts() {
+        let nas = tempfile::tempdir().unwrap();
+        assert_eq!(
+            artifacts_dir(nas.path()),
+            nas.path().join(".mist").join("artifacts")
+        );
+        assert!(!artifacts_dir(nas.path()).exists());
+        let store = ArtifactStore::open(nas.path()).unwrap();
+        assert_eq!(store.artifacts_dir(), artifacts_dir(nas.path()));
     }
 
     #[test]

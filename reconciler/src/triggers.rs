@@ -125,7 +125,7 @@ impl Drop for TriggerTasks {
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     /// The file watcher could not be set up (for example, the inotify watch limit).
-    #[error("cannot watch {path} for ref changes: {source}")]
+    #[error("cannot watch {path} for ref changes")]
     Watch {
         /// The path that could not be watched.
         path: PathBuf,

@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use mist_db::conditions::{self, ObjectRef};
 use mist_db::state::{Artifact, Game, Version, VersionState};
-use mist_db::status::{self as conditions, ObjectRef};
 use mist_wire::catalog::{
     ArtifactLink, ConditionInfo, ConditionStatus, ConditionType, GameDetail, GameList, GameSummary,
     LaunchInfo, VersionDetail, VersionSummary,

@@ -1,6 +1,6 @@
 //! The catalog: what friends and admins see of games and versions.
 
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef};
 use serde_json::{Value, json};
 
 use crate::common::*;

@@ -2,8 +2,8 @@
 //! in a fresh schema when `MIST_TEST_POSTGRES` is set (see `mist_db::testing::each_backend`).
 
 mod common;
+mod conditions;
 mod queue;
 mod schema;
 mod snapshot;
 mod state;
-mod status;

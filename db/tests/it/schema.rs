@@ -1,8 +1,8 @@
 //! Connecting, migrations and the read-only handle.
 
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::queue::{NewJob, QueueConfig};
 use mist_db::state::{SyncState, VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::testing::{TestDb, each_backend};
 use mist_db::{Backend, Db, Error};
 use sqlx::Row;

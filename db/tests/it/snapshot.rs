@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use mist_db::Db;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::queue::QueueConfig;
 use mist_db::state::{ArtifactKind, Delta, SyncState, VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef, Severity};
 use mist_db::testing::each_backend;
 
 use crate::common::{T0, address, artifact, game, user, version_spec};

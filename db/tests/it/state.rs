@@ -1,11 +1,11 @@
 //! Games, versions, users, artifacts, deltas, revisions and the sync state.
 
 use mist_db::Error;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::state::{
     ArtifactKind, Delta, Outcome, Revision, Role, SyncState, VersionObserved, VersionState,
     is_content_address,
 };
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::testing::each_backend;
 use sqlx::Row;
 

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mist_db::Db;
+use mist_db::conditions::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::queue::QueueConfig;
 use mist_db::state::{VersionObserved, VersionState};
-use mist_db::status::{ConditionStatus, ConditionType, ObjectRef};
 use mist_db::testing::{TestDb, each_backend};
-use mist_reconciler::plan::Action;
+use mist_reconciler::diff::action::Action;
 use mist_wire::status::JobState;
 
 use crate::checks::{delta_edges, verify_artifacts};
@@ -146,11 +146,11 @@ async fn new_version_commit_gets_its_delta_and_becomes_ready() {
             let reconciler = world.reconciler();
             let report = reconciler.reconcile_once().await.unwrap();
             assert!(
-                report.planned.iter().any(
+                report.actions.iter().any(
                     |action| matches!(action, Action::Ingest { version, .. } if version == "1.3")
                 ),
                 "{:?}",
-                report.planned
+                report.actions
             );
             reconciler.run_until_idle().await.unwrap();
             let lines = summary(&status(&world).await);
@@ -378,11 +378,11 @@ async fn tampered_build_goes_stalled_after_reverification() {
             assert!(report.n_verified >= 3, "{report:?}");
             assert!(
                 !report
-                    .planned
+                    .actions
                     .iter()
                     .any(|action| matches!(action, Action::Ingest { .. })),
                 "nothing is re-ingested: {:?}",
-                report.planned
+                report.actions
             );
             reconciler.run_until_idle().await.unwrap();
             let status_report = status(&world).await;
@@ -592,7 +592,7 @@ async fn converged_pass_writes_nothing() {
             let report_again = reconciler.reconcile_once().await.unwrap();
             assert!(report_again.is_converged(), "{report_again:?}");
             assert_eq!(report_again.n_writes, 0);
-            assert!(report.planned.is_empty(), "{report:?}");
+            assert!(report.actions.is_empty(), "{report:?}");
             // A new process reads the database; the pass after it, with nothing committed in
             // between and nothing changed on the NAS, works from the same snapshot and finds
             // the same converged outcome.

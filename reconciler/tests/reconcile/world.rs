@@ -9,7 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use mist_db::Db;
 use mist_db::testing::TestDb;
-use mist_reconciler::{Reconciler, ReconcilerConfig, SpecsSource};
+use mist_reconciler::desired::SpecsSource;
+use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
 use mist_wire::status::StatusReport;
 use sqlx::{AnyConnection, Column, Connection, Row};
 

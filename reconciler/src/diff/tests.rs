@@ -1,5 +1,5 @@
 //! Table tests of the pure diff. Every case goes through [`check`]: a small text describing
-//! the desired and observed state, and the expected plan rendered as text
+//! the desired and observed state, and the expected diff rendered as text
 //! (`UPDATE_EXPECT=1 cargo test -p mist-reconciler` rewrites the expectations).
 //!
 //! The input, one item per line:
@@ -23,12 +23,13 @@ use expect_test::{Expect, expect};
 use mist_db::queue::JobState;
 use mist_db::state::{Role, User, VersionState};
 
+use super::input::Input;
 use super::*;
 
 fn check(input: &str, expect: Expect) {
     let (desired, observed) = parse(input);
-    let plan = plan(&desired, &observed, PlanConfig::default());
-    expect.assert_eq(&render(&plan));
+    let diff = diff(&desired, &observed, DiffConfig::default());
+    expect.assert_eq(&render(&diff));
 }
 
 fn parse(input: &str) -> (Desired, Observed) {
@@ -217,9 +218,9 @@ fn user(name: &str, hash: &str) -> User {
     }
 }
 
-fn render(plan: &Plan) -> String {
+fn render(diff: &Diff) -> String {
     let mut out = String::new();
-    for action in &plan.actions {
+    for action in &diff.actions {
         let line = match action {
             Action::Ingest {
                 game,
@@ -257,7 +258,7 @@ fn render(plan: &Plan) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    for ((game, version), status) in &plan.conditions {
+    for ((game, version), status) in &diff.conditions {
         out.push_str(&format!(
             "{game}/{version}: {} {} ({}): {}\n",
             status.condition.status.as_str(),
@@ -266,10 +267,10 @@ fn render(plan: &Plan) -> String {
             status.condition.message
         ));
     }
-    for user in &plan.upsert_users {
+    for user in &diff.upsert_users {
         out.push_str(&format!("upsert user {}\n", user.name));
     }
-    for name in &plan.delete_users {
+    for name in &diff.delete_users {
         out.push_str(&format!("delete user {name}\n"));
     }
     out
@@ -349,7 +350,7 @@ delta g 1.2 1.4
 }
 
 #[test]
-fn converged_plans_nothing() {
+fn converged_diff_is_empty() {
     check(
         "
 game g

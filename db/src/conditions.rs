@@ -1,4 +1,5 @@
-//! Status: conditions per object and a bounded history of events.
+//! Conditions per object and a bounded history of events: the status the reconciler writes
+//! and the API shows.
 //!
 //! Conditions follow the Kubernetes/Flux convention: each object has at most one condition of
 //! each [`ConditionType`], with a status, a stable machine-readable reason (`DigestMismatch`),
@@ -104,7 +105,7 @@ pub struct ConditionUpdate {
 text_enum! {
     /// How much an event matters.
     pub enum Severity ("events.severity") {
-        /// Something happened as planned.
+        /// Something happened as expected.
         Normal => "normal",
         /// Something went wrong or needs attention.
         Warning => "warning",

@@ -1,6 +1,6 @@
 //! Conditions and the bounded event history.
 
-use mist_db::status::{
+use mist_db::conditions::{
     ConditionStatus, ConditionType, ConditionUpdate, ObjectKind, ObjectRef, Severity,
 };
 use mist_db::testing::each_backend;
