@@ -16,11 +16,9 @@
 //! looks for the content by digest when the version it names no longer has it.
 
 use mist_db::queue::NewJob;
+use mist_wire::status::JobKind;
 
 use crate::diff::action::Action;
-
-/// The job kinds, as stored in `jobs.kind`.
-pub const KINDS: [&str; 4] = ["ingest", "pack", "delta", "prune"];
 
 /// The key of an action's job; `None` for actions the pass does itself (links).
 pub fn key(action: &Action) -> Option<String> {
@@ -53,12 +51,12 @@ pub fn key(action: &Action) -> Option<String> {
 }
 
 /// The job kind of an action: `ingest`, `pack`, `delta` or `prune`.
-pub fn kind(action: &Action) -> &'static str {
+pub fn kind(action: &Action) -> JobKind {
     match action {
-        Action::Ingest { .. } => "ingest",
-        Action::Pack { .. } | Action::LinkPack { .. } => "pack",
-        Action::Delta { .. } | Action::LinkDelta { .. } => "delta",
-        Action::Prune { .. } => "prune",
+        Action::Ingest { .. } => JobKind::Ingest,
+        Action::Pack { .. } | Action::LinkPack { .. } => JobKind::Pack,
+        Action::Delta { .. } | Action::LinkDelta { .. } => JobKind::Delta,
+        Action::Prune { .. } => JobKind::Prune,
     }
 }
 
@@ -77,7 +75,7 @@ pub fn new_job(action: &Action) -> Option<NewJob> {
     };
     Some(NewJob {
         key,
-        kind: kind(action).to_string(),
+        kind: kind(action).as_str().to_owned(),
         game: Some(game.clone()),
         version: Some(version.clone()),
         payload_json: serde_json::to_string(action).expect("actions serialize"),
@@ -148,7 +146,7 @@ mod tests {
             assert_eq!(key(&action), want, "{action:?}");
             if let Some(job) = new_job(&action) {
                 assert_eq!(parse_payload(&job.payload_json).unwrap(), action);
-                assert!(KINDS.contains(&job.kind.as_str()));
+                assert!(JobKind::parse(&job.kind).is_some());
             }
         }
     }

@@ -28,7 +28,7 @@
 //! - [`jobs`]: actions as durable jobs with deterministic, content-derived keys.
 //! - `actions` and `runner`: the workers that execute jobs under leases.
 //! - [`store`]: the content-addressed artifact store on the NAS.
-//! - [`mod@status`]: the status report, read by [`status()`].
+//! - [`report`]: the status report, read by [`status()`].
 //! - [`error`]: the [`error::Error`] of a reconciler that cannot run at all.
 //!
 //! Metrics go through the `metrics` facade (the binary installs a recorder):
@@ -46,8 +46,8 @@ pub mod jobs;
 pub mod observe;
 pub mod pass;
 pub mod reconciler;
+pub mod report;
 mod runner;
-pub mod status;
 pub mod store;
 pub mod triggers;
 pub mod webhook;
@@ -60,5 +60,5 @@ use mist_wire::status::StatusReport;
 /// Reads the status from the database: the commit in force and tried, every error, each
 /// game's versions with their condition and progress, and the queue.
 pub async fn status(db: &Db) -> Result<StatusReport> {
-    Ok(status::report(db).await?)
+    Ok(report::report(db).await?)
 }

@@ -13,10 +13,11 @@ use tokio::sync::Notify;
 use crate::actions::context::Context;
 use crate::clock::now_ms;
 use crate::desired::{self, SpecsSource};
-use crate::error::{Error, ErrorChain, Result};
+use crate::error::{Error, Result};
 use crate::pass::{PassReport, Passes};
 use crate::runner::Workers;
 use crate::{observe, store, triggers};
+use mist_platform::error::ErrorChain;
 
 /// The default time between re-scans of one ingested build.
 pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(6 * 3600);

@@ -26,7 +26,7 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::actions;
 use crate::actions::context::{Context, ProgressCell};
 use crate::actions::error::ActionError;
-use crate::error::ErrorChain;
+use mist_platform::error::ErrorChain;
 
 /// How long a claim lasts unless renewed.
 pub const LEASE: Duration = Duration::from_secs(30);

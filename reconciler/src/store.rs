@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use mist_platform::fs::sync_dir;
+
 /// The folder below the NAS root that holds everything the reconciler writes.
 pub const STATE_DIR: &str = ".mist";
 
@@ -348,11 +350,6 @@ impl Drop for TmpGuard {
             Err(_) => {}
         }
     }
-}
-
-/// fsyncs a folder, so that a rename or removal in it is durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

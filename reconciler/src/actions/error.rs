@@ -26,7 +26,7 @@ pub(super) fn retry(cause: impl Into<Cause>) -> ActionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorChain;
+    use mist_platform::error::ErrorChain;
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot write the pack")]

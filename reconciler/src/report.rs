@@ -22,8 +22,9 @@
 use std::collections::HashMap;
 
 use mist_db::Db;
-use mist_db::conditions::{ConditionStatus, ConditionType, ObjectKind};
+use mist_db::conditions::{Condition, ConditionStatus, ConditionType, ObjectKind};
 use mist_db::queue::{Job, JobState};
+use mist_db::snapshot::Snapshot;
 use mist_db::state::Outcome;
 use mist_wire::status::JobState as WireJobState;
 use mist_wire::status::{
@@ -34,42 +35,64 @@ use mist_wire::status::{
 pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
     let snapshot = db.load_snapshot().await?;
     let sync_state = &snapshot.sync_state;
-
     let mut errors = Vec::new();
     if let Some(attempted) = &sync_state.last_attempted_commit
         && let Some(revision) = db.revision(attempted).await?
         && revision.outcome == Outcome::Failed
     {
-        match serde_json::from_str::<Vec<StatusError>>(&revision.errors_json) {
-            Ok(list) => errors.extend(list),
-            Err(_) => errors.push(StatusError {
-                file: None,
-                line: None,
-                column: None,
-                message: revision.errors_json.clone(),
-                hint: None,
-            }),
-        }
+        errors.extend(revision_errors(&revision.errors_json));
     }
-    for condition in &snapshot.conditions {
-        if condition.object.kind == ObjectKind::Specs
-            && condition.condition_type == ConditionType::Ready
-            && condition.status == ConditionStatus::False
-            && condition.reason == "ReadFailed"
-        {
-            errors.push(StatusError {
-                file: None,
-                line: None,
-                column: None,
-                message: condition.message.clone(),
-                hint: None,
-            });
-        }
-    }
+    errors.extend(read_errors(&snapshot));
+    Ok(StatusReport {
+        commit: sync_state.observed_commit.clone(),
+        last_applied_revision: sync_state.last_applied_commit.clone(),
+        last_attempted_revision: sync_state.last_attempted_commit.clone(),
+        errors,
+        games: games(&snapshot),
+        queue: queue(&snapshot),
+    })
+}
 
-    // Conditions by version object name, and running jobs by version.
-    let mut conditions: HashMap<&str, [Option<&mist_db::conditions::Condition>; 3]> =
-        HashMap::new();
+/// The errors a failed revision recorded (as JSON; a text that does not parse is shown
+/// as one message).
+fn revision_errors(errors_json: &str) -> Vec<StatusError> {
+    serde_json::from_str::<Vec<StatusError>>(errors_json).unwrap_or_else(|_| {
+        vec![StatusError {
+            file: None,
+            line: None,
+            column: None,
+            message: errors_json.to_owned(),
+            hint: None,
+        }]
+    })
+}
+
+/// Why the spec repository could not be read at all, if it could not.
+fn read_errors(snapshot: &Snapshot) -> impl Iterator<Item = StatusError> + '_ {
+    snapshot
+        .conditions
+        .iter()
+        .filter(|condition| {
+            condition.object.kind == ObjectKind::Specs
+                && condition.condition_type == ConditionType::Ready
+                && condition.status == ConditionStatus::False
+                && condition.reason == "ReadFailed"
+        })
+        .map(|condition| StatusError {
+            file: None,
+            line: None,
+            column: None,
+            message: condition.message.clone(),
+            hint: None,
+        })
+}
+
+/// A version's Ready, Reconciling and Stalled conditions, any of which may be missing.
+type VersionConditions<'a> = [Option<&'a Condition>; 3];
+
+/// Every game with its versions' phases, reasons and running work.
+fn games(snapshot: &Snapshot) -> Vec<GameStatus> {
+    let mut conditions: HashMap<&str, VersionConditions<'_>> = HashMap::new();
     for condition in &snapshot.conditions {
         if condition.object.kind != ObjectKind::Version {
             continue;
@@ -113,38 +136,47 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             continue;
         };
         let name = format!("{}/{}", version.spec.game, version.spec.name);
-        let [ready, reconciling, stalled] =
-            conditions.get(name.as_str()).copied().unwrap_or_default();
-        let is_true = |condition: Option<&mist_db::conditions::Condition>| {
-            condition.is_some_and(|c| c.status == ConditionStatus::True)
-        };
-        let status = if is_true(ready) {
-            Phase::Ready
-        } else if is_true(stalled) {
-            Phase::Stalled
-        } else if is_true(reconciling) {
-            Phase::Reconciling
-        } else if ready.is_some() {
-            Phase::Inactive
-        } else {
-            Phase::Unknown
-        };
-        let (reason, message) = ready
-            .map(|c| (c.reason.clone(), c.message.clone()))
-            .unwrap_or_else(|| ("Unknown".to_string(), "not reconciled yet".to_string()));
-        let progress = running
+        let mut status = version_status(conditions.get(name.as_str()).copied().unwrap_or_default());
+        status.name = version.spec.name.clone();
+        status.progress = running
             .get(&(version.spec.game.as_str(), version.spec.name.as_str()))
             .and_then(|job| progress_of(job));
-        games[idx].versions.push(VersionStatus {
-            name: version.spec.name.clone(),
-            ready: is_true(ready),
-            status,
-            reason,
-            message,
-            progress,
-        });
+        games[idx].versions.push(status);
     }
+    games
+}
 
+/// A version's phase, reason and message from its conditions (name and progress empty).
+fn version_status([ready, reconciling, stalled]: VersionConditions<'_>) -> VersionStatus {
+    let is_true = |condition: Option<&Condition>| {
+        condition.is_some_and(|c| c.status == ConditionStatus::True)
+    };
+    let status = if is_true(ready) {
+        Phase::Ready
+    } else if is_true(stalled) {
+        Phase::Stalled
+    } else if is_true(reconciling) {
+        Phase::Reconciling
+    } else if ready.is_some() {
+        Phase::Inactive
+    } else {
+        Phase::Unknown
+    };
+    let (reason, message) = ready
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_else(|| ("Unknown".to_string(), "not reconciled yet".to_string()));
+    VersionStatus {
+        name: String::new(),
+        ready: is_true(ready),
+        status,
+        reason,
+        message,
+        progress: None,
+    }
+}
+
+/// Every job that is not done, running ones first, then by when they may run.
+fn queue(snapshot: &Snapshot) -> Vec<QueueEntry> {
     let mut queue: Vec<QueueEntry> = snapshot
         .jobs
         .iter()
@@ -169,15 +201,7 @@ pub async fn report(db: &Db) -> Result<StatusReport, mist_db::Error> {
             &b.key,
         ))
     });
-
-    Ok(StatusReport {
-        commit: sync_state.observed_commit.clone(),
-        last_applied_revision: sync_state.last_applied_commit.clone(),
-        last_attempted_revision: sync_state.last_attempted_commit.clone(),
-        errors,
-        games,
-        queue,
-    })
+    queue
 }
 
 fn progress_of(job: &Job) -> Option<JobProgress> {
