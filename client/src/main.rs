@@ -219,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update { game, all, json } => {
             let games = match (game, all) {
                 (Some(game), _) => vec![game],
-                (None, _) => ops::status::installed_games(&context)?,
+                (None, _) => ops::library::installed_games(&context)?,
             };
             update(&runtime, &context, &games, json, &mut stdout)?;
         }
@@ -275,7 +275,7 @@ fn list(
     json: bool,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let rows = runtime.block_on(ops::status::list(context))?;
+    let rows = runtime.block_on(ops::library::list(context))?;
     if json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
@@ -396,7 +396,7 @@ fn verify(
 
 /// `mist status`: the login and the installed games, as text or JSON.
 fn status(context: &Context, json: bool, stdout: &mut impl Write) -> anyhow::Result<()> {
-    let report = ops::status::status(context)?;
+    let report = ops::library::status(context)?;
     if json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());

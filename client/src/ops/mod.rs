@@ -3,8 +3,8 @@
 //!
 //! One file per family of commands: [`install`] (`mist install` and `mist update`, with
 //! the steps they download and apply in `steps`), [`verify`], [`launch`], [`uninstall`],
-//! and [`status`] (`mist list` and `mist status`). This file holds what they share: the
-//! [`Context`] and the saved login.
+//! and [`library`] (`mist list` and `mist status`: the catalog and what is installed).
+//! This file holds what they share: the [`Context`] and the saved login.
 //!
 //! An install or update is a list of steps (a pack, or tree deltas in order). All the
 //! steps' downloads start at once (at most [`DownloadOptions::jobs`] run together) and each
@@ -25,7 +25,7 @@ use crate::state::{self, Credentials};
 
 pub mod install;
 pub mod launch;
-pub mod status;
+pub mod library;
 mod steps;
 pub mod uninstall;
 pub mod verify;

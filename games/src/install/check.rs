@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use crate::confined::{self, Kind};
-use crate::install::plan::{Change, Update};
+use crate::install::changes::{Change, Update};
 use crate::install::tree::OpenTree;
 use crate::install::{InstallError, InstallOptions, io_error};
 use crate::manifest::{Entry, EntryKind, FileHash};

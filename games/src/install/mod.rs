@@ -50,7 +50,7 @@
 //! - [`location`]: where the staging folder and the lock live (`staging_path`, `lock_path`);
 //! - `tree`: an open folder walked without following symlinks;
 //! - `check`: the install compared with the source (or target) manifest;
-//! - `plan`: what changes, the commit steps and the files to stage;
+//! - `changes`: what changes, the commit steps and the files to stage;
 //! - `stage`: the new files written into the staging folder and verified;
 //! - `journal`: the steps written whole, the commit point;
 //! - `commit`: the steps run forward, or undone in reverse;
@@ -62,12 +62,12 @@ use std::path::{Path, PathBuf};
 use crate::manifest::TreeDigest;
 use crate::treedelta::format::TreeDeltaError;
 
+mod changes;
 mod check;
 mod commit;
 mod fault;
 mod journal;
 pub mod location;
-mod plan;
 pub mod recover;
 mod stage;
 mod tree;

@@ -9,10 +9,10 @@ use mist_platform::fs::set_mode;
 
 use crate::confined::{Dir, Kind};
 use crate::copy::{copy_verified, read_at_most};
+use crate::install::changes::Object;
 use crate::install::check::hash_matches;
 use crate::install::fault::fault_point;
 use crate::install::location::{OBJECTS, Staging, TMP, UNPACK};
-use crate::install::plan::Object;
 use crate::install::tree::OpenTree;
 use crate::install::{InstallError, InstallOptions, Unpack, io_error};
 use crate::manifest::{EntryKind, FileHash, Manifest, mode_for};

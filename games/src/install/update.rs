@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::confined::{Dir, Kind};
+use crate::install::changes::{Change, Update, objects, plan_steps};
 use crate::install::check::{State, check_state};
 use crate::install::commit::commit;
 use crate::install::fault::{fault_point, sync};
 use crate::install::journal::{Journal, write_journal};
 use crate::install::location::{Location, OBJECTS, Staging};
-use crate::install::plan::{Change, Update, objects, plan_steps};
 use crate::install::recover::recover_locked;
 use crate::install::stage::{Content, resume, stage};
 use crate::install::tree::OpenTree;

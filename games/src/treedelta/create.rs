@@ -13,9 +13,9 @@ use mist_platform::fs::open_regular_nofollow;
 
 use crate::manifest::{EntryKind, FileInfo, Manifest, files_by_path};
 use crate::parallel::{Budget, run_parallel};
+use crate::treedelta::choice::{Planned, PlannedOp, plan};
 use crate::treedelta::format::{GROUP_MAX, Header, TreeDeltaError, check_untrusted_path, io_error};
 use crate::treedelta::index::{Index, Op, Symlink};
-use crate::treedelta::plan::{Planned, PlannedOp, plan};
 use crate::treedelta::stats::Stats;
 
 /// The zstd level of the index; the index is small, so the strongest common level is cheap.

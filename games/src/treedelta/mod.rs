@@ -40,20 +40,20 @@
 //!
 //! The rooms, in the order a package is made and used:
 //!
-//! - `plan`: how each target file is made, chosen from the manifests alone;
+//! - `choice`: how each target file is made, chosen from the manifests alone;
 //! - [`create`]: the file deltas made in parallel and the package written;
 //! - [`format`](mod@format): the fixed header, the limits and [`format::TreeDeltaError`];
 //! - [`index`]: the operations and the target manifest's difference, and their checks
-//!   (its JSON shape is the private `wire` module);
+//!   (its JSON shape is the private `index_json` module);
 //! - [`package`]: a package opened for reading, its file deltas checked and decoded;
 //! - [`stats`]: what a package holds, per kind of operation;
 //! - [`apply`]: a package applied into a fresh folder.
 
 pub mod apply;
+mod choice;
 pub mod create;
 pub mod format;
 pub mod index;
+mod index_json;
 pub mod package;
-mod plan;
 pub mod stats;
-mod wire;

@@ -28,7 +28,7 @@ pub struct ListRow {
 /// `mist status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusReport {
+pub struct LibraryReport {
     /// The server logged in to.
     pub server: Option<String>,
     /// The user logged in as.
@@ -36,13 +36,13 @@ pub struct StatusReport {
     /// When the token expires, epoch seconds.
     pub token_expires_at: Option<u64>,
     /// The installed games.
-    pub games: Vec<GameStatus>,
+    pub games: Vec<InstalledGameStatus>,
 }
 
 /// A game in `mist status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GameStatus {
+pub struct InstalledGameStatus {
     /// The game.
     pub game: String,
     /// The installed version; `None` while the first install is unfinished.
@@ -88,11 +88,11 @@ pub async fn list(context: &Context) -> anyhow::Result<Vec<ListRow>> {
 }
 
 /// What `mist status` shows, from local state only.
-pub fn status(context: &Context) -> anyhow::Result<StatusReport> {
+pub fn status(context: &Context) -> anyhow::Result<LibraryReport> {
     let credentials = state::load_credentials(&context.dirs)?;
     let games = state::list_games(&context.dirs)?
         .into_iter()
-        .map(|installed| GameStatus {
+        .map(|installed| InstalledGameStatus {
             n_files: installed.manifest.n_files(),
             size: installed.manifest.total_size(),
             interrupted_towards: installed.pending.as_ref().map(|step| step.to.clone()),
@@ -101,7 +101,7 @@ pub fn status(context: &Context) -> anyhow::Result<StatusReport> {
             dir: installed.dir,
         })
         .collect();
-    Ok(StatusReport {
+    Ok(LibraryReport {
         server: credentials.as_ref().map(|c| c.server.clone()),
         user: credentials.as_ref().map(|c| c.user.clone()),
         token_expires_at: credentials.and_then(|c| c.expires_at),

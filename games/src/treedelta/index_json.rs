@@ -251,14 +251,14 @@ impl From<Index> for index::Index {
     }
 }
 
-/// An index is written in its JSON shape, as `#[serde(into = "wire::Index")]` would.
+/// An index is written in its JSON shape, as `#[serde(into = "index_json::Index")]` would.
 impl Serialize for index::Index {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Index::from(self.clone()).serialize(serializer)
     }
 }
 
-/// An index is read through its JSON shape, as `#[serde(from = "wire::Index")]` would.
+/// An index is read through its JSON shape, as `#[serde(from = "index_json::Index")]` would.
 impl<'de> Deserialize<'de> for index::Index {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Index::deserialize(deserializer).map(index::Index::from)
