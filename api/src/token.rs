@@ -37,7 +37,7 @@ pub(crate) struct TokenKeys {
 
 /// Why a token was refused; only ever logged at `debug`, never sent.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid token: {0}")]
+#[error("invalid token")]
 pub(crate) struct TokenError(#[from] jsonwebtoken::errors::Error);
 
 impl TokenKeys {

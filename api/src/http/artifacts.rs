@@ -122,53 +122,7 @@ pub(crate) async fn serve_artifact(
     headers: &HeaderMap,
     content_type: &'static str,
 ) -> Result<Response, Error> {
-    let artifacts_dir = ctx
-        .config
-        .artifacts_dir
-        .as_deref()
-        .ok_or(Error::Unavailable(
-            "this server has no artifact store configured",
-        ))?;
-    if !is_store_relative(&artifact.path) {
-        return Err(InternalError::Other(format!(
-            "artifact {} is recorded at an unsafe path {:?}",
-            artifact.address, artifact.path
-        ))
-        .into());
-    }
-    let file_path = artifacts_dir.join(&artifact.path);
-    let opened = {
-        let file_path = file_path.clone();
-        tokio::task::spawn_blocking(move || mist_platform::fs::open_regular_nofollow(&file_path))
-            .await
-            .map_err(|error| {
-                InternalError::Other(format!("opening an artifact panicked: {error}"))
-            })?
-    };
-    let mut file = match opened {
-        Ok(file) => tokio::fs::File::from_std(file),
-        Err(error) => {
-            tracing::warn!(path = %file_path.display(), %error, "a recorded artifact cannot be opened");
-            return Err(Error::Unavailable(
-                "the artifact is not available right now",
-            ));
-        }
-    };
-    let metadata = file
-        .metadata()
-        .await
-        .map_err(|error| io_error(file_path.display().to_string(), error))?;
-    if !metadata.is_file() || metadata.len() != artifact.size {
-        tracing::warn!(
-            path = %file_path.display(),
-            recorded_size = artifact.size,
-            found_size = metadata.len(),
-            "a recorded artifact is not a regular file of its recorded size"
-        );
-        return Err(Error::Unavailable(
-            "the artifact is not available right now",
-        ));
-    }
+    let (mut file, file_path) = open_artifact(ctx, artifact).await?;
     let len = artifact.size;
     let etag = format!("\"{}\"", artifact.address);
     let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
@@ -216,6 +170,62 @@ pub(crate) async fn serve_artifact(
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
         .map_err(|error| InternalError::Other(error.to_string()).into())
+}
+
+/// The recorded file of `artifact`, opened below the store without following a symlink and
+/// checked to be a regular file of its recorded size, and its path (for messages).
+async fn open_artifact(
+    ctx: &ApiContext,
+    artifact: &Artifact,
+) -> Result<(tokio::fs::File, std::path::PathBuf), Error> {
+    let artifacts_dir = ctx
+        .config
+        .artifacts_dir
+        .as_deref()
+        .ok_or(Error::Unavailable(
+            "this server has no artifact store configured",
+        ))?;
+    if !is_store_relative(&artifact.path) {
+        return Err(InternalError::Other(format!(
+            "artifact {} is recorded at an unsafe path {:?}",
+            artifact.address, artifact.path
+        ))
+        .into());
+    }
+    let file_path = artifacts_dir.join(&artifact.path);
+    let opened = {
+        let file_path = file_path.clone();
+        tokio::task::spawn_blocking(move || mist_platform::fs::open_regular_nofollow(&file_path))
+            .await
+            .map_err(|error| {
+                InternalError::Other(format!("opening an artifact panicked: {error}"))
+            })?
+    };
+    let file = match opened {
+        Ok(file) => tokio::fs::File::from_std(file),
+        Err(error) => {
+            tracing::warn!(path = %file_path.display(), %error, "a recorded artifact cannot be opened");
+            return Err(Error::Unavailable(
+                "the artifact is not available right now",
+            ));
+        }
+    };
+    let metadata = file
+        .metadata()
+        .await
+        .map_err(|error| io_error(file_path.display().to_string(), error))?;
+    if !metadata.is_file() || metadata.len() != artifact.size {
+        tracing::warn!(
+            path = %file_path.display(),
+            recorded_size = artifact.size,
+            found_size = metadata.len(),
+            "a recorded artifact is not a regular file of its recorded size"
+        );
+        return Err(Error::Unavailable(
+            "the artifact is not available right now",
+        ));
+    }
+    Ok((file, file_path))
 }
 
 /// Whether a recorded path stays below the store: relative, only plain components.

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use mist_db::state::Role;
+use mist_platform::error::ErrorChain;
 
 use crate::access::Viewer;
 use crate::http::catalog::Catalog;
@@ -46,7 +47,7 @@ impl FromRequestParts<Arc<ApiContext>> for AuthUser {
                 Error::Unauthorized
             })?;
         let claims = ctx.tokens.check(token).map_err(|error| {
-            tracing::debug!(%error, "unauthorized");
+            tracing::debug!(error = %ErrorChain(&error), "unauthorized");
             Error::Unauthorized
         })?;
         let catalog = ctx.catalog.get(&ctx.db).await?;
