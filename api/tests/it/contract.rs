@@ -71,7 +71,29 @@ fn type_matches(name: &str, value: &Value) -> bool {
     }
 }
 
+/// How strictly [`validate`] reads a schema.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Ours: a property the schema does not declare is an error.
+    Strict,
+    /// JSON Schema's, as a client's validator reads the document: undeclared properties
+    /// pass unless the schema says `additionalProperties: false`. `oneOf` counts its
+    /// matches this way, so two options that both accept a value are caught.
+    Standard,
+}
+
 fn validate(
+    document: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    seen: &mut Seen,
+) -> Result<(), String> {
+    validate_as(Mode::Strict, document, schema, value, at, seen)
+}
+
+fn validate_as(
+    mode: Mode,
     document: &Value,
     schema: &Value,
     value: &Value,
@@ -84,7 +106,9 @@ fn validate(
         if let Some(options) = schema.get(key).and_then(Value::as_array) {
             let matching: Vec<usize> = (0..options.len())
                 .filter(|&idx| {
-                    validate(document, &options[idx], value, at, &mut Seen::new()).is_ok()
+                    let mut scratch = Seen::new();
+                    validate_as(Mode::Standard, document, &options[idx], value, at, &mut scratch)
+                        .is_ok()
                 })
                 .collect();
             let Some(&first) = matching.first() else {
@@ -93,12 +117,12 @@ fn validate(
             if key == "oneOf" && matching.len() > 1 {
                 return Err(format!("{at}: matches several of oneOf"));
             }
-            return validate(document, &options[first], value, at, seen);
+            return validate_as(mode, document, &options[first], value, at, seen);
         }
     }
     if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
         for part in parts {
-            validate(document, part, value, at, seen)?;
+            validate_as(mode, document, part, value, at, seen)?;
         }
         return Ok(());
     }
@@ -122,7 +146,7 @@ fn validate(
     }
     if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
         for (idx, item) in array.iter().enumerate() {
-            validate(document, items, item, &format!("{at}[{idx}]"), seen)?;
+            validate_as(mode, document, items, item, &format!("{at}[{idx}]"), seen)?;
         }
     }
     if let Some(object) = value.as_object() {
@@ -142,12 +166,16 @@ fn validate(
                 return Err(format!("{at}: required property {required} missing"));
             }
         }
+        let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
         for (key, field) in object {
             let Some(property) = properties.get(key) else {
-                return Err(format!("{at}: property {key} is not in the schema"));
+                if mode == Mode::Strict || closed {
+                    return Err(format!("{at}: property {key} is not in the schema"));
+                }
+                continue;
             };
             seen.entry(owner.clone()).or_default().insert(key.clone());
-            validate(document, property, field, &format!("{at}.{key}"), seen)?;
+            validate_as(mode, document, property, field, &format!("{at}.{key}"), seen)?;
         }
     }
     Ok(())

@@ -244,7 +244,11 @@ pub struct QueueEntry {
 }
 
 /// A friend's view of the status: for each game they see, its Ready versions.
+///
+/// It holds only `games`, and says so (`additionalProperties: false`), so that an admin's
+/// [`StatusReport`] never also reads as a friend's view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FriendStatus {
     /// The games the friend sees, by name.
     pub games: Vec<FriendGameStatus>,
