@@ -131,10 +131,26 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Remove a game: its folder, partial downloads and local state.
+    /// Remove a game: its files, partial downloads and local state.
+    ///
+    /// Only what the game installed is removed: files in its folder that it did not install
+    /// (saves, configs, mods) are kept and listed. `--purge` removes the whole folder.
+    #[command(
+        after_help = "Examples:\n  mist uninstall starfall\n  mist uninstall starfall --purge"
+    )]
     Uninstall {
         /// The game.
         game: String,
+        /// Remove the whole install folder, files the game did not install too. Asks first
+        /// on a terminal; elsewhere it needs --yes.
+        #[arg(long)]
+        purge: bool,
+        /// Purge without asking.
+        #[arg(long, requires = "purge")]
+        yes: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a game with the server's launch command, adding ARGS.
     Launch {
@@ -229,10 +245,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             repair: true,
         } => repair(&runtime, &context, &game, json, &mut stdout)?,
         Command::Verify { game, json, .. } => verify(&context, &game, json, &mut stdout)?,
-        Command::Uninstall { game } => {
-            let dir = ops::uninstall::uninstall(&context, &game)?;
-            writeln!(stdout, "Uninstalled {game} (removed {})", dir.display())?;
-        }
+        Command::Uninstall {
+            game,
+            purge,
+            yes,
+            json,
+        } => uninstall(&context, &game, purge, yes, json, &mut stdout)?,
         Command::Launch { game, args } => {
             let mut command = ops::launch::launch_command(&context, &game, &args)?;
             drop(stdout);
@@ -473,6 +491,74 @@ fn print_summaries(
         writeln!(stdout, "{}", serde_json::to_string_pretty(summaries)?)?;
     }
     Ok(())
+}
+
+fn uninstall(
+    context: &Context,
+    game: &str,
+    purge: bool,
+    yes: bool,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    use ops::uninstall::{Scope, foreign_files, uninstall};
+    let scope = if purge { Scope::Purge } else { Scope::Listed };
+    if purge && !yes {
+        let foreign = foreign_files(context, game)?;
+        if !foreign.is_empty() && !confirm_purge(game, &foreign)? {
+            bail!("nothing removed");
+        }
+    }
+    let report = uninstall(context, game, scope)?;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    let dir = report.dir.display();
+    if report.kept.is_empty() {
+        writeln!(stdout, "Uninstalled {game}: removed {dir}")?;
+        return Ok(());
+    }
+    writeln!(
+        stdout,
+        "Uninstalled {game}: removed its {} {}; kept what it did not install, in {dir}:",
+        report.removed,
+        if report.removed == 1 { "file" } else { "files" },
+    )?;
+    for path in report.kept.iter().take(10) {
+        writeln!(stdout, "  {path}")?;
+    }
+    if report.kept.len() > 10 {
+        writeln!(stdout, "  … and {} more", report.kept.len() - 10)?;
+    }
+    writeln!(
+        stdout,
+        "`mist uninstall {game} --purge` would remove them too."
+    )?;
+    Ok(())
+}
+
+/// Asks on the terminal before a purge removes files the game did not install.
+fn confirm_purge(game: &str, foreign: &[String]) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "--purge would delete {} files {game} did not install (saves, configs, mods); \
+             add --yes to confirm when not on a terminal",
+            foreign.len()
+        );
+    }
+    eprintln!("These are not {game}'s files (saves, configs, mods?):");
+    for path in foreign.iter().take(10) {
+        eprintln!("  {path}");
+    }
+    if foreign.len() > 10 {
+        eprintln!("  … and {} more", foreign.len() - 10);
+    }
+    eprint!("Delete them with the game? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn prompt_user() -> anyhow::Result<String> {

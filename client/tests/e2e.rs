@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Client, Fault, FaultyProxy, assert_success, server, tree, wait_for};
@@ -178,10 +179,18 @@ fn install_update_by_one_version_verify_and_uninstall() {
     assert_eq!(report["missing"], serde_json::json!(["data/config.ini"]));
     assert_eq!(report["extra"], serde_json::json!(["my-save.dat"]));
 
-    assert_success(&client.run(&["uninstall", "starfall"]));
+    // The friend's save stays; everything the game installed goes.
+    let uninstalled = client.run(&["uninstall", "starfall"]);
+    assert_success(&uninstalled);
+    let said = String::from_utf8_lossy(&uninstalled.stdout);
+    assert!(
+        said.contains("kept what it did not install") && said.contains("my-save.dat"),
+        "{said}"
+    );
+    assert_eq!(tree(&dir), ["my-save.dat"]);
     assert_eq!(
-        tree(&client.home.path().join("games")),
-        Vec::<String>::new()
+        std::fs::read(dir.join("my-save.dat")).unwrap(),
+        b"a friend's save"
     );
     assert_eq!(tree(&client.data().join("games")), Vec::<String>::new());
     assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
@@ -630,4 +639,120 @@ fn verify_repair_fixes_damaged_files_by_deltas_and_leaves_extra_files_alone() {
         String::from_utf8_lossy(&text.stderr).contains("is intact"),
         "{text:?}"
     );
+}
+
+#[test]
+fn purge_removes_a_friends_files_only_when_confirmed() {
+    let client = Client::logged_in();
+    let installed = client.json(&["install", "starfall"]);
+    let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    std::fs::create_dir(dir.join("mods")).unwrap();
+    std::fs::write(dir.join("mods/better-ships.pak"), b"a mod").unwrap();
+
+    // Not on a terminal and no --yes: refused, nothing removed.
+    let refused = client.run(&["uninstall", "starfall", "--purge"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--yes") && said.contains("did not install"),
+        "{said}"
+    );
+    assert!(dir.join("mods/better-ships.pak").is_file());
+    assert_eq!(
+        scan::scan(&dir).unwrap().entries.len(),
+        build_manifest("starfall", "1.2.0").entries.len() + 2
+    );
+
+    // --yes purges.
+    let report = client.json(&["uninstall", "starfall", "--purge", "--yes"]);
+    assert_eq!(report["purged"], true);
+    assert!(!dir.exists());
+    assert_eq!(client.json(&["status"])["games"], serde_json::json!([]));
+}
+
+#[test]
+fn every_demo_game_launches_and_a_file_that_is_no_program_is_refused() {
+    let client = Client::logged_in();
+    let games = client.json(&["list"]);
+    let names: Vec<&str> = games
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|game| game["name"].as_str().unwrap())
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    for game in &names {
+        client.json(&["install", game]);
+        let launched = client.run(&["launch", game, "--", "--windowed"]);
+        assert_success(&launched);
+        let said = String::from_utf8_lossy(&launched.stdout);
+        assert!(
+            said.contains("arguments:") && said.contains("--windowed"),
+            "{game}: {said}"
+        );
+        assert!(
+            launched.stdout.len() < 1000,
+            "{game} printed {} bytes",
+            launched.stdout.len()
+        );
+    }
+
+    // The same file with its script header overwritten: refused, with a reason.
+    let installed = client.json(&["status"]);
+    let starfall = installed["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|game| game["game"] == "starfall")
+        .expect("starfall installed");
+    let dir = Path::new(starfall["dir"].as_str().unwrap()).to_owned();
+    let program = dir.join("bin/starfall");
+    let mut bytes = std::fs::read(&program).unwrap();
+    bytes[..2].copy_from_slice(b"\0\0");
+    std::fs::write(&program, bytes).unwrap();
+    let refused = client.run(&["launch", "starfall"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(refused.stdout.is_empty());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("bin/starfall is not a program this computer can run"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_free_space_is_checked_before_anything_is_downloaded() {
+    let client = Client::logged_in();
+    // An 8 MB disk, mounted in a mount namespace of the `mist` process only.
+    let small = client.home.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mist = client.command(&[]);
+    let mut command = Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=8m tmpfs \"$1\" && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&small)
+        .arg(mist.get_program())
+        .args(["install", "starfall", "--dir"])
+        .arg(small.join("starfall"));
+    for (key, value) in mist.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let output = command.output().expect("run unshare");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("not enough free space for starfall")
+            && said.contains("kept free so that the disk never fills up")
+            && said.contains("nothing was downloaded")
+            && said.contains(" MB"),
+        "{said}"
+    );
+    assert!(!said.contains("bytes needed"), "{said}");
+    assert_eq!(tree(&client.data().join("downloads")), Vec::<String>::new());
+    assert_eq!(client.json(&["status"])["games"], serde_json::json!([]));
 }

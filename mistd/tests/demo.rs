@@ -17,57 +17,57 @@ const EXPECTED_DIGESTS: &[(&str, &str, &str)] = &[
     (
         "lantern",
         "1.0",
-        "blake3:c276750a0776e56c5450b01cef6bda4a74b366a97ea53120fa66412faa86a927",
+        "blake3:476d8a4c36e7b60fc3ccff95c02f84570fa10505ccd7062d0f57bf9060f71b53",
     ),
     (
         "lantern",
         "1.1",
-        "blake3:4f4f1d422181db233c8b5fe0f94ca555c38446c8c2719de6d91db9a152216789",
+        "blake3:50b6de478331bb68caa7b25a0662dc9dbfa83085324dfb22e08eb61980b607d8",
     ),
     (
         "lantern",
         "1.2",
-        "blake3:2e747e220ddaa4f604a86b68056898349f2a251a11636c57f35cf2c5e067ee7e",
+        "blake3:8d4bf0dc17e7ff680138a6845ed90aaf44b4c9d10a7c562412b421d9f4926d45",
     ),
     (
         "lantern",
         "2.0",
-        "blake3:c4d2dff443c759b27514b76ee4eb0befc57dcf6d1e800f76ec269783b0d35ecf",
+        "blake3:bf83485df86d4997cf38b38c1000bff85596450fd099713252133ba1ee5938d5",
     ),
     (
         "starfall",
         "1.0.0",
-        "blake3:6f071558ccbb4f03fa5b61e75148e68d8f15b35d05f8a1158b204f1f76933c09",
+        "blake3:73215439ecad1ddc59954884e776a7426f145f9ba89787ba3334ef31bda27ea0",
     ),
     (
         "starfall",
         "1.0.1",
-        "blake3:e20b4b6f9640ab3497ba0e0b2879ca7913b0a0a4e8a7a9fcceba213821857305",
+        "blake3:1b8a735d73786ae9ec403da067569d942ac130665c08bf44e746e7db71ffc7bd",
     ),
     (
         "starfall",
         "1.1.0",
-        "blake3:ef94bc893029ddb0f9ce8738cc91ed3988726461f6d38a5cb28a69e4f5ef5fed",
+        "blake3:4b0b7ae5604c32634d42d0bff9bb54d69c57e76cb27dc31b94091d795b81b106",
     ),
     (
         "starfall",
         "1.2.0",
-        "blake3:ee8d2463d3107fa783a3867db2d02d2881e7e6050ebf78218f56d01373901c22",
+        "blake3:47776649d30018c24490bab859c62162a8b5e59ad25bfcb485de609d4322d561",
     ),
     (
         "tidewater",
         "0.9.0",
-        "blake3:6f0df60345fa38cc1661045ac50d3da06472ecef49826e7b0a5e6db64499ad44",
+        "blake3:6073ecdfc75e10d60eb61e4bf5c9bc58d1e20182d2bb100d580b6e98dfc8107c",
     ),
     (
         "tidewater",
         "1.0.0",
-        "blake3:617bbfe294dc065632e1adac9af6d06b37dcd7d99a71041fe681a5c03415657d",
+        "blake3:5889220c31dc2fc346dcad30136654350e3afd6be2d0c34c98d9f77f645c8425",
     ),
     (
         "tidewater",
         "1.1.0",
-        "blake3:c5923c3bc715d49b5505dadf444e2b05ef33e671009f4787169973c697cc8397",
+        "blake3:af0da85175fb5003e2a561c35d8579412e91bf349e89d00195efcd199c03bda5",
     ),
 ];
 

@@ -208,6 +208,40 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Bytes an unprivileged user may still write on the file system that holds `path`, or
+/// would hold it: a path that does not exist yet is measured at its nearest existing
+/// ancestor. `u64::MAX` on systems where Mist cannot ask (Windows).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let mut at = path;
+    while !at.exists() {
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => {
+                at = Path::new(".");
+                break;
+            }
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(at.as_os_str().as_bytes())?;
+        // SAFETY: an all-zero `statvfs` is a valid value to be overwritten.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a writable `statvfs`.
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast, reason = "the field types differ by system")]
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = at;
+        Ok(u64::MAX)
+    }
+}
+
 /// Writes `bytes` to `path` so that a reader, or a crash, sees the old file or the new one,
 /// never a part; see [`write_atomic_with`].
 pub fn write_atomic(path: &Path, bytes: &[u8], options: AtomicWrite) -> io::Result<()> {

@@ -5,7 +5,7 @@
 //! [`fs::write_atomic`] (configured by its principal type, [`fs::AtomicWrite`]) replaces a
 //! file so that a reader or a crash sees the old content or the new, never a part.
 //! [`error::ErrorChain`] prints an error with its causes, `a: b: c`, for logs and the last
-//! line a binary prints.
+//! line a binary prints. [`units::human_size`] writes bytes as people read them.
 //!
 //! Unix code sits behind `#[cfg(unix)]`; every function also has a Windows (non-Unix)
 //! version, so the crates above build there too, with what that system offers (no modes,
@@ -15,3 +15,4 @@
 
 pub mod error;
 pub mod fs;
+pub mod units;

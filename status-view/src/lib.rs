@@ -238,20 +238,7 @@ pub fn describe_progress(progress: &JobProgress) -> Option<String> {
     }
 }
 
-/// Bytes in decimal units with one decimal, e.g. `12.3 MB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit_idx = 0;
-    while value >= 1000.0 && unit_idx + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit_idx += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit_idx])
-}
+pub use mist_platform::units::human_size;
 
 fn write_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
     let mut widths = [0usize; N];

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
-use mist_games::manifest::Manifest;
+use mist_games::install::InstallOptions;
+use mist_games::manifest::{EntryKind, Manifest};
+use mist_platform::units::human_size;
 use serde::Serialize;
 
 use super::steps::{fetch_manifest, run_steps};
@@ -53,7 +55,9 @@ pub async fn install(
 ) -> anyhow::Result<UpdateSummary> {
     check_game_name(game)?;
     let api = connect(&context.dirs)?;
-    let mut installed = match state::load_game(&context.dirs, game)? {
+    let recorded = state::load_game(&context.dirs, game)?;
+    let fresh = recorded.is_none();
+    let mut installed = match recorded {
         Some(installed) if installed.version.is_some() => bail!(
             "{game} is already installed ({} in {}); use `mist update {game}`",
             installed.version.as_deref().unwrap_or_default(),
@@ -98,7 +102,8 @@ pub async fn install(
         && wanted != version
     {
         bail!(
-            "an install of {game} {wanted} was interrupted; run `mist install {game}` to              finish it, or `mist uninstall {game}` first"
+            "an install of {game} {wanted} was interrupted; run `mist install {game}` to \
+             finish it, or `mist uninstall {game}` first"
         );
     }
     let version = version.map(str::to_owned).or(installed.wanted.clone());
@@ -113,6 +118,13 @@ pub async fn install(
     state::save_game(&context.dirs, &installed)?;
     let plan = api.plan(game, None, version.as_deref()).await?;
     let target = fetch_manifest(&downloader, plan.manifest.as_ref(), &detail, &plan.to).await?;
+    if let Err(error) = check_space(context, &installed, &target, plan.total_bytes) {
+        if fresh {
+            // Nothing was downloaded or written: the install is not left half-begun.
+            state::remove_game(&context.dirs, game)?;
+        }
+        return Err(error);
+    }
     let times = run_steps(
         context,
         &downloader,
@@ -166,7 +178,15 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
             dir: installed.dir,
         }));
     }
+    let target = match &plan.manifest {
+        Some(link) => Some(fetch_manifest(&downloader, Some(link), &detail, &plan.to).await?),
+        None => None,
+    };
+    if let Some(target) = &target {
+        check_space(context, &installed, target, plan.total_bytes)?;
+    }
     let pack_target = match plan.steps.first().map(|step| step.kind) {
+        Some(StepKind::Pack) if target.is_some() => target,
         Some(StepKind::Pack) => {
             Some(fetch_manifest(&downloader, plan.manifest.as_ref(), &detail, &plan.to).await?)
         }
@@ -259,6 +279,73 @@ fn check_game_name(game: &str) -> anyhow::Result<()> {
     } else {
         bail!("{game:?} is not a game name (lowercase letters, digits and '-')")
     }
+}
+
+/// Checks, before anything is downloaded, that the disks hold what going from `installed`
+/// to `target` takes: the downloads, the new and changed files staged beside the install,
+/// and the engine's margin, which is kept free so that the disk never fills to the last
+/// byte.
+fn check_space(
+    context: &Context,
+    installed: &InstalledGame,
+    target: &Manifest,
+    download_bytes: u64,
+) -> anyhow::Result<()> {
+    let current: std::collections::HashMap<&str, &EntryKind> = installed
+        .manifest
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), &entry.kind))
+        .collect();
+    let staged: u64 = target
+        .entries
+        .iter()
+        .filter(|entry| current.get(entry.path.as_str()) != Some(&&entry.kind))
+        .map(|entry| match entry.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        })
+        .sum();
+    let margin = InstallOptions::default().free_space_margin;
+    let downloads = context.dirs.downloads();
+    let same_disk = device(&installed.dir)? == device(&downloads)?;
+    let mut checks = vec![(&installed.dir, staged + margin)];
+    if same_disk {
+        checks[0].1 += download_bytes;
+    } else {
+        checks.push((&downloads, download_bytes + margin));
+    }
+    for (dir, needed) in checks {
+        let free = mist_platform::fs::free_bytes(dir)
+            .with_context(|| format!("failed to read the free space of {}", dir.display()))?;
+        if free < needed {
+            bail!(
+                "not enough free space for {}: {} needs {} ({} to download, {} of new files, \
+                 and {} kept free so that the disk never fills up), and {} is free; nothing \
+                 was downloaded",
+                installed.game,
+                dir.display(),
+                human_size(needed),
+                human_size(download_bytes),
+                human_size(staged),
+                human_size(margin),
+                human_size(free),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The file system device holding `path`, or the nearest folder above it that exists.
+fn device(path: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let existing = path
+        .ancestors()
+        .find(|at| at.exists())
+        .unwrap_or(Path::new("."));
+    Ok(std::fs::metadata(existing)
+        .with_context(|| format!("failed to read {}", existing.display()))?
+        .dev())
 }
 
 /// A fresh install needs a folder that is missing or empty: `mist uninstall` removes the

@@ -48,6 +48,8 @@
 //! - [`recover`]: `recover` and `discard_staging`, built on the commit's roll forward and
 //!   back;
 //! - [`location`]: where the staging folder and the lock live (`staging_path`, `lock_path`);
+//! - [`remove`]: uninstalling what a manifest lists and keeping the rest (`remove_listed`),
+//!   or everything (`remove_all`);
 //! - `tree`: an open folder walked without following symlinks;
 //! - `check`: the install compared with the source (or target) manifest;
 //! - `changes`: what changes, the commit steps and the files to stage;
@@ -59,6 +61,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use mist_platform::units::human_size;
+
 use crate::manifest::TreeDigest;
 use crate::treedelta::format::TreeDeltaError;
 
@@ -69,6 +73,7 @@ mod fault;
 mod journal;
 pub mod location;
 pub mod recover;
+pub mod remove;
 mod stage;
 mod tree;
 pub mod update;
@@ -172,12 +177,21 @@ pub enum InstallError {
         path: String,
     },
     /// Not enough disk space to stage the update.
-    #[error("not enough free space in {}: {needed} bytes needed, {available} available", dir.display())]
+    #[error(
+        "not enough free space in {}: the new files need {}, plus {} kept free so that the \
+         disk never fills up, and {} is free",
+        dir.display(),
+        human_size(*needed),
+        human_size(*margin),
+        human_size(*available)
+    )]
     NoSpace {
         /// Where the staging folder goes.
         dir: PathBuf,
-        /// Bytes needed.
+        /// Bytes the staged files need.
         needed: u64,
+        /// Bytes kept free beyond them ([`InstallOptions::free_space_margin`]).
+        margin: u64,
         /// Bytes free.
         available: u64,
     },

@@ -131,17 +131,17 @@ pub(crate) fn run(
 
     let staging = Staging::open(&parent, &location, true)?.expect("created when missing");
     let (missing, files_resumed) = resume(&staging, &objects, options)?;
-    let needed: u64 = missing.iter().map(|object| object.info.size).sum::<u64>()
-        + (steps.len() as u64) * 512
-        + options.free_space_margin;
+    let needed: u64 =
+        missing.iter().map(|object| object.info.size).sum::<u64>() + (steps.len() as u64) * 512;
     let available = staging
         .dir
         .free_bytes()
         .map_err(io_error(&staging.path, "read the free space of"))?;
-    if available < needed {
+    if available < needed.saturating_add(options.free_space_margin) {
         return Err(InstallError::NoSpace {
             dir: location.parent_path.clone(),
             needed,
+            margin: options.free_space_margin,
             available,
         });
     }

@@ -179,7 +179,10 @@ fn starfall(version_idx: usize) -> Build {
     );
     files.insert(
         "bin/starfall".to_string(),
-        executable(GAME.build(version_idx, &version_string)),
+        executable(runnable(
+            &version_string,
+            GAME.build(version_idx, &version_string),
+        )),
     );
     // The physics library changes only in 1.2.0; until then every build shares it.
     let physics_release = usize::from(version_idx >= 3);
@@ -221,7 +224,10 @@ fn tidewater(version_idx: usize) -> Build {
     let mut files = BTreeMap::new();
     files.insert(
         "tidewater".to_string(),
-        executable(LAUNCHER.build(version_idx, &format!("Tidewater {version}"))),
+        executable(runnable(
+            &format!("Tidewater {version}"),
+            LAUNCHER.build(version_idx, &format!("Tidewater {version}")),
+        )),
     );
     files.insert(
         "data/assets.pak".to_string(),
@@ -262,7 +268,10 @@ fn lantern(version_idx: usize) -> Build {
     let engine_version = ["lantern-engine 1.0", "lantern-engine 2.0"][engine_release];
     files.insert(
         "bin/lantern-engine".to_string(),
-        executable(ENGINE.build(engine_release, engine_version)),
+        executable(runnable(
+            engine_version,
+            ENGINE.build(engine_release, engine_version),
+        )),
     );
     // 1.0 shipped the editor script without its exec bit; 1.1 fixed only that.
     files.insert(
@@ -382,6 +391,23 @@ fn dialogue_line(key: &str) -> String {
     let mut rng = Rng::new(key);
     let id = rng.next_u64() as u32;
     format!("DLG_{id:08X} = {}", text::sentence(&mut rng))
+}
+
+/// A demo program that really runs: a shell script that prints `title` and its arguments
+/// and exits, followed by `code`, the synthetic machine code whose releases make realistic
+/// deltas. The shell stops at `exit` and never reads the bytes after it.
+fn runnable(title: &str, code: Vec<u8>) -> Vec<u8> {
+    let mut bytes = format!(
+        "#!/bin/sh\n\
+         # A demo program made by `mistd demo`: it prints its version and its arguments.\n\
+         # The bytes after `exit` stand in for a game's code; the shell never reads them.\n\
+         echo '{title}'\n\
+         echo \"arguments: $*\"\n\
+         exit 0\n"
+    )
+    .into_bytes();
+    bytes.extend(code);
+    bytes
 }
 
 fn executable(bytes: Vec<u8>) -> BuildFile {
