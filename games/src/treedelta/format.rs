@@ -192,7 +192,12 @@ pub enum TreeDeltaError {
         path: PathBuf,
     },
     /// Not enough disk space for the output.
-    #[error("not enough free space in {}: {needed} bytes needed, {available} available", dir.display())]
+    #[error(
+        "not enough free space in {}: {} needed, {} free",
+        dir.display(),
+        mist_platform::units::human_size(*needed),
+        mist_platform::units::human_size(*available)
+    )]
     NoSpace {
         /// Where the output goes.
         dir: PathBuf,
