@@ -41,10 +41,16 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = LoadOptions {
         nas_root: args.nas.clone(),
     };
+    // Run from a subfolder, the files on disk are read from the spec repository's root, as
+    // git finds its own; a commit or the index always holds the whole tree.
+    let dir = match (&args.rev, args.staged) {
+        (None, false) => spec_root(&args.dir)?,
+        _ => args.dir.clone(),
+    };
     let source: Box<dyn SpecSource> = match (&args.rev, args.staged) {
-        (Some(rev), _) => Box::new(GitSource::open(&args.dir, rev)?),
-        (None, true) => staged_source(&args.dir)?,
-        (None, false) => Box::new(DirSource::new(&args.dir)?),
+        (Some(rev), _) => Box::new(GitSource::open(&dir, rev)?),
+        (None, true) => staged_source(&dir)?,
+        (None, false) => Box::new(DirSource::new(&dir)?),
     };
     let mut loaded = mist_specs::load::load(source.as_ref(), &options)
         .with_context(|| format!("cannot read the spec tree in {}", source.describe()))?;
@@ -53,10 +59,10 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Paths are printed relative to the current directory so editors can jump to them.
-    let display_root = if args.rev.is_some() || args.staged || args.dir == Path::new(".") {
+    let display_root = if args.rev.is_some() || args.staged || dir == Path::new(".") {
         None
     } else {
-        Some(args.dir.as_path())
+        Some(dir.as_path())
     };
     let shown = |d: &Diagnostic| match display_root {
         Some(root) => root.join(&d.file).display().to_string(),
@@ -87,14 +93,54 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     writeln!(out, "  hint: {hint}")?;
                 }
             }
-            writeln!(out, "{}", summary(&loaded, &source.describe()))?;
+            if !(loaded.is_valid() && is_empty(&loaded)) {
+                writeln!(out, "{}", summary(&loaded, &source.describe()))?;
+            }
         }
+    }
+    if loaded.is_valid() && is_empty(&loaded) {
+        eprintln!(
+            "warning: {} holds no game, version or user specs (no games/ or users/ folder); \
+             is this the spec repository? `mistpipe new game NAME` starts one",
+            source.describe()
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(if loaded.is_valid() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn is_empty(loaded: &Loaded) -> bool {
+    loaded.specs.games.is_empty() && loaded.specs.users.is_empty()
+}
+
+/// The spec repository holding `dir`: `dir` itself or the nearest folder above it with a
+/// `games/` or `users/` folder, looking no higher than the git repository's root (the folder
+/// with `.git`). Returned relative to `dir` (`dir/../..`), so that the paths printed stay
+/// relative to where the command runs; `dir` itself when none is found.
+fn spec_root(dir: &Path) -> anyhow::Result<PathBuf> {
+    let absolute =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    for (depth, candidate) in absolute.ancestors().enumerate() {
+        if candidate.join("games").is_dir() || candidate.join("users").is_dir() {
+            let mut root = if depth > 0 && dir == Path::new(".") {
+                PathBuf::new()
+            } else {
+                dir.to_owned()
+            };
+            for _ in 0..depth {
+                root.push("..");
+            }
+            return Ok(root);
+        }
+        if candidate.join(".git").exists() {
+            break;
+        }
+    }
+    Ok(dir.to_owned())
 }
 
 /// The staged tree of `dir`: what `git commit` would record. git runs the pre-commit hook

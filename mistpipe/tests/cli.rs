@@ -44,6 +44,36 @@ fn validate_examples_is_valid() {
     );
 }
 
+#[test]
+fn validate_in_a_subfolder_checks_the_whole_repository_and_an_empty_tree_warns() {
+    let dir = Dir::new();
+    git_init(dir.path());
+    dir.write("games/doom/game.yaml", &game_yaml("doom"));
+    dir.write(
+        "games/doom/versions/1.0.yaml",
+        &version_yaml("doom", "1.0", "incoming/doom/1.0", "  bogus: 1\n"),
+    );
+
+    // From a subfolder, the repository's root is found the way git finds its own, and the
+    // paths printed lead from where the command runs.
+    let out = mistpipe(&dir.join("games/doom/versions"), &["validate"]).expect_code(1);
+    assert!(
+        out.stdout
+            .starts_with("../../../games/doom/versions/1.0.yaml:"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("invalid: "), "{out}");
+
+    // A folder with no specs at all is not "valid: 0 games".
+    let empty = Dir::new();
+    let out = mistpipe(empty.path(), &["validate"]).expect_code(1);
+    assert!(!out.stdout.contains("valid: "), "{out}");
+    assert!(
+        out.stderr.contains("no game, version or user specs"),
+        "{out}"
+    );
+}
+
 /// A tree with six problems in three files, each with a known position.
 struct Broken {
     dir: Dir,
