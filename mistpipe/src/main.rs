@@ -14,6 +14,7 @@ mod password;
 mod remote;
 mod scaffold;
 mod status;
+mod users;
 mod validate;
 
 use std::io::Write;

@@ -100,6 +100,50 @@ pub(crate) enum UserCommand {
         #[arg(long, default_value = ".", value_name = "DIR")]
         repo: PathBuf,
     },
+    /// Set a new password for an existing user (asked twice, or --password-stdin).
+    ///
+    /// Commit the change: tokens the user holds stop working once the server has read it.
+    #[command(after_help = "Examples:\n  mistpipe user passwd alice\n  \
+        printf '%s\\n' \"$PW\" | mistpipe user passwd alice --password-stdin")]
+    Passwd {
+        /// The login name.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+    /// Disable a user: they cannot log in, and their tokens stop working once the commit is
+    /// read. Their file and grants stay, so `enable` undoes it.
+    #[command(after_help = "Examples:\n  mistpipe user disable alice")]
+    Disable {
+        /// The login name.
+        name: String,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+    /// Enable a disabled user again.
+    #[command(after_help = "Examples:\n  mistpipe user enable alice")]
+    Enable {
+        /// The login name.
+        name: String,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
+    /// Delete a user's file. Refused while a game grants them access (remove the grant, or
+    /// disable the user instead).
+    #[command(after_help = "Examples:\n  mistpipe user remove alice")]
+    Remove {
+        /// The login name.
+        name: String,
+        /// The spec repository.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        repo: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -208,13 +252,63 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run_user(command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Add {
-        name,
-        role,
-        display_name,
-        password_stdin,
-        repo,
-    } = command;
+    use crate::users::{Change, change, remove};
+    let (name, role, display_name, password_stdin, repo) = match command {
+        UserCommand::Add {
+            name,
+            role,
+            display_name,
+            password_stdin,
+            repo,
+        } => (name, role, display_name, password_stdin, repo),
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            repo,
+        } => {
+            let password = new_password(&name, password_stdin)?;
+            change(&repo, &name, Change::Password(password))?;
+            return done(&format!("changed the password of {name}"));
+        }
+        UserCommand::Disable { name, repo } => {
+            change(&repo, &name, Change::Disabled(true))?;
+            return done(&format!("disabled {name}"));
+        }
+        UserCommand::Enable { name, repo } => {
+            change(&repo, &name, Change::Disabled(false))?;
+            return done(&format!("enabled {name}"));
+        }
+        UserCommand::Remove { name, repo } => {
+            remove(&repo, &name)?;
+            return done(&format!("removed {name}"));
+        }
+    };
+    add_user(name, role, display_name, password_stdin, repo)
+}
+
+fn done(what: &str) -> anyhow::Result<()> {
+    println!("{what}; commit the change for the server to apply it");
+    Ok(())
+}
+
+/// A password read as `user add` reads it, and long enough.
+fn new_password(name: &str, password_stdin: bool) -> anyhow::Result<String> {
+    let password = read_password(name, password_stdin)?;
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Failure::invalid(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    Ok(password)
+}
+
+fn add_user(
+    name: String,
+    role: RoleArg,
+    display_name: Option<String>,
+    password_stdin: bool,
+    repo: PathBuf,
+) -> anyhow::Result<()> {
     check::check_name(&name).map_err(|error| Failure::invalid(error.to_string()))?;
     let rel = format!("users/{name}.yaml");
     let path = repo.join(&rel);
@@ -224,12 +318,7 @@ pub(crate) fn run_user(command: UserCommand) -> anyhow::Result<()> {
             path.display()
         )));
     }
-    let password = read_password(&name, password_stdin)?;
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(Failure::invalid(format!(
-            "the password must have at least {MIN_PASSWORD_LEN} characters"
-        )));
-    }
+    let password = new_password(&name, password_stdin)?;
     let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
     let role = match role {
         RoleArg::User => "user",

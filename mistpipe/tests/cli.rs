@@ -1464,3 +1464,70 @@ fn every_help_has_examples() {
             .contains("Exit codes: 0 success, 1 invalid input (validate: problems; plan: changes), 2 could not run.")
     );
 }
+
+#[test]
+fn user_passwd_disable_enable_and_remove_change_an_existing_user() {
+    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::phc::PasswordHash;
+
+    let repo = Dir::new();
+    mistpipe_with_stdin(
+        repo.path(),
+        &["user", "add", "erin", "--password-stdin"],
+        "first password\n",
+    )
+    .expect_code(0);
+    // An admin's comment survives every change.
+    let with_comment = format!(
+        "# Erin, a friend since 2024.\n{}",
+        repo.read("users/erin.yaml")
+    );
+    repo.write("users/erin.yaml", &with_comment);
+
+    let out = mistpipe_with_stdin(
+        repo.path(),
+        &["user", "passwd", "erin", "--password-stdin"],
+        "second password\n",
+    )
+    .expect_code(0);
+    assert!(out.stdout.contains("commit the change"), "{out}");
+    let user = |repo: &Dir| {
+        let loaded = load_dir(repo.path(), &LoadOptions::default()).unwrap();
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        loaded.specs.users["erin"].clone()
+    };
+    let stored = user(&repo).spec.password_hash;
+    let hash = PasswordHash::new(&stored).unwrap();
+    let argon2 = argon2::Argon2::default();
+    assert!(argon2.verify_password(b"second password", &hash).is_ok());
+    assert!(argon2.verify_password(b"first password", &hash).is_err());
+    assert!(
+        repo.read("users/erin.yaml")
+            .starts_with("# Erin, a friend since 2024.\n")
+    );
+
+    mistpipe(repo.path(), &["user", "disable", "erin"]).expect_code(0);
+    assert!(user(&repo).spec.disabled);
+    mistpipe(repo.path(), &["user", "enable", "erin"]).expect_code(0);
+    assert!(!user(&repo).spec.disabled);
+    assert_eq!(user(&repo).spec.password_hash, stored);
+
+    // Not removed while a game grants them access; removed once it does not.
+    repo.write(
+        "games/secret/game.yaml",
+        "apiVersion: mist/v1\nkind: Game\nmetadata:\n  name: secret\nspec:\n  title: Secret\n  \
+         private: true\n  grants:\n    - erin\n",
+    );
+    let out = mistpipe(repo.path(), &["user", "remove", "erin"]).expect_code(1);
+    assert!(out.stderr.contains("erin is granted secret"), "{out}");
+    assert!(repo.path().join("users/erin.yaml").is_file());
+    repo.write(
+        "games/secret/game.yaml",
+        "apiVersion: mist/v1\nkind: Game\nmetadata:\n  name: secret\nspec:\n  title: Secret\n  \
+         private: true\n",
+    );
+    mistpipe(repo.path(), &["user", "remove", "erin"]).expect_code(0);
+    assert!(!repo.path().join("users/erin.yaml").exists());
+    let out = mistpipe(repo.path(), &["user", "disable", "erin"]).expect_code(1);
+    assert!(out.stderr.contains("there is no user `erin`"), "{out}");
+}
