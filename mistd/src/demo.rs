@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use mist_games::manifest::TreeDigest;
 use mist_specs::model::{Kind, Role};
 use mist_specs::scaffold::{SCHEMA_DIR, render, schema_ref};
@@ -237,16 +237,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<DemoLayout> {
 
     let nas = root.join("nas");
     let digests = write_builds(&nas)?;
-    let mut passwords = BTreeMap::new();
-    let mut password_hashes = BTreeMap::new();
-    for user in &USERS {
-        let password = new_password()?;
-        password_hashes.insert(
-            user.name,
-            mist_specs::scaffold::hash_password(&password).map_err(|e| anyhow!(e))?,
-        );
-        passwords.insert(user.name.to_string(), password);
-    }
+    let (passwords, password_hashes) = new_passwords()?;
     write_spec_repo(&root.join("specs"), &digests, &password_hashes)?;
 
     // The builds are not fsynced one by one: a crash before this point leaves the partial
@@ -255,7 +246,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<DemoLayout> {
     fs::write(
         &partial,
         "This folder was made by `mistd demo`. Running `mistd demo` on it again reuses it as it is;\n\
-         delete the folder to start over with new passwords.\n",
+         `mistd demo --reset-passwords` gives the users new passwords; delete the folder to start over.\n",
     )
     .with_context(|| format!("cannot write {}", partial.display()))?;
     fs::rename(&partial, &marker).with_context(|| format!("cannot write {}", marker.display()))?;
@@ -379,18 +370,9 @@ struct Step {
     files: Vec<(String, String)>,
 }
 
-fn write_spec_repo(
-    repo_dir: &Path,
-    digests: &BTreeMap<(usize, usize), TreeDigest>,
-    password_hashes: &BTreeMap<&str, String>,
-) -> anyhow::Result<()> {
-    let mut steps = Vec::new();
-
-    let mut files = vec![("README.md".to_string(), SPEC_README.to_string())];
-    for kind in Kind::ALL {
-        let rel = format!("{SCHEMA_DIR}/{}", kind.schema_file_name());
-        files.push((rel, mist_specs::scaffold::schema_text(kind)));
-    }
+/// The demo users' spec files, with these password hashes.
+fn user_files(password_hashes: &BTreeMap<&str, String>) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
     for user in &USERS {
         let rel = format!("users/{}.yaml", user.name);
         let role = match user.role {
@@ -409,6 +391,63 @@ fn write_spec_repo(
         )?;
         files.push((rel, text));
     }
+    Ok(files)
+}
+
+/// New random passwords for the demo users: the passwords, and their argon2id hashes.
+#[allow(clippy::type_complexity, reason = "two maps by user name")]
+fn new_passwords() -> anyhow::Result<(BTreeMap<String, String>, BTreeMap<&'static str, String>)> {
+    let mut passwords = BTreeMap::new();
+    let mut password_hashes = BTreeMap::new();
+    for user in &USERS {
+        let password = new_password()?;
+        password_hashes.insert(
+            user.name,
+            mist_specs::scaffold::hash_password(&password).map_err(|e| anyhow!(e))?,
+        );
+        passwords.insert(user.name.to_string(), password);
+    }
+    Ok((passwords, password_hashes))
+}
+
+/// Gives the users of the finished demo in `dir` new passwords, committed to its spec
+/// repository (a server running on it picks them up at its next sync), and describes the
+/// demo with them. Builds, database and artifacts stay as they are.
+pub fn reset_passwords(dir: &Path) -> anyhow::Result<DemoLayout> {
+    if !matches!(inspect(dir)?, Found::Demo) {
+        bail!(
+            "{} holds no finished demo to reset; `mistd demo --dir {}` makes one",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let (passwords, password_hashes) = new_passwords()?;
+    let step = Step {
+        message: "Reset the demo users' passwords\n\n\
+                  `mistd demo --reset-passwords` printed the new ones once.\n"
+            .to_string(),
+        files: user_files(&password_hashes)?,
+    };
+    commit_steps(&root.join("specs"), &[step])?;
+    describe(&root, &passwords, false)
+}
+
+fn write_spec_repo(
+    repo_dir: &Path,
+    digests: &BTreeMap<(usize, usize), TreeDigest>,
+    password_hashes: &BTreeMap<&str, String>,
+) -> anyhow::Result<()> {
+    let mut steps = Vec::new();
+
+    let mut files = vec![("README.md".to_string(), SPEC_README.to_string())];
+    for kind in Kind::ALL {
+        let rel = format!("{SCHEMA_DIR}/{}", kind.schema_file_name());
+        files.push((rel, mist_specs::scaffold::schema_text(kind)));
+    }
+    files.extend(user_files(password_hashes)?);
     steps.push(Step {
         message: "Add the demo users and the spec schemas\n\n\
                   Passwords are stored only as argon2id hashes; `mistd demo` printed them once.\n"
@@ -494,7 +533,8 @@ fn commit_steps(repo_dir: &Path, steps: &[Step]) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let mut index = repo.index()?;
-    let mut parent: Option<git2::Oid> = None;
+    // A new repository has no HEAD; an existing one gets the steps on top of it.
+    let mut parent: Option<git2::Oid> = repo.head().ok().and_then(|head| head.target());
     for (step_idx, step) in steps.iter().enumerate() {
         for (rel, text) in &step.files {
             let path = repo_dir.join(rel);

@@ -84,11 +84,11 @@ enum Command {
     /// progress, and the server runs on --listen until Ctrl-C (with --no-serve, mistd exits
     /// once everything is Ready).
     ///
-    /// If DIR already holds a demo it is reused as it is (delete it to start over); a
-    /// non-empty folder that is not a demo is refused.
+    /// If DIR already holds a demo it is reused as it is (delete it to start over, or
+    /// --reset-passwords for new passwords); a non-empty folder that is not a demo is refused.
     #[command(
         after_help = "Examples:\n  mistd demo\n  mistd demo --dir /tmp/mist-demo --no-serve\n  \
-        mistd demo --listen 127.0.0.1:9090"
+        mistd demo --listen 127.0.0.1:9090\n  mistd demo --reset-passwords"
     )]
     Demo(DemoArgs),
 }
@@ -117,6 +117,10 @@ struct DemoArgs {
     /// Exit once every version is Ready instead of serving (for scripts and CI).
     #[arg(long)]
     no_serve: bool,
+    /// Give the demo's users new passwords (committed to its spec repository) and print
+    /// them; nothing else of the demo changes.
+    #[arg(long)]
+    reset_passwords: bool,
 }
 
 fn main() -> ExitCode {
@@ -240,7 +244,11 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
     // The reconciler's info lines would bury the progress line: only warnings by default.
     init_logging(LogFormat::Text, "warn");
     eprintln!("Preparing the demo in {} …", args.dir.display());
-    let layout = demo::generate(&args.dir)?;
+    let layout = if args.reset_passwords {
+        demo::reset_passwords(&args.dir)?
+    } else {
+        demo::generate(&args.dir)?
+    };
     {
         let mut out = std::io::stdout().lock();
         print_layout(&mut out, &layout)?;
@@ -486,7 +494,7 @@ fn print_summary(
     } else {
         writeln!(
             out,
-            "Users (passwords were shown when the demo was made; delete the folder for new ones):"
+            "Users (passwords were shown when the demo was made; `mistd demo --reset-passwords` for new ones):"
         )?;
     }
     for user in &layout.users {
@@ -685,13 +693,16 @@ fn print_layout(out: &mut impl Write, layout: &DemoLayout) -> std::io::Result<()
     }
 
     writeln!(out)?;
-    if layout.created {
+    if layout.users.iter().any(|user| user.password.is_some()) {
         writeln!(
             out,
             "Users (note the passwords: they are shown only now and stored only as argon2id hashes):"
         )?;
     } else {
-        writeln!(out, "Users (passwords were shown when the demo was made):")?;
+        writeln!(
+            out,
+            "Users (passwords were shown when the demo was made; `mistd demo --reset-passwords` for new ones):"
+        )?;
     }
     for user in &layout.users {
         let role = match user.role {

@@ -664,6 +664,51 @@ mod cli {
         assert!(stdout.contains("not shown again"), "{stdout}");
         assert!(stdout.contains("11/11 versions Ready"), "{stdout}");
         assert_all_ready(&dir.join("data"));
+
+        // A lost password: new ones, committed, printed once; the rest of the demo stays.
+        let reset = mistd()
+            .arg("demo")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--no-serve")
+            .arg("--reset-passwords")
+            .output()
+            .unwrap();
+        assert_eq!(reset.status.code(), Some(0), "{reset:?}");
+        let stdout = String::from_utf8(reset.stdout).unwrap();
+        let friend = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("friend "))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no friend password in:\n{stdout}"));
+        assert_eq!(friend.len(), 23, "{stdout}");
+        assert!(!password_lines.iter().any(|line| line.ends_with(friend)));
+        let yaml = std::fs::read_to_string(dir.join("specs/users/friend.yaml")).unwrap();
+        let hash = yaml
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("passwordHash: "))
+            .unwrap()
+            .trim_matches(['"', '\'']);
+        use argon2::password_hash::PasswordVerifier;
+        let hash = argon2::password_hash::phc::PasswordHash::new(hash).unwrap();
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(friend.as_bytes(), &hash)
+                .is_ok()
+        );
+        let repo = git2::Repository::open(dir.join("specs")).unwrap();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        assert!(
+            head.message()
+                .unwrap()
+                .starts_with("Reset the demo users' passwords")
+        );
+        assert_eq!(
+            git2::Status::empty(),
+            repo.status_file(std::path::Path::new("users/friend.yaml"))
+                .unwrap()
+        );
+        assert_all_ready(&dir.join("data"));
     }
 
     /// `mistd status --json` lists the demo's 11 versions, every one Ready, and full commit
