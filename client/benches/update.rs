@@ -9,8 +9,10 @@
 //! --json` reports them (target ≤ 1.3×). `MIST_BENCH_RUNS` sets the runs per case (default
 //! 3; the median by wall time is reported).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -328,31 +330,15 @@ struct Server {
 
 impl Server {
     fn start(mistd: &Path, demo: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(demo.join("mistd.log")).unwrap();
-        let child = Command::new(mistd)
-            .arg("run")
-            .args(["--role", "api", "--listen", &address.to_string()])
-            .arg("--data")
-            .arg(demo.join("data"))
-            .arg("--nas")
-            .arg(demo.join("nas"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mistd run");
+        let (mut command, address) = common::mistd_api_command(mistd, demo, log);
+        let child = command.spawn().expect("start mistd run");
         let mut server = Server {
             url: format!("http://{address}"),
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready(address) {
+        while !common::answers_200(address, "/readyz") {
             if Instant::now() > deadline || server.child.try_wait().unwrap().is_some() {
                 server.stop();
                 panic!("mistd did not answer GET /readyz = 200 within 60 s");
@@ -389,20 +375,6 @@ impl Drop for Server {
     }
 }
 
-fn ready(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
-        return false;
-    };
-    if stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: mistd\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200")
-}
-
 /// The release `mist` with private folders.
 struct Client {
     home: PathBuf,
@@ -432,19 +404,7 @@ impl Client {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mist"));
-        command
-            .args(args)
-            .env("MIST_CONFIG_DIR", self.home.join("config"))
-            .env("MIST_DATA_DIR", self.home.join("data"))
-            .env("HOME", &self.home)
-            .env_remove("MIST_SERVER")
-            .env_remove("MIST_USER")
-            .env_remove("MIST_JOBS")
-            .env_remove("MIST_LIMIT_RATE")
-            .env_remove("MIST_PROGRESS")
-            .stdin(Stdio::null());
-        command
+        common::mist_command(&self.home, args)
     }
 
     /// Runs `mist ARGS --json` successfully and returns its one summary.

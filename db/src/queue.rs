@@ -218,6 +218,17 @@ fn fnv1a(key: &str, attempts: u32) -> u64 {
     hash
 }
 
+// `UPDATE jobs SET <set>` of the job `$1` while the worker `$2` runs it.
+macro_rules! update_running {
+    ($set:literal) => {
+        concat!(
+            "UPDATE jobs SET ",
+            $set,
+            " WHERE job_key = $1 AND lease_owner = $2 AND state = 'running'"
+        )
+    };
+}
+
 // The columns of a job row, in the order `job_from_record` reads them.
 macro_rules! job_columns {
     () => {
@@ -412,33 +423,31 @@ impl Queue {
     /// Renews a running job's lease by the length it was claimed with, without reporting
     /// progress.
     pub async fn renew_lease(&self, key: &str, owner: &str, now: EpochMs) -> Result<(), Error> {
-        let result = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = $3 + lease_ms, updated_at = $3 \
-             WHERE job_key = $1 AND lease_owner = $2 AND state = 'running'",
+        self.update_running(
+            update_running!("lease_expires_at = $3 + lease_ms, updated_at = $3"),
+            key,
+            owner,
+            now,
+            None,
+            "renew lease",
         )
-        .bind(key)
-        .bind(owner)
-        .bind(now)
-        .execute(&self.db.pool)
         .await
-        .op("renew lease")?;
-        self.require_one(result.rows_affected(), key, owner)
     }
 
     /// Marks a running job done.
     pub async fn complete(&self, key: &str, owner: &str, now: EpochMs) -> Result<(), Error> {
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, \
-             last_error = NULL, finished_at = $3, updated_at = $3 \
-             WHERE job_key = $1 AND lease_owner = $2 AND state = 'running'",
+        self.update_running(
+            update_running!(
+                "state = 'done', lease_owner = NULL, lease_expires_at = NULL, \
+                 last_error = NULL, finished_at = $3, updated_at = $3"
+            ),
+            key,
+            owner,
+            now,
+            None,
+            "complete job",
         )
-        .bind(key)
-        .bind(owner)
-        .bind(now)
-        .execute(&self.db.pool)
         .await
-        .op("complete job")?;
-        self.require_one(result.rows_affected(), key, owner)
     }
 
     /// Records a retryable failure: the job becomes `failed` and may be claimed again after the
@@ -497,36 +506,35 @@ impl Queue {
         now: EpochMs,
         reason: &str,
     ) -> Result<(), Error> {
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'terminal', attempts = attempts + 1, last_error = $4, \
-             lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 \
-             WHERE job_key = $1 AND lease_owner = $2 AND state = 'running'",
+        self.update_running(
+            update_running!(
+                "state = 'terminal', attempts = attempts + 1, last_error = $4, \
+                 lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3"
+            ),
+            key,
+            owner,
+            now,
+            Some(reason),
+            "fail job terminally",
         )
-        .bind(key)
-        .bind(owner)
-        .bind(now)
-        .bind(reason)
-        .execute(&self.db.pool)
         .await
-        .op("fail job terminally")?;
-        self.require_one(result.rows_affected(), key, owner)
     }
 
     /// Puts a running job back in the queue, claimable at once, without counting an attempt:
     /// for a graceful shutdown that abandons the running step.
     pub async fn release(&self, key: &str, owner: &str, now: EpochMs) -> Result<(), Error> {
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
-             next_attempt_at = $3, updated_at = $3 \
-             WHERE job_key = $1 AND lease_owner = $2 AND state = 'running'",
+        self.update_running(
+            update_running!(
+                "state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = $3, updated_at = $3"
+            ),
+            key,
+            owner,
+            now,
+            None,
+            "release job",
         )
-        .bind(key)
-        .bind(owner)
-        .bind(now)
-        .execute(&self.db.pool)
         .await
-        .op("release job")?;
-        self.require_one(result.rows_affected(), key, owner)
     }
 
     /// Releases every job `owner` is running, as [`Queue::release`] does; returns how many.
@@ -638,6 +646,26 @@ impl Queue {
             .await
             .op("delete done jobs")?;
         Ok(result.rows_affected())
+    }
+
+    /// Runs `sql`, an `update_running!` of the job `key` while `owner` runs it, with `$3`
+    /// now and `$4` the text given, if any. Fails with [`Error::LeaseLost`] when no job
+    /// running under that owner matched.
+    async fn update_running(
+        &self,
+        sql: &'static str,
+        key: &str,
+        owner: &str,
+        now: EpochMs,
+        text: Option<&str>,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let mut query = sqlx::query(sql).bind(key).bind(owner).bind(now);
+        if let Some(text) = text {
+            query = query.bind(text);
+        }
+        let result = query.execute(&self.db.pool).await.op(operation)?;
+        self.require_one(result.rows_affected(), key, owner)
     }
 
     fn require_one(&self, rows_affected: u64, key: &str, owner: &str) -> Result<(), Error> {

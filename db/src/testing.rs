@@ -6,7 +6,8 @@
 //! `options=-c search_path=…` in the URL) and drops it when the [`TestDb`] is dropped, even
 //! after a panic. [`each_backend`] runs a test on SQLite, then on Postgres when
 //! `MIST_TEST_POSTGRES` is set, and otherwise says once, past the output capture, that
-//! Postgres was skipped, so a fresh laptop still passes.
+//! Postgres was skipped, so a fresh laptop still passes. [`WriteProbe`] tells whether anything
+//! was written to a test database, and [`TABLES`] names every table.
 
 use std::future::Future;
 use std::io::Write;
@@ -14,7 +15,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{AnyConnection, Connection, Executor, SqlSafeStr};
+use sqlx::{AnyConnection, Connection, Executor, Row, SqlSafeStr};
 
 use crate::{Backend, Db};
 
@@ -22,6 +23,22 @@ use crate::{Backend, Db};
 /// `postgres://postgres@127.0.0.1:5432/test?sslmode=disable` (`sslmode=disable` makes the
 /// runs several times faster: no TLS handshake per connection).
 pub const POSTGRES_ENV: &str = "MIST_TEST_POSTGRES";
+
+/// Every table of the schema, in the order of the migrations.
+pub const TABLES: [&str; 12] = [
+    "sync_state",
+    "revisions",
+    "games",
+    "artifacts",
+    "versions",
+    "deltas",
+    "users",
+    "jobs",
+    "queue_lock",
+    "conditions",
+    "events",
+    "change_seq",
+];
 
 /// A database for one test on one backend, removed when dropped.
 ///
@@ -167,6 +184,74 @@ impl Drop for TestDb {
         });
         if let Ok(Err(error)) = dropper.join() {
             let _ = writeln!(std::io::stderr(), "could not drop {schema}: {error}");
+        }
+    }
+}
+
+/// Tells whether anything was written to the database between two calls of
+/// [`WriteProbe::marker`].
+///
+/// SQLite: `PRAGMA data_version` on a connection of its own changes whenever another
+/// connection commits a change. Postgres: every row's `xmin` (the transaction that wrote that
+/// row version) changes when the row is rewritten, even with equal values. Both also include
+/// the change counter (`Db::change_seq`), which must stay put whenever nothing was written.
+pub struct WriteProbe {
+    connection: AnyConnection,
+    backend: Backend,
+}
+
+impl WriteProbe {
+    /// A probe on a connection of its own to `test_db`.
+    ///
+    /// # Panics
+    /// When the database cannot be reached: this is for tests.
+    pub async fn new(test_db: &TestDb) -> WriteProbe {
+        let connection = AnyConnection::connect(&test_db.url)
+            .await
+            .expect("probe connection");
+        WriteProbe {
+            connection,
+            backend: test_db.backend,
+        }
+    }
+
+    /// A text that changes whenever the database was written since the last call.
+    ///
+    /// # Panics
+    /// When a query fails: this is for tests.
+    pub async fn marker(&mut self) -> String {
+        match self.backend {
+            Backend::Sqlite => {
+                let row = sqlx::query("PRAGMA data_version")
+                    .fetch_one(&mut self.connection)
+                    .await
+                    .expect("data_version");
+                let data_version = row.try_get::<i64, _>(0).expect("data_version");
+                let row = sqlx::query("SELECT seq FROM change_seq")
+                    .fetch_one(&mut self.connection)
+                    .await
+                    .expect("change_seq");
+                let change_seq = row.try_get::<i64, _>(0).expect("change_seq");
+                format!("data_version {data_version} change_seq {change_seq}")
+            }
+            Backend::Postgres => {
+                let mut marker = String::new();
+                for table in TABLES {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT xmin::text AS x FROM {table} ORDER BY xmin::text"
+                    )))
+                    .fetch_all(&mut self.connection)
+                    .await
+                    .expect("xmin");
+                    marker.push_str(table);
+                    for row in rows {
+                        marker.push(' ');
+                        marker.push_str(&row.try_get::<String, _>("x").expect("xmin"));
+                    }
+                    marker.push('\n');
+                }
+                marker
+            }
         }
     }
 }

@@ -98,18 +98,8 @@ impl Dir {
 
     /// Opens the child directory `name`, refusing a symlink.
     pub(crate) fn open_dir(&self, name: impl AsRef<[u8]>) -> io::Result<Dir> {
-        let name = c_name(name.as_ref())?;
-        // SAFETY: valid fd and NUL-terminated name.
-        let fd = retry(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                DIR_FLAGS | libc::O_NOFOLLOW,
-            )
-        })?;
-        // SAFETY: `fd` was just opened and is owned by nobody else.
         Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: self.open_at(name.as_ref(), DIR_FLAGS | libc::O_NOFOLLOW, 0)?,
         })
     }
 
@@ -201,17 +191,11 @@ impl Dir {
     /// Opens the regular file `name` for reading, refusing a symlink and never
     /// blocking on a fifo.
     pub(crate) fn open_file(&self, name: impl AsRef<[u8]>) -> io::Result<File> {
-        let name = c_name(name.as_ref())?;
-        // SAFETY: valid fd and NUL-terminated name.
-        let fd = retry(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let file = File::from(self.open_at(
+            name.as_ref(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            0,
+        )?);
         if !file.metadata()?.is_file() {
             return Err(io::Error::other("not a regular file"));
         }
@@ -220,18 +204,11 @@ impl Dir {
 
     /// Creates the new file `name` for writing; fails if anything is there.
     pub(crate) fn create_file(&self, name: impl AsRef<[u8]>, mode: u32) -> io::Result<File> {
-        let name = c_name(name.as_ref())?;
-        // SAFETY: valid fd and NUL-terminated name.
-        let fd = retry(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        })?;
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(File::from(self.open_at(
+            name.as_ref(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode,
+        )?))
     }
 
     /// Renames `from` here to `to` in `to_dir`, replacing a file there.
@@ -241,17 +218,7 @@ impl Dir {
         to_dir: &Dir,
         to: impl AsRef<[u8]>,
     ) -> io::Result<()> {
-        let (from, to) = (c_name(from.as_ref())?, c_name(to.as_ref())?);
-        // SAFETY: valid fds and NUL-terminated names.
-        retry(|| unsafe {
-            libc::renameat(
-                self.fd.as_raw_fd(),
-                from.as_ptr(),
-                to_dir.fd.as_raw_fd(),
-                to.as_ptr(),
-            )
-        })
-        .map(drop)
+        self.rename_at(&c_name(from.as_ref())?, to_dir, &c_name(to.as_ref())?)
     }
 
     /// Renames `from` here to `to` in `to_dir`, failing with `AlreadyExists` if
@@ -286,6 +253,11 @@ impl Dir {
         if to_dir.stat(to_name)?.is_some() {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
+        self.rename_at(&from, to_dir, &to)
+    }
+
+    /// `renameat(2)` from `from` here to `to` in `to_dir`.
+    fn rename_at(&self, from: &CStr, to_dir: &Dir, to: &CStr) -> io::Result<()> {
         // SAFETY: valid fds and NUL-terminated names.
         retry(|| unsafe {
             libc::renameat(
@@ -296,6 +268,22 @@ impl Dir {
             )
         })
         .map(drop)
+    }
+
+    /// `openat(2)` of `name` here with `flags` (and `mode`, when they create a file).
+    fn open_at(&self, name: &[u8], flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+        let name = c_name(name)?;
+        // SAFETY: valid fd and NUL-terminated name.
+        let fd = retry(|| unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                flags,
+                mode as libc::c_uint,
+            )
+        })?;
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     pub(crate) fn mkdir(&self, name: impl AsRef<[u8]>, mode: u32) -> io::Result<()> {
@@ -441,18 +429,11 @@ impl Dir {
     /// waiting: `WouldBlock` if another process holds it. Released when the file is
     /// closed, including when the process dies.
     pub(crate) fn lock_file(&self, name: impl AsRef<[u8]>) -> io::Result<File> {
-        let name = c_name(name.as_ref())?;
-        // SAFETY: valid fd and NUL-terminated name.
-        let fd = retry(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600 as libc::c_uint,
-            )
-        })?;
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let file = File::from(self.open_at(
+            name.as_ref(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )?);
         // SAFETY: valid fd.
         retry(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })?;
         Ok(file)

@@ -33,6 +33,7 @@ mod confined;
 mod copy;
 #[cfg(unix)]
 pub mod install;
+mod io_error;
 pub mod manifest;
 pub mod pack;
 mod parallel;

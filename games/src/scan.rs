@@ -134,16 +134,10 @@ struct FileToHash {
     modified: Option<SystemTime>,
 }
 
+crate::io_error::io_error_fn!(ScanError);
+
 /// Walks `root` with an explicit stack, so deep trees cannot overflow the call stack.
 fn list(root: &Path) -> Result<Listing, ScanError> {
-    let io_error = |path: &Path, action: &'static str| {
-        let path = path.to_owned();
-        move |source| ScanError::Io {
-            path,
-            action,
-            source,
-        }
-    };
     let root_metadata = fs::metadata(root).map_err(io_error(root, "read metadata of"))?;
     if !root_metadata.is_dir() {
         return Err(ScanError::RootNotDirectory {
@@ -260,13 +254,6 @@ fn special_kind(_file_type: &fs::FileType) -> &'static str {
 /// that re-verifies builds must not die because an admin copies over one. Reading costs
 /// about 6% on large cached files (see `docs/manifest.md`).
 fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, ScanError> {
-    let io_error = |action: &'static str| {
-        move |source| ScanError::Io {
-            path: file.path.clone(),
-            action,
-            source,
-        }
-    };
     let changed = |detail: String| ScanError::Changed {
         path: file.path.clone(),
         detail,
@@ -278,15 +265,17 @@ fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, Sca
         Err(error) if is_symlink_refusal(&error) => {
             return Err(changed("it was replaced by a symlink".to_owned()));
         }
-        Err(error) => return Err(io_error("open")(error)),
+        Err(error) => return Err(io_error(&file.path, "open")(error)),
     };
-    let before = handle.metadata().map_err(io_error("read metadata of"))?;
+    let before = handle
+        .metadata()
+        .map_err(io_error(&file.path, "read metadata of"))?;
     if !before.is_file() {
         return Err(changed("it is no longer a regular file".to_owned()));
     }
     // Some file systems (FUSE, old mandatory locks) can answer `EAGAIN` to a non-blocking
     // read even of a regular file.
-    clear_nonblocking(&handle).map_err(io_error("configure"))?;
+    clear_nonblocking(&handle).map_err(io_error(&file.path, "configure"))?;
     if before.len() != file.size {
         return Err(changed(format!(
             "{} bytes when listed, {} bytes when opened",
@@ -304,7 +293,7 @@ fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, Sca
     // a read call per file to find the end.
     while n_read < file.size {
         let want = (file.size - n_read).min(PIECE_SIZE as u64) as usize;
-        let filled = read_up_to(&handle, &mut buf[..want]).map_err(io_error("read"))?;
+        let filled = read_up_to(&handle, &mut buf[..want]).map_err(io_error(&file.path, "read"))?;
         if filled == 0 {
             break;
         }
@@ -323,7 +312,9 @@ fn hash_file(file: &FileToHash, reporter: &Reporter<'_>) -> Result<FileHash, Sca
             file.size
         )));
     }
-    let after = handle.metadata().map_err(io_error("read metadata of"))?;
+    let after = handle
+        .metadata()
+        .map_err(io_error(&file.path, "read metadata of"))?;
     if after.len() != file.size {
         return Err(changed(format!(
             "{} bytes when listed, {} bytes after hashing",

@@ -1,8 +1,9 @@
 //! Properties of `scan` and the tree digest over random file trees on disk.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use mist_games::manifest::{Entry, EntryKind, FileHash, Manifest};
@@ -10,16 +11,7 @@ use mist_games::scan::scan;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-/// What one path of a generated tree is.
-#[derive(Clone, Debug)]
-enum Node {
-    File { contents: Vec<u8>, executable: bool },
-    Dir,
-    Link { target: String },
-}
-
-/// A tree as the manifest should see it: manifest path -> node, parents included.
-type Model = BTreeMap<String, Node>;
+use common::{Model, Node, materialize};
 
 const NAMES: &[&str] = &["a", "b", "c.txt", "C", "d-1", "é"];
 
@@ -38,61 +30,8 @@ fn node() -> impl Strategy<Value = Node> {
     ]
 }
 
-/// Random trees of up to three levels. Entries whose path clashes with an earlier one
-/// (same path, or a parent that is not a directory) are dropped, and a file at the top
-/// makes sure every tree has one to mutate.
 fn tree() -> impl Strategy<Value = Model> {
-    let path = prop::collection::vec(prop::sample::select(NAMES), 1..=3);
-    prop::collection::vec((path, node()), 0..20).prop_map(|nodes| {
-        let mut model = Model::new();
-        model.insert(
-            "anchor".to_owned(),
-            Node::File {
-                contents: b"anchor".to_vec(),
-                executable: false,
-            },
-        );
-        'nodes: for (components, node) in nodes {
-            for depth in 1..components.len() {
-                let parent = components[..depth].join("/");
-                match model.get(&parent) {
-                    None => {
-                        model.insert(parent, Node::Dir);
-                    }
-                    Some(Node::Dir) => {}
-                    Some(_) => continue 'nodes,
-                }
-            }
-            model.entry(components.join("/")).or_insert(node);
-        }
-        model
-    })
-}
-
-/// Creates the model under `root`, in the model's order or reversed.
-fn materialize(root: &Path, model: &Model, reverse: bool) {
-    let mut nodes: Vec<(&String, &Node)> = model.iter().collect();
-    if reverse {
-        nodes.reverse();
-    }
-    for (rel, node) in nodes {
-        let path = root.join(rel);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).unwrap();
-        }
-        match node {
-            Node::File {
-                contents,
-                executable,
-            } => {
-                fs::write(&path, contents).unwrap();
-                let mode = if *executable { 0o755 } else { 0o644 };
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-            }
-            Node::Dir => fs::create_dir_all(&path).unwrap(),
-            Node::Link { target } => symlink(target, &path).unwrap(),
-        }
-    }
+    common::tree(NAMES, node(), 0..20)
 }
 
 fn expected_manifest(model: &Model) -> Manifest {

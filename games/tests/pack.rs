@@ -1,7 +1,8 @@
 //! Packs on real files in temp dirs: round trips over random trees, determinism,
 //! corruption anywhere in a pack, and hand-built hostile tars.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -14,19 +15,10 @@ use mist_games::pack::{EntryProblem, PackError, tar_len};
 use mist_games::scan::scan;
 use proptest::prelude::*;
 
+use common::{Model, Node, materialize};
+
 // ---------------------------------------------------------------------------------------
 // Building trees and packs.
-
-/// What one path of a generated tree is.
-#[derive(Clone, Debug)]
-enum Node {
-    File { contents: Vec<u8>, executable: bool },
-    Dir,
-    Link { target: String },
-}
-
-/// A tree: manifest path -> node, parents included.
-type Model = BTreeMap<String, Node>;
 
 /// Names include one long enough that two levels need a GNU long-name entry.
 const NAMES: &[&str] = &[
@@ -54,58 +46,8 @@ fn node() -> impl Strategy<Value = Node> {
     ]
 }
 
-/// Random trees of up to three levels, with a file at the top so none is empty.
 fn tree() -> impl Strategy<Value = Model> {
-    let path = prop::collection::vec(prop::sample::select(NAMES), 1..=3);
-    prop::collection::vec((path, node()), 0..16).prop_map(|nodes| {
-        let mut model = Model::new();
-        model.insert(
-            "anchor".to_owned(),
-            Node::File {
-                contents: b"anchor".to_vec(),
-                executable: false,
-            },
-        );
-        'nodes: for (components, node) in nodes {
-            for depth in 1..components.len() {
-                let parent = components[..depth].join("/");
-                match model.get(&parent) {
-                    None => {
-                        model.insert(parent, Node::Dir);
-                    }
-                    Some(Node::Dir) => {}
-                    Some(_) => continue 'nodes,
-                }
-            }
-            model.entry(components.join("/")).or_insert(node);
-        }
-        model
-    })
-}
-
-/// Creates the model under `root`, in the model's order or reversed.
-fn materialize(root: &Path, model: &Model, reverse: bool) {
-    fs::create_dir_all(root).unwrap();
-    let mut nodes: Vec<(&String, &Node)> = model.iter().collect();
-    if reverse {
-        nodes.reverse();
-    }
-    for (rel, node) in nodes {
-        let path = root.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        match node {
-            Node::File {
-                contents,
-                executable,
-            } => {
-                fs::write(&path, contents).unwrap();
-                let mode = if *executable { 0o755 } else { 0o644 };
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-            }
-            Node::Dir => fs::create_dir_all(&path).unwrap(),
-            Node::Link { target } => symlink(target, &path).unwrap(),
-        }
-    }
+    common::tree(NAMES, node(), 0..16)
 }
 
 fn pack(root: &Path, manifest: &Manifest) -> Vec<u8> {

@@ -12,10 +12,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use common::{Mistd, commit_all, wait_converged, wait_for};
+use common::{Mistd, commit_all, run_args, wait_converged, wait_for};
 
 const N_DEMO_VERSIONS: usize = 11;
 
@@ -31,14 +30,7 @@ fn main() {
 
     let tmp = tempfile::tempdir().unwrap();
     let layout = mistd::demo::generate(&tmp.path().join("demo")).unwrap();
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("--specs"),
-        layout.specs_repo.as_os_str(),
-        OsStr::new("--nas"),
-        layout.nas.as_os_str(),
-        OsStr::new("--data"),
-        layout.data.as_os_str(),
-    ];
+    let args = run_args(&layout.specs_repo, &layout.nas, &layout.data);
     let mut mistd = Mistd::run(&args, &tmp.path().join("mistd.log"));
     let started = Instant::now();
     wait_converged(&layout.data, N_DEMO_VERSIONS, Duration::from_secs(900));

@@ -132,13 +132,7 @@ fn password_of(stdout: &str, user: &str) -> String {
 fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let output = std::process::Command::new(common::mistd_bin())
-        .arg("demo")
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--no-serve")
-        .output()
-        .unwrap();
+    let output = common::demo_no_serve(&dir);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let password = password_of(&stdout, "friend");

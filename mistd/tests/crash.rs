@@ -14,11 +14,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Mistd, SplitMix64, wait_converged, wait_for};
+use common::{Mistd, SplitMix64, run_args, wait_converged, wait_for};
 
 /// At least this many SIGKILLs in all.
 const MIN_KILLS: usize = 20;
@@ -68,17 +67,6 @@ fn outcome(nas: &Path, report: &serde_json::Value) -> Outcome {
         commit: report["lastAppliedRevision"].as_str().map(str::to_string),
         artifacts: common::verified_artifacts(nas),
     }
-}
-
-fn run_args<'a>(specs: &'a Path, nas: &'a Path, data: &'a Path) -> Vec<&'a OsStr> {
-    vec![
-        OsStr::new("--specs"),
-        specs.as_os_str(),
-        OsStr::new("--nas"),
-        nas.as_os_str(),
-        OsStr::new("--data"),
-        data.as_os_str(),
-    ]
 }
 
 fn n_artifacts(nas: &Path) -> usize {

@@ -1,5 +1,7 @@
 //! `mistd demo`: the generated data, in real temp folders with real git repositories.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -604,13 +606,7 @@ mod cli {
     fn demo_converges_prints_users_passwords_and_next_steps() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("demo");
-        let output = mistd()
-            .arg("demo")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--no-serve")
-            .output()
-            .unwrap();
+        let output = crate::common::demo_no_serve(&dir);
         assert_eq!(output.status.code(), Some(0), "{output:?}");
         let stdout = String::from_utf8(output.stdout).unwrap();
         for expected in [
@@ -651,13 +647,7 @@ mod cli {
 
         assert_all_ready(&dir.join("data"));
 
-        let again = mistd()
-            .arg("demo")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--no-serve")
-            .output()
-            .unwrap();
+        let again = crate::common::demo_no_serve(&dir);
         assert_eq!(again.status.code(), Some(0), "{again:?}");
         let stdout = String::from_utf8(again.stdout).unwrap();
         assert!(stdout.contains("Reusing the Mist demo"), "{stdout}");

@@ -6,7 +6,7 @@ mod common;
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use common::{Mistd, commit_all, http_get, http_request, wait_converged, wait_for};
+use common::{Mistd, commit_all, http_get, http_request, run_args, wait_converged, wait_for};
 
 /// The demo's versions.
 const N_DEMO_VERSIONS: usize = 11;
@@ -19,16 +19,8 @@ fn run_serves_ops_routes_reconciles_a_new_commit_and_stops_on_sigterm() {
     std::fs::write(&secret_file, "s3cret-for-tests\n").unwrap();
     let incoming_before = common::file_facts(&layout.nas.join("incoming"));
 
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("--specs"),
-        layout.specs_repo.as_os_str(),
-        OsStr::new("--nas"),
-        layout.nas.as_os_str(),
-        OsStr::new("--data"),
-        layout.data.as_os_str(),
-        OsStr::new("--webhook-secret-file"),
-        secret_file.as_os_str(),
-    ];
+    let mut args = run_args(&layout.specs_repo, &layout.nas, &layout.data);
+    args.extend([OsStr::new("--webhook-secret-file"), secret_file.as_os_str()]);
     let mut mistd = Mistd::run(&args, &tmp.path().join("mistd.log"));
     mistd.wait_healthy(Duration::from_secs(30));
     let address = mistd.address;

@@ -17,12 +17,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use mist_db::Db;
 use mist_db::state::{Artifact, ArtifactKind, Delta, VersionObserved, VersionSpec, VersionState};
-use mist_db::testing::{self, TestDb};
-use mist_db::{Backend, Db};
+use mist_db::testing::{self, TestDb, WriteProbe};
 use mist_reconciler::desired::SpecsSource;
 use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
-use sqlx::{AnyConnection, Connection, Row};
 
 const N_VERSIONS: usize = 10;
 /// Measured passes; `MIST_BENCH_PASSES` overrides (to profile the passes, say).
@@ -42,13 +41,13 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let test_db = TestDb::sqlite().await;
-        run("SQLite", &test_db.db, &test_db.url, n_games).await;
+        run("SQLite", &test_db, n_games).await;
         test_db.db.close().await;
 
         match testing::postgres_base_url() {
             Some(base_url) => {
                 let test_db = TestDb::postgres(&base_url).await;
-                run("Postgres", &test_db.db, &test_db.url, n_games).await;
+                run("Postgres", &test_db, n_games).await;
                 test_db.db.close().await;
             }
             None => println!("skipping Postgres: MIST_TEST_POSTGRES unset"),
@@ -56,7 +55,8 @@ fn main() {
     });
 }
 
-async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
+async fn run(backend: &str, test_db: &TestDb, n_games: usize) {
+    let db = &test_db.db;
     let root = tempfile::tempdir().expect("temp dir");
     let specs = root.path().join("specs");
     let nas = root.path().join("nas");
@@ -96,7 +96,7 @@ async fn run(backend: &str, db: &Db, url: &str, n_games: usize) {
     assert!(second.is_converged() && !second.snapshot_reused, "{second}");
 
     let nas_before = fs_snapshot(&nas);
-    let mut probe = Probe::new(db, url).await;
+    let mut probe = WriteProbe::new(test_db).await;
     let marker_before = probe.marker().await;
     let mut times = Vec::new();
     let mut steps: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
@@ -302,101 +302,6 @@ async fn populate(db: &Db, nas: &Path, n_games: usize) {
     for delta in &deltas {
         db.upsert_delta(delta, now).await.unwrap();
     }
-}
-
-/// Tells whether anything was written: SQLite's `data_version`, read on a connection of its
-/// own that stays open (it moves whenever another connection commits a change), plus the
-/// newest `updated_at` of every table; on Postgres, every row's `xmin` (the transaction that
-/// wrote it, new even for a rewrite with equal values).
-struct Probe {
-    connection: AnyConnection,
-    backend: Backend,
-}
-
-impl Probe {
-    async fn new(db: &Db, url: &str) -> Probe {
-        Probe {
-            connection: AnyConnection::connect(url).await.expect("probe connection"),
-            backend: db.backend(),
-        }
-    }
-
-    async fn marker(&mut self) -> String {
-        let mut marker = String::new();
-        match self.backend {
-            Backend::Sqlite => {
-                let row = sqlx::query("PRAGMA data_version")
-                    .fetch_one(&mut self.connection)
-                    .await
-                    .unwrap();
-                marker.push_str(&format!("data_version {}\n", row.get::<i64, _>(0)));
-                marker.push_str(&updated_at_marker(&mut self.connection).await);
-            }
-            Backend::Postgres => {
-                for table in TABLES {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT xmin::text AS x FROM {table} ORDER BY xmin::text"
-                    )))
-                    .fetch_all(&mut self.connection)
-                    .await
-                    .unwrap();
-                    marker.push_str(table);
-                    for row in rows {
-                        marker.push(' ');
-                        marker.push_str(&row.get::<String, _>("x"));
-                    }
-                    marker.push('\n');
-                }
-            }
-        }
-        marker
-    }
-}
-
-const TABLES: [&str; 12] = [
-    "sync_state",
-    "revisions",
-    "games",
-    "artifacts",
-    "versions",
-    "deltas",
-    "users",
-    "jobs",
-    "queue_lock",
-    "conditions",
-    "events",
-    "change_seq",
-];
-
-/// The newest `updated_at` (or equivalent) of every table that has one: any write moves it.
-async fn updated_at_marker(connection: &mut AnyConnection) -> String {
-    let mut out = String::new();
-    for (table, column) in [
-        ("sync_state", "updated_at"),
-        ("revisions", "updated_at"),
-        ("games", "updated_at"),
-        ("artifacts", "COALESCE(verified_at, created_at)"),
-        ("versions", "updated_at"),
-        ("deltas", "updated_at"),
-        ("users", "updated_at"),
-        ("jobs", "updated_at"),
-        ("conditions", "updated_at"),
-        ("events", "id"),
-        ("change_seq", "seq"),
-    ] {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(MAX({column}), 0) AS m, COALESCE(SUM({column}), 0) AS s FROM {table}"
-        )))
-        .fetch_one(&mut *connection)
-        .await
-        .unwrap();
-        out.push_str(&format!(
-            "{table} {} {}\n",
-            row.get::<i64, _>("m"),
-            row.get::<i64, _>("s")
-        ));
-    }
-    out
 }
 
 fn fs_snapshot(root: &Path) -> BTreeMap<String, (u64, i128)> {

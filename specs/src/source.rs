@@ -76,6 +76,59 @@ impl From<git2::Error> for SourceError {
     }
 }
 
+/// A breadth-first walk of a tree whose folders are named by `Id`, with an explicit queue:
+/// no recursion, so depth cannot overflow. It keeps at most [`MAX_ENTRIES`] entries.
+struct Walk<Id> {
+    entries: Vec<Entry>,
+    queue: VecDeque<(Id, String)>,
+}
+
+impl<Id> Walk<Id> {
+    fn new(root: Id) -> Self {
+        Walk {
+            entries: Vec::new(),
+            queue: VecDeque::from([(root, String::new())]),
+        }
+    }
+
+    /// The next folder to list, with its path (empty for the root).
+    fn next_dir(&mut self) -> Option<(Id, String)> {
+        self.queue.pop_front()
+    }
+
+    /// Lists the folder `dir` at `path` later.
+    fn visit(&mut self, dir: Id, path: &str) {
+        self.queue.push_back((dir, path.to_owned()));
+    }
+
+    fn push(&mut self, path: String, kind: EntryKind, valid_utf8: bool) -> Result<(), SourceError> {
+        self.entries.push(Entry {
+            path,
+            kind,
+            valid_utf8,
+        });
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(SourceError::TooManyEntries);
+        }
+        Ok(())
+    }
+
+    /// The entries, sorted by path.
+    fn finish(mut self) -> Vec<Entry> {
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries
+    }
+}
+
+/// The path of `name` in the folder at `prefix` (empty for the root).
+fn child_path(prefix: &str, name: String) -> String {
+    if prefix.is_empty() {
+        name
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
 /// A readable spec tree.
 pub trait SpecSource {
     /// A human description, e.g. the directory or `repo@commit`.
@@ -113,10 +166,8 @@ impl SpecSource for DirSource {
     }
 
     fn entries(&self) -> Result<Vec<Entry>, SourceError> {
-        let mut entries = Vec::new();
-        // Breadth-first with an explicit queue: no recursion, so depth cannot overflow.
-        let mut queue = VecDeque::from([(self.root.clone(), String::new())]);
-        while let Some((dir, prefix)) = queue.pop_front() {
+        let mut walk = Walk::new(self.root.clone());
+        while let Some((dir, prefix)) = walk.next_dir() {
             let listing = std::fs::read_dir(&dir).map_err(|source| SourceError::Io {
                 path: dir.clone(),
                 source,
@@ -134,11 +185,7 @@ impl SpecSource for DirSource {
                 if prefix.is_empty() && name == ".git" {
                     continue;
                 }
-                let path = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
+                let path = child_path(&prefix, name);
                 let file_type = item.file_type().map_err(|source| SourceError::Io {
                     path: item.path(),
                     source,
@@ -147,7 +194,7 @@ impl SpecSource for DirSource {
                     EntryKind::Symlink
                 } else if file_type.is_dir() {
                     if valid_utf8 {
-                        queue.push_back((item.path(), path.clone()));
+                        walk.visit(item.path(), &path);
                     }
                     EntryKind::Dir
                 } else if file_type.is_file() {
@@ -162,18 +209,10 @@ impl SpecSource for DirSource {
                 } else {
                     EntryKind::Other
                 };
-                entries.push(Entry {
-                    path,
-                    kind,
-                    valid_utf8,
-                });
-                if entries.len() > MAX_ENTRIES {
-                    return Err(SourceError::TooManyEntries);
-                }
+                walk.push(path, kind, valid_utf8)?;
             }
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(entries)
+        Ok(walk.finish())
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, SourceError> {
@@ -264,9 +303,8 @@ impl SpecSource for GitSource {
 
     fn entries(&self) -> Result<Vec<Entry>, SourceError> {
         let odb = self.repo.odb()?;
-        let mut entries = Vec::new();
-        let mut queue = VecDeque::from([(self.tree, String::new())]);
-        while let Some((tree_id, prefix)) = queue.pop_front() {
+        let mut walk = Walk::new(self.tree);
+        while let Some((tree_id, prefix)) = walk.next_dir() {
             let tree = self.repo.find_tree(tree_id)?;
             for item in tree.iter() {
                 let (name, valid_utf8) = match item.name() {
@@ -276,16 +314,12 @@ impl SpecSource for GitSource {
                         false,
                     ),
                 };
-                let path = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
+                let path = child_path(&prefix, name);
                 let kind = match (item.kind(), item.filemode()) {
                     (_, 0o120000) => EntryKind::Symlink,
                     (Some(git2::ObjectType::Tree), _) => {
                         if valid_utf8 {
-                            queue.push_back((item.id(), path.clone()));
+                            walk.visit(item.id(), &path);
                         }
                         EntryKind::Dir
                     }
@@ -296,18 +330,10 @@ impl SpecSource for GitSource {
                     }
                     _ => EntryKind::Other,
                 };
-                entries.push(Entry {
-                    path,
-                    kind,
-                    valid_utf8,
-                });
-                if entries.len() > MAX_ENTRIES {
-                    return Err(SourceError::TooManyEntries);
-                }
+                walk.push(path, kind, valid_utf8)?;
             }
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(entries)
+        Ok(walk.finish())
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, SourceError> {

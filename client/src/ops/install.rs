@@ -9,12 +9,12 @@ use mist_games::manifest::{EntryKind, Manifest};
 use mist_platform::units::human_size;
 use serde::Serialize;
 
-use super::steps::{fetch_manifest, run_steps};
+use super::steps::{StageTimes, fetch_manifest, run_steps};
 use super::{Context, connect};
 use crate::download::Downloader;
 use crate::state::{self, InstalledGame};
 use mist_wire::catalog::GameDetail;
-use mist_wire::update::{PlanStep, Route, StepKind};
+use mist_wire::update::{PlanStep, Route, StepKind, UpdatePlan};
 
 /// What `mist install` and `mist update` did to one game.
 #[derive(Debug, Clone, Serialize)]
@@ -134,19 +134,14 @@ pub async fn install(
         Some(&target),
     )
     .await?;
-    Ok(UpdateSummary {
-        game: game.to_owned(),
-        from: None,
-        to: plan.to.clone(),
-        outcome: "installed",
-        route: plan.route.as_str().to_owned(),
-        planned_bytes: plan.total_bytes,
-        downloaded_bytes: downloader.bytes_received(),
-        full_bytes: plan.full_bytes(),
-        download_seconds: times.download.as_secs_f64(),
-        apply_seconds: times.apply.as_secs_f64(),
-        dir: installed.dir,
-    })
+    Ok(plan_summary(
+        game,
+        None,
+        "installed",
+        (&plan, times),
+        &downloader,
+        installed.dir,
+    ))
 }
 
 /// Updates an installed game to the newest version (finishing an interrupted step first).
@@ -204,19 +199,42 @@ pub async fn update(context: &Context, game: &str) -> anyhow::Result<UpdateSumma
     let (resumed_download, resumed_apply) = resumed.as_ref().map_or((0.0, 0.0), |summary| {
         (summary.download_seconds, summary.apply_seconds)
     });
-    Ok(UpdateSummary {
+    let from = resumed.and_then(|summary| summary.from).or(Some(from));
+    let mut summary = plan_summary(
+        game,
+        from,
+        "updated",
+        (&plan, times),
+        &downloader,
+        installed.dir,
+    );
+    summary.download_seconds += resumed_download;
+    summary.apply_seconds += resumed_apply;
+    Ok(summary)
+}
+
+/// What carrying out `plan` cost, in `times`, as `install` and `update` report it.
+fn plan_summary(
+    game: &str,
+    from: Option<String>,
+    outcome: &'static str,
+    (plan, times): (&UpdatePlan, StageTimes),
+    downloader: &Downloader,
+    dir: PathBuf,
+) -> UpdateSummary {
+    UpdateSummary {
         game: game.to_owned(),
-        from: resumed.and_then(|summary| summary.from).or(Some(from)),
+        from,
         to: plan.to.clone(),
-        outcome: "updated",
+        outcome,
         route: plan.route.as_str().to_owned(),
         planned_bytes: plan.total_bytes,
         downloaded_bytes: downloader.bytes_received(),
         full_bytes: plan.full_bytes(),
-        download_seconds: resumed_download + times.download.as_secs_f64(),
-        apply_seconds: resumed_apply + times.apply.as_secs_f64(),
-        dir: installed.dir,
-    })
+        download_seconds: times.download.as_secs_f64(),
+        apply_seconds: times.apply.as_secs_f64(),
+        dir,
+    }
 }
 
 /// Applies the step recorded as pending, if any.

@@ -73,19 +73,7 @@ impl Client {
 
     /// A `mist` command with this client's environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mist"));
-        command
-            .args(args)
-            .env("MIST_CONFIG_DIR", self.config())
-            .env("MIST_DATA_DIR", self.data())
-            .env("HOME", self.home.path())
-            .env_remove("MIST_SERVER")
-            .env_remove("MIST_USER")
-            .env_remove("MIST_JOBS")
-            .env_remove("MIST_LIMIT_RATE")
-            .env_remove("MIST_PROGRESS")
-            .stdin(Stdio::null());
-        command
+        mist_command(self.home.path(), args)
     }
 
     /// Runs `mist` to the end.
@@ -120,6 +108,61 @@ impl Client {
         assert_success(&output);
         serde_json::from_slice(&output.stdout).expect("JSON on standard output")
     }
+}
+
+/// A `mist` command whose config and data folders and `HOME` are below `home`, without the
+/// `MIST_*` variables a developer's shell may set.
+pub fn mist_command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mist"));
+    command
+        .args(args)
+        .env("MIST_CONFIG_DIR", home.join("config"))
+        .env("MIST_DATA_DIR", home.join("data"))
+        .env("HOME", home)
+        .env_remove("MIST_SERVER")
+        .env_remove("MIST_USER")
+        .env_remove("MIST_JOBS")
+        .env_remove("MIST_LIMIT_RATE")
+        .env_remove("MIST_PROGRESS")
+        .stdin(Stdio::null());
+    command
+}
+
+/// `mistd run --role api` over the demo in `demo` on a free loopback port, logging to `log`;
+/// returns the command (not started) and the address it will listen on.
+pub fn mistd_api_command(mistd: &Path, demo: &Path, log: std::fs::File) -> (Command, SocketAddr) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut command = Command::new(mistd);
+    command
+        .arg("run")
+        .args(["--role", "api", "--listen", &address.to_string()])
+        .arg("--data")
+        .arg(demo.join("data"))
+        .arg("--nas")
+        .arg(demo.join("nas"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    (command, address)
+}
+
+/// Whether `GET path` on `address` answers 200.
+pub fn answers_200(address: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
+        return false;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: mistd\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200")
 }
 
 /// Panics with both output streams unless `mist` succeeded.
@@ -207,24 +250,8 @@ fn start_server() -> Server {
         .find(|words| words.len() == 3 && words[0] == "friend")
         .map(|words| words[2].to_owned())
         .unwrap_or_else(|| panic!("no password for friend in:\n{stdout}"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = std::fs::File::create(root.join("mistd.log")).unwrap();
-    let mut command = Command::new(&mistd);
-    command
-        .arg("run")
-        .args(["--role", "api", "--listen", &address.to_string()])
-        .arg("--data")
-        .arg(demo.join("data"))
-        .arg("--nas")
-        .arg(demo.join("nas"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
+    let (mut command, address) = mistd_api_command(&mistd, &demo, log);
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
     unsafe {
         command.pre_exec(|| {
@@ -245,14 +272,7 @@ fn start_server() -> Server {
     });
     receiver.recv().unwrap();
     wait_for("GET /healthz = 200", Duration::from_secs(60), || {
-        use std::io::{Read, Write};
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: mistd\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        response.starts_with("HTTP/1.1 200").then_some(())
+        answers_200(address, "/healthz").then_some(())
     });
     Server {
         url: format!("http://{address}"),

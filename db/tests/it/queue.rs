@@ -6,10 +6,10 @@ use mist_db::queue::{
     Enqueued, JobState, NewJob, Progress, ProgressWrite, Queue, QueueConfig, QueueCounts,
     backoff_delay,
 };
-use mist_db::testing::each_backend;
+use mist_db::testing::{WriteProbe, each_backend};
 use mist_db::{Db, Error};
 
-use crate::common::{T0, WriteProbe};
+use crate::common::T0;
 
 const LEASE: Duration = Duration::from_secs(30);
 const LEASE_MS: i64 = 30_000;

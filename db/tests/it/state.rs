@@ -6,10 +6,10 @@ use mist_db::state::{
     ArtifactKind, Delta, Outcome, Revision, Role, SyncState, VersionObserved, VersionState,
     is_content_address,
 };
-use mist_db::testing::each_backend;
+use mist_db::testing::{WriteProbe, each_backend};
 use sqlx::Row;
 
-use crate::common::{T0, WriteProbe, address, artifact, game, user, version_spec};
+use crate::common::{T0, address, artifact, game, user, version_spec};
 
 fn sync_state(commit: &str) -> SyncState {
     SyncState {

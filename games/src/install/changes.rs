@@ -244,33 +244,21 @@ pub(crate) fn check_only_tracked(
 pub(crate) fn objects<'a>(update: &Update<'a>) -> Vec<Object<'a>> {
     let mut seen: HashMap<FileHash, u64> = HashMap::new();
     let mut objects = Vec::new();
-    for entry in &update.target.entries {
-        let EntryKind::File {
-            size,
-            executable,
-            blake3,
-        } = entry.kind
-        else {
-            continue;
-        };
+    for (entry, info) in update.target.files() {
         if update.writes.get(entry.path.as_str()) != Some(&Change::Place) {
             continue;
         }
-        let copies = seen.entry(blake3).or_insert(0);
+        let copies = seen.entry(info.hash).or_insert(0);
         let name = if *copies == 0 {
-            blake3.to_string()
+            info.hash.to_string()
         } else {
-            format!("{blake3}.{copies}")
+            format!("{}.{copies}", info.hash)
         };
         *copies += 1;
         objects.push(Object {
             name,
             path: &entry.path,
-            info: FileInfo {
-                size,
-                executable,
-                hash: blake3,
-            },
+            info,
         });
     }
     objects

@@ -24,7 +24,7 @@ pub(crate) fn commit(
         path: &location.install_path,
         dir: root,
     };
-    match roll_forward(&tree, staging, journal) {
+    match roll(&tree, staging, journal, Roll::Forward) {
         Ok(()) => finish(parent, location, staging, JOURNAL),
         Err(cause) => {
             roll_back_from(parent, location, &tree, staging, journal)?;
@@ -49,29 +49,43 @@ pub(crate) fn roll_back_from(
         .map_err(io_error(&staging.path.join(JOURNAL), "rename"))?;
     fault_point();
     sync(&staging.dir, &staging.path)?;
-    roll_back(tree, staging, journal)?;
+    roll(tree, staging, journal, Roll::Back)?;
     finish(parent, location, staging, ROLLBACK)
 }
 
-/// Makes every step's effect true, skipping steps already done, then fsyncs every folder
-/// touched.
-pub(crate) fn roll_forward(
+/// Which way [`roll`] runs a journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Roll {
+    /// Makes every step's effect true, skipping steps already done.
+    Forward,
+    /// Undoes the steps in reverse, skipping those not done, restoring the old version.
+    Back,
+}
+
+/// Runs the journal's steps the way `direction` says, then fsyncs every folder touched.
+pub(crate) fn roll(
     tree: &OpenTree<'_>,
     staging: &Staging,
     journal: &Journal,
+    direction: Roll,
 ) -> Result<(), InstallError> {
-    for step in &journal.steps {
-        forward(tree, staging, step)?;
+    match direction {
+        Roll::Forward => {
+            for step in &journal.steps {
+                forward(tree, staging, step)?;
+            }
+        }
+        Roll::Back => {
+            for step in journal.steps.iter().rev() {
+                backward(tree, staging, step)?;
+            }
+        }
     }
     sync_touched(tree, staging, journal)
 }
 
 /// Makes one step's effect true, unless it already is.
-pub(crate) fn forward(
-    tree: &OpenTree<'_>,
-    staging: &Staging,
-    step: &Step,
-) -> Result<(), InstallError> {
+fn forward(tree: &OpenTree<'_>, staging: &Staging, step: &Step) -> Result<(), InstallError> {
     match step {
         Step::Backup { path, slot } => back_up(tree, staging, path, *slot),
         Step::RemoveDir { path } => remove_dir(tree, path),
@@ -104,12 +118,7 @@ fn back_up(
     slot: u64,
 ) -> Result<(), InstallError> {
     let slot = slot.to_string();
-    if staging
-        .backup
-        .stat(&slot)
-        .map_err(io_error(&staging.path.join(BACKUP), "inspect"))?
-        .is_some()
-    {
+    if backup_exists(staging, &slot)? {
         return Ok(());
     }
     let (dir, name) = tree.existing_parent(path)?;
@@ -223,32 +232,11 @@ fn make_symlink(tree: &OpenTree<'_>, path: &str, target: &str) -> Result<(), Ins
     Ok(())
 }
 
-/// Undoes the steps in reverse, skipping those not done, restoring the old version.
-pub(crate) fn roll_back(
-    tree: &OpenTree<'_>,
-    staging: &Staging,
-    journal: &Journal,
-) -> Result<(), InstallError> {
-    for step in journal.steps.iter().rev() {
-        backward(tree, staging, step)?;
-    }
-    sync_touched(tree, staging, journal)
-}
-
-pub(crate) fn backward(
-    tree: &OpenTree<'_>,
-    staging: &Staging,
-    step: &Step,
-) -> Result<(), InstallError> {
+fn backward(tree: &OpenTree<'_>, staging: &Staging, step: &Step) -> Result<(), InstallError> {
     match step {
         Step::Backup { path, slot } => {
             let slot = slot.to_string();
-            if staging
-                .backup
-                .stat(&slot)
-                .map_err(io_error(&staging.path.join(BACKUP), "inspect"))?
-                .is_some()
-            {
+            if backup_exists(staging, &slot)? {
                 let (dir, name) = tree.existing_parent(path)?;
                 staging
                     .backup
@@ -328,6 +316,15 @@ pub(crate) fn backward(
         }
     }
     Ok(())
+}
+
+/// Whether the backup slot `slot` holds anything.
+fn backup_exists(staging: &Staging, slot: &str) -> Result<bool, InstallError> {
+    let stat = staging
+        .backup
+        .stat(slot)
+        .map_err(io_error(&staging.path.join(BACKUP), "inspect"))?;
+    Ok(stat.is_some())
 }
 
 /// Fsyncs every folder a step changed, and the staging folders, so that removing the journal

@@ -247,17 +247,7 @@ pub enum InstallError {
 pub type Unpack<'a> =
     &'a mut dyn FnMut(&Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-pub(crate) fn io_error(
-    path: &Path,
-    action: &'static str,
-) -> impl FnOnce(io::Error) -> InstallError {
-    let path = path.to_owned();
-    move |source| InstallError::Io {
-        path,
-        action,
-        source,
-    }
-}
+crate::io_error::io_error_fn!(InstallError);
 
 impl From<TreeDeltaError> for Box<InstallError> {
     fn from(error: TreeDeltaError) -> Self {

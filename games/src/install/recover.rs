@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::confined::Dir;
-use crate::install::commit::{finish, roll_back, roll_back_from, roll_forward};
+use crate::install::commit::{Roll, finish, roll, roll_back_from};
 use crate::install::fault::{fault_point, sync};
 use crate::install::journal::{JOURNAL, JOURNAL_TMP, ROLLBACK, read_journal};
 use crate::install::location::{BACKUP, Location, OBJECTS, Staging, TMP};
@@ -58,7 +58,7 @@ pub(crate) fn recover_locked(parent: &Dir, location: &Location) -> Result<Recove
             dir: &root,
         };
         if let Some(journal) = journal {
-            return match roll_forward(&tree, &staging, &journal) {
+            return match roll(&tree, &staging, &journal, Roll::Forward) {
                 Ok(()) => {
                     finish(parent, location, &staging, JOURNAL)?;
                     Ok(Recovery::RolledForward)
@@ -70,7 +70,7 @@ pub(crate) fn recover_locked(parent: &Dir, location: &Location) -> Result<Recove
             };
         }
         let journal = rollback.expect("one of the two");
-        roll_back(&tree, &staging, &journal)?;
+        roll(&tree, &staging, &journal, Roll::Back)?;
         finish(parent, location, &staging, ROLLBACK)?;
         return Ok(Recovery::RolledBack);
     }

@@ -188,7 +188,7 @@ impl Manifest {
 
     /// The sum of all file sizes in bytes.
     pub fn total_size(&self) -> u64 {
-        self.files().map(|(_, size)| size).sum()
+        self.files().map(|(_, file)| file.size).sum()
     }
 
     /// The number of regular files (directories and symlinks not counted).
@@ -248,9 +248,21 @@ impl Manifest {
         Ok(())
     }
 
-    fn files(&self) -> impl Iterator<Item = (&Entry, u64)> {
+    /// The regular files, in entry order, each with its size, executable bit and hash.
+    pub(crate) fn files(&self) -> impl Iterator<Item = (&Entry, FileInfo)> {
         self.entries.iter().filter_map(|entry| match entry.kind {
-            EntryKind::File { size, .. } => Some((entry, size)),
+            EntryKind::File {
+                size,
+                executable,
+                blake3,
+            } => Some((
+                entry,
+                FileInfo {
+                    size,
+                    executable,
+                    hash: blake3,
+                },
+            )),
             _ => None,
         })
     }
@@ -557,23 +569,8 @@ pub(crate) struct FileInfo {
 /// The files of a manifest by path.
 pub(crate) fn files_by_path(manifest: &Manifest) -> HashMap<&str, FileInfo> {
     manifest
-        .entries
-        .iter()
-        .filter_map(|entry| match entry.kind {
-            EntryKind::File {
-                size,
-                executable,
-                blake3,
-            } => Some((
-                entry.path.as_str(),
-                FileInfo {
-                    size,
-                    executable,
-                    hash: blake3,
-                },
-            )),
-            _ => None,
-        })
+        .files()
+        .map(|(entry, file)| (entry.path.as_str(), file))
         .collect()
 }
 
@@ -583,4 +580,4 @@ pub(crate) fn mode_for(executable: bool) -> u32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

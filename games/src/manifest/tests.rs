@@ -4,7 +4,8 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn file(path: &str, size: u64, executable: bool, byte: u8) -> Entry {
+/// A file entry whose hash is `byte` repeated (for the unit tests of this crate).
+pub(crate) fn file(path: &str, size: u64, executable: bool, byte: u8) -> Entry {
     Entry {
         path: path.to_owned(),
         kind: EntryKind::File {
@@ -15,7 +16,8 @@ fn file(path: &str, size: u64, executable: bool, byte: u8) -> Entry {
     }
 }
 
-fn dir(path: &str) -> Entry {
+/// A folder entry (for the unit tests of this crate).
+pub(crate) fn dir(path: &str) -> Entry {
     Entry {
         path: path.to_owned(),
         kind: EntryKind::Dir,

@@ -38,6 +38,8 @@ pub struct PackInfo {
     pub pack_len: u64,
 }
 
+crate::io_error::io_error_fn!(PackError);
+
 /// Why a pack could not be written, read or unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {

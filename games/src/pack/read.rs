@@ -12,7 +12,7 @@ use mist_platform::fs::{create_dir, create_new_nofollow, set_mode};
 use crate::manifest::{Entry, EntryKind, FileHash, Manifest, mode_for};
 use crate::pack::{
     BLOCK_LEN, COPY_BUF_LEN, EntryProblem, PackError, TYPE_DIR, TYPE_FILE, TYPE_HARD_LINK,
-    TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, read_retrying, tar_len,
+    TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, io_error, read_retrying, tar_len,
 };
 
 /// Unpacks `pack` into `dest`, checking every entry against `manifest` while streaming.
@@ -48,16 +48,9 @@ pub fn verify_pack(pack: impl Read, manifest: &Manifest) -> Result<(), PackError
 
 /// Fails unless `dest` is an empty real directory (not a symlink to one), or creates it.
 fn prepare_dest(dest: &Path) -> Result<(), PackError> {
-    let io_error = |action: &'static str| {
-        move |source| PackError::Io {
-            path: dest.to_owned(),
-            action,
-            source,
-        }
-    };
     match fs::symlink_metadata(dest) {
         Ok(metadata) if metadata.is_dir() => {
-            let mut children = fs::read_dir(dest).map_err(io_error("read directory"))?;
+            let mut children = fs::read_dir(dest).map_err(io_error(dest, "read directory"))?;
             if children.next().is_some() {
                 return Err(PackError::DestNotEmpty {
                     path: dest.to_owned(),
@@ -70,9 +63,9 @@ fn prepare_dest(dest: &Path) -> Result<(), PackError> {
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             // `create_dir` fails on anything that exists, a symlink included.
-            create_dir(dest, 0o755).map_err(io_error("create directory"))
+            create_dir(dest, 0o755).map_err(io_error(dest, "create directory"))
         }
-        Err(error) => Err(io_error("read metadata of")(error)),
+        Err(error) => Err(io_error(dest, "read metadata of")(error)),
     }
 }
 
@@ -370,18 +363,12 @@ impl<'a> PackReader<'a> {
             path: lossy_path.to_owned(),
             problem,
         };
-        let io_error = |action: &'static str| {
-            let path = target_path.clone().unwrap_or_default();
-            move |source| PackError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io_path = target_path.clone().unwrap_or_default();
         match &entry.kind {
             EntryKind::Dir => {
                 if let Some(target_path) = &target_path {
-                    create_dir(target_path, 0o755).map_err(io_error("create directory"))?;
+                    create_dir(target_path, 0o755)
+                        .map_err(io_error(&io_path, "create directory"))?;
                 }
                 Ok(())
             }
@@ -394,7 +381,8 @@ impl<'a> PackReader<'a> {
                     }));
                 }
                 if let Some(target_path) = &target_path {
-                    create_symlink(target, target_path).map_err(io_error("create symlink"))?;
+                    create_symlink(target, target_path)
+                        .map_err(io_error(&io_path, "create symlink"))?;
                 }
                 Ok(())
             }
@@ -406,7 +394,7 @@ impl<'a> PackReader<'a> {
                 let mut file = match &target_path {
                     Some(target_path) => Some(
                         create_new_nofollow(target_path, mode_for(*executable))
-                            .map_err(io_error("create file"))?,
+                            .map_err(io_error(&io_path, "create file"))?,
                     ),
                     None => None,
                 };
@@ -422,7 +410,7 @@ impl<'a> PackReader<'a> {
                     hasher.update(&self.buf[..n_read]);
                     if let Some(file) = &mut file {
                         file.write_all(&self.buf[..n_read])
-                            .map_err(io_error("write"))?;
+                            .map_err(io_error(&io_path, "write"))?;
                     }
                     remaining -= n_read as u64;
                 }
@@ -436,7 +424,7 @@ impl<'a> PackReader<'a> {
                 if let Some(file) = file {
                     // The exact mode, whatever the umask.
                     set_mode(&file, mode_for(*executable))
-                        .map_err(io_error("set permissions of"))?;
+                        .map_err(io_error(&io_path, "set permissions of"))?;
                 }
                 Ok(())
             }

@@ -9,8 +9,8 @@ use mist_platform::fs::{is_executable, is_symlink_refusal, open_nofollow};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::pack::{
     BLOCK_LEN, COPY_BUF_LEN, LONG_WINDOW_MIN_LEN, NAME_FIELD_LEN, PackError, PackInfo, TYPE_DIR,
-    TYPE_FILE, TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, padded, read_retrying,
-    tar_len,
+    TYPE_FILE, TYPE_LONG_LINK, TYPE_LONG_NAME, TYPE_SYMLINK, WINDOW_LOG_MAX, io_error, padded,
+    read_retrying, tar_len,
 };
 
 /// Writes the build at `root`, described by `manifest`, to `out` as a pack, and returns
@@ -147,17 +147,10 @@ fn append_entry(
         path: path.clone(),
         detail: detail.to_owned(),
     };
-    let io_error = |action: &'static str| {
-        let path = path.clone();
-        move |source| PackError::Io {
-            path,
-            action,
-            source,
-        }
-    };
     match &entry.kind {
         EntryKind::Dir => {
-            let metadata = fs::symlink_metadata(&path).map_err(io_error("read metadata of"))?;
+            let metadata =
+                fs::symlink_metadata(&path).map_err(io_error(&path, "read metadata of"))?;
             if !metadata.is_dir() {
                 return Err(changed("it is no longer a directory"));
             }
@@ -167,7 +160,7 @@ fn append_entry(
                 .map_err(PackError::Write)
         }
         EntryKind::Symlink { target } => {
-            let found = fs::read_link(&path).map_err(io_error("read symlink"))?;
+            let found = fs::read_link(&path).map_err(io_error(&path, "read symlink"))?;
             if found.as_os_str() != target.as_str() {
                 return Err(changed("the symlink points elsewhere"));
             }
@@ -189,9 +182,11 @@ fn append_entry(
                 Err(error) if is_symlink_refusal(&error) => {
                     return Err(changed("it was replaced by a symlink"));
                 }
-                Err(error) => return Err(io_error("open")(error)),
+                Err(error) => return Err(io_error(&path, "open")(error)),
             };
-            let metadata = file.metadata().map_err(io_error("read metadata of"))?;
+            let metadata = file
+                .metadata()
+                .map_err(io_error(&path, "read metadata of"))?;
             if !metadata.is_file() {
                 return Err(changed("it is no longer a regular file"));
             }
@@ -215,8 +210,8 @@ fn append_entry(
             let mut reader = &file;
             while remaining > 0 {
                 let want = remaining.min(buf.len() as u64) as usize;
-                let n_read =
-                    read_retrying(&mut reader, &mut buf[..want]).map_err(io_error("read"))?;
+                let n_read = read_retrying(&mut reader, &mut buf[..want])
+                    .map_err(io_error(&path, "read"))?;
                 if n_read == 0 {
                     return Err(changed("it became shorter while being packed"));
                 }
@@ -224,7 +219,7 @@ fn append_entry(
                 out.write_all(&buf[..n_read]).map_err(PackError::Write)?;
                 remaining -= n_read as u64;
             }
-            if read_retrying(&mut reader, &mut buf[..1]).map_err(io_error("read"))? != 0 {
+            if read_retrying(&mut reader, &mut buf[..1]).map_err(io_error(&path, "read"))? != 0 {
                 return Err(changed("it became longer while being packed"));
             }
             if hasher.finalize().as_bytes() != &blake3.0 {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::manifest::{EntryKind, FileHash, Manifest, files_by_path};
+use crate::manifest::{FileHash, FileInfo, Manifest, files_by_path};
 
 /// One target file as planned, before its file delta exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +53,12 @@ pub(crate) fn plan(old: &Manifest, new: &Manifest) -> Vec<PlannedOp> {
         list.sort_unstable();
     }
     let mut planned = Vec::new();
-    for entry in &new.entries {
-        let EntryKind::File {
+    for (entry, file) in new.files() {
+        let FileInfo {
             size,
             executable,
-            blake3,
-        } = entry.kind
-        else {
-            continue;
-        };
+            hash: blake3,
+        } = file;
         let same_path = old_files.get(entry.path.as_str());
         let kind = match same_path {
             Some(old) if old.hash == blake3 && old.executable == executable => continue,
@@ -153,24 +150,7 @@ fn extension(name: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::manifest::Entry;
-
-    fn file(path: &str, size: u64, executable: bool, byte: u8) -> Entry {
-        Entry {
-            path: path.to_owned(),
-            kind: EntryKind::File {
-                size,
-                executable,
-                blake3: FileHash([byte; 32]),
-            },
-        }
-    }
-
-    fn dir(path: &str) -> Entry {
-        Entry {
-            path: path.to_owned(),
-            kind: EntryKind::Dir,
-        }
-    }
+    use crate::manifest::tests::{dir, file};
 
     fn planned(old: Vec<Entry>, new: Vec<Entry>) -> Vec<(String, Planned)> {
         plan(&Manifest { entries: old }, &Manifest { entries: new })

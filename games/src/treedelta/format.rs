@@ -3,7 +3,7 @@
 
 use std::io;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mist_delta::format::DeltaError;
 
@@ -255,17 +255,7 @@ pub(crate) fn corrupt(message: &str) -> TreeDeltaError {
     TreeDeltaError::Corrupt(message.to_owned())
 }
 
-pub(crate) fn io_error(
-    path: &Path,
-    action: &'static str,
-) -> impl FnOnce(io::Error) -> TreeDeltaError {
-    let path = path.to_owned();
-    move |source| TreeDeltaError::Io {
-        path,
-        action,
-        source,
-    }
-}
+crate::io_error::io_error_fn!(TreeDeltaError);
 
 #[cfg(test)]
 mod tests {

@@ -24,33 +24,88 @@ enum Op {
         #[serde(default, skip_serializing_if = "is_false")]
         executable: bool,
     },
-    Patch {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        base: Option<String>,
-        size: u64,
-        #[serde(default, skip_serializing_if = "is_false")]
-        executable: bool,
-        blake3: FileHash,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        len: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        blob: Option<u64>,
-    },
-    Add {
-        path: String,
-        size: u64,
-        #[serde(default, skip_serializing_if = "is_false")]
-        executable: bool,
-        blake3: FileHash,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        len: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        blob: Option<u64>,
-    },
+    Patch(Payload<Option<String>>),
+    Add(Payload<NoBase>),
     Mode {
         path: String,
     },
+}
+
+/// A file whose delta is in the body: `base` is the old file a `patch` applies to (left out
+/// when it is the file's own path); an `add` has none.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Payload<Base: MaybeBase> {
+    path: String,
+    #[serde(default, skip_serializing_if = "MaybeBase::is_absent")]
+    base: Base,
+    size: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    executable: bool,
+    blake3: FileHash,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blob: Option<u64>,
+}
+
+/// The `base` of a [`Payload`]: an optional path for a `patch`, nothing for an `add`.
+trait MaybeBase: Default {
+    fn is_absent(&self) -> bool;
+}
+
+impl MaybeBase for Option<String> {
+    fn is_absent(&self) -> bool {
+        self.is_none()
+    }
+}
+
+/// An `add` has no `base`: the key is refused as unknown, like any other.
+#[derive(Clone, Copy, Default, Serialize)]
+struct NoBase;
+
+impl MaybeBase for NoBase {
+    fn is_absent(&self) -> bool {
+        true
+    }
+}
+
+impl<'de> Deserialize<'de> for NoBase {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<NoBase, D::Error> {
+        Err(serde::de::Error::unknown_field(
+            "base",
+            &["path", "size", "executable", "blake3", "len", "blob"],
+        ))
+    }
+}
+
+impl<Base: MaybeBase> Payload<Base> {
+    /// The JSON shape of a file delta's file, numbering its blob.
+    fn new(
+        path: String,
+        base: Base,
+        (size, executable, blake3): (u64, bool, FileHash),
+        (offset, len, numbering): (u64, u64, &mut Numbering),
+    ) -> Payload<Base> {
+        let Blob { len, blob } = numbering.blob(offset, len);
+        Payload {
+            path,
+            base,
+            size,
+            executable,
+            blake3,
+            len,
+            blob,
+        }
+    }
+
+    /// The blob's place in the body: `(offset, len)`.
+    fn place(&self, layout: &mut Layout) -> (u64, u64) {
+        layout.place(Blob {
+            len: self.len,
+            blob: self.blob,
+        })
+    }
 }
 
 /// Where a payload operation's file delta is: `len` starts the next blob of the body;
@@ -142,16 +197,14 @@ impl From<index::Index> for Index {
                     offset,
                     len,
                 } => {
-                    let Blob { len, blob } = numbering.blob(offset, len);
-                    Op::Patch {
-                        base: (base != path).then_some(base),
+                    let base = (base != path).then_some(base);
+                    let file = (size, executable, blake3);
+                    Op::Patch(Payload::new(
                         path,
-                        size,
-                        executable,
-                        blake3,
-                        len,
-                        blob,
-                    }
+                        base,
+                        file,
+                        (offset, len, &mut numbering),
+                    ))
                 }
                 index::Op::Add {
                     path,
@@ -160,17 +213,12 @@ impl From<index::Index> for Index {
                     blake3,
                     offset,
                     len,
-                } => {
-                    let Blob { len, blob } = numbering.blob(offset, len);
-                    Op::Add {
-                        path,
-                        size,
-                        executable,
-                        blake3,
-                        len,
-                        blob,
-                    }
-                }
+                } => Op::Add(Payload::new(
+                    path,
+                    NoBase,
+                    (size, executable, blake3),
+                    (offset, len, &mut numbering),
+                )),
                 index::Op::Mode { path } => Op::Mode { path },
             })
             .collect();
@@ -201,40 +249,25 @@ impl From<Index> for index::Index {
                     from,
                     executable,
                 },
-                Op::Patch {
-                    path,
-                    base,
-                    size,
-                    executable,
-                    blake3,
-                    len,
-                    blob,
-                } => {
-                    let (offset, len) = layout.place(Blob { len, blob });
+                Op::Patch(payload) => {
+                    let (offset, len) = payload.place(&mut layout);
                     index::Op::Patch {
-                        base: base.unwrap_or_else(|| path.clone()),
-                        path,
-                        size,
-                        executable,
-                        blake3,
+                        base: payload.base.unwrap_or_else(|| payload.path.clone()),
                         offset,
                         len,
+                        path: payload.path,
+                        size: payload.size,
+                        executable: payload.executable,
+                        blake3: payload.blake3,
                     }
                 }
-                Op::Add {
-                    path,
-                    size,
-                    executable,
-                    blake3,
-                    len,
-                    blob,
-                } => {
-                    let (offset, len) = layout.place(Blob { len, blob });
+                Op::Add(payload) => {
+                    let (offset, len) = payload.place(&mut layout);
                     index::Op::Add {
-                        path,
-                        size,
-                        executable,
-                        blake3,
+                        path: payload.path,
+                        size: payload.size,
+                        executable: payload.executable,
+                        blake3: payload.blake3,
                         offset,
                         len,
                     }

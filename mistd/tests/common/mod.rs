@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test crate uses a different part of this module.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -395,12 +396,35 @@ pub fn tmp_leftovers(nas: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The arguments of `mistd run` that name the spec repository, the NAS and the data folder.
+pub fn run_args<'a>(specs: &'a Path, nas: &'a Path, data: &'a Path) -> Vec<&'a OsStr> {
+    vec![
+        OsStr::new("--specs"),
+        specs.as_os_str(),
+        OsStr::new("--nas"),
+        nas.as_os_str(),
+        OsStr::new("--data"),
+        data.as_os_str(),
+    ]
+}
+
 /// Runs a `mistd` command to the end.
-pub fn mistd_output(args: &[&std::ffi::OsStr]) -> Output {
+pub fn mistd_output(args: &[&OsStr]) -> Output {
     Command::new(mistd_bin())
         .args(args)
         .output()
         .expect("run mistd")
+}
+
+/// Runs `mistd demo --dir <dir> --no-serve` to the end: makes (or reuses) the demo and
+/// converges it.
+pub fn demo_no_serve(dir: &Path) -> Output {
+    mistd_output(&[
+        OsStr::new("demo"),
+        OsStr::new("--dir"),
+        dir.as_os_str(),
+        OsStr::new("--no-serve"),
+    ])
 }
 
 /// A small multi-version demo for tests that reconcile it many times: games with a few

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use mist_db::Db;
+use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::queue::Progress;
+use mist_db::state::VersionObserved;
+use mist_db::{Db, EpochMs};
 
 use crate::observe::VerifyState;
 use crate::store::ArtifactStore;
@@ -24,6 +26,44 @@ pub(crate) struct Context {
     pub rows: tokio::sync::Mutex<()>,
     /// Builds a job found changed are re-scanned on the next pass.
     pub verify: Mutex<VerifyState>,
+}
+
+impl Context {
+    /// Records an event on `object`, which keeps its last [`EVENTS_KEPT`]; returns the
+    /// event's id.
+    pub async fn record_event(
+        &self,
+        object: &ObjectRef,
+        (severity, reason, message): (Severity, &str, &str),
+        now: EpochMs,
+    ) -> Result<i64, mist_db::Error> {
+        self.db
+            .record_event(object, severity, reason, message, now, EVENTS_KEPT)
+            .await
+    }
+
+    /// Changes a version row's observed columns, read again under [`Context::rows`]:
+    /// `change` gets what is stored and returns what to store instead, or `None` to leave the
+    /// row alone. Returns whether the row changed.
+    pub async fn update_version_observed(
+        &self,
+        (game, version): (&str, &str),
+        now: EpochMs,
+        change: impl FnOnce(VersionObserved) -> Option<VersionObserved>,
+    ) -> Result<bool, mist_db::Error> {
+        let _rows = self.rows.lock().await;
+        let Some(row) = self.db.version(game, version).await? else {
+            return Ok(false);
+        };
+        let Some(observed) = change(row.observed) else {
+            return Ok(false);
+        };
+        let changed = self
+            .db
+            .set_version_observed(game, version, &observed, now)
+            .await?;
+        Ok(changed == Some(true))
+    }
 }
 
 /// Progress of the running job, set by the work and read by the reporter.

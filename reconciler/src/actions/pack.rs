@@ -71,21 +71,15 @@ impl Run {
         self.progress.set(total, total);
         self.check_cancel()?;
         self.record(&stored, ArtifactKind::Pack, None).await?;
-        {
-            let db = &self.ctx.db;
-            let _rows = self.ctx.rows.lock().await;
-            if let Some(row) = db.version(game, version).await.map_err(retry)?
-                && row.observed.tree_digest.as_deref() == Some(digest)
-            {
-                let observed = VersionObserved {
+        self.ctx
+            .update_version_observed((game, version), self.now(), |observed| {
+                (observed.tree_digest.as_deref() == Some(digest)).then(|| VersionObserved {
                     pack_address: Some(stored.address.clone()),
-                    ..row.observed
-                };
-                db.set_version_observed(game, version, &observed, self.now())
-                    .await
-                    .map_err(retry)?;
-            }
-        }
+                    ..observed
+                })
+            })
+            .await
+            .map_err(retry)?;
         self.event(
             &ObjectRef::version(game, version),
             Severity::Normal,

@@ -8,7 +8,7 @@ use mist_db::EpochMs;
 use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::state::{Artifact, ArtifactKind};
 
-use super::context::{Context, EVENTS_KEPT, ProgressCell};
+use super::context::{Context, ProgressCell};
 use super::error::{ActionError, retry};
 use crate::store::Stored;
 
@@ -49,12 +49,8 @@ impl Run {
         reason: &str,
         message: &str,
     ) {
-        if let Err(error) = self
-            .ctx
-            .db
-            .record_event(object, severity, reason, message, self.now(), EVENTS_KEPT)
-            .await
-        {
+        let event = (severity, reason, message);
+        if let Err(error) = self.ctx.record_event(object, event, self.now()).await {
             tracing::warn!(%error, "cannot record an event");
         }
     }

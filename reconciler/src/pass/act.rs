@@ -83,21 +83,18 @@ impl Passes {
         report: &mut PassReport,
         now: EpochMs,
     ) -> Result<()> {
-        let _rows = self.ctx.rows.lock().await;
-        if let Some(row) = self.db.version(game, version).await? {
-            let observed = VersionObserved {
-                pack_address: Some(address.to_string()),
-                ..row.observed
-            };
-            if self
-                .db
-                .set_version_observed(game, version, &observed, now)
-                .await?
-                == Some(true)
-            {
-                report.n_writes += 1;
-                report.n_links += 1;
-            }
+        let changed = self
+            .ctx
+            .update_version_observed((game, version), now, |observed| {
+                Some(VersionObserved {
+                    pack_address: Some(address.to_string()),
+                    ..observed
+                })
+            })
+            .await?;
+        if changed {
+            report.n_writes += 1;
+            report.n_links += 1;
         }
         Ok(())
     }

@@ -8,7 +8,6 @@ use mist_db::snapshot::Snapshot;
 use mist_db::state::{VersionObserved, VersionState};
 
 use super::{PassReport, Passes};
-use crate::actions::context::EVENTS_KEPT;
 use crate::diff;
 use crate::diff::condition::{Condition, Status};
 use crate::error::Result;
@@ -59,22 +58,14 @@ impl Passes {
         report: &mut PassReport,
         now: EpochMs,
     ) -> Result<()> {
-        let _rows = self.ctx.rows.lock().await;
-        if let Some(row) = self.db.version(game, version).await?
-            && row.observed.state != state
-        {
-            let observed = VersionObserved {
-                state,
-                ..row.observed
-            };
-            if self
-                .db
-                .set_version_observed(game, version, &observed, now)
-                .await?
-                == Some(true)
-            {
-                report.n_writes += 1;
-            }
+        let changed = self
+            .ctx
+            .update_version_observed((game, version), now, |observed| {
+                (observed.state != state).then_some(VersionObserved { state, ..observed })
+            })
+            .await?;
+        if changed {
+            report.n_writes += 1;
         }
         Ok(())
     }
@@ -88,8 +79,8 @@ impl Passes {
         now: EpochMs,
         report: &mut PassReport,
     ) -> Result<()> {
-        self.db
-            .record_event(object, severity, reason, message, now, EVENTS_KEPT)
+        self.ctx
+            .record_event(object, (severity, reason, message), now)
             .await?;
         report.n_writes += 1;
         Ok(())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use mist_db::Db;
-use mist_db::testing::TestDb;
+use mist_db::testing::{TABLES, TestDb};
 use mist_reconciler::desired::SpecsSource;
 use mist_reconciler::reconciler::{Reconciler, ReconcilerConfig};
 use mist_wire::status::StatusReport;
@@ -228,21 +228,8 @@ impl Rng {
 pub async fn db_rows(test_db: &TestDb) -> BTreeMap<String, Vec<String>> {
     let mut connection = AnyConnection::connect(&test_db.url).await.expect("connect");
     let mut out = BTreeMap::new();
-    for table in [
-        "sync_state",
-        "revisions",
-        "games",
-        "artifacts",
-        "versions",
-        "deltas",
-        "users",
-        "jobs",
-        "queue_lock",
-        "conditions",
-        "events",
-        // The change counter: it moves with any write at all.
-        "change_seq",
-    ] {
+    // With the change counter (`change_seq`): it moves with any write at all.
+    for table in TABLES {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
             .fetch_all(&mut connection)
             .await
