@@ -141,6 +141,7 @@ pub fn reconciler_config(settings: &Settings) -> Option<ReconcilerConfig> {
     config.branch = settings.branch.clone();
     config.resync = settings.resync;
     config.skip_deltas = settings.skip_deltas;
+    config.max_retire_percent = settings.max_retire_percent;
     config.concurrency = settings.concurrency;
     config.verify_interval = settings.verify_interval;
     Some(config)

@@ -6,6 +6,7 @@
 //! `validate`: problems were found; for `plan`: there are changes), 2 the command could not
 //! run.
 
+mod confirm;
 mod delta;
 mod drift;
 mod failure;
@@ -150,6 +151,15 @@ enum Command {
     )]
     Plan(drift::PlanArgs),
 
+    /// Confirm a spec commit that retires more of the Ready versions than the server retires
+    /// unconfirmed (more than half, by default).
+    ///
+    /// The server holds such a commit, a push to the wrong branch or a bad merge more often
+    /// than a wish, and keeps serving every version with a NeedsConfirmation condition. This
+    /// commits the confirmation (an empty commit marked `Mist-Confirm-Retire: yes`) on top.
+    #[command(after_help = "Examples:\n  cd my-specs && mistpipe confirm-retire && git push")]
+    ConfirmRetire(confirm::ConfirmArgs),
+
     /// Install git hooks in a spec repository.
     #[command(
         subcommand,
@@ -206,6 +216,7 @@ fn main() -> ExitCode {
         Command::Delta(command) => delta::run(command).map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args),
         Command::Plan(args) => drift::run(&args),
+        Command::ConfirmRetire(args) => confirm::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

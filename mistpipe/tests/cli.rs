@@ -1531,3 +1531,30 @@ fn user_passwd_disable_enable_and_remove_change_an_existing_user() {
     let out = mistpipe(repo.path(), &["user", "disable", "erin"]).expect_code(1);
     assert!(out.stderr.contains("there is no user `erin`"), "{out}");
 }
+
+#[test]
+fn confirm_retire_commits_the_trailer_on_top_and_changes_no_spec() {
+    let repo = Dir::new();
+    let git_repo = git_init(repo.path());
+    repo.write("games/doom/game.yaml", &game_yaml("doom"));
+    git_commit_all(&git_repo, "doom");
+    let before = git_repo.head().unwrap().peel_to_commit().unwrap();
+
+    let out = mistpipe(&repo.join("games"), &["confirm-retire"]).expect_code(0);
+    assert!(out.stdout.contains("committed"), "{out}");
+    let head = git_repo.head().unwrap().peel_to_commit().unwrap();
+    assert_eq!(head.parent_id(0).unwrap(), before.id());
+    assert_eq!(head.tree_id(), before.tree_id());
+    assert!(
+        head.message()
+            .unwrap()
+            .lines()
+            .any(|line| line == mist_specs::CONFIRM_RETIRE_TRAILER),
+        "{:?}",
+        head.message()
+    );
+
+    let elsewhere = Dir::new();
+    let out = mistpipe(elsewhere.path(), &["confirm-retire"]).expect_code(1);
+    assert!(out.stderr.contains("not in a git repository"), "{out}");
+}

@@ -88,11 +88,16 @@ impl DesiredConfig {
     }
 }
 
+pub use mist_specs::CONFIRM_RETIRE_TRAILER;
+
 /// The spec tree at one commit, as the spec loader saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// The full commit id (40 hex digits for SHA-1 repositories).
     pub commit: String,
+    /// Whether the commit's message confirms a mass retirement: it has a line
+    /// [`CONFIRM_RETIRE_TRAILER`] (`mistpipe confirm-retire` makes such a commit).
+    pub confirms_retire: bool,
     /// The loaded specs and every diagnostic. Shared: re-reading an unchanged commit costs
     /// nothing.
     pub loaded: Arc<Loaded>,
@@ -315,8 +320,23 @@ impl DesiredState {
                     hint: None,
                 }],
             });
+        let confirms_retire = git2::Repository::open(&self.repo_path)
+            .ok()
+            .and_then(|repo| {
+                let id = git2::Oid::from_str(&commit).ok()?;
+                let found = repo.find_commit(id).ok()?;
+                Some(
+                    found
+                        .message()
+                        .unwrap_or_default()
+                        .lines()
+                        .any(|line| line.trim() == CONFIRM_RETIRE_TRAILER),
+                )
+            })
+            .unwrap_or(false);
         let snapshot = Snapshot {
             commit,
+            confirms_retire,
             loaded: Arc::new(loaded),
         };
         self.cached = snapshot.is_valid().then(|| snapshot.clone());

@@ -29,6 +29,9 @@
 //!   their artifacts (once every kept version is Ready), and versions no longer in the specs
 //!   lose their artifacts and their row. Without that, a version removed from the specs is
 //!   only marked retired.
+//! - A commit that would retire more than [`DiffConfig::max_retire_percent`] of the Ready
+//!   versions is held unless it confirms it: those versions stay Ready, with a
+//!   `NeedsConfirmation` condition, and nothing of them is pruned.
 //! - Users are published as the specs list them: new and changed ones upserted, removed ones
 //!   deleted.
 //!
@@ -36,6 +39,7 @@
 
 pub mod action;
 pub mod condition;
+mod hold;
 pub mod input;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +62,9 @@ pub struct Desired {
     /// Whether pruning is allowed at all: the latest commit loaded, validated, is the one in
     /// force and is not empty (see [`crate::desired::Desired::may_prune`]).
     pub may_prune: bool,
+    /// Whether the commit in force confirms a mass retirement (its message has the trailer
+    /// [`crate::desired::CONFIRM_RETIRE_TRAILER`]); see [`DiffConfig::max_retire_percent`].
+    pub confirm_retire: bool,
 }
 
 /// One game as the specs describe it.
@@ -149,11 +156,18 @@ pub struct ObservedJob {
 pub struct DiffConfig {
     /// How many versions before the previous one get a warm skip delta to the latest.
     pub skip_deltas: usize,
+    /// The most of the Ready versions, in percent, one commit may retire without an admin's
+    /// confirmation. A commit that would retire more (a push to the wrong branch, a bad merge)
+    /// is held: every version stays served, with a `NeedsConfirmation` condition.
+    pub max_retire_percent: u8,
 }
 
 impl Default for DiffConfig {
     fn default() -> Self {
-        DiffConfig { skip_deltas: 2 }
+        DiffConfig {
+            skip_deltas: 2,
+            max_retire_percent: 50,
+        }
     }
 }
 
@@ -196,6 +210,20 @@ pub fn diff(desired: &Desired, observed: &Observed, config: DiffConfig) -> Diff 
         out.conditions.insert(
             (game_name.clone(), version_name.clone()),
             retired("its game is no longer in the specs; its data is kept"),
+        );
+    }
+    if !desired.confirm_retire {
+        let ready: BTreeSet<(String, String)> = observed
+            .versions
+            .iter()
+            .filter(|(_, version)| version.state == VersionState::Ready)
+            .map(|(key, _)| key.clone())
+            .collect();
+        hold::hold_mass_retirement(
+            &ready,
+            config.max_retire_percent,
+            &mut out.conditions,
+            &mut out.actions,
         );
     }
     diff_users(desired, observed, &mut out);

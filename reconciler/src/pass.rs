@@ -123,6 +123,8 @@ pub(crate) struct Passes {
     pub branch: String,
     /// Warm skip deltas per game (see [`diff::DiffConfig::skip_deltas`]).
     pub skip_deltas: usize,
+    /// See [`crate::diff::DiffConfig::max_retire_percent`].
+    pub max_retire_percent: u8,
     /// Re-scan an ingested build for drift at most this often.
     pub verify_interval: Duration,
 }

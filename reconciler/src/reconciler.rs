@@ -43,6 +43,9 @@ pub struct ReconcilerConfig {
     /// Warm skip deltas per game: from each of this many versions before the previous one
     /// to the latest.
     pub skip_deltas: usize,
+    /// The most of the Ready versions, in percent, one commit may retire without a
+    /// confirmation ([`crate::diff::DiffConfig::max_retire_percent`]).
+    pub max_retire_percent: u8,
     /// At most this many jobs run at once, across every process sharing the database.
     pub concurrency: usize,
     /// Re-scan an ingested build for drift at most this often (0: every pass).
@@ -66,6 +69,7 @@ impl ReconcilerConfig {
             data,
             resync: triggers::DEFAULT_RESYNC,
             skip_deltas: DEFAULT_SKIP_DELTAS,
+            max_retire_percent: crate::diff::DiffConfig::default().max_retire_percent,
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             verify_interval: DEFAULT_VERIFY_INTERVAL,
         }
@@ -128,6 +132,7 @@ impl Reconciler {
             jobs_queued: jobs_queued.clone(),
             branch: config.branch.clone(),
             skip_deltas: config.skip_deltas,
+            max_retire_percent: config.max_retire_percent,
             verify_interval: config.verify_interval,
         };
         Ok(Reconciler {

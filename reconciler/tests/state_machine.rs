@@ -111,6 +111,7 @@ fn state_machine() {
             };
             let snapshot = Snapshot {
                 commit: step.commit.to_string(),
+                confirms_retire: false,
                 loaded: Arc::new(loaded),
             };
             let context = format!("{name}, step {step_idx}");
@@ -190,6 +191,7 @@ fn read_failure_changes_nothing_but_the_read_error() {
     let mut desired = Desired::new();
     desired.observe(Snapshot {
         commit: "a".to_string(),
+        confirms_retire: false,
         loaded: Arc::new(games_loaded()),
     });
     let error = mist_reconciler::desired::DesiredError::Fetch {
@@ -203,6 +205,7 @@ fn read_failure_changes_nothing_but_the_read_error() {
     assert!(!desired.may_prune(), "a stale desired state prunes nothing");
     desired.observe(Snapshot {
         commit: "a".to_string(),
+        confirms_retire: false,
         loaded: Arc::new(games_loaded()),
     });
     assert_eq!(desired.read_error(), None, "cleared by the next read");

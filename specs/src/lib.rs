@@ -11,6 +11,12 @@
 //! UTF-8 are diagnostics, never panics or unbounded memory.
 #![deny(missing_docs)]
 
+/// The line of a commit message (a git trailer) by which an admin confirms a commit that
+/// retires more of the Ready versions than one commit may retire unconfirmed: the reconciler
+/// holds such a commit until the commit in force carries this line, and
+/// `mistpipe confirm-retire` makes such a commit.
+pub const CONFIRM_RETIRE_TRAILER: &str = "Mist-Confirm-Retire: yes";
+
 pub mod check;
 pub mod load;
 pub mod model;

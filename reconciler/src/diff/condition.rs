@@ -61,6 +61,9 @@ pub enum Reason {
     Pruned,
     /// No longer in the specs.
     Retired,
+    /// The commit would retire more of what is Ready than an admin may do by accident; the
+    /// version is still served until the admin confirms.
+    NeedsConfirmation,
 }
 
 impl Reason {
@@ -78,6 +81,7 @@ impl Reason {
             Reason::Failed => "Failed",
             Reason::Pruned => "Pruned",
             Reason::Retired => "Retired",
+            Reason::NeedsConfirmation => "NeedsConfirmation",
         }
     }
 

@@ -69,6 +69,7 @@ fn parse(input: &str) -> (Desired, Observed) {
         }
         match first {
             "may-prune" => desired.may_prune = true,
+            "confirm-retire" => desired.confirm_retire = true,
             "game" => {
                 let name = words[1].to_string();
                 let game = DesiredGame {
@@ -166,7 +167,9 @@ fn add_version(
     let digest = flag_value(flags, "d=").map(digest);
     let has_row = digest.is_some() || has("row");
     let version = ObservedVersion {
-        state: if digest.is_some() {
+        state: if has("ready") {
+            VersionState::Ready
+        } else if digest.is_some() {
             VersionState::Ingested
         } else {
             VersionState::Pending
@@ -609,6 +612,53 @@ gone old 1.0 d=x m p
             h/0.9: Inactive Retired (retired): removed from the specs; removing its artifacts
             h/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
             old/1.0: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+        "#]],
+    );
+}
+
+#[test]
+fn a_commit_retiring_most_of_what_is_ready_is_held_until_confirmed() {
+    // One game of three left: 4 of the 6 Ready versions would be retired (and one pruned).
+    let half = "
+may-prune
+game g
+  1.0 d=a m p ready
+  1.1 d=b m p < ready
+gone h 1.0 d=c m p ready
+gone h 1.1 d=d m p ready
+";
+    let world = format!("{half}gone k 1.0 d=e m p ready\ngone k 1.1 d=f m p ready\n");
+    check(
+        &world,
+        expect![[r#"
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            h/1.0: Stalled NeedsConfirmation (ready): removed from the specs, but this commit would retire 4 of the 6 Ready versions (more than 50%), so it is held and the version is still served; if that is intended, run `mistpipe confirm-retire` in the spec repository and push, otherwise revert the commit
+            h/1.1: Stalled NeedsConfirmation (ready): removed from the specs, but this commit would retire 4 of the 6 Ready versions (more than 50%), so it is held and the version is still served; if that is intended, run `mistpipe confirm-retire` in the spec repository and push, otherwise revert the commit
+            k/1.0: Stalled NeedsConfirmation (ready): removed from the specs, but this commit would retire 4 of the 6 Ready versions (more than 50%), so it is held and the version is still served; if that is intended, run `mistpipe confirm-retire` in the spec repository and push, otherwise revert the commit
+            k/1.1: Stalled NeedsConfirmation (ready): removed from the specs, but this commit would retire 4 of the 6 Ready versions (more than 50%), so it is held and the version is still served; if that is intended, run `mistpipe confirm-retire` in the spec repository and push, otherwise revert the commit
+        "#]],
+    );
+    // Confirmed by the commit in force: retired.
+    check(
+        &format!("confirm-retire\n{world}"),
+        expect![[r#"
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            h/1.0: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+            h/1.1: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+            k/1.0: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+            k/1.1: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+        "#]],
+    );
+    // Half of what is Ready is not more than half: retired without asking.
+    check(
+        half,
+        expect![[r#"
+            g/1.0: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            g/1.1: Ready Ready (ready): manifest, pack and delta from the previous version are ready
+            h/1.0: Inactive Retired (retired): its game is no longer in the specs; its data is kept
+            h/1.1: Inactive Retired (retired): its game is no longer in the specs; its data is kept
         "#]],
     );
 }

@@ -134,6 +134,7 @@ impl Passes {
     fn diff(&self, desired: &diff::Desired, observed: &diff::Observed) -> diff::Diff {
         let config = DiffConfig {
             skip_deltas: self.skip_deltas,
+            max_retire_percent: self.max_retire_percent,
         };
         diff::diff(desired, observed, config)
     }
@@ -353,11 +354,19 @@ impl Passes {
 fn desired_in_force(state: &mut PassState, good: &desired::Snapshot) -> Arc<diff::Desired> {
     let may_prune = state.machine.may_prune();
     match &state.desired {
-        Some(memo) if Arc::ptr_eq(&memo.loaded, &good.loaded) && memo.may_prune == may_prune => {
+        Some(memo)
+            if Arc::ptr_eq(&memo.loaded, &good.loaded)
+                && memo.may_prune == may_prune
+                && memo.desired.confirm_retire == good.confirms_retire =>
+        {
             memo.desired.clone()
         }
         _ => {
-            let desired = Arc::new(desired_of(&good.loaded.specs, may_prune));
+            let desired = Arc::new(desired_of(
+                &good.loaded.specs,
+                may_prune,
+                good.confirms_retire,
+            ));
             state.desired = Some(DesiredMemo {
                 loaded: good.loaded.clone(),
                 may_prune,

@@ -198,7 +198,7 @@ impl Passes {
 }
 
 /// The diff's view of the specs.
-pub(super) fn desired_of(specs: &Specs, may_prune: bool) -> diff::Desired {
+pub(super) fn desired_of(specs: &Specs, may_prune: bool, confirm_retire: bool) -> diff::Desired {
     diff::Desired {
         games: specs
             .games
@@ -244,6 +244,7 @@ pub(super) fn desired_of(specs: &Specs, may_prune: bool) -> diff::Desired {
             })
             .collect(),
         may_prune,
+        confirm_retire,
     }
 }
 

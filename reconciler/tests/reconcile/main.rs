@@ -270,6 +270,54 @@ async fn removing_a_version_without_retention_deletes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_retiring_every_game_is_held_until_an_admin_confirms_it() {
+    each_backend(
+        "a_commit_retiring_every_game_is_held_until_an_admin_confirms_it",
+        |test_db| async move {
+            let mut world = synced(test_db).await;
+            let artifacts_before = fs_snapshot(&world.nas().join(".mist/artifacts"));
+            // A push to the wrong branch: every game gone, the users kept.
+            world.files.retain(|path, _| !path.starts_with("games/"));
+            world.commit("the wrong branch");
+            world.reconciler().run_until_idle().await.unwrap();
+            let lines = summary(&status(&world).await);
+            assert_eq!(lines.len(), 9, "{lines:?}");
+            assert!(
+                lines
+                    .iter()
+                    .all(|line| line.ends_with("Stalled NeedsConfirmation")),
+                "{lines:?}"
+            );
+            // Still served: the rows stay Ready, nothing is removed.
+            let row = world.db().version("gamma", "1.2").await.unwrap().unwrap();
+            assert_eq!(row.observed.state, VersionState::Ready);
+            assert_eq!(
+                fs_snapshot(&world.nas().join(".mist/artifacts")),
+                artifacts_before
+            );
+            let report = status(&world).await;
+            let held = &report.games[0].versions[0];
+            assert!(held.message.contains("mistpipe confirm-retire"), "{held:?}");
+
+            // The admin confirms with the trailer `mistpipe confirm-retire` writes.
+            world.commit(&format!(
+                "Confirm retiring\n\n{}\n",
+                mist_specs::CONFIRM_RETIRE_TRAILER
+            ));
+            world.reconciler().run_until_idle().await.unwrap();
+            let lines = summary(&status(&world).await);
+            assert!(
+                lines.iter().all(|line| line.ends_with("Inactive Retired")),
+                "{lines:?}"
+            );
+            let row = world.db().version("gamma", "1.2").await.unwrap().unwrap();
+            assert_eq!(row.observed.state, VersionState::Retired);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_only_artifacts() {
     each_backend("retention_prunes_only_artifacts", |test_db| async move {
         let mut world = World::new(test_db);
