@@ -17,6 +17,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod notify;
+
+use mist_notify::sink::Sink;
 use mist_reconciler::desired::SpecsSource;
 use mist_reconciler::webhook::WebhookSecret;
 use serde::Deserialize;
@@ -159,6 +162,10 @@ pub struct RunArgs {
     /// How log lines look; the filter is `RUST_LOG` [default: text].
     #[arg(long, env = "MIST_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Notifications: Discord and generic webhooks, templates.
+    #[command(flatten)]
+    pub notify: notify::NotifyArgs,
 }
 
 /// The `--config` file: the same settings as the flags, keys spelt like the flags.
@@ -207,6 +214,16 @@ pub struct FileConfig {
     pub token_lifetime: Option<FileDuration>,
     /// See [`RunArgs::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`notify::NotifyArgs::discord_webhook_file`].
+    pub discord_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::discord_admin_webhook_file`].
+    pub discord_admin_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_webhook_file`].
+    pub notify_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_webhook_secret_file`].
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_templates`].
+    pub notify_templates: Option<PathBuf>,
 }
 
 /// A duration in the config file: seconds, or a string such as `"90s"`, `"5m"`, `"24h"`.
@@ -252,6 +269,8 @@ pub struct Settings {
     pub token_lifetime: Duration,
     /// How log lines look.
     pub log_format: LogFormat,
+    /// Where notifications go.
+    pub notify: notify::NotifySettings,
 }
 
 /// The secrets [`Settings`] name, read from their files. Their `Debug` shows nothing.
@@ -259,6 +278,8 @@ pub struct Settings {
 pub struct Secrets {
     /// The webhook's HMAC secret, if configured.
     pub webhook: Option<WebhookSecret>,
+    /// The notification sinks, their URLs and keys read from their files.
+    pub notify_sinks: Vec<Sink>,
 }
 
 /// Why the settings cannot be used. Each message names the setting and how to give it.
@@ -325,6 +346,14 @@ pub enum ConfigError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A secret file that must hold a URL does not.
+    #[error("the {what} file {path} does not hold an http:// or https:// URL")]
+    NotAUrl {
+        /// Which secret.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
     },
     /// A secret file is empty.
     #[error("the {what} file {path} is empty")]
@@ -394,6 +423,11 @@ impl FileConfig {
         rebase(&mut self.data);
         rebase(&mut self.webhook_secret_file);
         rebase(&mut self.jwt_secret_file);
+        rebase(&mut self.discord_webhook_file);
+        rebase(&mut self.discord_admin_webhook_file);
+        rebase(&mut self.notify_webhook_file);
+        rebase(&mut self.notify_webhook_secret_file);
+        rebase(&mut self.notify_templates);
         if let Some(specs) = &mut self.specs
             && let SpecsSource::Local(path) = SpecsSource::parse(specs)
             && path.is_relative()
@@ -501,6 +535,16 @@ impl Settings {
                 .or(file_duration("token-lifetime", &file.token_lifetime)?)
                 .unwrap_or(mist_api::config::DEFAULT_TOKEN_LIFETIME),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            notify: notify::NotifySettings::resolve(
+                &args.notify,
+                &notify::NotifySettings {
+                    discord_webhook_file: file.discord_webhook_file.clone(),
+                    discord_admin_webhook_file: file.discord_admin_webhook_file.clone(),
+                    notify_webhook_file: file.notify_webhook_file.clone(),
+                    notify_webhook_secret_file: file.notify_webhook_secret_file.clone(),
+                    notify_templates: file.notify_templates.clone(),
+                },
+            ),
         })
     }
 }
@@ -525,7 +569,16 @@ impl Secrets {
             // makes a wrong path fail with the other secrets, before anything starts.
             read_secret("JWT secret", path)?;
         }
-        Ok(Secrets { webhook })
+        let notify_sinks = notify::notify_sinks(&settings.notify, read_secret, |what, path| {
+            ConfigError::NotAUrl {
+                what,
+                path: path.to_path_buf(),
+            }
+        })?;
+        Ok(Secrets {
+            webhook,
+            notify_sinks,
+        })
     }
 }
 
@@ -606,170 +659,4 @@ fn read_secret(what: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(build: impl FnOnce(&mut RunArgs)) -> RunArgs {
-        let mut args = RunArgs {
-            specs: Some("/specs".into()),
-            nas: Some("/nas".into()),
-            data: Some("/data".into()),
-            ..RunArgs::default()
-        };
-        build(&mut args);
-        args
-    }
-
-    #[test]
-    fn flags_beat_the_file_which_beats_the_defaults() {
-        let file = FileConfig::parse(
-            "listen = \"0.0.0.0:9000\"\nresync = \"5m\"\nskip-deltas = 4\nrole = \"api\"\n",
-        )
-        .unwrap();
-        let settings = Settings::resolve(&args(|a| a.skip_deltas = Some(1)), &file).unwrap();
-        assert_eq!(settings.listen, "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(settings.resync, Duration::from_secs(300));
-        assert_eq!(settings.skip_deltas, 1);
-        assert_eq!(settings.role, Role::Api);
-        assert_eq!(settings.branch, "main");
-        assert_eq!(settings.verify_interval, DEFAULT_VERIFY_INTERVAL);
-        assert_eq!(settings.db_url, mist_db::sqlite_url_in(Path::new("/data")));
-
-        let defaults = Settings::resolve(&args(|_| {}), &FileConfig::default()).unwrap();
-        assert_eq!(defaults.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(defaults.role, Role::All);
-        assert_eq!(defaults.resync, DEFAULT_RESYNC);
-        assert_eq!(defaults.log_format, LogFormat::Text);
-    }
-
-    #[test]
-    fn the_file_rejects_unknown_keys_with_a_position() {
-        let error = FileConfig::parse("specs = \"/s\"\nresink = 5\n")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("resink"), "{error}");
-        assert!(error.contains("line 2"), "{error}");
-    }
-
-    #[test]
-    fn file_paths_are_relative_to_the_file() {
-        let mut file = FileConfig::parse(
-            "specs = \"specs\"\nnas = \"/abs/nas\"\ndata = \"data\"\n\
-             webhook-secret-file = \"secret\"",
-        )
-        .unwrap();
-        file.make_paths_relative_to(Path::new("/etc/mist"));
-        assert_eq!(file.specs.as_deref(), Some("/etc/mist/specs"));
-        assert_eq!(file.nas.as_deref(), Some(Path::new("/abs/nas")));
-        assert_eq!(file.data.as_deref(), Some(Path::new("/etc/mist/data")));
-        assert_eq!(
-            file.webhook_secret_file.as_deref(),
-            Some(Path::new("/etc/mist/secret"))
-        );
-
-        let mut remote = FileConfig::parse("specs = \"https://git.example/specs.git\"").unwrap();
-        remote.make_paths_relative_to(Path::new("/etc/mist"));
-        assert_eq!(
-            remote.specs.as_deref(),
-            Some("https://git.example/specs.git")
-        );
-    }
-
-    #[test]
-    fn the_reconciler_needs_specs_nas_and_data_and_the_api_does_not() {
-        let error = Settings::resolve(&args(|a| a.specs = None), &FileConfig::default());
-        assert!(
-            matches!(
-                error,
-                Err(ConfigError::Missing {
-                    flag: "--specs",
-                    ..
-                })
-            ),
-            "{error:?}"
-        );
-        let api_only = args(|a| {
-            a.role = Some(Role::Api);
-            a.specs = None;
-            a.nas = None;
-            a.data = None;
-            a.db = Some("postgres://mist@db/mist".into());
-        });
-        let settings = Settings::resolve(&api_only, &FileConfig::default()).unwrap();
-        assert_eq!(settings.specs, None);
-        assert_eq!(settings.db_url, "postgres://mist@db/mist");
-    }
-
-    #[test]
-    fn token_lifetime_from_the_flag_the_file_or_the_default() {
-        let default = Settings::resolve(&args(|_| {}), &FileConfig::default()).unwrap();
-        assert_eq!(
-            default.token_lifetime,
-            mist_api::config::DEFAULT_TOKEN_LIFETIME
-        );
-        let file = FileConfig::parse("token-lifetime = \"12h\"").unwrap();
-        let from_file = Settings::resolve(&args(|_| {}), &file).unwrap();
-        assert_eq!(from_file.token_lifetime, Duration::from_secs(12 * 60 * 60));
-        let from_flag = Settings::resolve(
-            &args(|a| a.token_lifetime = Some(Duration::from_secs(60))),
-            &file,
-        )
-        .unwrap();
-        assert_eq!(from_flag.token_lifetime, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn passwords_in_database_urls_are_refused() {
-        let cases = [
-            ("postgres://mist:hunter2@db/mist", true),
-            ("postgres://mist@db/mist", false),
-            ("postgres://db/mist?user=a:b@c", false),
-            ("sqlite:///var/lib/mist/mist.db", false),
-        ];
-        for (url, has_password) in cases {
-            assert_eq!(url_has_password(url), has_password, "{url}");
-        }
-        let error = Settings::resolve(
-            &args(|a| a.db = Some("postgres://mist:hunter2@db/mist".into())),
-            &FileConfig::default(),
-        )
-        .unwrap_err();
-        assert!(!error.to_string().contains("hunter2"), "{error}");
-    }
-
-    #[test]
-    fn durations() {
-        let cases = [
-            ("60", Ok(Duration::from_secs(60))),
-            ("90s", Ok(Duration::from_secs(90))),
-            ("5m", Ok(Duration::from_secs(300))),
-            ("2h", Ok(Duration::from_secs(7200))),
-            ("1d", Ok(Duration::from_secs(86400))),
-            ("250ms", Ok(Duration::from_millis(250))),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse_duration(text), want, "{text}");
-        }
-        for bad in ["", "m", "5 parsecs", "-1", "1.5h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn secrets_are_trimmed_and_empty_ones_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_path = dir.path().join("webhook-secret");
-        std::fs::write(&secret_path, "s3cret\n").unwrap();
-        let mut settings = Settings::resolve(&args(|_| {}), &FileConfig::default()).unwrap();
-        settings.webhook_secret_file = Some(secret_path.clone());
-        let secrets = Secrets::load(&settings).unwrap();
-        assert!(secrets.webhook.is_some());
-        assert!(!format!("{secrets:?}").contains("s3cret"));
-
-        std::fs::write(&secret_path, "\n").unwrap();
-        assert!(matches!(
-            Secrets::load(&settings),
-            Err(ConfigError::EmptySecret { .. })
-        ));
-    }
-}
+mod tests;

@@ -107,8 +107,15 @@ fn validate_as(
             let matching: Vec<usize> = (0..options.len())
                 .filter(|&idx| {
                     let mut scratch = Seen::new();
-                    validate_as(Mode::Standard, document, &options[idx], value, at, &mut scratch)
-                        .is_ok()
+                    validate_as(
+                        Mode::Standard,
+                        document,
+                        &options[idx],
+                        value,
+                        at,
+                        &mut scratch,
+                    )
+                    .is_ok()
                 })
                 .collect();
             let Some(&first) = matching.first() else {
@@ -175,7 +182,14 @@ fn validate_as(
                 continue;
             };
             seen.entry(owner.clone()).or_default().insert(key.clone());
-            validate_as(mode, document, property, field, &format!("{at}.{key}"), seen)?;
+            validate_as(
+                mode,
+                document,
+                property,
+                field,
+                &format!("{at}.{key}"),
+                seen,
+            )?;
         }
     }
     Ok(())
