@@ -315,7 +315,7 @@ impl Db {
     }
 }
 
-async fn set_condition_on<'e, E>(
+pub(crate) async fn set_condition_on<'e, E>(
     executor: E,
     update: &ConditionUpdate,
     now: EpochMs,

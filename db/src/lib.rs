@@ -11,6 +11,8 @@
 //!   (recorded digests, content-addressed [`state::Artifact`]s, deltas) and the revisions seen.
 //! - [`conditions`]: conditions (`Ready`, `Reconciling`, `Stalled`) and a bounded event history
 //!   per object.
+//! - [`outbox`]: the notification outbox, written in the same transaction as the state change
+//!   that causes a notification, and each delivery to each sink.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
 //!   leases, backoff, terminal errors and forward-only progress.
 //! - [`snapshot`]: [`Db::load_snapshot`] reads everything a reconcile pass compares against in
@@ -26,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod conditions;
+pub mod outbox;
 pub mod queue;
 pub mod read;
 pub mod snapshot;
@@ -441,6 +444,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "change seq",
                 include_str!("../migrations/sqlite/0002_change_seq.sql"),
             ),
+            (
+                3,
+                "notifications",
+                include_str!("../migrations/sqlite/0003_notifications.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -452,6 +460,11 @@ fn migrator(backend: Backend) -> Migrator {
                 2,
                 "change seq",
                 include_str!("../migrations/postgres/0002_change_seq.sql"),
+            ),
+            (
+                3,
+                "notifications",
+                include_str!("../migrations/postgres/0003_notifications.sql"),
             ),
         ],
     };

@@ -17,6 +17,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod notify;
+
+use mist_notify::sink::Sink;
 use mist_reconciler::desired::SpecsSource;
 use mist_reconciler::webhook::WebhookSecret;
 use serde::Deserialize;
@@ -166,6 +169,10 @@ pub struct RunArgs {
     /// How log lines look; the filter is `RUST_LOG` [default: text].
     #[arg(long, env = "MIST_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Notifications: Discord and generic webhooks, templates.
+    #[command(flatten)]
+    pub notify: notify::NotifyArgs,
 }
 
 /// The `--config` file: the same settings as the flags, keys spelt like the flags.
@@ -216,6 +223,16 @@ pub struct FileConfig {
     pub token_lifetime: Option<FileDuration>,
     /// See [`RunArgs::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`notify::NotifyArgs::discord_webhook_file`].
+    pub discord_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::discord_admin_webhook_file`].
+    pub discord_admin_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_webhook_file`].
+    pub notify_webhook_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_webhook_secret_file`].
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    /// See [`notify::NotifyArgs::notify_templates`].
+    pub notify_templates: Option<PathBuf>,
 }
 
 /// A duration in the config file: seconds, or a string such as `"90s"`, `"5m"`, `"24h"`.
@@ -263,6 +280,8 @@ pub struct Settings {
     pub token_lifetime: Duration,
     /// How log lines look.
     pub log_format: LogFormat,
+    /// Where notifications go.
+    pub notify: notify::NotifySettings,
 }
 
 /// The secrets [`Settings`] name, read from their files. Their `Debug` shows nothing.
@@ -270,6 +289,8 @@ pub struct Settings {
 pub struct Secrets {
     /// The webhook's HMAC secret, if configured.
     pub webhook: Option<WebhookSecret>,
+    /// The notification sinks, their URLs and keys read from their files.
+    pub notify_sinks: Vec<Sink>,
 }
 
 /// Why the settings cannot be used. Each message names the setting and how to give it.
@@ -347,6 +368,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A secret file that must hold a URL does not.
+    #[error("the {what} file {path} does not hold an http:// or https:// URL")]
+    NotAUrl {
+        /// Which secret.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// A secret file is empty.
     #[error("the {what} file {path} is empty")]
     EmptySecret {
@@ -415,6 +444,11 @@ impl FileConfig {
         rebase(&mut self.data);
         rebase(&mut self.webhook_secret_file);
         rebase(&mut self.jwt_secret_file);
+        rebase(&mut self.discord_webhook_file);
+        rebase(&mut self.discord_admin_webhook_file);
+        rebase(&mut self.notify_webhook_file);
+        rebase(&mut self.notify_webhook_secret_file);
+        rebase(&mut self.notify_templates);
         if let Some(specs) = &mut self.specs
             && let SpecsSource::Local(path) = SpecsSource::parse(specs)
             && path.is_relative()
@@ -533,6 +567,16 @@ impl Settings {
                 .or(file_duration("token-lifetime", &file.token_lifetime)?)
                 .unwrap_or(mist_api::config::DEFAULT_TOKEN_LIFETIME),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            notify: notify::NotifySettings::resolve(
+                &args.notify,
+                &notify::NotifySettings {
+                    discord_webhook_file: file.discord_webhook_file.clone(),
+                    discord_admin_webhook_file: file.discord_admin_webhook_file.clone(),
+                    notify_webhook_file: file.notify_webhook_file.clone(),
+                    notify_webhook_secret_file: file.notify_webhook_secret_file.clone(),
+                    notify_templates: file.notify_templates.clone(),
+                },
+            ),
         })
     }
 }
@@ -557,7 +601,16 @@ impl Secrets {
             // makes a wrong path fail with the other secrets, before anything starts.
             read_secret("JWT secret", path)?;
         }
-        Ok(Secrets { webhook })
+        let notify_sinks = notify::notify_sinks(&settings.notify, read_secret, |what, path| {
+            ConfigError::NotAUrl {
+                what,
+                path: path.to_path_buf(),
+            }
+        })?;
+        Ok(Secrets {
+            webhook,
+            notify_sinks,
+        })
     }
 }
 

@@ -184,6 +184,7 @@ pub async fn serve(
         }
         None => None,
     };
+    let sender = notification_sender(settings, &secrets, &db).await?;
     let app = build_app(settings, secrets, metrics, &db, reconciler.as_ref())?;
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -195,6 +196,9 @@ pub async fn serve(
     tracing::info!(%address, role = %settings.role, "listening");
     on_listening(address);
 
+    if let Some(sender) = sender {
+        tokio::spawn(sender.run(shutdown.clone().requested()));
+    }
     let mut running = Running::start(listener, app, reconciler, &shutdown);
     if let Some(error) = running.until_stop_or_failure(&shutdown).await {
         // Nothing asked the rest to stop: do so, so they release the database cleanly.
@@ -213,6 +217,36 @@ pub async fn serve(
         .ok();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
+}
+
+/// The sender of the notification outbox, for the roles that run the reconciler (the
+/// writers) when a sink is configured; it stops on the shutdown request.
+async fn notification_sender(
+    settings: &Settings,
+    secrets: &Secrets,
+    db: &Db,
+) -> anyhow::Result<Option<mist_notify::sender::Sender>> {
+    if !settings.role.runs_reconciler() || secrets.notify_sinks.is_empty() {
+        return Ok(None);
+    }
+    let templates =
+        mist_notify::templates::Templates::load(settings.notify.notify_templates.as_deref())
+            .context("cannot load the notification templates")?;
+    let sender = mist_notify::sender::Sender::new(
+        db.clone(),
+        secrets.notify_sinks.clone(),
+        templates,
+        mist_notify::sender::SenderConfig::default(),
+    )
+    .await
+    .context("cannot start the notification sender")?;
+    let names: Vec<&str> = secrets
+        .notify_sinks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    tracing::info!(sinks = names.join(","), "notifications on");
+    Ok(Some(sender))
 }
 
 /// The HTTP app for the role: the ops routes, the webhook when it has a secret and a
@@ -365,6 +399,9 @@ fn log_settings(settings: &Settings) {
         concurrency = settings.concurrency,
         verify_interval_s = settings.verify_interval.as_secs(),
         webhook_secret_file = path(&settings.webhook_secret_file),
+        discord_webhook_file = path(&settings.notify.discord_webhook_file),
+        discord_admin_webhook_file = path(&settings.notify.discord_admin_webhook_file),
+        notify_webhook_file = path(&settings.notify.notify_webhook_file),
         "starting mistd {}",
         env!("CARGO_PKG_VERSION"),
     );

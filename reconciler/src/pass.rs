@@ -5,10 +5,12 @@
 //! The types are here: [`PassReport`], what a pass did, and `Passes`, which runs passes and
 //! holds what they remember. The steps are `impl Passes` blocks in the submodules: `run` (the
 //! pass itself, step by step), `specs` (recording the commit tried and the spec rows), `act`
-//! (queueing jobs, making links, publishing users) and `conditions` (conditions and events).
+//! (queueing jobs, making links, publishing users), `conditions` (conditions and events) and
+//! `notify` (the notifications written with them, and the first sync's digest).
 
 mod act;
 mod conditions;
+mod notify;
 mod run;
 mod specs;
 
@@ -146,6 +148,9 @@ pub(crate) struct PassState {
     desired: Option<DesiredMemo>,
     /// What the last pass read, when it was converged.
     converged: Option<Converged>,
+    /// Whether the first sync's digest is written: known true once read so, never false
+    /// again.
+    first_sync_done: bool,
 }
 
 /// [`desired_of`](specs::desired_of) for one loaded spec tree.

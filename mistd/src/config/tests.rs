@@ -1,4 +1,4 @@
-//! The settings resolved from flags, variables and the config file.
+//! The settings' merge, parsing and secrets.
 
 use super::*;
 
@@ -164,4 +164,57 @@ fn secrets_are_trimmed_and_empty_ones_refused() {
         Secrets::load(&settings),
         Err(ConfigError::EmptySecret { .. })
     ));
+}
+
+#[test]
+fn notification_files_from_the_flag_or_the_file_and_their_urls_stay_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let friends = dir.path().join("discord");
+    let admins = dir.path().join("discord-admins");
+    std::fs::write(
+        &friends,
+        "https://discord.example/api/webhooks/1/friends-token\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &admins,
+        "https://discord.example/api/webhooks/2/admins-token",
+    )
+    .unwrap();
+    let mut file =
+        FileConfig::parse("discord-webhook-file = \"discord\"\nnotify-templates = \"templates\"\n")
+            .unwrap();
+    file.make_paths_relative_to(dir.path());
+    let settings = Settings::resolve(&args(|_| {}), &file).unwrap();
+    assert_eq!(
+        settings.notify.discord_webhook_file.as_deref(),
+        Some(friends.as_path())
+    );
+    assert_eq!(
+        settings.notify.notify_templates,
+        Some(dir.path().join("templates"))
+    );
+    // Without an admin channel, the friends' channel hears everything.
+    let secrets = Secrets::load(&settings).unwrap();
+    assert_eq!(secrets.notify_sinks.len(), 1);
+    assert_eq!(secrets.notify_sinks[0].audiences.len(), 2);
+
+    let with_admins = Settings::resolve(
+        &args(|a| a.notify.discord_admin_webhook_file = Some(admins.clone())),
+        &file,
+    )
+    .unwrap();
+    let secrets = Secrets::load(&with_admins).unwrap();
+    let names: Vec<&str> = secrets
+        .notify_sinks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["discord", "discord-admins"]);
+    assert!(!format!("{secrets:?}").contains("token"), "{secrets:?}");
+
+    std::fs::write(&admins, "discord.example/no-scheme").unwrap();
+    let error = Secrets::load(&with_admins).unwrap_err();
+    assert!(matches!(error, ConfigError::NotAUrl { .. }), "{error:?}");
+    assert!(!error.to_string().contains("no-scheme"), "{error}");
 }

@@ -7,6 +7,7 @@ use mist_db::conditions::{
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{VersionObserved, VersionState};
 
+use super::notify::{self, Transition};
 use super::{PassReport, Passes};
 use crate::diff;
 use crate::diff::condition::{Condition, Status};
@@ -22,21 +23,35 @@ struct StatusChanges<'a> {
     events: Vec<(ObjectRef, Severity, &'static str, String)>,
     /// Version rows whose state changes: (game, version, state).
     states: Vec<(&'a str, &'a str, VersionState)>,
+    /// Versions that became Ready or Stalled, for the notifications.
+    transitions: Vec<Transition>,
 }
 
 impl Passes {
     /// Writes version conditions and states that changed, with an event for each version
-    /// that became Ready or Stalled.
+    /// that became Ready or Stalled and, in the same transaction as the conditions, the
+    /// notifications they cause (see [`notify`]).
     pub(super) async fn write_status(
         &self,
         diff: &diff::Diff,
         snapshot: &Snapshot,
         report: &mut PassReport,
+        first_sync_done: bool,
         now: EpochMs,
     ) -> Result<()> {
         let changes = status_changes(diff, snapshot, report);
         if !changes.updates.is_empty() {
-            report.n_writes += self.db.set_conditions(&changes.updates, now).await?;
+            let notifications =
+                notify::notifications(&changes.transitions, snapshot, first_sync_done);
+            report.n_writes += self
+                .db
+                .set_conditions_notifying(&changes.updates, &notifications, now)
+                .await?;
+            for transition in &changes.transitions {
+                if let Transition::Ready { game, version, .. } = transition {
+                    tracing::info!(game, version, "version ready");
+                }
+            }
         }
         for (game, version, state) in changes.states {
             self.set_version_state(game, version, state, report, now)
@@ -202,20 +217,40 @@ fn condition_changes(
         let object = ObjectRef::version(game, version);
         if holds && !was_true {
             match condition_type {
-                ConditionType::Ready => changes.events.push((
-                    object.clone(),
-                    Severity::Normal,
-                    "Ready",
-                    condition.message.clone(),
-                )),
-                ConditionType::Stalled => changes.events.push((
-                    object.clone(),
-                    Severity::Warning,
-                    condition.reason.as_str(),
-                    condition.message.clone(),
-                )),
+                ConditionType::Ready => {
+                    changes.events.push((
+                        object.clone(),
+                        Severity::Normal,
+                        "Ready",
+                        condition.message.clone(),
+                    ));
+                    changes.transitions.push(Transition::Ready {
+                        game: game.to_owned(),
+                        version: version.to_owned(),
+                    });
+                }
+                ConditionType::Stalled => {
+                    changes.events.push((
+                        object.clone(),
+                        Severity::Warning,
+                        condition.reason.as_str(),
+                        condition.message.clone(),
+                    ));
+                    changes.transitions.push(Transition::Stalled {
+                        game: game.to_owned(),
+                        version: version.to_owned(),
+                        reason: condition.reason.as_str().to_owned(),
+                        message: condition.message.clone(),
+                    });
+                }
                 ConditionType::Reconciling => {}
             }
+        }
+        if condition_type == ConditionType::Stalled && !holds && was_true {
+            changes.transitions.push(Transition::Recovered {
+                game: game.to_owned(),
+                version: version.to_owned(),
+            });
         }
         changes.updates.push(ConditionUpdate {
             object,

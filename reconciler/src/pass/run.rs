@@ -10,6 +10,7 @@ use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::queue::JobState;
 use mist_db::snapshot::Snapshot;
 
+use super::notify;
 use super::specs::desired_of;
 use super::{Converged, DesiredMemo, PassReport, PassState, Passes, VERIFY_BUDGET};
 use crate::clock::now_ms;
@@ -112,8 +113,16 @@ impl Passes {
         self.act(&diff, &snapshot, &mut report, pass_started, now)
             .await?;
         clock.step(&mut report, "act");
-        self.write_status(&diff, &snapshot, &mut report, now)
+        if !state.first_sync_done {
+            state.first_sync_done = self.db.first_sync_done().await?;
+        }
+        self.write_status(&diff, &snapshot, &mut report, state.first_sync_done, now)
             .await?;
+        if !state.first_sync_done && notify::first_sync_over(&diff, &report) {
+            self.first_sync_digest(&diff, &snapshot, &mut report, now)
+                .await?;
+            state.first_sync_done = true;
+        }
         clock.step(&mut report, "status");
         self.set_queue_depth(&snapshot, &report);
         if report.is_converged() && observation.verified.is_empty() {

@@ -5,6 +5,7 @@
 mod common;
 
 mod checks;
+mod notify;
 mod world;
 
 use std::collections::BTreeMap;
