@@ -208,6 +208,35 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Bytes an unprivileged user may still write on the file system that holds `path`
+/// (`statvfs`'s available blocks times the fragment size); `None` where the platform has no
+/// such call.
+pub fn free_space(path: &Path) -> io::Result<Option<u64>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+        // SAFETY: an all-zero `statvfs` is a valid value to be overwritten.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a writable `statvfs`.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(
+            clippy::useless_conversion,
+            reason = "the field types differ by platform"
+        )]
+        let bytes = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        Ok(Some(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
 /// Writes `bytes` to `path` so that a reader, or a crash, sees the old file or the new one,
 /// never a part; see [`write_atomic_with`].
 pub fn write_atomic(path: &Path, bytes: &[u8], options: AtomicWrite) -> io::Result<()> {

@@ -107,8 +107,15 @@ fn validate_as(
             let matching: Vec<usize> = (0..options.len())
                 .filter(|&idx| {
                     let mut scratch = Seen::new();
-                    validate_as(Mode::Standard, document, &options[idx], value, at, &mut scratch)
-                        .is_ok()
+                    validate_as(
+                        Mode::Standard,
+                        document,
+                        &options[idx],
+                        value,
+                        at,
+                        &mut scratch,
+                    )
+                    .is_ok()
                 })
                 .collect();
             let Some(&first) = matching.first() else {
@@ -175,7 +182,14 @@ fn validate_as(
                 continue;
             };
             seen.entry(owner.clone()).or_default().insert(key.clone());
-            validate_as(mode, document, property, field, &format!("{at}.{key}"), seen)?;
+            validate_as(
+                mode,
+                document,
+                property,
+                field,
+                &format!("{at}.{key}"),
+                seen,
+            )?;
         }
     }
     Ok(())
@@ -390,6 +404,7 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 tree_digest: Some(link('b').digest),
                 manifest: Some(link('c')),
                 pack: Some(link('d')),
+                released_at: Some(1_700_000_000_000),
                 state: Some(VersionState::Ready),
                 conditions: Some(conditions.to_vec()),
             }],
@@ -408,6 +423,7 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 tree_digest: None,
                 manifest: None,
                 pack: None,
+                released_at: None,
                 state: None,
                 conditions: None,
             }],
