@@ -18,6 +18,10 @@
 //!   `If-None-Match`, `If-Range` and immutable caching.
 //! - `POST /v1/games/{game}/versions/{version}/repair`: rsync repair deltas for damaged files.
 //! - `GET /v1/status`, `GET /v1/events` (Server-Sent Events), `GET /v1/users` (admins).
+//! - The pages (`pages/`): the sign-in form (`/login`, `/logout`) that sets a session cookie
+//!   holding the same token, the store (`/`, `/games/{game}`), the admins' status board
+//!   (`/admin`, live from `/v1/events`) and the embedded assets
+//!   (`/assets/{name}`), rendered from `templates/pages/` over the same data as `/v1`.
 //!
 //! **Architecture Invariant:** the API never writes desired or observed state. It reads the
 //! database through whatever handle it is given (`mistd` gives the `api` role a read-only
@@ -35,6 +39,7 @@
 mod access;
 pub mod config;
 mod http;
+mod pages;
 mod range;
 mod ratelimit;
 pub mod route;

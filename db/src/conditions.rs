@@ -298,6 +298,20 @@ impl Db {
         rows.iter().map(|row| event_from_record(row)).collect()
     }
 
+    /// The newest `limit` events of every object, newest first: the status board's history.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<Event>, Error> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .op("list recent events")?;
+        rows.iter().map(|row| event_from_record(row)).collect()
+    }
+
     /// Up to `limit` events of any object with an id greater than `after_id`, oldest first:
     /// the feed behind the API's live events.
     pub async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>, Error> {

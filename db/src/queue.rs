@@ -617,6 +617,20 @@ impl Queue {
         rows.iter().map(|row| job_from_record(row)).collect()
     }
 
+    /// The `limit` jobs that finished last (done), newest first: the queue's recent history.
+    pub async fn recently_done(&self, limit: u32) -> Result<Vec<Job>, Error> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = 'done' ORDER BY finished_at DESC, job_key LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await
+        .op("list recently done jobs")?;
+        rows.iter().map(|row| job_from_record(row)).collect()
+    }
+
     /// How many jobs are in each state (for the queue-depth metric).
     pub async fn counts(&self) -> Result<QueueCounts, Error> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n_jobs FROM jobs GROUP BY state")

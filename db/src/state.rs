@@ -96,6 +96,15 @@ pub struct Revision {
     pub errors_json: String,
 }
 
+/// The artifact store in numbers, as the database records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArtifactTotals {
+    /// Recorded artifacts.
+    pub n_artifacts: u64,
+    /// Their sizes added up.
+    pub bytes: u64,
+}
+
 /// A game as the specs declare it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Game {

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Mistd, file_facts};
+use common::{Mistd, file_facts, password_of};
 use mist_games::manifest::Manifest;
 use mist_games::{pack, scan, treedelta};
 use serde_json::{Value, json};
@@ -117,24 +117,11 @@ fn fetch_manifest(address: SocketAddr, token: &str, game: &str, version: &str) -
     serde_json::from_value(manifest).unwrap()
 }
 
-/// The password `mistd demo` printed for `user` (`  <user>  <role>  <password>`).
-fn password_of(stdout: &str, user: &str) -> String {
-    stdout
-        .lines()
-        .map(str::split_whitespace)
-        .map(Iterator::collect::<Vec<_>>)
-        .find(|words| words.len() == 3 && words[0] == user)
-        .map(|words| words[2].to_owned())
-        .unwrap_or_else(|| panic!("no password for {user} in:\n{stdout}"))
-}
-
 #[test]
 fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let output = common::demo_no_serve(&dir);
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = common::run_demo(&dir);
     let password = password_of(&stdout, "friend");
     let nas = dir.join("nas");
     let data = dir.join("data");

@@ -210,7 +210,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Bytes an unprivileged user may still write on the file system that holds `path`, or
 /// would hold it: a path that does not exist yet is measured at its nearest existing
-/// ancestor. `u64::MAX` on systems where Mist cannot ask (Windows).
+/// ancestor. `u64::MAX` where the platform cannot say (see [`free_space`]).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
     let mut at = path;
     while !at.exists() {
@@ -222,23 +222,35 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
             }
         }
     }
+    Ok(free_space(at)?.unwrap_or(u64::MAX))
+}
+
+/// Bytes an unprivileged user may still write on the file system that holds `path`
+/// (`statvfs`'s available blocks times the fragment size); `None` where the platform has no
+/// such call.
+pub fn free_space(path: &Path) -> io::Result<Option<u64>> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        let c_path = std::ffi::CString::new(at.as_os_str().as_bytes())?;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
         // SAFETY: an all-zero `statvfs` is a valid value to be overwritten.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: a NUL-terminated path and a writable `statvfs`.
-        if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        #[allow(clippy::unnecessary_cast, reason = "the field types differ by system")]
-        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+        #[allow(
+            clippy::useless_conversion,
+            reason = "the field types differ by platform"
+        )]
+        let bytes = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        Ok(Some(bytes))
     }
     #[cfg(not(unix))]
     {
-        let _ = at;
-        Ok(u64::MAX)
+        let _ = path;
+        Ok(None)
     }
 }
 

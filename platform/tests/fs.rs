@@ -371,3 +371,11 @@ fn parallel_writes_of_one_path_never_mix() {
     assert!(content.iter().all(|byte| *byte == content[0]));
     assert_eq!(names(dir.path()), ["shared"]);
 }
+
+#[test]
+fn a_folder_has_free_space_and_a_missing_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = mist_platform::fs::free_space(dir.path()).unwrap();
+    assert!(free.expect("statvfs on Unix") > 0);
+    assert!(mist_platform::fs::free_space(&dir.path().join("missing")).is_err());
+}

@@ -22,6 +22,7 @@ use mist_wire::auth::{LoginRequest, LoginResponse, Role, UserInfo, UserList};
 use crate::http::context::ApiContext;
 use crate::http::error::{Error, InternalError};
 use crate::http::extractor::AuthUser;
+use crate::token::Claims;
 use mist_wire::error::ErrorBody;
 
 /// The longest user name or password a login reads; longer ones fail like wrong ones.
@@ -54,11 +55,32 @@ pub(crate) async fn login(
     let request: LoginRequest = serde_json::from_slice(&body).map_err(|_| {
         Error::BadRequest("expected a JSON object {\"user\": …, \"password\": …}".to_owned())
     })?;
+    let (token, claims, role) = sign_in(&ctx, &extensions, &request.user, request.password).await?;
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer".to_owned(),
+        expires_at: claims.exp,
+        user: claims.sub,
+        role: wire_role(role),
+    }))
+}
+
+/// Checks a user name and password under the login limits and issues a token: the one way
+/// in, for `POST /v1/auth/login` and the pages' sign-in form alike.
+///
+/// Failures count against the client's address (from `extensions`) and the user name; a key
+/// past its failures gets [`Error::TooManyRequests`] without a password check.
+pub(crate) async fn sign_in(
+    ctx: &Arc<ApiContext>,
+    extensions: &Extensions,
+    user_name: &str,
+    password: String,
+) -> Result<(String, Claims, mist_db::state::Role), Error> {
     let client = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
     let client_key = format!("client:{client}");
-    let user_key = format!("user:{}", request.user);
+    let user_key = format!("user:{user_name}");
     let now = Instant::now();
     for (limiter, key) in [
         (&ctx.client_failures, &client_key),
@@ -69,10 +91,10 @@ pub(crate) async fn login(
             .map_err(|retry_after| Error::TooManyRequests { retry_after })?;
     }
 
-    let usable_name = request.user.len() <= MAX_CREDENTIAL_LEN
-        && mist_specs::check::check_name(&request.user).is_ok();
+    let usable_name =
+        user_name.len() <= MAX_CREDENTIAL_LEN && mist_specs::check::check_name(user_name).is_ok();
     let user = if usable_name {
-        ctx.db.user(&request.user).await?
+        ctx.db.user(user_name).await?
     } else {
         None
     };
@@ -85,7 +107,6 @@ pub(crate) async fn login(
         .as_ref()
         .filter(|user| !user.disabled)
         .map(|user| user.password_hash.clone());
-    let password = request.password;
     let verify_ctx = ctx.clone();
     let verified = tokio::task::spawn_blocking(move || {
         let dummy = verify_ctx.dummy_hash.get_or_init(make_dummy_hash);
@@ -105,7 +126,7 @@ pub(crate) async fn login(
         _ => {
             ctx.client_failures.record_failure(&client_key, now);
             ctx.user_failures.record_failure(&user_key, now);
-            tracing::info!(user = %request.user.escape_debug(), %client, "login failed");
+            tracing::info!(user = %user_name.escape_debug(), %client, "login failed");
             return Err(Error::LoginFailed);
         }
     };
@@ -115,13 +136,7 @@ pub(crate) async fn login(
         .issue(&user.name, user.role.as_str())
         .map_err(|error| InternalError::Other(error.to_string()))?;
     tracing::info!(user = %user.name, %client, "logged in");
-    Ok(Json(LoginResponse {
-        token,
-        token_type: "Bearer".to_owned(),
-        expires_at: claims.exp,
-        user: claims.sub,
-        role: wire_role(user.role),
-    }))
+    Ok((token, claims, user.role))
 }
 
 /// The wire's name of a role.

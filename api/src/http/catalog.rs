@@ -28,37 +28,69 @@ pub(crate) struct Catalog {
 /// The latest [`Catalog`], reloaded when the counter moves.
 #[derive(Default)]
 pub(crate) struct CatalogCache {
-    current: RwLock<Option<Arc<Catalog>>>,
-    /// One reload at a time: concurrent requests that find the catalog stale wait for it.
-    reloading: tokio::sync::Mutex<()>,
+    cache: SeqCache<Catalog>,
 }
 
 impl CatalogCache {
     /// The catalog as of now: the cached one if nothing was committed since it was read.
     pub(crate) async fn get(&self, db: &Db) -> Result<Arc<Catalog>, mist_db::Error> {
         let change_seq = db.change_seq().await?;
-        if let Some(catalog) = self.current_at_least(change_seq) {
-            return Ok(catalog);
+        self.cache
+            .get_at(change_seq, || Catalog::load(db, change_seq))
+            .await
+    }
+}
+
+/// A value read from the database at one value of the change counter, kept while the counter
+/// stands still.
+pub(crate) struct SeqCache<T> {
+    current: RwLock<Option<(i64, Arc<T>)>>,
+    /// One reload at a time: concurrent requests that find the value stale wait for it.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl<T> Default for SeqCache<T> {
+    fn default() -> SeqCache<T> {
+        SeqCache {
+            current: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<T> SeqCache<T> {
+    /// The value read at `change_seq` or later: the cached one if it is that new, otherwise
+    /// `load`'s, which must read the database after `change_seq` was read.
+    pub(crate) async fn get_at<E, Fut>(
+        &self,
+        change_seq: i64,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<Arc<T>, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(value) = self.current_at_least(change_seq) {
+            return Ok(value);
         }
         let _reloading = self.reloading.lock().await;
-        if let Some(catalog) = self.current_at_least(change_seq) {
-            return Ok(catalog);
+        if let Some(value) = self.current_at_least(change_seq) {
+            return Ok(value);
         }
-        let catalog = Arc::new(Catalog::load(db, change_seq).await?);
+        let value = Arc::new(load().await?);
         *self
             .current
             .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(catalog.clone());
-        Ok(catalog)
+            .unwrap_or_else(|poison| poison.into_inner()) = Some((change_seq, value.clone()));
+        Ok(value)
     }
 
-    fn current_at_least(&self, change_seq: i64) -> Option<Arc<Catalog>> {
+    fn current_at_least(&self, change_seq: i64) -> Option<Arc<T>> {
         self.current
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
             .as_ref()
-            .filter(|catalog| catalog.change_seq >= change_seq)
-            .cloned()
+            .filter(|(seq, _)| *seq >= change_seq)
+            .map(|(_, value)| value.clone())
     }
 }
 
@@ -88,6 +120,18 @@ impl Catalog {
             games,
             versions,
         })
+    }
+
+    /// The change counter the catalog was read at (or after).
+    pub(crate) fn change_seq(&self) -> i64 {
+        self.change_seq
+    }
+
+    /// Every user, by name.
+    pub(crate) fn users(&self) -> Vec<&User> {
+        let mut users: Vec<&User> = self.users.values().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
     }
 
     /// A user by name.

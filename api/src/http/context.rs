@@ -7,8 +7,9 @@ use mist_db::Db;
 use tokio::sync::Semaphore;
 
 use crate::config::ApiConfig;
-use crate::http::catalog::CatalogCache;
+use crate::http::catalog::{CatalogCache, SeqCache};
 use crate::http::error::Error;
+use crate::pages::board::data::BoardData;
 use crate::ratelimit::FailureLimiter;
 use crate::token::TokenKeys;
 
@@ -34,6 +35,8 @@ pub(crate) struct ApiContext {
     pub(crate) dummy_hash: OnceLock<String>,
     /// Users, games and versions, reloaded whenever the database changed.
     pub(crate) catalog: CatalogCache,
+    /// What the status board shows, reloaded whenever the database changed.
+    pub(crate) board: SeqCache<BoardData>,
 }
 
 /// Parses a game name from a path or query, strictly: anything that is not a valid name is a

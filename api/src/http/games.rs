@@ -91,6 +91,11 @@ pub(crate) struct UpdateQuery {
 pub(crate) async fn list_games(
     AuthUser(viewer, catalog): AuthUser,
 ) -> Result<Json<GameList>, Error> {
+    Ok(Json(game_list(&catalog, &viewer)))
+}
+
+/// The games `viewer` may see, as `GET /v1/games` answers them.
+pub(crate) fn game_list(catalog: &Catalog, viewer: &Viewer) -> GameList {
     let games = catalog
         .games()
         .iter()
@@ -126,7 +131,7 @@ pub(crate) async fn list_games(
             }
         })
         .collect();
-    Ok(Json(GameList { games }))
+    GameList { games }
 }
 
 /// Shows one game.
@@ -147,7 +152,20 @@ pub(crate) async fn get_game(
     AuthUser(viewer, catalog): AuthUser,
     Path(path): Path<GamePath>,
 ) -> Result<Json<GameDetail>, Error> {
-    let game = visible_game(&catalog, &viewer, &path.game)?;
+    Ok(Json(
+        game_detail(&ctx, &catalog, &viewer, &path.game).await?,
+    ))
+}
+
+/// One game as `GET /v1/games/{game}` answers it; `404` when it does not exist or `viewer`
+/// may not see it.
+pub(crate) async fn game_detail(
+    ctx: &ApiContext,
+    catalog: &Catalog,
+    viewer: &Viewer,
+    name: &str,
+) -> Result<GameDetail, Error> {
+    let game = visible_game(catalog, viewer, name)?;
     let versions = catalog.versions_of(&game.name);
     let artifacts = artifacts_by_address(ctx.db.artifacts_of_game(&game.name).await?);
     let spec = GameSpecView::parse(game);
@@ -185,13 +203,19 @@ pub(crate) async fn get_game(
             tree_digest: version.observed.tree_digest.clone(),
             manifest: link(&artifacts, version.observed.manifest_address.as_deref()),
             pack: link(&artifacts, version.observed.pack_address.as_deref()),
+            released_at: version
+                .observed
+                .pack_address
+                .as_deref()
+                .and_then(|address| artifacts.get(address))
+                .map(|artifact| artifact.created_at),
             state: viewer
                 .is_admin()
                 .then(|| wire_state(version.observed.state)),
             conditions,
         });
     }
-    Ok(Json(GameDetail {
+    Ok(GameDetail {
         name: game.name.clone(),
         title: spec.title,
         description: spec.description,
@@ -200,7 +224,7 @@ pub(crate) async fn get_game(
         latest,
         versions: details,
         suspended: viewer.is_admin().then_some(game.suspended),
-    }))
+    })
 }
 
 /// Downloads a version's manifest (JSON: every file with its size and BLAKE3).

@@ -53,6 +53,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         event_stream_permits: Arc::new(Semaphore::new(limits.max_event_streams.max(1))),
         dummy_hash: OnceLock::new(),
         catalog: CatalogCache::default(),
+        board: Default::default(),
         config,
     });
     // The dummy hash costs one argon2id hash: make it now, so the first login of an unknown
@@ -69,6 +70,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         .merge(artifacts::router())
         .merge(status::router())
         .merge(openapi::router())
+        .merge(crate::pages::router())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes));
     let repair = repair::router()

@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
 use mist_wire::error::ErrorBody;
-use mist_wire::status::{STATUS_EVENT, StatusView};
+use mist_wire::status::{STATUS_EVENT, StatusReport, StatusView};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::Viewer;
@@ -141,12 +141,8 @@ async fn next_event(mut state: StreamState) -> Option<(Result<Event, Infallible>
     }
 }
 
-/// The status as `viewer` may see it.
-async fn status_view(
-    ctx: &ApiContext,
-    catalog: &Catalog,
-    viewer: &Viewer,
-) -> Result<StatusView, Error> {
+/// The whole status report, from the configured status source.
+pub(crate) async fn status_report(ctx: &ApiContext) -> Result<StatusReport, Error> {
     let source = ctx
         .config
         .status
@@ -158,6 +154,16 @@ async fn status_view(
             ErrorChain(error.as_ref())
         ))
     })?;
+    Ok(report)
+}
+
+/// The status as `viewer` may see it.
+async fn status_view(
+    ctx: &ApiContext,
+    catalog: &Catalog,
+    viewer: &Viewer,
+) -> Result<StatusView, Error> {
+    let report = status_report(ctx).await?;
     if viewer.is_admin() {
         return Ok(StatusView::Admin(report));
     }

@@ -3,11 +3,13 @@
 //! real artifact store in a temp dir (see `common`).
 
 mod auth;
+mod board;
 mod catalog;
 mod common;
 mod contract;
 mod downloads;
 mod hostile;
+mod pages;
 mod plans;
 mod repair;
 mod status;

@@ -106,6 +106,9 @@ pub struct VersionDetail {
     /// The pack artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack: Option<ArtifactLink>,
+    /// When its pack was made, epoch milliseconds: when the version became installable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<i64>,
     /// Admins only: the version's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VersionState>,

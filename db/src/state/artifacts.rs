@@ -1,8 +1,8 @@
 //! Content-addressed artifacts: immutable files in the NAS artifact store, named by the
 //! digest of their bytes.
 
-use super::{Artifact, artifact_columns, artifact_from_record, is_content_address};
-use crate::{Db, EpochMs, Error, QueryContext, to_i64};
+use super::{Artifact, ArtifactTotals, artifact_columns, artifact_from_record, is_content_address};
+use crate::{Db, EpochMs, Error, QueryContext, Record, to_i64, to_u64};
 
 impl Db {
     /// Records an artifact; returns whether it was new. Recording the same address again is a
@@ -81,6 +81,20 @@ impl Db {
         .op("read artifact")?
         .map(|row| artifact_from_record(&row))
         .transpose()
+    }
+
+    /// How many artifacts are recorded, and their bytes in all.
+    pub async fn artifact_totals(&self) -> Result<ArtifactTotals, Error> {
+        let row =
+            sqlx::query("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM artifacts")
+                .fetch_one(&self.pool)
+                .await
+                .op("sum artifacts")?;
+        let record: &dyn Record = &row;
+        Ok(ArtifactTotals {
+            n_artifacts: to_u64(record.int(0, "artifacts.count")?, "artifacts.count")?,
+            bytes: to_u64(record.int(1, "artifacts.size")?, "artifacts.size")?,
+        })
     }
 
     /// Deletes an artifact's row; returns whether it existed. Fails while a version or delta

@@ -538,3 +538,21 @@ impl SplitMix64 {
         bytes
     }
 }
+
+/// The password `mistd demo` printed for `user` (`  <user>  <role>  <password>`).
+pub fn password_of(stdout: &str, user: &str) -> String {
+    stdout
+        .lines()
+        .map(str::split_whitespace)
+        .map(Iterator::collect::<Vec<_>>)
+        .find(|words| words.len() == 3 && words[0] == user)
+        .map(|words| words[2].to_owned())
+        .unwrap_or_else(|| panic!("no password for {user} in:\n{stdout}"))
+}
+
+/// Runs `mistd demo --dir <dir> --no-serve`, which must exit 0; returns what it printed.
+pub fn run_demo(dir: &Path) -> String {
+    let output = demo_no_serve(dir);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

@@ -1,0 +1,188 @@
+//! The status board through real HTTP: who may see it, and that it shows every section from
+//! the status report and the database.
+
+use std::sync::Arc;
+
+use mist_api::config::ApiConfig;
+use mist_db::Db;
+use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::state::{Outcome, Revision};
+use mist_wire::status::{
+    GameStatus, JobKind, JobProgress, JobState, Phase, QueueEntry, StatusError, StatusReport,
+    VersionStatus,
+};
+
+use crate::common::*;
+use crate::pages::{get_page, sign_in};
+
+/// A report with a refused commit, one version of each phase and a job of each state.
+fn board_report(config: &mut ApiConfig) {
+    config.status = Some(Arc::new(|_db: Db| {
+        Box::pin(async move {
+            let version = |name: &str, status: Phase, reason: &str, message: &str| VersionStatus {
+                name: name.to_owned(),
+                ready: status == Phase::Ready,
+                status,
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                progress: (status == Phase::Reconciling).then(|| progress(40, 100)),
+            };
+            let job = |kind: JobKind, state: JobState, error: Option<&str>| QueueEntry {
+                key: format!("{kind}-{state}"),
+                kind,
+                game: Some("open".to_owned()),
+                version: Some("1.3".to_owned()),
+                state,
+                attempts: u32::from(error.is_some()) * 3,
+                last_error: error.map(str::to_owned),
+                next_attempt_at: T0 + 60_000,
+                progress: progress(40, 100),
+            };
+            Ok(StatusReport {
+                commit: Some("bad0c0ffee00bad0c0ffee00".to_owned()),
+                last_applied_revision: Some("600dc0ffee00600dc0ffee00".to_owned()),
+                last_attempted_revision: Some("bad0c0ffee00bad0c0ffee00".to_owned()),
+                errors: vec![StatusError {
+                    file: Some("games/open/game.yaml".to_owned()),
+                    line: Some(3),
+                    column: Some(5),
+                    message: "unknown field `titel`".to_owned(),
+                    hint: Some("did you mean `title`?".to_owned()),
+                }],
+                games: vec![GameStatus {
+                    name: "open".to_owned(),
+                    suspended: false,
+                    versions: vec![
+                        version("1.0", Phase::Ready, "Ready", "Served."),
+                        version("1.3", Phase::Reconciling, "Building", "Packing."),
+                        version(
+                            "1.4",
+                            Phase::Stalled,
+                            "DigestMismatch",
+                            "The build changed.",
+                        ),
+                    ],
+                }],
+                queue: vec![
+                    job(JobKind::Pack, JobState::Running, None),
+                    job(JobKind::Delta, JobState::Queued, None),
+                    job(JobKind::Ingest, JobState::Failed, Some("disk on fire")),
+                ],
+            })
+        })
+    }));
+}
+
+fn progress(done: u64, total: u64) -> JobProgress {
+    JobProgress {
+        kind: JobKind::Pack,
+        stage: "compress".to_owned(),
+        stage_index: 1,
+        done,
+        total,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_is_for_admins_and_shows_every_section() {
+    each_backend("the_board", board_report, |api| async move {
+        world(&api).await;
+        api.db()
+            .record_revision(
+                &Revision {
+                    commit_id: "600dc0ffee00600dc0ffee00".to_owned(),
+                    seen_at: T0,
+                    outcome: Outcome::Ok,
+                    errors_json: "[]".to_owned(),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        for (object, reason) in [
+            (ObjectRef::version("open", "1.4"), "DriftDetected"),
+            (ObjectRef::game("open"), "GameAdded"),
+        ] {
+            api.db()
+                .record_event(
+                    &object,
+                    Severity::Warning,
+                    reason,
+                    "said for the test",
+                    T0,
+                    100,
+                )
+                .await
+                .unwrap();
+        }
+
+        let anonymous = get_page(&api, "/admin", None).await;
+        assert_eq!(
+            (anonymous.status, anonymous.header("location")),
+            (303, Some("/login"))
+        );
+        let alice = sign_in(&api, "alice").await;
+        let friend = get_page(&api, "/admin", Some(&alice)).await;
+        assert_eq!(friend.status, 404, "a friend never sees the board");
+        assert!(!friend.body.contains("disk on fire") && !friend.body.contains("Spec repository"));
+        assert!(
+            !get_page(&api, "/", Some(&alice))
+                .await
+                .body
+                .contains("/admin")
+        );
+
+        let root = sign_in(&api, "root").await;
+        let board = get_page(&api, "/admin", Some(&root)).await;
+        let body = &board.body;
+        assert_eq!(board.status, 200, "{body}");
+        for expected in [
+            // The commit in force, when it was read, the refused one and its errors.
+            "600dc0ffee00",
+            "read 2023-11-14 22:13 UTC",
+            "Commit <code>bad0c0ffee00</code> was refused",
+            "games/open/game.yaml:3:5",
+            "unknown field `titel`",
+            // Versions with phases, plain reasons and advice for the Stalled one.
+            "1 Ready",
+            "1 Reconciling",
+            "1 Stalled",
+            "The build changed on the NAS after it was read",
+            "What to do:",
+            r#"<progress max="100" value="40""#,
+            "compress",
+            // Jobs: running, queued, failed with the error and the next try.
+            "disk on fire",
+            "Next try 2023-11-14 22:14 UTC",
+            // Events per game and version.
+            "DriftDetected",
+            "GameAdded",
+            // Users and the server.
+            "carol",
+            "disabled",
+            "Artifacts",
+            if api.db().backend() == mist_db::Backend::Sqlite {
+                "SQLite"
+            } else {
+                "Postgres"
+            },
+            // The live part.
+            r#"data-live="/v1/events""#,
+            "/assets/board.",
+        ] {
+            assert!(body.contains(expected), "{expected} in {body}");
+        }
+        let stalled = body.find("1.4").unwrap();
+        assert!(body[stalled..].contains("What to do:"));
+        // The cookie follows the live events, as the board's script does.
+        let events = reqwest::Client::new()
+            .get(api.url("/v1/events"))
+            .header("cookie", format!("mist_session={root}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(events.status().as_u16(), 200);
+        assert_eq!(events.headers()["content-type"], "text/event-stream");
+    })
+    .await;
+}
