@@ -14,6 +14,7 @@ use mist_client::download::{DownloadOptions, parse_rate};
 use mist_client::ops::install::UpdateSummary;
 use mist_client::ops::{self, Context};
 use mist_client::progress::{Progress, ProgressMode};
+use mist_platform::units::human_size;
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
 ///
@@ -466,12 +467,13 @@ fn finish_line(
                         })
                         .unwrap_or_default();
                     format!(
-                        "{game} {outcome}: {} → {} ({} route, {} bytes downloaded of {} planned{ratio})",
+                        "{game} {outcome}: {} → {} in {} ({} route, {} downloaded of {} planned{ratio})",
                         summary.from.as_deref().unwrap_or("nothing"),
                         summary.to,
+                        summary.dir.display(),
                         summary.route,
-                        summary.downloaded_bytes,
-                        summary.planned_bytes,
+                        human_size(summary.downloaded_bytes),
+                        human_size(summary.planned_bytes),
                     )
                 }
             };

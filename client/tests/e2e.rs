@@ -644,8 +644,17 @@ fn verify_repair_fixes_damaged_files_by_deltas_and_leaves_extra_files_alone() {
 #[test]
 fn purge_removes_a_friends_files_only_when_confirmed() {
     let client = Client::logged_in();
-    let installed = client.json(&["install", "starfall"]);
+    let output = client.run(&["install", "starfall", "--json"]);
+    assert_success(&output);
+    let installed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let dir = Path::new(installed[0]["dir"].as_str().unwrap()).to_owned();
+    // The summary says where the game went, in units people read.
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&format!("→ 1.2.0 in {} (", dir.display()))
+            && said.contains(" MB downloaded of "),
+        "{said}"
+    );
     std::fs::create_dir(dir.join("mods")).unwrap();
     std::fs::write(dir.join("mods/better-ships.pak"), b"a mod").unwrap();
 

@@ -1439,6 +1439,7 @@ fn every_help_has_examples() {
         seen,
         [
             "",
+            "confirm-retire",
             "delta",
             "delta apply",
             "delta create",
@@ -1453,7 +1454,11 @@ fn every_help_has_examples() {
             "status",
             "user",
             "user add",
-            "validate"
+            "user disable",
+            "user enable",
+            "user passwd",
+            "user remove",
+            "validate",
         ],
         "the help tree changed; check the new commands are tested"
     );
