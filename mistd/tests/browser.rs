@@ -47,21 +47,14 @@ fn the_pages_in_headless_chromium() {
     let dir = tmp.path().join("demo");
     let stdout = common::run_demo(&dir);
     let (specs, nas, data) = (dir.join("specs"), dir.join("nas"), dir.join("data"));
-    let mut server = Mistd::run(
-        &[
-            OsStr::new("--specs"),
-            specs.as_os_str(),
-            OsStr::new("--nas"),
-            nas.as_os_str(),
-            OsStr::new("--data"),
-            data.as_os_str(),
-            OsStr::new("--verify-interval"),
-            OsStr::new("2s"),
-            OsStr::new("--resync"),
-            OsStr::new("2s"),
-        ],
-        &tmp.path().join("mistd.log"),
-    );
+    let mut args = common::run_args(&specs, &nas, &data);
+    args.extend([
+        OsStr::new("--verify-interval"),
+        OsStr::new("2s"),
+        OsStr::new("--resync"),
+        OsStr::new("2s"),
+    ]);
+    let mut server = Mistd::run(&args, &tmp.path().join("mistd.log"));
     server.wait_healthy(Duration::from_secs(60));
 
     let output = Command::new("node")

@@ -185,6 +185,27 @@ impl Running {
     }
 }
 
+/// Waits until `sink` has nothing left to send: every notification it should get is recorded
+/// as sent or given up, none pending a retry. After that the sender cannot send again, so a
+/// doubled delivery would already be in what the endpoint received.
+async fn settled(db: &Db, sink: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let due = db
+            .due_notifications(sink, &[Audience::Friends, Audience::Admins], i64::MAX, 1)
+            .await
+            .unwrap();
+        if due.is_empty() && db.next_retry_at(sink).await.unwrap().is_none() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {sink} to settle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls `check` every 10 ms until it holds, or panics after `timeout`.
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -213,8 +234,7 @@ async fn a_ready_version_is_sent_once_through_429_and_5xx() {
             !endpoint.accepted().is_empty()
         })
         .await;
-        // Give a second, wrong delivery the time to show up: a few polls and retries.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        settled(&t.db, "discord").await;
         running.stop().await;
 
         let received = endpoint.received();
@@ -331,7 +351,7 @@ async fn a_sink_added_later_gets_what_happens_from_then_on() {
             !endpoint.accepted().is_empty()
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        settled(&t.db, "discord").await;
         running.stop().await;
         let versions: Vec<String> = endpoint
             .accepted()
