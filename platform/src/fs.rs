@@ -212,17 +212,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// would hold it: a path that does not exist yet is measured at its nearest existing
 /// ancestor. `u64::MAX` where the platform cannot say (see [`free_space`]).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    let mut at = path;
-    while !at.exists() {
-        match at.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
-            _ => {
-                at = Path::new(".");
-                break;
-            }
-        }
-    }
-    Ok(free_space(at)?.unwrap_or(u64::MAX))
+    Ok(free_space(nearest_existing(path))?.unwrap_or(u64::MAX))
+}
+
+/// `path` if it exists, else its nearest ancestor that does (`.` for a relative path none
+/// of whose ancestors exists): where a file at `path` would be created.
+pub fn nearest_existing(path: &Path) -> &Path {
+    path.ancestors()
+        .find(|at| !at.as_os_str().is_empty() && at.exists())
+        .unwrap_or(Path::new("."))
 }
 
 /// Bytes an unprivileged user may still write on the file system that holds `path`

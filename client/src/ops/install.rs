@@ -357,10 +357,7 @@ fn check_space(
 /// The file system device holding `path`, or the nearest folder above it that exists.
 fn device(path: &Path) -> anyhow::Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    let existing = path
-        .ancestors()
-        .find(|at| at.exists())
-        .unwrap_or(Path::new("."));
+    let existing = mist_platform::fs::nearest_existing(path);
     Ok(std::fs::metadata(existing)
         .with_context(|| format!("failed to read {}", existing.display()))?
         .dev())
