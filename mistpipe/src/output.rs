@@ -1,5 +1,6 @@
 //! The files `mistpipe` writes (spec scaffolds, hooks, schemas, deltas): each whole or not
-//! at all, through `mist_platform::fs`, so a crash or a full disk never leaves half a file.
+//! at all, through `mist_platform::fs`, so a crash or a full disk never leaves half a file;
+//! and the check every spec text passes before it is written.
 
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::Path;
@@ -37,4 +38,21 @@ pub(crate) fn write_replacing(
         Ok::<_, anyhow::Error>(())
     })
     .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Parses `text` as a spec of `kind` and checks it against the kind's schema; the first
+/// problem found, if any. Returns the parsed document.
+pub(crate) fn check_spec_text(
+    text: &str,
+    kind: mist_specs::model::Kind,
+) -> Result<mist_specs::yaml::Node, String> {
+    let root = mist_specs::yaml::parse(text, mist_specs::yaml::Limits::default())
+        .map_err(|errors| format!("not valid YAML: {}", errors[0].message))?;
+    match mist_specs::schema::validate(&kind.json_schema(), &root)
+        .into_iter()
+        .next()
+    {
+        Some(violation) => Err(violation.message),
+        None => Ok(root),
+    }
 }

@@ -376,23 +376,9 @@ fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
-/// Parses `text` as a spec of `kind` and checks it against the kind's schema; the first
-/// problem found, if any. Returns the parsed document.
-pub(crate) fn check_spec_text(text: &str, kind: Kind) -> Result<mist_specs::yaml::Node, String> {
-    let root = mist_specs::yaml::parse(text, mist_specs::yaml::Limits::default())
-        .map_err(|errors| format!("not valid YAML: {}", errors[0].message))?;
-    match mist_specs::schema::validate(&kind.json_schema(), &root)
-        .into_iter()
-        .next()
-    {
-        Some(violation) => Err(violation.message),
-        None => Ok(root),
-    }
-}
-
 /// Checks the rendered spec with the real loader, then writes it (never over a file).
 fn write_spec(repo: &Path, rel: &str, kind: Kind, text: &str) -> anyhow::Result<()> {
-    check_spec_text(text, kind).map_err(|problem| {
+    crate::output::check_spec_text(text, kind).map_err(|problem| {
         Failure::invalid(format!("the scaffold for {rel} is invalid: {problem}"))
     })?;
     let path = repo.join(rel);

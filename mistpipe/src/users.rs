@@ -126,7 +126,7 @@ fn set_spec_field(text: &str, field: &str, value: &str) -> Option<String> {
 
 /// Checks `text` as the spec of user `name`: the schema, then the model.
 fn check_user(text: &str, name: &str) -> Result<(), String> {
-    let root = crate::scaffold::check_spec_text(text, Kind::User)?;
+    let root = crate::output::check_spec_text(text, Kind::User)?;
     let user: User = serde_json::from_value(root.to_json()).map_err(|error| error.to_string())?;
     if user.metadata.name != name {
         return Err(format!("its name is {}", user.metadata.name));
