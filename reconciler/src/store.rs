@@ -251,8 +251,33 @@ impl ArtifactStore {
     }
 }
 
+/// What a cancelled [`ArtifactWriter`]'s writes fail with, inside an [`io::Error`] of kind
+/// `Other`. Not `Interrupted`: `write_all`, `io::copy` and compressors retry that kind forever,
+/// so a cancelled job would spin on it instead of stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the job was cancelled")]
+pub struct Cancelled;
+
+/// Whether `error` or one of its sources is [`Cancelled`] (directly or inside an
+/// [`io::Error`]): the work failed because its job was cancelled, not for a reason to retry.
+pub fn is_cancelled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let inside_io = error
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<Cancelled>());
+        if error.is::<Cancelled>() || inside_io {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 impl ArtifactWriter {
-    /// Makes writes fail once `cancel` is set, so a long write stops soon after a shutdown.
+    /// Makes writes fail with [`Cancelled`] once `cancel` is set, so a long write stops soon
+    /// after a shutdown or a lost lease.
     pub fn cancel_on(mut self, cancel: Arc<AtomicBool>) -> Self {
         self.cancel = Some(cancel);
         self
@@ -309,7 +334,7 @@ impl Write for ArtifactWriter {
             .as_ref()
             .is_some_and(|cancel| cancel.load(Ordering::Relaxed))
         {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            return Err(io::Error::other(Cancelled));
         }
         let file = self.file.as_mut().expect("not finished");
         let n = file.write(buf)?;
@@ -395,10 +420,41 @@ mod tests {
         let store = ArtifactStore::open(nas.path()).unwrap();
         let cancel = Arc::new(AtomicBool::new(true));
         let mut writer = store.writer().unwrap().cancel_on(cancel);
-        assert_eq!(
-            writer.write(b"x").unwrap_err().kind(),
-            io::ErrorKind::Interrupted
-        );
+        let error = writer.write(b"x").unwrap_err();
+        assert_ne!(error.kind(), io::ErrorKind::Interrupted);
+        assert!(is_cancelled(&error), "{error}");
+        assert!(!is_cancelled(&io::Error::other("disk full")));
+    }
+
+    /// A job cancelled in the middle of a buffered `write_all` stops at once and leaves no
+    /// temporary file: the writer's error is not one that `write_all` retries.
+    #[test]
+    fn cancelled_buffered_write_stops_and_cleans_up() {
+        let nas = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(nas.path()).unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let writer = store.writer().unwrap().cancel_on(cancel.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffered = io::BufWriter::new(writer);
+            let chunk = vec![7u8; 1 << 16];
+            // Some data goes out before the cancellation, the rest after it.
+            buffered.write_all(&chunk).unwrap();
+            buffered.flush().unwrap();
+            cancel.store(true, Ordering::Relaxed);
+            let result = (0..1024).try_for_each(|_| {
+                buffered.write_all(&chunk)?;
+                buffered.flush()
+            });
+            drop(buffered);
+            let _ = done_tx.send(result);
+        });
+        let result = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the cancelled write returns instead of retrying forever");
+        let error = result.expect_err("a cancelled write fails");
+        assert!(is_cancelled(&error), "{error}");
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::error::{ActionError, retry};
 use super::input_tree::InputTree;
 use super::run::{Run, blocking};
 use crate::diff::condition::Reason;
-use crate::store::Stored;
+use crate::store::{Stored, is_cancelled};
 
 impl Run {
     /// Makes the tree delta from one version to another.
@@ -114,11 +114,7 @@ impl Run {
                 TreeDeltaError::UnsupportedPath { .. } => {
                     ActionError::Terminal(Reason::InvalidBuild, error.to_string())
                 }
-                TreeDeltaError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::Interrupted =>
-                {
-                    ActionError::Cancelled
-                }
+                error if is_cancelled(&error) => ActionError::Cancelled,
                 error => retry(error),
             })?;
             let stored = writer.finish().map_err(retry)?;

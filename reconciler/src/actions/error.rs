@@ -14,7 +14,7 @@ pub(crate) enum ActionError {
     Retry(Cause),
     /// Retrying cannot help; wait for a spec change.
     Terminal(Reason, String),
-    /// Stopped for a shutdown; release the job.
+    /// Stopped for a shutdown or a lost lease; release the job.
     Cancelled,
 }
 

@@ -5,10 +5,11 @@ use std::sync::atomic::AtomicU64;
 
 use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::state::{ArtifactKind, VersionObserved};
-use mist_games::pack::{self, PackError};
+use mist_games::pack;
 
 use super::error::{ActionError, retry};
 use super::run::{Run, blocking};
+use crate::store::is_cancelled;
 
 /// The zstd level of packs: packs are made once and downloaded many times, but a level in
 /// the high teens would take hours on a large build with two cores.
@@ -55,11 +56,12 @@ impl Run {
                     .cancel_on(cancel)
                     .count_into(written_by_work);
                 pack::write::write_pack(&tree.root, &manifest, &mut writer, PACK_ZSTD_LEVEL)
-                    .map_err(|error| match error {
-                        PackError::Write(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    .map_err(|error| {
+                        if is_cancelled(&error) {
                             ActionError::Cancelled
+                        } else {
+                            retry(error)
                         }
-                        error => retry(error),
                     })?;
                 let stored = writer.finish().map_err(retry)?;
                 drop(tree);
