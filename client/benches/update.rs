@@ -386,7 +386,14 @@ impl Client {
             home: work.join("client"),
         };
         let mut child = client
-            .command(&["login", "--server", url, "--user", "friend"])
+            .command(&[
+                "login",
+                "--server",
+                url,
+                "--user",
+                "friend",
+                "--password-stdin",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

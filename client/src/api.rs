@@ -37,10 +37,12 @@ pub enum ApiError {
         detail: String,
     },
     /// The connection failed or broke.
-    #[error("cannot reach the server at {url}")]
+    #[error("cannot reach the server at {url}{hint}")]
     Network {
         /// The URL asked.
         url: String,
+        /// What to try, in parentheses, from [`connection_hint`]; or empty.
+        hint: &'static str,
         /// The cause.
         #[source]
         source: reqwest::Error,
@@ -88,6 +90,7 @@ pub fn http_client() -> Result<reqwest::Client, ApiError> {
         .build()
         .map_err(|source| ApiError::Network {
             url: String::new(),
+            hint: "",
             source,
         })
 }
@@ -104,6 +107,9 @@ pub fn parse_server(server: &str) -> Result<Url, ApiError> {
         url: server.to_owned(),
         detail: detail.to_owned(),
     };
+    if let Some(hint) = url_hint(server) {
+        return Err(bad(&hint));
+    }
     let mut url = Url::parse(server).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(bad("expected http://host[:port] or https://host[:port]"));
@@ -299,8 +305,45 @@ fn join(base: &Url, path: &str) -> Result<Url, ApiError> {
 fn network(url: &Url, source: reqwest::Error) -> ApiError {
     ApiError::Network {
         url: url.to_string(),
+        hint: connection_hint(&source),
         source: source.without_url(),
     }
+}
+
+/// What to try when a connection to a server failed, in parentheses with a leading space;
+/// empty when there is nothing obvious (a connection that broke midway).
+pub fn connection_hint(error: &reqwest::Error) -> &'static str {
+    let mut causes = String::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = cause {
+        causes.push_str(&current.to_string().to_ascii_lowercase());
+        causes.push(' ');
+        cause = current.source();
+    }
+    if causes.contains("refused") {
+        " (is the server running, and is the port right?)"
+    } else if causes.contains("dns") || causes.contains("resolve") || causes.contains("lookup") {
+        " (is the host name right?)"
+    } else if causes.contains("certificate") || causes.contains("tls") || causes.contains("ssl") {
+        " (does the server speak https? for a plain-HTTP server give the URL with http://)"
+    } else if error.is_timeout() || causes.contains("timed out") {
+        " (is the server running and reachable from here, past any firewall?)"
+    } else if error.is_connect() {
+        " (is the server running, and is the URL right?)"
+    } else {
+        ""
+    }
+}
+
+/// What to try when `text` was meant as a server URL but is not one: the scheme it lacks.
+pub fn url_hint(text: &str) -> Option<String> {
+    if text.contains("://") {
+        return None;
+    }
+    Some(format!(
+        "add http:// or https:// in front, e.g. http://{}",
+        text.trim_start_matches('/')
+    ))
 }
 
 /// Maps an error status to an [`ApiError`] (`what` names the thing asked for).

@@ -1,7 +1,9 @@
 //! `mist`, the friends' client: get games from a Mist server and keep them up to date.
 //!
-//! Exit codes: 0 success, 1 the command failed (the message says why; installs are left at
-//! the old version or the new one), 2 wrong usage.
+//! Exit codes (docs/cli.md): 0 success, 1 `mist verify` found the game damaged, 2 the
+//! command was used wrongly or could not do its work (the message says why; installs are
+//! left at the old version or the new one). `mist launch` exits 0 once the game ran, whatever
+//! the game's own code, unless `--pass-exit-code` asks for it.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use mist_client::download::{DownloadOptions, parse_rate};
 use mist_client::ops::install::UpdateSummary;
 use mist_client::ops::{self, Context};
 use mist_client::progress::{Progress, ProgressMode};
-use mist_platform::units::human_size;
+use mist_platform::units::{count, human_size};
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
 ///
@@ -29,7 +31,7 @@ use mist_platform::units::human_size;
 #[command(
     after_help = "Examples:\n  mist login --server https://mist.example:8080 --user alice\n  \
     mist list\n  mist install starfall\n  mist update --all\n  mist launch starfall -- --windowed\n\n\
-    Exit codes: 0 success, 1 the command failed, 2 wrong usage."
+    Exit codes: 0 success, 1 `mist verify` found damage, 2 wrong usage or the command failed."
 )]
 struct Cli {
     /// No progress bars (they are also hidden when standard error is not a terminal).
@@ -67,8 +69,9 @@ struct DownloadArgs {
 enum Command {
     /// Log in and save the token (mode 0600; never printed).
     ///
-    /// The password is asked without echo on a terminal, or read as one line from standard
-    /// input otherwise (`pass show mist | mist login --user alice`).
+    /// The password is asked without echo on a terminal, or read from the first line of
+    /// standard input with --password-stdin (`pass show mist | mist login --user alice
+    /// --password-stdin`).
     Login {
         /// The server, e.g. https://mist.example:8080 (default: the last one used).
         // This comment is also the `--help` text, which shows the URL as it is written.
@@ -78,6 +81,9 @@ enum Command {
         /// The user name (asked on a terminal when missing).
         #[arg(long, env = "MIST_USER")]
         user: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, requires = "user")]
+        password_stdin: bool,
     },
     /// List the games on the server, what is installed and which updates are waiting.
     List {
@@ -102,14 +108,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Update a game, or every installed game, to the newest version.
+    /// Update a game, or every installed game with --all, to the newest version.
     ///
     /// Downloads the cheapest route the server plans (tree deltas, a skip delta or the
     /// pack) and applies it; files the update does not change are not rewritten. Also
     /// finishes an update that was interrupted.
+    #[command(after_help = "Examples:\n  mist update starfall\n  mist update --all")]
     Update {
-        /// The game to update.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        /// The game to update (or --all).
+        #[arg(conflicts_with = "all")]
         game: Option<String>,
         /// Update every installed game.
         #[arg(long)]
@@ -119,6 +126,9 @@ enum Command {
         json: bool,
     },
     /// Compare every installed file with the manifest of its version.
+    ///
+    /// Exit code 0 when every file of the game is intact, 1 when some are missing or changed
+    /// (with --repair: still damaged after the repair), 2 when it could not check.
     #[command(after_help = "Examples:\n  mist verify starfall\n  mist verify starfall --repair")]
     Verify {
         /// The game.
@@ -153,10 +163,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a game with the server's launch command, adding ARGS.
+    /// Start a game with the server's launch command, adding ARGS, and wait for it to end.
+    ///
+    /// Ctrl-C goes to the game. mist exits 0 once the game ran, whatever the game's own exit
+    /// code (a code other than 0 is reported on standard error), unless --pass-exit-code
+    /// asks for the game's code as mist's.
+    #[command(after_help = "Examples:\n  mist launch starfall\n  \
+        mist launch starfall -- --windowed\n  mist launch starfall --pass-exit-code")]
     Launch {
         /// The game.
         game: String,
+        /// Exit with the game's exit code (128 + N when signal N ended it), for scripts that
+        /// check how the game ended.
+        #[arg(long)]
+        pass_exit_code: bool,
         /// Arguments passed to the game after the server's own.
         #[arg(last = true)]
         args: Vec<String>,
@@ -169,16 +189,21 @@ enum Command {
     },
 }
 
+/// The exit code of a check that found what it checks not as wanted (`mist verify`).
+const EXIT_NOT_AS_WANTED: u8 = 1;
+
+/// The exit code of wrong usage or a command that could not do its work; clap's usage
+/// errors exit with it too.
+const EXIT_CANNOT_RUN: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            if is_broken_pipe(&error) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {error:#}");
-            ExitCode::from(1)
+            ExitCode::from(EXIT_CANNOT_RUN)
         }
     }
 }
@@ -213,7 +238,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Login { server, user } => login(&runtime, &context, server, user, &mut stdout)?,
+        Command::Login {
+            server,
+            user,
+            password_stdin,
+        } => login(
+            &runtime,
+            &context,
+            server,
+            user,
+            password_stdin,
+            &mut stdout,
+        )?,
         Command::List { json } => list(&runtime, &context, json, &mut stdout)?,
         Command::Install {
             game,
@@ -236,7 +272,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update { game, all, json } => {
             let games = match (game, all) {
                 (Some(game), _) => vec![game],
-                (None, _) => ops::library::installed_games(&context)?,
+                (None, true) => ops::library::installed_games(&context)?,
+                (None, false) => bail!(
+                    "name the game to update (`mist update GAME`), or update every installed \
+                     game with `mist update --all`"
+                ),
             };
             update(&runtime, &context, &games, json, &mut stdout)?;
         }
@@ -244,19 +284,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             game,
             json,
             repair: true,
-        } => repair(&runtime, &context, &game, json, &mut stdout)?,
-        Command::Verify { game, json, .. } => verify(&context, &game, json, &mut stdout)?,
+        } => return repair(&runtime, &context, &game, json, &mut stdout),
+        Command::Verify { game, json, .. } => return verify(&context, &game, json, &mut stdout),
         Command::Uninstall {
             game,
             purge,
             yes,
             json,
         } => uninstall(&context, &game, purge, yes, json, &mut stdout)?,
-        Command::Launch { game, args } => {
+        Command::Launch {
+            game,
+            pass_exit_code,
+            args,
+        } => {
             let mut command = ops::launch::launch_command(&context, &game, &args)?;
             drop(stdout);
-            let error = mist_client::platform::exec(&mut command);
-            bail!("failed to start {game}: {error}");
+            let status = mist_client::platform::run_game(&mut command)
+                .with_context(|| format!("failed to start {game}"))?;
+            let code = mist_client::platform::exit_code_of(status);
+            if pass_exit_code {
+                return Ok(ExitCode::from(code));
+            }
+            if code != 0 {
+                eprintln!(
+                    "{game} exited with code {code} (`mist launch --pass-exit-code` makes it \
+                     mist's exit code)"
+                );
+            }
         }
         Command::Status { json } => status(&context, json, &mut stdout)?,
     }
@@ -269,13 +323,14 @@ fn login(
     context: &Context,
     server: Option<String>,
     user: Option<String>,
+    password_stdin: bool,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
     let user = match user {
         Some(user) => user,
         None => prompt_user()?,
     };
-    let password = read_password()?;
+    let password = mist_platform::password::read("Password: ", password_stdin)?;
     let credentials = runtime.block_on(ops::login(&context.dirs, server, &user, &password))?;
     writeln!(
         stdout,
@@ -299,6 +354,7 @@ fn list(
         writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
+    let legend = list_legend(&rows);
     writeln!(
         stdout,
         "{:<20} {:<12} {:<12} TITLE",
@@ -319,7 +375,33 @@ fn list(
             row.title
         )?;
     }
+    for line in legend {
+        writeln!(stdout, "{line}")?;
+    }
     Ok(())
+}
+
+/// What the marks in `mist list`'s table mean, for the marks it shows.
+fn list_legend(rows: &[ops::library::ListRow]) -> Vec<String> {
+    let mut legend = Vec::new();
+    if rows.is_empty() {
+        legend.push("No games on the server that you may see yet.".to_owned());
+        return legend;
+    }
+    legend.push(String::new());
+    if rows.iter().any(|row| row.update_available) {
+        legend.push(
+            "*  an update is waiting: `mist update GAME`, or `mist update --all` for every game"
+                .to_owned(),
+        );
+    }
+    if rows.iter().any(|row| row.installed.is_none()) {
+        legend.push("-  not installed (`mist install GAME`), or no version Ready yet".to_owned());
+    }
+    if legend.len() == 1 {
+        legend.clear();
+    }
+    legend
 }
 
 /// `mist update`: each game in turn; with several games, one failure does not stop the
@@ -362,27 +444,31 @@ fn repair(
     game: &str,
     json: bool,
     stdout: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(mist_client::repair::verify_and_repair(context, game))?;
     if json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
         if !report.after.is_clean() {
-            bail!("{game} is still damaged after the repair");
+            eprintln!("{game} is still damaged after the repair");
         }
     } else {
         mist_client::repair::print(stdout, &report)?;
     }
-    Ok(())
+    Ok(if report.after.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_AS_WANTED)
+    })
 }
 
-/// `mist verify`: what differs from the manifest; fails when something is missing or
+/// `mist verify`: what differs from the manifest; exit code 1 when something is missing or
 /// changed.
 fn verify(
     context: &Context,
     game: &str,
     json: bool,
     stdout: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     let report = ops::verify::verify(context, game)?;
     if json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -398,19 +484,20 @@ fn verify(
         }
     }
     if !report.is_clean() {
-        bail!(
+        eprintln!(
             "{game} is damaged: {} missing, {} changed; fix it with \
              `mist verify {game} --repair`",
             report.missing.len(),
             report.changed.len()
         );
+        return Ok(ExitCode::from(EXIT_NOT_AS_WANTED));
     }
     eprintln!(
-        "{game} {} is intact ({} extra files not from the game)",
+        "{game} {} is intact ({} not from the game)",
         report.version.as_deref().unwrap_or("?"),
-        report.extra.len()
+        count(report.extra.len() as u64, "extra file"),
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mist status`: the login and the installed games, as text or JSON.
@@ -434,11 +521,11 @@ fn status(context: &Context, json: bool, stdout: &mut impl Write) -> anyhow::Res
         };
         writeln!(
             stdout,
-            "{:<20} {:<30} {} files, {} bytes in {}",
+            "{:<20} {:<30} {}, {} in {}",
             game.game,
             version,
-            game.n_files,
-            game.size,
+            count(game.n_files as u64, "file"),
+            human_size(game.size),
             game.dir.display()
         )?;
     }
@@ -523,9 +610,8 @@ fn uninstall(
     }
     writeln!(
         stdout,
-        "Uninstalled {game}: removed its {} {}; kept what it did not install, in {dir}:",
-        report.removed,
-        if report.removed == 1 { "file" } else { "files" },
+        "Uninstalled {game}: removed its {}; kept what it did not install, in {dir}:",
+        count(report.removed, "file"),
     )?;
     for path in report.kept.iter().take(10) {
         writeln!(stdout, "  {path}")?;
@@ -544,9 +630,9 @@ fn uninstall(
 fn confirm_purge(game: &str, foreign: &[String]) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!(
-            "--purge would delete {} files {game} did not install (saves, configs, mods); \
-             add --yes to confirm when not on a terminal",
-            foreign.len()
+            "--purge would delete {} {game} did not install (saves, configs, mods); add \
+             --yes to confirm when not on a terminal",
+            count(foreign.len() as u64, "file")
         );
     }
     eprintln!("These are not {game}'s files (saves, configs, mods?):");
@@ -565,7 +651,9 @@ fn confirm_purge(game: &str, foreign: &[String]) -> anyhow::Result<bool> {
 
 fn prompt_user() -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
-        bail!("pass --user NAME (the password is read from standard input)");
+        bail!(
+            "standard input is not a terminal, so there is nowhere to ask for the user name; pass --user NAME (and --password-stdin)"
+        );
     }
     eprint!("User: ");
     std::io::stderr().flush()?;
@@ -576,23 +664,6 @@ fn prompt_user() -> anyhow::Result<String> {
         bail!("no user name given");
     }
     Ok(user)
-}
-
-fn read_password() -> anyhow::Result<String> {
-    let password = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ").context("failed to read the password")?
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("failed to read the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    };
-    if password.is_empty() {
-        bail!("no password given");
-    }
-    Ok(password)
 }
 
 #[cfg(test)]

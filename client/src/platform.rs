@@ -52,19 +52,49 @@ pub(crate) fn symlink(_target: &str, link: &Path) -> io::Result<()> {
     ))
 }
 
-/// Replaces this process with `command`, so that the game gets the terminal, the signals
-/// and the exit status directly. Returns only if the game could not be started.
+/// Runs the game `command` and waits for it. The game shares the terminal: a Ctrl-C (or
+/// Ctrl-\\) reaches the game, which decides what to do with it, while `mist` ignores it and
+/// keeps waiting, so the game's end is always reported. Fails only if the game could not
+/// be started.
 #[cfg(unix)]
-pub fn exec(command: &mut Command) -> io::Error {
-    std::os::unix::process::CommandExt::exec(command)
+pub fn run_game(command: &mut Command) -> io::Result<std::process::ExitStatus> {
+    let mut child = command.spawn()?;
+    // Ignored only once the game runs: an ignored signal would stay ignored in the game.
+    // SAFETY: signal(2) with valid signal numbers and SIG_IGN; no handler runs.
+    let previous = unsafe {
+        [
+            (libc::SIGINT, libc::signal(libc::SIGINT, libc::SIG_IGN)),
+            (libc::SIGQUIT, libc::signal(libc::SIGQUIT, libc::SIG_IGN)),
+        ]
+    };
+    let status = child.wait();
+    for (signal, handler) in previous {
+        // SAFETY: restores the disposition signal(2) returned for the same signal.
+        unsafe { libc::signal(signal, handler) };
+    }
+    status
 }
 
-/// Runs `command` and exits with its status: a process cannot replace itself here. Returns
-/// only if the game could not be started.
+/// Runs the game `command` and waits for it. Fails only if the game could not be started.
 #[cfg(not(unix))]
-pub fn exec(command: &mut Command) -> io::Error {
-    match command.status() {
-        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
-        Err(error) => error,
+pub fn run_game(command: &mut Command) -> io::Result<std::process::ExitStatus> {
+    command.status()
+}
+
+/// The exit code a shell would show for `status`: the code, or 128 + the signal that ended
+/// the process.
+#[cfg(unix)]
+pub fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+        (None, None) => 1,
     }
+}
+
+/// The exit code of `status` (1 when there is none).
+#[cfg(not(unix))]
+pub fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    status.code().map_or(1, |code| code as u8)
 }

@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use indicatif::ProgressBar;
 use mist_games::manifest::{EntryKind, FileHash, Manifest};
 use mist_games::repair;
 use mist_platform::fs::{self, AtomicWrite};
+use mist_platform::units::{count, human_size};
 use mist_wire::repair::{RepairFileRequest, RepairRequest};
 use serde::Serialize;
 
@@ -534,7 +535,8 @@ fn base64_decoded_len(text: &str) -> u64 {
     (text.len() / 4 * 3).saturating_sub(padding) as u64
 }
 
-/// Prints a repair report as text; fails when the game is still damaged.
+/// Prints a repair report as text, ending with whether the game is intact (on standard
+/// error).
 pub fn print(stdout: &mut impl Write, report: &RepairReport) -> anyhow::Result<()> {
     for path in &report.found.missing {
         writeln!(stdout, "missing   {path}")?;
@@ -555,8 +557,11 @@ pub fn print(stdout: &mut impl Write, report: &RepairReport) -> anyhow::Result<(
         } else {
             writeln!(
                 stdout,
-                "repaired  {} ({}, {} bytes received for {} bytes)",
-                entry.path, entry.method, entry.delta_bytes, entry.size
+                "repaired  {} ({}, {} received for {})",
+                entry.path,
+                entry.method,
+                human_size(entry.delta_bytes),
+                human_size(entry.size)
             )?;
         }
     }
@@ -566,20 +571,21 @@ pub fn print(stdout: &mut impl Write, report: &RepairReport) -> anyhow::Result<(
     let game = &report.game;
     let version = report.version.as_deref().unwrap_or("?");
     if !report.after.is_clean() {
-        bail!(
+        eprintln!(
             "{game} is still damaged after the repair: {} missing, {} changed; reinstall it \
              with `mist uninstall {game}` and `mist install {game}`",
             report.after.missing.len(),
             report.after.changed.len()
         );
+        return Ok(());
     }
     eprintln!(
-        "{game} {version} is intact: {} repaired, {} bytes downloaded for {} bytes of files \
-         ({} extra files not from the game left alone)",
-        report.repaired.len(),
-        report.downloaded_bytes,
-        report.repaired_bytes,
-        report.after.extra.len()
+        "{game} {version} is intact: {} repaired, {} downloaded for {} of files ({} not from \
+         the game left alone)",
+        count(report.repaired.len() as u64, "file"),
+        human_size(report.downloaded_bytes),
+        human_size(report.repaired_bytes),
+        count(report.after.extra.len() as u64, "extra file"),
     );
     Ok(())
 }

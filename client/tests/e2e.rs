@@ -50,10 +50,17 @@ fn login_saves_a_private_token_and_never_prints_it() {
     let server = server();
     let client = Client::new();
     let wrong = client.run_with_stdin(
-        &["login", "--server", &server.url, "--user", "friend"],
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--user",
+            "friend",
+            "--password-stdin",
+        ],
         "not-the-password\n",
     );
-    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(wrong.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&wrong.stderr).contains("wrong user name or password"),
         "{wrong:?}"
@@ -61,7 +68,14 @@ fn login_saves_a_private_token_and_never_prints_it() {
     assert!(!client.config().join("credentials.json").exists());
 
     let output = client.run_with_stdin(
-        &["login", "--server", &server.url, "--user", "friend"],
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--user",
+            "friend",
+            "--password-stdin",
+        ],
         &format!("{}\n", server.password),
     );
     assert_success(&output);
@@ -89,7 +103,7 @@ fn login_saves_a_private_token_and_never_prints_it() {
 fn commands_need_a_login() {
     let client = Client::new();
     let output = client.run(&["list"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("mist login"));
 }
 
@@ -123,7 +137,7 @@ fn install_update_by_one_version_verify_and_uninstall() {
         build_manifest("starfall", "1.1.0")
     );
     let again = client.run(&["install", "starfall"]);
-    assert_eq!(again.status.code(), Some(1), "a second install is refused");
+    assert_eq!(again.status.code(), Some(2), "a second install is refused");
 
     let list = client.json(&["list"]);
     let starfall = list
@@ -660,7 +674,7 @@ fn purge_removes_a_friends_files_only_when_confirmed() {
 
     // Not on a terminal and no --yes: refused, nothing removed.
     let refused = client.run(&["uninstall", "starfall", "--purge"]);
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(2));
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
         said.contains("--yes") && said.contains("did not install"),
@@ -730,6 +744,64 @@ fn every_demo_game_launches_and_a_file_that_is_no_program_is_refused() {
 }
 
 #[test]
+fn launch_exits_0_whatever_the_game_says_unless_asked_for_its_code() {
+    let client = Client::logged_in();
+    client.json(&["install", "tidewater"]);
+    let installed = client.json(&["status"]);
+    let tidewater = installed["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|game| game["game"] == "tidewater")
+        .expect("tidewater installed");
+    let dir = Path::new(tidewater["dir"].as_str().unwrap()).to_owned();
+    let launcher = dir.join("tidewater");
+    // A game that fails: a script that prints its arguments and exits 3.
+    std::fs::write(&launcher, "#!/bin/sh\necho \"arguments: $*\"\nexit 3\n").unwrap();
+
+    let launched = client.run(&["launch", "tidewater", "--", "--windowed"]);
+    assert_eq!(launched.status.code(), Some(0), "{launched:?}");
+    assert!(String::from_utf8_lossy(&launched.stdout).contains("--windowed"));
+    let said = String::from_utf8_lossy(&launched.stderr);
+    assert!(said.contains("tidewater exited with code 3"), "{said}");
+    assert!(said.contains("--pass-exit-code"), "{said}");
+
+    let launched = client.run(&["launch", "tidewater", "--pass-exit-code"]);
+    assert_eq!(launched.status.code(), Some(3), "{launched:?}");
+}
+
+#[test]
+fn exit_codes_follow_the_cli_conventions() {
+    let client = Client::logged_in();
+    // Usage errors (clap's and mist's own): 2.
+    for args in [
+        &["--no-such-flag"][..],
+        &["install"],
+        &["update"],
+        &["update", "starfall", "--all"],
+        &["launch", "starfall", "--no-such-flag"],
+    ] {
+        let output = client.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    }
+    // A command that could not do its work: 2.
+    let output = client.run(&["install", "no-such-game"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let output = client.run(&["verify", "starfall"]);
+    assert_eq!(output.status.code(), Some(2), "not installed: {output:?}");
+    // `mist status` counts in words and sizes in human units.
+    client.json(&["install", "starfall"]);
+    let output = client.run(&["status"]);
+    assert_success(&output);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains(" files, ") && said.contains("B in "),
+        "{said}"
+    );
+    assert!(!said.contains(" bytes"), "{said}");
+}
+
+#[test]
 fn the_free_space_is_checked_before_anything_is_downloaded() {
     let client = Client::logged_in();
     // An 8 MB disk, mounted in a mount namespace of the `mist` process only.
@@ -752,7 +824,7 @@ fn the_free_space_is_checked_before_anything_is_downloaded() {
         };
     }
     let output = command.output().expect("run unshare");
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(
         said.contains("not enough free space for starfall")

@@ -2,8 +2,10 @@
 //! `mistd status` shows where the reconciler stands, and `mistd demo` makes a demo spec
 //! repository and NAS, converges it and serves it.
 //!
-//! Exit codes are the same for every command: 0 success, 1 the input is invalid (a setting,
-//! the config file, the demo folder), 2 the command could not run.
+//! Exit codes are the same for every command and for `mist` and `mistpipe` (docs/cli.md):
+//! 0 success, 1 a check found something not as wanted (`demo --no-serve`: a version is not
+//! Ready), 2 wrong usage (a setting, the config file, the demo folder) or the command could
+//! not run; 130 after an interrupted `demo`.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -13,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mist_platform::units;
 use mist_reconciler::reconciler::Reconciler;
 use mist_status_view::{self as status_view, human_size};
 use mist_wire::status::StatusReport;
 use mistd::config::{ConfigError, FileConfig, LogFormat, Role, RunArgs, Secrets, Settings};
-use mistd::demo::{self, BuildState, DemoError, DemoLayout};
+use mistd::demo::{self, BuildState, DemoLayout};
 use mistd::run::{self, Shutdown};
 
 /// The Mist server.
@@ -35,7 +38,8 @@ use mistd::run::{self, Shutdown};
 #[command(after_help = "Examples:\n  mistd demo\n  \
     mistd run --specs /srv/git/mist-specs --nas /srv/mist --data /var/lib/mist\n  \
     mistd status --data /var/lib/mist\n\n\
-    Exit codes: 0 success, 1 invalid input, 2 could not run.")]
+    Exit codes: 0 success, 1 demo --no-serve: not every version Ready, 2 wrong usage or could\n\
+    not run.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -147,21 +151,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "mistd failed");
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
+            report_error(&e);
+            ExitCode::from(2)
         }
     }
 }
 
-/// 1 when the user can fix the input, 2 otherwise.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<DemoError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
-        1
+/// Prints the error that ends mistd, once: as a log line when the logs are JSON (a log
+/// collector reads them), else as the last line on stderr, where the text logs go too.
+fn report_error(e: &anyhow::Error) {
+    if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+        tracing::error!(error = format!("{e:#}"), "mistd failed");
     } else {
-        2
+        eprintln!("error: {e:#}");
     }
 }
+
+/// The format of the logs, once they are set up.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain()
@@ -177,6 +184,7 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let _ = LOG_FORMAT.set(format);
     // A second initialisation (never in practice) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder
@@ -243,6 +251,12 @@ async fn cmd_status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The reconciler's info lines would bury the progress line: only warnings by default.
     init_logging(LogFormat::Text, "warn");
+    // A port in use fails now, not after the demo is made and converged.
+    let listener = if args.no_serve {
+        None
+    } else {
+        Some(run::bind(args.listen)?)
+    };
     eprintln!("Preparing the demo in {} …", args.dir.display());
     let layout = if args.reset_passwords {
         demo::reset_passwords(&args.dir)?
@@ -269,22 +283,24 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
         let mut out = std::io::stdout().lock();
         print_summary(&mut out, &layout, &converged)?;
         let address = (!args.no_serve).then_some(args.listen);
-        print_next_steps(&mut out, &layout, address)?;
+        print_next_steps(&mut out, &layout, args.listen, address)?;
         out.flush()?;
         drop(out);
         let count = status_view::ready_count(&converged.report);
         if count.total == 0 || count.ready < count.total {
-            anyhow::bail!(
-                "{} of {} versions are not Ready; `mistd status --data {}` says why",
+            eprintln!(
+                "{} of {} are not Ready; `mistd status --data {}` says why",
                 count.total - count.ready,
-                count.total,
+                units::count(count.total as u64, "version"),
                 layout.data.display()
             );
+            return Ok(ExitCode::from(1));
         }
-        if args.no_serve {
+        let Some(listener) = listener else {
             return Ok(ExitCode::SUCCESS);
-        }
-        run::serve(
+        };
+        run::serve_on(
+            listener,
             &settings,
             Secrets::default(),
             metrics,
@@ -433,10 +449,10 @@ fn print_summary(
     let count = status_view::ready_count(report);
     writeln!(
         out,
-        "Reconciled in {:.1} s: {}/{} versions Ready.",
+        "Reconciled in {:.1} s: {}/{} Ready.",
         converged.elapsed.as_secs_f64(),
         count.ready,
-        count.total
+        units::count(count.total as u64, "version")
     )?;
     for game in &report.games {
         let name = &game.name;
@@ -470,8 +486,9 @@ fn print_summary(
     for (path, n_files, n_bytes) in artifact_dirs(&layout.nas) {
         writeln!(
             out,
-            "  {}  {n_files} artifacts, {} (manifests, deltas, packs)",
+            "  {}  {}, {} (manifests, deltas, packs)",
             path.display(),
+            units::count(n_files, "artifact"),
             human_size(n_bytes)
         )?;
     }
@@ -557,9 +574,12 @@ fn tree_size(dir: &Path) -> (u64, u64) {
     (n_files, n_bytes)
 }
 
+/// What to try once the demo is Ready: the friend's and the admin's commands against
+/// `listen`, which `address` is when the demo serves it (`None` with --no-serve).
 fn print_next_steps(
     out: &mut impl Write,
     layout: &DemoLayout,
+    listen: SocketAddr,
     address: Option<SocketAddr>,
 ) -> std::io::Result<()> {
     let specs = layout.specs_repo.display();
@@ -573,14 +593,54 @@ fn print_next_steps(
     writeln!(out)?;
     writeln!(
         out,
-        "Try next (from a checkout, `mistd` is `cargo run -p mistd --` and `mistpipe` is \
-         `cargo run -p mistpipe --`):"
+        "Try next (from a checkout, `mistd` is `cargo run -p mistd --`, `mistpipe` is \
+         `cargo run -p mistpipe --` and `mist` is `cargo run -p mist-client --`):"
+    )?;
+    let friend = layout
+        .users
+        .iter()
+        .find(|user| user.role == mist_specs::model::Role::User)
+        .map_or("friend", |user| user.name.as_str());
+    let admin = layout
+        .users
+        .iter()
+        .find(|user| user.role == mist_specs::model::Role::Admin)
+        .map_or("admin", |user| user.name.as_str());
+    let server = format!("http://{listen}");
+    if address.is_none() {
+        writeln!(
+            out,
+            "  Serve it (this is what `mistd demo` does without --no-serve), then try the rest:"
+        )?;
+        writeln!(
+            out,
+            "    mistd run --specs {specs} --branch {} --nas {nas} --data {data} --listen {listen}",
+            layout.branch
+        )?;
+    }
+    writeln!(
+        out,
+        "  Be a friend: log in with {friend}'s password, then install, play and update a game:"
+    )?;
+    writeln!(out, "    mist login --server {server} --user {friend}")?;
+    writeln!(out, "    mist list")?;
+    writeln!(out, "    mist install starfall")?;
+    writeln!(out, "    mist launch starfall -- --windowed")?;
+    writeln!(out, "    mist update --all")?;
+    writeln!(
+        out,
+        "  Be the admin: what the server has, and what a change to the specs would do:"
+    )?;
+    writeln!(out, "    mistpipe status --server {server} --user {admin}")?;
+    writeln!(
+        out,
+        "    mistpipe plan --repo {specs} --server {server} --user {admin}"
     )?;
     writeln!(out, "  The reconciler's status, as a table or JSON:")?;
     writeln!(out, "    mistd status --data {data}")?;
     writeln!(out, "    mistd status --data {data} --json")?;
     writeln!(out, "  Check every spec and pinned digest:")?;
-    writeln!(out, "    mistpipe validate {specs} --nas {nas}")?;
+    writeln!(out, "    mistpipe validate --repo {specs} --nas {nas}")?;
     writeln!(out, "  See the release history:")?;
     writeln!(out, "    git -C {specs} log --stat")?;
     if let Some((game, version)) = newest {
@@ -606,24 +666,9 @@ fn print_next_steps(
         )?;
         writeln!(out, "    mistd status --data {data}")?;
     }
-    match address {
-        Some(address) => {
-            writeln!(out, "  Health, readiness and metrics of the server below:")?;
-            writeln!(out, "    curl http://{address}/readyz")?;
-            writeln!(out, "    curl -s http://{address}/metrics | grep mist_")?;
-        }
-        None => {
-            writeln!(
-                out,
-                "  Serve it (this is what `mistd demo` does without --no-serve):"
-            )?;
-            writeln!(
-                out,
-                "    mistd run --specs {specs} --branch {} --nas {nas} --data {data}",
-                layout.branch
-            )?;
-        }
-    }
+    writeln!(out, "  Health, readiness and metrics of the server:")?;
+    writeln!(out, "    curl {server}/readyz")?;
+    writeln!(out, "    curl -s {server}/metrics | grep mist_")?;
     Ok(())
 }
 
@@ -682,7 +727,11 @@ fn print_layout(out: &mut impl Write, layout: &DemoLayout) -> std::io::Result<()
                 BuildState::Matches {
                     n_files,
                     total_size,
-                } => format!("{:>8}  {n_files:>2} files", human_size(*total_size)),
+                } => format!(
+                    "{:>8}  {:>8}",
+                    human_size(*total_size),
+                    units::count(*n_files as u64, "file")
+                ),
                 BuildState::Differs { .. } => {
                     "changed since it was pinned: the server will refuse it".to_string()
                 }

@@ -163,8 +163,39 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Runs `mistd run` until `shutdown`: see the module documentation. `on_listening` is told
-/// the bound address once the server accepts connections (the demo prints it).
+/// Binds `address` for the HTTP server. Called before any other work, so that a port in use
+/// fails at once and in words, before a database or a demo is made.
+pub fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address).map_err(|error| {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another program (another mistd or `mistd demo`?) listens on port {}: stop \
+                 it, or choose another address with --listen",
+                address.port()
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need privileges: choose a port above 1024 with --listen"
+                    .to_owned()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; this computer has no such address: use 127.0.0.1 or 0.0.0.0 in --listen"
+                    .to_owned()
+            }
+            _ => String::new(),
+        };
+        anyhow::anyhow!("cannot listen on {address}: {error}{hint}")
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot set up the listening socket")?;
+    Ok(listener)
+}
+
+/// Runs `mistd run` until `shutdown`: see the module documentation. `settings.listen` is
+/// bound first thing, so a port in use fails before any other work. `on_listening` is told
+/// the bound address once the server accepts connections.
+///
+/// A start that fails leaves nothing behind: a data folder this call made is removed again.
 pub async fn serve(
     settings: &Settings,
     secrets: Secrets,
@@ -172,24 +203,41 @@ pub async fn serve(
     shutdown: Shutdown,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    let listener = bind(settings.listen)?;
+    serve_on(listener, settings, secrets, metrics, shutdown, on_listening).await
+}
+
+/// [`serve`] on `listener`, which [`bind`] returned earlier (the demo binds before it makes
+/// anything).
+pub async fn serve_on(
+    listener: std::net::TcpListener,
+    settings: &Settings,
+    secrets: Secrets,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     log_settings(settings);
-    let db = open_db(settings).await?;
-
-    if !settings.role.runs_reconciler() {
-        ignore_sighup()?;
-    }
-    let reconciler = match reconciler_config(settings) {
-        Some(config) => {
-            Some(Reconciler::new(config, db.clone()).context("cannot start the reconciler")?)
+    // The outermost folder of the data folder's path that does not exist yet.
+    let new_data = settings.data.as_deref().and_then(|data| {
+        data.ancestors()
+            .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+            .last()
+            .map(std::path::Path::to_path_buf)
+    });
+    let started = start(settings, secrets, metrics).await;
+    let (db, reconciler, sender, app) = match started {
+        Ok(parts) => parts,
+        Err(error) => {
+            if let Some(data) = new_data {
+                // Only what this start made: the folder did not exist before it.
+                let _ = std::fs::remove_dir_all(&data);
+            }
+            return Err(error);
         }
-        None => None,
     };
-    let sender = notification_sender(settings, &secrets, &db).await?;
-    let app = build_app(settings, secrets, metrics, &db, reconciler.as_ref())?;
-
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("cannot use the listening socket")?;
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -217,6 +265,42 @@ pub async fn serve(
         .ok();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
+}
+
+/// What a running `mistd` is made of, before it runs.
+type Parts = (
+    Db,
+    Option<Reconciler>,
+    Option<mist_notify::sender::Sender>,
+    axum::Router,
+);
+
+/// Opens the database and makes the reconciler, the notification sender and the HTTP app;
+/// closes the database again when a later part fails.
+async fn start(settings: &Settings, secrets: Secrets, metrics: Metrics) -> anyhow::Result<Parts> {
+    let db = open_db(settings).await?;
+    let parts = async {
+        if !settings.role.runs_reconciler() {
+            ignore_sighup()?;
+        }
+        let reconciler = match reconciler_config(settings) {
+            Some(config) => {
+                Some(Reconciler::new(config, db.clone()).context("cannot start the reconciler")?)
+            }
+            None => None,
+        };
+        let sender = notification_sender(settings, &secrets, &db).await?;
+        let app = build_app(settings, secrets, metrics, &db, reconciler.as_ref())?;
+        anyhow::Ok((reconciler, sender, app))
+    }
+    .await;
+    match parts {
+        Ok((reconciler, sender, app)) => Ok((db, reconciler, sender, app)),
+        Err(error) => {
+            db.close().await;
+            Err(error)
+        }
+    }
 }
 
 /// The sender of the notification outbox, for the roles that run the reconciler (the

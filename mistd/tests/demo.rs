@@ -623,6 +623,11 @@ mod cli {
             "mistd status --data",
             "mistpipe validate",
             "mistpipe new version starfall 1.3.0",
+            // The friend's commands too, and how to serve the demo first with --no-serve.
+            "mistd run --specs",
+            "mist login --server http://127.0.0.1:8080 --user friend",
+            "mist install starfall",
+            "mistpipe status --server http://127.0.0.1:8080 --user admin",
         ] {
             assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
         }
@@ -742,7 +747,7 @@ mod cli {
     }
 
     #[test]
-    fn demo_refuses_a_folder_in_use_with_exit_code_1() {
+    fn demo_refuses_a_folder_in_use_with_exit_code_2() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("keep.txt"), "mine").unwrap();
         let output = mistd()
@@ -751,7 +756,7 @@ mod cli {
             .arg(tmp.path())
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(
             stderr.contains("is not empty and is not a Mist demo"),

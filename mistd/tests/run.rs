@@ -215,21 +215,21 @@ fn the_api_role_needs_an_existing_database_and_no_reconciler() {
 #[test]
 fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    // Nothing configured: exit 1 and say how to give the spec repository.
+    // Nothing configured: exit 2 (wrong usage) and say how to give the spec repository.
     let output = std::process::Command::new(common::mistd_bin())
         .arg("run")
         .env_remove("MIST_SPECS")
         .env_remove("MIST_CONFIG")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("--specs") && stderr.contains("MIST_SPECS"),
         "{stderr}"
     );
 
-    // A config file with an unknown key: exit 1 with the key and the line.
+    // A config file with an unknown key: exit 2 with the key and the line.
     let config = tmp.path().join("mistd.toml");
     std::fs::write(&config, "nas = \"/srv/mist\"\nresink = 60\n").unwrap();
     let output = std::process::Command::new(common::mistd_bin())
@@ -237,7 +237,7 @@ fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("resink") && stderr.contains("line 2"),
@@ -250,12 +250,12 @@ fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
         .env("MIST_DB", "postgres://mist:hunter2@db/mist")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PGPASSFILE"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
-    // `mistd status` on a folder where mistd never ran: exit 1, and says so.
+    // `mistd status` on a folder where mistd never ran: exit 2, and says so.
     let output = std::process::Command::new(common::mistd_bin())
         .arg("status")
         .arg("--data")
@@ -263,7 +263,7 @@ fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
         .env_remove("MIST_DB")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no database at"), "{stderr}");
 
@@ -276,5 +276,74 @@ fn settings_come_from_flags_env_and_the_config_file_with_clear_errors() {
     assert!(
         stdout.contains("flag > MIST_* variable > --config file > default"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn a_busy_port_fails_before_any_work_and_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = common::small_demo(tmp.path(), &[("doom", 1)], 4096);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+    let data = tmp.path().join("new").join("data");
+    let args = common::run_args(&demo.specs, &demo.nas, &data);
+    let output = common::mistd_output(
+        &[
+            &[OsStr::new("run")],
+            &args[..],
+            &[OsStr::new("--listen"), OsStr::new(&address)],
+        ]
+        .concat(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen"), "{stderr}");
+    // Said once, not once as a log line and again as the last line.
+    assert_eq!(stderr.matches("cannot listen on").count(), 1, "{stderr}");
+    assert!(!tmp.path().join("new").exists(), "a data folder was made");
+
+    // The demo: refused before it is made.
+    let demo_dir = tmp.path().join("mist-demo");
+    let output = common::mistd_output(&[
+        OsStr::new("demo"),
+        OsStr::new("--dir"),
+        demo_dir.as_os_str(),
+        OsStr::new("--listen"),
+        OsStr::new(&address),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("cannot listen on").count(), 1, "{stderr}");
+    assert!(!demo_dir.exists(), "the demo was made");
+}
+
+#[test]
+fn a_failed_start_leaves_no_half_made_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = common::small_demo(tmp.path(), &[("doom", 1)], 4096);
+    // A NAS that is a file: the reconciler cannot open its artifact store.
+    let nas = tmp.path().join("nas-file");
+    std::fs::write(&nas, "not a folder").unwrap();
+    let data = tmp.path().join("new").join("data");
+    let args = common::run_args(&demo.specs, &nas, &data);
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let output = common::mistd_output(
+        &[
+            &[OsStr::new("run")],
+            &args[..],
+            &[OsStr::new("--listen"), OsStr::new(&address)],
+        ]
+        .concat(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(
+        !tmp.path().join("new").exists(),
+        "a half-made data folder was left"
     );
 }

@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -31,13 +30,16 @@ use mist_wire::catalog::{GameDetail, GameList, LaunchInfo, VersionDetail, Versio
 use mist_wire::status::StatusView;
 use serde::Serialize;
 
+use mist_platform::units;
+
 use crate::remote::{ServerArgs, Session};
+use crate::repo::RepoArgs;
 
 #[derive(clap::Args)]
 pub(crate) struct PlanArgs {
     /// The spec repository (or any folder holding games/ and users/).
-    #[arg(default_value = ".")]
-    dir: PathBuf,
+    #[command(flatten)]
+    repo: RepoArgs,
     #[command(flatten)]
     server: ServerArgs,
     /// Print the plan as JSON: `{"inSync", "changes": [{"action", "kind", "game", "name",
@@ -98,14 +100,15 @@ enum Kind {
 }
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let source = DirSource::new(&args.dir)?;
+    let dir = args.repo.dir();
+    let source = DirSource::new(&dir)?;
     let loaded = mist_specs::load::load(&source, &LoadOptions::default())
-        .with_context(|| format!("cannot read the spec tree in {}", args.dir.display()))?;
+        .with_context(|| format!("cannot read the spec tree in {}", dir.display()))?;
     if !loaded.is_valid() {
         let mut err = std::io::stderr().lock();
         for diagnostic in &loaded.diagnostics {
             let shown = mist_specs::load::Diagnostic {
-                file: args.dir.join(&diagnostic.file).display().to_string(),
+                file: dir.join(&diagnostic.file).display().to_string(),
                 ..diagnostic.clone()
             };
             writeln!(err, "{shown}")?;
@@ -114,15 +117,10 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             }
         }
         anyhow::bail!(
-            "the specs in {} are invalid ({} problem{}); the server would refuse them, so there \
-             is nothing to plan",
-            args.dir.display(),
-            loaded.diagnostics.len(),
-            if loaded.diagnostics.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
+            "the specs in {} are invalid ({}); the server would refuse them, so there is \
+             nothing to plan",
+            dir.display(),
+            mist_platform::units::count(loaded.diagnostics.len() as u64, "problem"),
         );
     }
 
@@ -146,9 +144,9 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map_or("none", |commit| &commit[..commit.len().min(12)]);
         plan.notes.push(format!(
-            "the server's latest spec commit has {n_errors} error{} and is not applied; it \
-             serves commit {applied} (`mistpipe status` shows the errors)",
-            if n_errors == 1 { "" } else { "s" }
+            "the server's latest spec commit has {} and is not applied; it serves commit \
+             {applied} (`mistpipe status` shows the errors)",
+            mist_platform::units::count(n_errors as u64, "error"),
         ));
     }
 
@@ -470,9 +468,10 @@ fn render(plan: &Drift, specs: &Specs, server: &ServerState) -> String {
         let n_versions: usize = specs.games.values().map(|g| g.versions.len()).sum();
         let _ = writeln!(
             text,
-            "In sync: the server has what the specs say ({} games, {n_versions} versions, {} users).",
-            specs.games.len(),
-            specs.users.len()
+            "In sync: the server has what the specs say ({}, {}, {}).",
+            units::count(specs.games.len() as u64, "game"),
+            units::count(n_versions as u64, "version"),
+            units::count(specs.users.len() as u64, "user")
         );
     } else {
         let count = |action| {
@@ -483,12 +482,12 @@ fn render(plan: &Drift, specs: &Specs, server: &ServerState) -> String {
         };
         let _ = writeln!(
             text,
-            "Plan: {} to add, {} to change, {} to remove (server: {} games, {} users).",
+            "Plan: {} to add, {} to change, {} to remove (server: {}, {}).",
             count(Action::Add),
             count(Action::Change),
             count(Action::Remove),
-            server.games.len(),
-            server.users.len()
+            units::count(server.games.len() as u64, "game"),
+            units::count(server.users.len() as u64, "user")
         );
     }
     text

@@ -1,23 +1,17 @@
-//! [`Failure`]: an error the user can act on, and the exit code it maps to (0 success,
-//! 1 invalid input, 2 could not run).
+//! [`Failure`]: an error in what the admin gave (a name, a flag's value, a file that already
+//! exists). Like clap's usage errors and every other error, it exits with 2; exit code 1 is
+//! only for a check that ran and found problems (docs/cli.md).
 
-/// A failure the user can act on, with the exit code it maps to.
+/// An error in the admin's input, with a message that says what to change.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    code: u8,
     message: String,
 }
 
 impl Failure {
-    /// The exit code: 1 for invalid input.
-    pub(crate) fn code(&self) -> u8 {
-        self.code
-    }
-
-    /// The input is wrong (exit 1).
+    /// The input is wrong.
     pub(crate) fn invalid(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure {
-            code: 1,
             message: message.into(),
         })
     }

@@ -2,17 +2,18 @@
 //! `git push` — validate, scaffold, print schemas, hash builds — and, over a server's read
 //! API, what the server has (`status`) and what a push would change (`plan`).
 //!
-//! Exit codes are the same for every command: 0 success, 1 the input is invalid (for
-//! `validate`: problems were found; for `plan`: there are changes), 2 the command could not
-//! run.
+//! Exit codes are the same for every command and for `mist` and `mistd` (docs/cli.md):
+//! 0 success, 1 a check ran and found what it checks not as wanted (`validate`: problems;
+//! `plan`: changes to make), 2 wrong usage or the command could not run (clap's usage errors
+//! included).
 
 mod confirm;
 mod delta;
 mod drift;
 mod failure;
 mod output;
-mod password;
 mod remote;
+mod repo;
 mod scaffold;
 mod status;
 mod users;
@@ -23,8 +24,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::failure::Failure;
 
 /// The admin's tool for a Mist spec repository.
 ///
@@ -44,7 +43,8 @@ use crate::failure::Failure;
     mistpipe new version celeste 1.4.0.1 --source incoming/celeste/1.4.0.1 --nas /srv/nas\n  \
     mistpipe validate\n  \
     mistpipe plan --server https://mist.example.org --user alice\n\n\
-    Exit codes: 0 success, 1 invalid input (validate: problems; plan: changes), 2 could not run."
+    Exit codes: 0 success, 1 the check found something (validate: problems; plan: changes),\n\
+    2 wrong usage or could not run."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,7 +61,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  mistpipe validate\n  mistpipe validate specs/ --nas /srv/nas\n  \
         mistpipe validate --staged          # what `git commit` would record (pre-commit hook)\n  \
-        mistpipe validate --rev origin/main --format json"
+        mistpipe validate --rev origin/main --json"
     )]
     Validate(validate::ValidateArgs),
 
@@ -113,8 +113,8 @@ enum Command {
     /// server answered (even if versions are Stalled), 2 when it could not be asked (not
     /// reachable, credentials refused, an answer that is not a Mist status).
     ///
-    /// Credentials: --token-file PATH, --user NAME (asks for the password, or reads it from
-    /// standard input when that is not a terminal), or the MIST_TOKEN variable. An admin's
+    /// Credentials: --token-file PATH, --user NAME (asks for the password, or reads it with
+    /// --password-stdin), or the MIST_TOKEN variable. An admin's
     /// token shows everything; a user's only the Ready versions of their games. The token and
     /// password are never printed.
     #[command(
@@ -223,8 +223,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let code = e.downcast_ref::<Failure>().map_or(2, Failure::code);
-            ExitCode::from(code)
+            ExitCode::from(2)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Talking to a Mist server's read API (docs/api.md) for `status` and `plan`: where the
-//! server is, the bearer token (from a file, `MIST_TOKEN`, or a login with `--user`), and
-//! `GET`s that turn every way a request can go wrong into a sentence an admin can act on.
+//! server is, the bearer token (from a file, `MIST_TOKEN`, a login with `--user`, or the
+//! login `mist login` saved for the same server), and `GET`s that turn every way a request
+//! can go wrong into a sentence an admin can act on.
 //!
 //! The token and the password are never printed, logged or put into an error: the
 //! `Authorization` header is marked sensitive, and no message quotes a request body.
@@ -17,8 +18,6 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use crate::password;
-
 /// The environment variable that may hold the token.
 pub(crate) const TOKEN_ENV: &str = "MIST_TOKEN";
 
@@ -32,17 +31,22 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Where the server is and how to sign in; shared by every command that asks a server.
 #[derive(clap::Args)]
 pub(crate) struct ServerArgs {
-    /// The server's base URL, e.g. `https://mist.example.org` or `http://127.0.0.1:8080`.
+    /// The server's base URL, e.g. `https://mist.example.org` or `http://127.0.0.1:8080`
+    /// (default: the server of `mist login`).
     #[arg(long, env = "MIST_SERVER", value_name = "URL")]
-    server: String,
+    server: Option<String>,
     /// A file holding a bearer token (from `POST /v1/auth/login`); surrounding whitespace is
-    /// ignored. Without this or --user, the token comes from the MIST_TOKEN variable.
+    /// ignored. Without this or --user, the token comes from the MIST_TOKEN variable, else
+    /// from the login `mist login` saved for the same server.
     #[arg(long, value_name = "PATH", conflicts_with = "user")]
     token_file: Option<PathBuf>,
-    /// Log in as this user: the password is asked for without echo, or read from the first
-    /// line of standard input when that is not a terminal.
+    /// Log in as this user: the password is asked for without echo (or read with
+    /// --password-stdin).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// Read --user's password from the first line of standard input.
+    #[arg(long, requires = "user")]
+    password_stdin: bool,
 }
 
 /// A signed-in connection to one server.
@@ -61,7 +65,16 @@ impl Session {
         // reqwest's rustls needs a process-wide crypto provider; only the first call installs
         // it, and a second (from another thread) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = parse_base_url(&args.server)?;
+        let saved = saved_login()?;
+        let server = match (&args.server, &saved) {
+            (Some(server), _) => server.clone(),
+            (None, Some(saved)) => saved.server.clone(),
+            (None, None) => bail!(
+                "no server given: pass --server URL (e.g. --server http://127.0.0.1:8080), or log \
+                 in once with `mist login --server URL`"
+            ),
+        };
+        let base = parse_base_url(&server)?;
         let client = Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -80,14 +93,12 @@ impl Session {
                 )
             }
             (None, Some(user)) => {
-                let (token, role) = login(&client, &base, user)?;
+                let (token, role) = login(&client, &base, user, args.password_stdin)?;
                 (token, Some(role))
             }
             (None, None) => match std::env::var(TOKEN_ENV) {
                 Ok(text) => (checked_token(text.trim(), TOKEN_ENV)?, None),
-                Err(_) => bail!(
-                    "no credentials: pass --token-file PATH or --user NAME, or set {TOKEN_ENV}"
-                ),
+                Err(_) => (saved_token(saved.as_ref(), &base)?, None),
             },
         };
         let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -125,8 +136,55 @@ impl Session {
     }
 }
 
+/// The login `mist login` saved (in the folder `mist` keeps it in), if any.
+fn saved_login() -> anyhow::Result<Option<mist_client::state::Credentials>> {
+    let Ok(dirs) = mist_client::dirs::Dirs::from_env() else {
+        return Ok(None);
+    };
+    Ok(mist_client::state::load_credentials(&dirs)?)
+}
+
+/// The token of `saved` when it is a login to the server at `base` that has not expired.
+fn saved_token(
+    saved: Option<&mist_client::state::Credentials>,
+    base: &Url,
+) -> anyhow::Result<String> {
+    let no_credentials = "no credentials: pass --user NAME or --token-file PATH, set MIST_TOKEN, \
+                          or log in to this server once with `mist login --server URL`";
+    let Some(saved) = saved else {
+        bail!("{no_credentials}");
+    };
+    let same_server = mist_client::api::parse_server(&saved.server)
+        .ok()
+        .zip(mist_client::api::parse_server(base.as_str()).ok())
+        .is_some_and(|(saved, asked)| saved == asked);
+    if !same_server {
+        bail!(
+            "{no_credentials} (`mist login` saved a login to {}, not to {base})",
+            saved.server
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    if saved.expires_at.is_some_and(|expires_at| expires_at <= now) {
+        bail!(
+            "the login `mist login` saved for {base} has expired: run `mist login` again, or \
+             pass --user NAME"
+        );
+    }
+    eprintln!(
+        "Signed in as {} with the login `mist login` saved.",
+        saved.user
+    );
+    checked_token(&saved.token, "the login `mist login` saved")
+}
+
 /// The base URL: http or https, no credentials, query or fragment; a trailing `/` ignored.
 fn parse_base_url(text: &str) -> anyhow::Result<Url> {
+    if let Some(hint) = mist_client::api::url_hint(text) {
+        bail!("--server {text:?} is not a URL: {hint}");
+    }
     let url = Url::parse(text).with_context(|| {
         format!("--server {text:?} is not a URL; give one like http://127.0.0.1:8080")
     })?;
@@ -168,15 +226,14 @@ fn checked_token(token: &str, source: &str) -> anyhow::Result<String> {
 
 /// Logs in as `user` with a password from the terminal or standard input; the token and
 /// the role the server reports.
-fn login(client: &Client, base: &Url, user: &str) -> anyhow::Result<(String, Role)> {
-    let password = if password::stdin_is_terminal() {
-        password::prompt(&format!("Password for {user} at {base}: "))?
-    } else {
-        password::first_line_of_stdin()?
-    };
-    if password.is_empty() {
-        bail!("no password given for {user}");
-    }
+fn login(
+    client: &Client,
+    base: &Url,
+    user: &str,
+    from_stdin: bool,
+) -> anyhow::Result<(String, Role)> {
+    let password =
+        mist_platform::password::read(&format!("Password for {user} at {base}: "), from_stdin)?;
     let url = endpoint(base, &["v1", "auth", "login"]);
     let body = serde_json::to_string(&LoginRequest {
         user: user.to_owned(),
@@ -247,11 +304,11 @@ pub(crate) fn nonsense(url: &Url, what: &str) -> anyhow::Error {
 
 fn cannot_reach(url: &Url, error: &reqwest::Error) -> anyhow::Error {
     let reason = if error.is_timeout() {
-        "it did not answer in time".to_string()
+        "it did not answer in time"
     } else if error.is_connect() {
-        "cannot connect".to_string()
+        "cannot connect"
     } else {
-        "the request failed".to_string()
+        "the request failed"
     };
     // The innermost cause names what went wrong (refused, DNS, TLS); it never holds the
     // token, which is only in a sensitive header.
@@ -264,7 +321,8 @@ fn cannot_reach(url: &Url, error: &reqwest::Error) -> anyhow::Error {
     } else {
         format!(": {cause}")
     };
-    anyhow!("cannot reach the server at {url}: {reason}{causes}")
+    let hint = mist_client::api::connection_hint(error);
+    anyhow!("cannot reach the server at {url}: {reason}{causes}{hint}")
 }
 
 /// A non-success answer as a sentence: what it means for the admin, and the server's own

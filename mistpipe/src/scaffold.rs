@@ -5,14 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use mist_platform::units::{count, human_size};
 use mist_specs::check;
 use mist_specs::model::Kind;
 use mist_specs::scaffold::{SCHEMA_DIR, hash_password, render, schema_ref, schema_text};
 
 use crate::failure::Failure;
 use crate::output::{write_new, write_replacing};
-use crate::password;
 
 /// Shortest password `user add` accepts.
 const MIN_PASSWORD_LEN: usize = 8;
@@ -152,11 +152,12 @@ pub(crate) enum HookCommand {
     ///
     /// The hook refuses any commit whose staged specs do not validate. It calls this
     /// mistpipe binary by its absolute path.
-    #[command(after_help = "Examples:\n  cd my-specs && mistpipe hook install")]
+    #[command(after_help = "Examples:\n  cd my-specs && mistpipe hook install\n  \
+        mistpipe hook install --repo my-specs")]
     Install {
-        /// The spec repository (a git work tree).
-        #[arg(default_value = ".")]
-        repo: PathBuf,
+        /// The spec repository (a git work tree, or any folder in it).
+        #[command(flatten)]
+        repo: crate::repo::RepoArgs,
     },
 }
 
@@ -233,9 +234,9 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot hash the build in {}", build.display()))?;
                     let digest = manifest.tree_digest().to_string();
                     eprintln!(
-                        "{} files, {} bytes: {digest}",
-                        manifest.n_files(),
-                        manifest.total_size()
+                        "{}, {}: {digest}",
+                        count(manifest.n_files() as u64, "file"),
+                        human_size(manifest.total_size())
                     );
                     Some(digest)
                 }
@@ -333,8 +334,18 @@ fn add_user(
 
 pub(crate) fn run_hook(command: HookCommand) -> anyhow::Result<()> {
     let HookCommand::Install { repo } = command;
-    let repository = git2::Repository::open(&repo)
-        .with_context(|| format!("{} is not a git repository", repo.display()))?;
+    let repo = repo.dir();
+    let repository = git2::Repository::discover(&repo).map_err(|_| {
+        let folder = if repo == Path::new(".") {
+            "the current folder".to_owned()
+        } else {
+            repo.display().to_string()
+        };
+        Failure::invalid(format!(
+            "{folder} is not in a git repository, and a hook belongs to one: run this in your \
+             spec repository (or pass --repo DIR), or make one first with `git init`"
+        ))
+    })?;
     let hooks = repository.path().join("hooks");
     std::fs::create_dir_all(&hooks)
         .with_context(|| format!("cannot create {}", hooks.display()))?;
@@ -360,20 +371,14 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
-    if from_stdin {
-        return password::first_line_of_stdin();
+    use mist_platform::password::{PasswordError, read_new};
+    match read_new(&format!("Password for {name}: "), from_stdin) {
+        Ok(Some(password)) => Ok(password),
+        Ok(None) => Err(Failure::invalid("the passwords differ")),
+        // Too short, as the caller says.
+        Err(PasswordError::Empty) => Ok(String::new()),
+        Err(error) => Err(error.into()),
     }
-    if !password::stdin_is_terminal() {
-        bail!(
-            "standard input is not a terminal, so there is nowhere to prompt; pass --password-stdin"
-        );
-    }
-    let first = password::prompt(&format!("Password for {name}: "))?;
-    let second = password::prompt("Again: ")?;
-    if first != second {
-        return Err(Failure::invalid("the passwords differ"));
-    }
-    Ok(first)
 }
 
 /// Checks the rendered spec with the real loader, then writes it (never over a file).

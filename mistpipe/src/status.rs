@@ -66,16 +66,17 @@ fn render(report: &StatusReport, server: &str) -> String {
             text.push_str("OK: every version is Ready.\n");
         } else {
             text.push_str(&format!(
-                "OK: nothing is Stalled; {} of {} versions Ready, the rest in progress or retired.\n",
-                count.ready, count.total
+                "OK: nothing is Stalled; {} of {} Ready, the rest in progress or retired.\n",
+                count.ready,
+                mist_platform::units::count(count.total as u64, "version")
             ));
         }
         return text;
     }
     if n_errors > 0 {
         text.push_str(&format!(
-            "ATTENTION: the latest spec commit has {n_errors} error{}; the server keeps the last good one.\n",
-            if n_errors == 1 { "" } else { "s" }
+            "ATTENTION: the latest spec commit has {}; the server keeps the last good one.\n",
+            mist_platform::units::count(n_errors as u64, "error")
         ));
     }
     if !stalled.is_empty() {

@@ -5,20 +5,26 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use mist_platform::units::count;
 use mist_specs::load::{Diagnostic, LoadOptions, Loaded};
 use mist_specs::source::{DirSource, GitSource, SpecSource};
 
+use crate::repo::RepoArgs;
+
 #[derive(clap::Args)]
 pub(crate) struct ValidateArgs {
-    /// The spec repository (or any folder holding games/ and users/).
-    #[arg(default_value = ".")]
-    dir: PathBuf,
+    /// The spec repository, or any folder in it: its root is found the way git finds its own.
+    #[command(flatten)]
+    repo: RepoArgs,
     /// The NAS root: also check that every version's source exists below it, and that
     /// pinned digests match the builds (this hashes every pinned build).
     #[arg(long, value_name = "DIR")]
     nas: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// Print the problems as a JSON array of `{file, line, column, message, hint}`.
+    #[arg(long)]
+    json: bool,
+    /// The output format: `--format json` is the older spelling of --json.
+    #[arg(long, value_enum, default_value_t = Format::Text, hide = true)]
     format: Format,
     /// Validate this commit (branch, tag or id) of the git repository in DIR instead of the
     /// files on disk.
@@ -43,9 +49,10 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     // Run from a subfolder, the files on disk are read from the spec repository's root, as
     // git finds its own; a commit or the index always holds the whole tree.
+    let given = args.repo.dir();
     let dir = match (&args.rev, args.staged) {
-        (None, false) => spec_root(&args.dir)?,
-        _ => args.dir.clone(),
+        (None, false) => spec_root(&given)?,
+        _ => given,
     };
     let source: Box<dyn SpecSource> = match (&args.rev, args.staged) {
         (Some(rev), _) => Box::new(GitSource::open(&dir, rev)?),
@@ -70,7 +77,8 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut out = std::io::stdout().lock();
-    match args.format {
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
         Format::Json => {
             let rows: Vec<Diagnostic> = loaded
                 .diagnostics
@@ -155,10 +163,10 @@ fn summary(loaded: &Loaded, what: &str) -> String {
     let versions: usize = loaded.specs.games.values().map(|g| g.versions.len()).sum();
     let users = loaded.specs.users.len();
     let counts = format!(
-        "{games} game{}, {versions} version{}, {users} user{}",
-        plural(games),
-        plural(versions),
-        plural(users)
+        "{}, {}, {}",
+        count(games as u64, "game"),
+        count(versions as u64, "version"),
+        count(users as u64, "user")
     );
     if loaded.is_valid() {
         format!("valid: {what}: {counts}")
@@ -169,16 +177,11 @@ fn summary(loaded: &Loaded, what: &str) -> String {
         files.sort_unstable();
         files.dedup();
         format!(
-            "invalid: {what}: {n} problem{} in {} file{} ({counts} valid)",
-            plural(n),
-            files.len(),
-            plural(files.len())
+            "invalid: {what}: {} in {} ({counts} valid)",
+            count(n as u64, "problem"),
+            count(files.len() as u64, "file"),
         )
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Hashes every build whose version pins a digest and reports the ones that differ.

@@ -268,6 +268,107 @@ fn validate_json_lists_the_same_problems() {
 }
 
 #[test]
+fn validate_json_is_the_same_as_format_json() {
+    let broken = broken_tree();
+    let old = mistpipe(broken.dir.path(), &["validate", "--format", "json"]).expect_code(1);
+    let out = mistpipe(broken.dir.path(), &["validate", "--json"]).expect_code(1);
+    assert_eq!(out.stdout, old.stdout);
+    let out = mistpipe(&examples(), &["validate", "--json"]).expect_code(0);
+    assert_eq!(out.stdout.trim(), "[]", "{out}");
+}
+
+#[test]
+fn the_spec_repository_is_named_with_repo_by_every_command() {
+    let outside = Dir::new();
+    let repo = Dir::new();
+    git_init(repo.path());
+    let r = repo.path().to_str().unwrap();
+    let elsewhere = outside.path();
+    mistpipe(
+        elsewhere,
+        &["new", "game", "doom", "--title", "Doom", "--repo", r],
+    )
+    .expect_code(0);
+    let out = mistpipe(elsewhere, &["validate", "--repo", r]).expect_code(0);
+    assert!(out.stdout.contains("1 game, 0 versions, 0 users"), "{out}");
+    // The folder as an argument, as older scripts and hooks give it, still works...
+    mistpipe(elsewhere, &["validate", r]).expect_code(0);
+    // ...but not both at once.
+    mistpipe(elsewhere, &["validate", r, "--repo", r]).expect_code(2);
+    mistpipe(elsewhere, &["hook", "install", "--repo", r]).expect_code(0);
+    assert!(repo.join(".git/hooks/pre-commit").is_file());
+    // Every command's help shows --repo, and none shows the folder as an argument.
+    for command in [
+        &["validate"][..],
+        &["plan"],
+        &["hook", "install"],
+        &["new", "game"],
+        &["new", "version"],
+        &["user", "add"],
+        &["user", "passwd"],
+        &["confirm-retire"],
+    ] {
+        let out = mistpipe(elsewhere, &[command, &["--help"]].concat()).expect_code(0);
+        assert!(out.stdout.contains("--repo <DIR>"), "{command:?}: {out}");
+        assert!(!out.stdout.contains("[DIR]"), "{command:?}: {out}");
+    }
+}
+
+#[test]
+fn hook_install_outside_a_git_repository_says_so_in_words() {
+    let dir = Dir::new();
+    let out = mistpipe(dir.path(), &["hook", "install"]).expect_code(2);
+    assert!(
+        out.stderr.starts_with(
+            "error: the current folder is not in a git repository, and a hook belongs to one"
+        ),
+        "{out}"
+    );
+    assert!(out.stderr.contains("git init"), "{out}");
+    assert!(!out.stderr.contains("class="), "no libgit2 codes: {out}");
+    assert!(dir.listing().is_empty());
+    // From a subfolder of a repository, the hook goes to the repository.
+    git_init(dir.path());
+    dir.write("games/.keep", "");
+    mistpipe(&dir.join("games"), &["hook", "install"]).expect_code(0);
+    assert!(dir.join(".git/hooks/pre-commit").is_file());
+}
+
+#[test]
+fn bad_indentation_is_reported_on_the_line_at_fault_with_a_hint() {
+    let dir = Dir::new();
+    dir.write("games/doom/game.yaml", &game_yaml("doom"));
+    dir.write(
+        "users/bob.yaml",
+        "apiVersion: mist/v1\nkind: User\nmetadata:\n  name: bob\nspec:\n  role: user\n   \
+         disabled: true\n",
+    );
+    let out = mistpipe(dir.path(), &["validate"]).expect_code(1);
+    let report = parse_report(&out.stdout);
+    assert_eq!(report.problems.len(), 1, "{out}");
+    let problem = &report.problems[0];
+    assert_eq!(problem.path, "users/bob.yaml");
+    assert_eq!((problem.line, problem.column), (Some(7), Some(4)), "{out}");
+    let hint = problem.hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains("deeper than line 6") && hint.contains("indent it by 2 spaces"),
+        "{out}"
+    );
+
+    dir.write(
+        "users/bob.yaml",
+        "apiVersion: mist/v1\nkind: User\nmetadata:\n  name: bob\nspec:\n\trole: user\n",
+    );
+    let out = mistpipe(dir.path(), &["validate"]).expect_code(1);
+    let problem = &parse_report(&out.stdout).problems[0];
+    assert_eq!(problem.line, Some(6), "{out}");
+    assert!(
+        problem.hint.as_deref().unwrap_or_default().contains("tab"),
+        "{out}"
+    );
+}
+
+#[test]
 fn validate_exits_2_when_it_cannot_run() {
     let dir = Dir::new();
     dir.write("a-file", "x");
@@ -696,7 +797,7 @@ fn new_never_overwrites() {
         } else {
             mistpipe(repo.path(), args)
         };
-        let again = again.expect_code(1);
+        let again = again.expect_code(2);
         assert!(again.stderr.starts_with("error: "), "{again}");
         assert!(again.stderr.contains("already exists"), "{again}");
         assert_eq!(repo.read(rel), edited, "{rel} was overwritten");
@@ -788,7 +889,7 @@ fn new_refuses_invalid_input_and_writes_nothing() {
     ];
     for args in cases {
         let out = mistpipe_with_stdin(repo.path(), args, "long enough password\n");
-        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert_eq!(out.code, 2, "{args:?}: {out}");
         assert!(out.stderr.starts_with("error: "), "{args:?}: {out}");
         assert_eq!(out.stdout, "", "{args:?}");
         assert_eq!(repo.listing(), before, "{args:?} wrote something");
@@ -809,7 +910,7 @@ fn new_version_of_an_unknown_game_says_how_to_create_it() {
             "incoming/quake",
         ],
     )
-    .expect_code(1);
+    .expect_code(2);
     assert!(out.stderr.contains("mistpipe new game quake"), "{out}");
     assert!(repo.listing().is_empty(), "{:?}", repo.listing());
 }
@@ -902,7 +1003,7 @@ fn new_version_with_nas_pins_the_manifest_digest() {
                 "new", "version", "doom", "2.0", "--source", source, "--nas", n,
             ],
         );
-        let out = out.expect_code(1);
+        let out = out.expect_code(2);
         assert!(out.stderr.starts_with("error: "), "{source}: {out}");
         assert_eq!(repo.listing(), before, "{source}");
     }
@@ -1127,7 +1228,7 @@ fn user_add_refuses_short_passwords() {
             &["user", "add", "bob", "--password-stdin"],
             stdin,
         )
-        .expect_code(1);
+        .expect_code(2);
         assert!(out.stderr.starts_with("error: "), "{out}");
         assert!(out.stderr.contains("at least"), "{out}");
         assert!(
@@ -1323,7 +1424,7 @@ fn hook_install_makes_git_refuse_invalid_commits() {
     assert_eq!(mode & 0o111, 0o111, "the hook is not executable: {mode:o}");
 
     // Installing again refuses to replace the hook.
-    let out = mistpipe(r, &["hook", "install"]).expect_code(1);
+    let out = mistpipe(r, &["hook", "install"]).expect_code(2);
     assert!(out.stderr.contains("already exists"), "{out}");
     assert_eq!(std::fs::read_to_string(&hook).unwrap(), script);
 
@@ -1384,17 +1485,6 @@ fn hook_install_makes_git_refuse_invalid_commits() {
             .contains("title: Doom")
     );
     assert_eq!(git(r, &["status", "--porcelain"]).stdout, "");
-}
-
-#[test]
-fn hook_install_outside_a_git_repository_fails() {
-    let dir = Dir::new();
-    let out = mistpipe(dir.path(), &["hook", "install"]).expect_code(2);
-    assert!(
-        out.stderr.starts_with("error: ") && out.stderr.contains("not a git repository"),
-        "{out}"
-    );
-    assert!(dir.listing().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1465,8 +1555,11 @@ fn every_help_has_examples() {
     // The top level explains the exit codes every command uses.
     let out = mistpipe(dir.path(), &["--help"]).expect_code(0);
     assert!(
-        out.stdout
-            .contains("Exit codes: 0 success, 1 invalid input (validate: problems; plan: changes), 2 could not run.")
+        out.stdout.contains(
+            "Exit codes: 0 success, 1 the check found something (validate: problems; plan: \
+             changes),\n2 wrong usage or could not run."
+        ),
+        "{out}"
     );
 }
 
@@ -1523,7 +1616,7 @@ fn user_passwd_disable_enable_and_remove_change_an_existing_user() {
         "apiVersion: mist/v1\nkind: Game\nmetadata:\n  name: secret\nspec:\n  title: Secret\n  \
          private: true\n  grants:\n    - erin\n",
     );
-    let out = mistpipe(repo.path(), &["user", "remove", "erin"]).expect_code(1);
+    let out = mistpipe(repo.path(), &["user", "remove", "erin"]).expect_code(2);
     assert!(out.stderr.contains("erin is granted secret"), "{out}");
     assert!(repo.path().join("users/erin.yaml").is_file());
     repo.write(
@@ -1533,7 +1626,7 @@ fn user_passwd_disable_enable_and_remove_change_an_existing_user() {
     );
     mistpipe(repo.path(), &["user", "remove", "erin"]).expect_code(0);
     assert!(!repo.path().join("users/erin.yaml").exists());
-    let out = mistpipe(repo.path(), &["user", "disable", "erin"]).expect_code(1);
+    let out = mistpipe(repo.path(), &["user", "disable", "erin"]).expect_code(2);
     assert!(out.stderr.contains("there is no user `erin`"), "{out}");
 }
 
@@ -1560,6 +1653,6 @@ fn confirm_retire_commits_the_trailer_on_top_and_changes_no_spec() {
     );
 
     let elsewhere = Dir::new();
-    let out = mistpipe(elsewhere.path(), &["confirm-retire"]).expect_code(1);
+    let out = mistpipe(elsewhere.path(), &["confirm-retire"]).expect_code(2);
     assert!(out.stderr.contains("not in a git repository"), "{out}");
 }

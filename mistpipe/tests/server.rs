@@ -310,7 +310,14 @@ fn status_logs_in_with_a_password_from_stdin_or_takes_the_token_from_the_environ
     let stdin = format!("{}\n", server.admin_password);
     let out = mistpipe_with_env(
         dir.path(),
-        &["status", "--server", &server.url, "--user", "admin"],
+        &[
+            "status",
+            "--server",
+            &server.url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
         &stdin,
         &[],
     )
@@ -334,7 +341,14 @@ fn status_logs_in_with_a_password_from_stdin_or_takes_the_token_from_the_environ
     let stdin = format!("{}\n", server.friend_password);
     let out = mistpipe_with_env(
         dir.path(),
-        &["status", "--server", &server.url, "--user", "friend"],
+        &[
+            "status",
+            "--server",
+            &server.url,
+            "--user",
+            "friend",
+            "--password-stdin",
+        ],
         &stdin,
         &[],
     )
@@ -466,7 +480,14 @@ fn plan_needs_an_admin() {
     let stdin = format!("{}\n", server.friend_password);
     let out = mistpipe_with_env(
         specs.path(),
-        &["plan", "--server", &server.url, "--user", "friend"],
+        &[
+            "plan",
+            "--server",
+            &server.url,
+            "--user",
+            "friend",
+            "--password-stdin",
+        ],
         &stdin,
         &[],
     )
@@ -529,7 +550,14 @@ fn a_bad_token_or_password_exits_2_without_printing_it() {
 
     let out = mistpipe_with_env(
         dir.path(),
-        &["status", "--server", &server.url, "--user", "admin"],
+        &[
+            "status",
+            "--server",
+            &server.url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
         "not-the-password\n",
         &[],
     )
@@ -540,6 +568,94 @@ fn a_bad_token_or_password_exits_2_without_printing_it() {
     let out =
         mistpipe_with_env(dir.path(), &["status", "--server", &server.url], "", &[]).expect_code(2);
     assert!(out.stderr.contains("no credentials"), "{out}");
+}
+
+#[test]
+fn a_password_is_read_from_stdin_only_with_password_stdin() {
+    let server = server();
+    let dir = Dir::new();
+    let stdin = format!("{}\n", server.admin_password);
+    let out = mistpipe_with_env(
+        dir.path(),
+        &["status", "--server", &server.url, "--user", "admin"],
+        &stdin,
+        &[],
+    )
+    .expect_code(2);
+    assert!(out.stderr.contains("pass --password-stdin"), "{out}");
+    assert_no_secrets(&out);
+}
+
+#[test]
+fn status_and_plan_use_the_login_mist_saved_for_the_same_server() {
+    let server = server();
+    let dir = Dir::new();
+    let config = dir.path().join("mist-config");
+    std::fs::create_dir(&config).unwrap();
+    // What `mist login --server URL --user admin` saves.
+    let saved = serde_json::json!({
+        "server": format!("{}/", server.url),
+        "user": "admin",
+        "token": server.admin_token,
+        "expiresAt": null,
+    });
+    std::fs::write(config.join("credentials.json"), saved.to_string()).unwrap();
+    let config = config.to_str().unwrap();
+
+    // The same server, with or without --server, with or without its trailing `/`.
+    let with_server = ["status", "--server", server.url.as_str()];
+    for args in [&with_server[..], &["status"]] {
+        let out =
+            mistpipe_with_env(dir.path(), args, "", &[("MIST_CONFIG_DIR", config)]).expect_code(0);
+        assert!(out.stdout.contains("starfall"), "{out}");
+        assert!(
+            out.stderr
+                .contains("Signed in as admin with the login `mist login` saved"),
+            "{out}"
+        );
+        assert_no_secrets(&out);
+    }
+    let specs = spec_checkout();
+    mistpipe_with_env(
+        dir.path(),
+        &["plan", "--repo", specs.path().to_str().unwrap()],
+        "",
+        &[("MIST_CONFIG_DIR", config)],
+    )
+    .expect_code(0);
+
+    // Another server: the saved login is not sent there.
+    let out = mistpipe_with_env(
+        dir.path(),
+        &["status", "--server", "http://127.0.0.1:9"],
+        "",
+        &[("MIST_CONFIG_DIR", config)],
+    )
+    .expect_code(2);
+    assert!(out.stderr.contains("no credentials"), "{out}");
+    assert!(out.stderr.contains("saved a login to"), "{out}");
+}
+
+#[test]
+fn a_server_url_without_its_scheme_says_what_to_try() {
+    let dir = Dir::new();
+    let out = mistpipe_with_env(
+        dir.path(),
+        &["status", "--server", "127.0.0.1:9"],
+        "",
+        &[("MIST_TOKEN", "t")],
+    )
+    .expect_code(2);
+    assert!(out.stderr.contains("e.g. http://127.0.0.1:9"), "{out}");
+    // Nothing listens on port 9: is the server running?
+    let out = mistpipe_with_env(
+        dir.path(),
+        &["status", "--server", "http://127.0.0.1:9"],
+        "",
+        &[("MIST_TOKEN", "t")],
+    )
+    .expect_code(2);
+    assert!(out.stderr.contains("is the server running"), "{out}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! [`fs::write_atomic`] (configured by its principal type, [`fs::AtomicWrite`]) replaces a
 //! file so that a reader or a crash sees the old content or the new, never a part.
 //! [`error::ErrorChain`] prints an error with its causes, `a: b: c`, for logs and the last
-//! line a binary prints. [`units::human_size`] writes bytes as people read them.
+//! line a binary prints. [`units::human_size`] writes bytes as people read them, and
+//! [`password::read`] reads a password the one way every command does.
 //!
 //! Unix code sits behind `#[cfg(unix)]`; every function also has a Windows (non-Unix)
 //! version, so the crates above build there too, with what that system offers (no modes,
@@ -15,4 +16,5 @@
 
 pub mod error;
 pub mod fs;
+pub mod password;
 pub mod units;

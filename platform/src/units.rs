@@ -1,4 +1,5 @@
-//! Amounts as people read them.
+//! Amounts as people read them: sizes in decimal units, and counts whose noun agrees
+//! with the number (`1 file`, `2 files`).
 
 /// Bytes in decimal units with one decimal, e.g. `12.3 MB` (`999 B` below a kilobyte).
 pub fn human_size(bytes: u64) -> String {
@@ -15,9 +16,25 @@ pub fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit_idx])
 }
 
+/// `n` and the noun, with an `s` unless `n` is one: `1 file`, `0 files`, `3 versions`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{count, human_size};
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(2, "version"), "2 versions");
+    }
 
     #[test]
     fn sizes_read_as_people_say_them() {

@@ -18,6 +18,7 @@
 pub const CONFIRM_RETIRE_TRAILER: &str = "Mist-Confirm-Retire: yes";
 
 pub mod check;
+pub mod indent;
 pub mod load;
 pub mod model;
 pub mod order;

@@ -407,7 +407,17 @@ impl Loader<'_> {
             Ok(root) => Ok(Some(root)),
             Err(errors) => {
                 for e in errors {
-                    self.error(file, Some(e.mark), e.message, None);
+                    // A syntax error caused by indentation is reported on the line at fault.
+                    match crate::indent::indentation_fault(text, e.mark.line) {
+                        Some(fault) if e.message.starts_with("invalid YAML") => {
+                            let mark = Mark {
+                                line: fault.line,
+                                column: fault.column,
+                            };
+                            self.error(file, Some(mark), e.message, Some(fault.hint));
+                        }
+                        _ => self.error(file, Some(e.mark), e.message, None),
+                    }
                 }
                 Ok(None)
             }

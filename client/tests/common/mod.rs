@@ -47,7 +47,14 @@ impl Client {
         let client = Client::new();
         let server = server();
         let output = client.run_with_stdin(
-            &["login", "--server", url, "--user", "friend"],
+            &[
+                "login",
+                "--server",
+                url,
+                "--user",
+                "friend",
+                "--password-stdin",
+            ],
             &format!("{}\n", server.password),
         );
         assert_success(&output);
@@ -214,18 +221,37 @@ fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// The `mistd` binary, built on demand: cargo does not build another package's binaries
-/// for a test, and artifact dependencies are unstable.
-fn mistd_bin() -> PathBuf {
+/// The `mistd` binary, built on demand.
+pub fn mistd_bin() -> PathBuf {
+    workspace_bin("mistd", "mistd")
+}
+
+/// The binary `bin` of the workspace's `package`, built on demand: cargo does not build
+/// another package's binaries for a test, and artifact dependencies are unstable.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "mistd", "--bin", "mistd"])
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("run cargo build -p mistd");
-    assert!(status.success(), "cargo build -p mistd failed");
-    let bin = target_dir().join("mistd");
-    assert!(bin.is_file(), "{} is missing", bin.display());
-    bin
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = target_dir().join(bin);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// Makes `command`'s process die (SIGKILL) when the thread that starts it ends, however the
+/// test ends: spawn it from a thread that lives as long as the process needs to.
+pub fn die_with_spawning_thread(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn start_server() -> Server {
@@ -244,23 +270,10 @@ fn start_server() -> Server {
         .expect("run mistd demo");
     assert!(output.status.success(), "mistd demo failed: {output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let password = stdout
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|words| words.len() == 3 && words[0] == "friend")
-        .map(|words| words[2].to_owned())
-        .unwrap_or_else(|| panic!("no password for friend in:\n{stdout}"));
+    let password = password_of(&stdout, "friend");
     let log = std::fs::File::create(root.join("mistd.log")).unwrap();
     let (mut command, address) = mistd_api_command(&mistd, &demo, log);
-    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    die_with_spawning_thread(&mut command);
     // The parent-death signal fires when the thread that forked exits, so fork from a
     // thread that lives as long as the process.
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -279,6 +292,16 @@ fn start_server() -> Server {
         password,
         nas: demo.join("nas"),
     }
+}
+
+/// The password `mistd demo` printed for `user` (`  <user>  <role>  <password>`).
+pub fn password_of(stdout: &str, user: &str) -> String {
+    stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.len() == 3 && words[0] == user)
+        .map(|words| words[2].to_owned())
+        .unwrap_or_else(|| panic!("no password for {user} in:\n{stdout}"))
 }
 
 /// Removes the demos of earlier test runs whose process is gone (each is tens of MB).

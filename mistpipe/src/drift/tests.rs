@@ -113,7 +113,7 @@ fn the_same_state_is_in_sync() {
                 "versions": [{"name": "1.0", "notes": "hi", "treeDigest": DIGEST_A, "state": "ready"}]}},
             "users": {"bob": {"role": "user", "disabled": false}}
         }),
-        "In sync: the server has what the specs say (1 games, 1 versions, 1 users).\n",
+        "In sync: the server has what the specs say (1 game, 1 version, 1 user).\n",
     );
 }
 
@@ -134,7 +134,7 @@ fn new_games_versions_and_users_are_added() {
 + game quake (private)
 + version quake 1
 + user bob (user)
-Plan: 4 to add, 0 to change, 0 to remove (server: 1 games, 0 users).
+Plan: 4 to add, 0 to change, 0 to remove (server: 1 game, 0 users).
 ",
     );
 }
@@ -150,7 +150,7 @@ fn game_fields_the_api_shows_are_compared() {
             "versions": []}}, "users": {}}),
         "\
 ~ game doom (title \"Old\" → \"T\"; description changed; public → private; launch changed; suspended: left exactly as it is)
-Plan: 0 to add, 1 to change, 0 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 1 to change, 0 to remove (server: 1 game, 0 users).
 ",
     );
 }
@@ -166,7 +166,7 @@ fn a_suspended_game_leaves_its_versions_alone() {
             "versions": [ready("1.0")]}}, "users": {}}),
         "\
 note: doom is suspended: 2 version changes wait until it is resumed
-In sync: the server has what the specs say (1 games, 1 versions, 0 users).
+In sync: the server has what the specs say (1 game, 1 version, 0 users).
 ",
     );
     check(
@@ -196,7 +196,7 @@ fn versions_changes_the_api_shows() {
         "\
 ~ version doom 1.0 (pinned digest blake3:bbbbbbbbbbbb differs from the ingested blake3:aaaaaaaaaaaa: ingested again)
 ~ version doom 1.1 (retired on the server: served again once Ready; notes changed)
-Plan: 0 to add, 2 to change, 0 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 2 to change, 0 to remove (server: 1 game, 0 users).
 ",
     );
 }
@@ -212,7 +212,7 @@ fn removed_versions_are_retired_unless_a_retention_policy_prunes_them() {
         server(),
         "\
 - version doom 1.0 (retired: no longer served, and nothing is deleted: no retention policy prunes it)
-Plan: 0 to add, 0 to change, 1 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 0 to change, 1 to remove (server: 1 game, 0 users).
 ",
     );
     check(
@@ -227,7 +227,7 @@ Plan: 0 to add, 0 to change, 1 to remove (server: 1 games, 0 users).
         "\
 - version doom 1.0 (pruned: its artifacts and row are removed, never its build)
 - version doom 0.9 (pruned: its artifacts and row are removed, never its build)
-Plan: 0 to add, 0 to change, 2 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 0 to change, 2 to remove (server: 1 game, 0 users).
 ",
     );
 }
@@ -246,7 +246,7 @@ fn versions_beyond_the_kept_ones_are_retired_by_a_pruning_policy() {
         json!({"games": {"doom": server_game(json!([ready("1.0"), ready("1.1")]))}, "users": {}}),
         "\
 ~ version doom 1.0 (beyond the newest 1 kept: retired, its artifacts removed)
-Plan: 0 to add, 1 to change, 0 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 1 to change, 0 to remove (server: 1 game, 0 users).
 ",
     );
 }
@@ -262,7 +262,7 @@ fn a_removed_game_retires_its_versions_once() {
         server("ready"),
         "\
 - game doom (its 1 version is retired: no longer served; nothing is deleted)
-Plan: 0 to add, 0 to change, 1 to remove (server: 1 games, 0 users).
+Plan: 0 to add, 0 to change, 1 to remove (server: 1 game, 0 users).
 ",
     );
     check(

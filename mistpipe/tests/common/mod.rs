@@ -52,6 +52,8 @@ pub fn mistpipe_with_stdin(cwd: &Path, args: &[&str], stdin: &str) -> Out {
     for var in GIT_ENV.iter().chain(SERVER_ENV) {
         cmd.env_remove(var);
     }
+    // Not the developer's own `mist login`, which mistpipe would use.
+    cmd.env("MIST_CONFIG_DIR", NO_MIST_LOGIN);
     let output = cmd.output().expect("mistpipe runs");
     Out {
         code: output.status.code().expect("mistpipe exited, not killed"),
@@ -292,6 +294,9 @@ pub fn git_commit_all(repo: &git2::Repository, message: &str) -> String {
 /// The environment variables through which `mistpipe` could find a server or a token.
 const SERVER_ENV: &[&str] = &["MIST_SERVER", "MIST_TOKEN"];
 
+/// A `mist` config folder that does not exist: no saved login.
+const NO_MIST_LOGIN: &str = "/nonexistent/mist-config";
+
 /// Runs `mistpipe args…` in `cwd` with `stdin` as standard input and `env` set (the
 /// caller's MIST_SERVER and MIST_TOKEN removed first).
 pub fn mistpipe_with_env(cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
@@ -300,6 +305,8 @@ pub fn mistpipe_with_env(cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &
     for var in GIT_ENV.iter().chain(SERVER_ENV) {
         cmd.env_remove(var);
     }
+    // Not the developer's own `mist login`, which mistpipe would use.
+    cmd.env("MIST_CONFIG_DIR", NO_MIST_LOGIN);
     for (name, value) in env {
         cmd.env(name, value);
     }
