@@ -35,15 +35,23 @@
 //! - Users are published as the specs list them: new and changed ones upserted, removed ones
 //!   deleted.
 //!
+//! - Catalog metadata (`metadata`): a game with a `steamAppId` gets its store metadata
+//!   fetched, refreshed on a schedule and whenever the id changes; failures make it stale,
+//!   never a version's Ready.
+//!
 //! A suspended game gets no actions and no conditions: it is left exactly as it is.
 
 pub mod action;
 pub mod condition;
 mod hold;
 pub mod input;
+pub mod metadata;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use mist_db::EpochMs;
+use mist_db::metadata::{GameMetadata, StoredImage};
 use mist_db::queue::JobState;
 use mist_db::state::{User, VersionState};
 
@@ -79,6 +87,10 @@ pub struct DesiredGame {
     pub prune: bool,
     /// Versions, oldest first.
     pub versions: Vec<DesiredVersion>,
+    /// The Steam app whose store metadata the catalog shows.
+    pub steam_app_id: Option<u32>,
+    /// The header image of the spec repository, as it is to be stored.
+    pub header_image: Option<StoredImage>,
 }
 
 /// One version as the specs describe it.
@@ -108,6 +120,21 @@ pub struct Observed {
     pub jobs: BTreeMap<String, ObservedJob>,
     /// Users in the database, by name.
     pub users: BTreeMap<String, User>,
+    /// Games' catalog metadata, by game.
+    pub metadata: BTreeMap<String, ObservedMetadata>,
+    /// When this was observed: what is due is due by this time.
+    pub now: EpochMs,
+}
+
+/// A game's catalog metadata, with whether its images are on the NAS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedMetadata {
+    /// The row.
+    pub row: GameMetadata,
+    /// Steam's header image is in the store with its recorded size.
+    pub steam_image_present: bool,
+    /// The spec repository's header image is in the store with its recorded size.
+    pub spec_image_present: bool,
 }
 
 /// Whether a recorded artifact is there.
@@ -160,6 +187,8 @@ pub struct DiffConfig {
     /// confirmation. A commit that would retire more (a push to the wrong branch, a bad merge)
     /// is held: every version stays served, with a `NeedsConfirmation` condition.
     pub max_retire_percent: u8,
+    /// How long after a good fetch a game's store metadata is fetched again (±10 %).
+    pub metadata_refresh: Duration,
 }
 
 impl Default for DiffConfig {
@@ -167,6 +196,7 @@ impl Default for DiffConfig {
         DiffConfig {
             skip_deltas: 2,
             max_retire_percent: 50,
+            metadata_refresh: crate::steam::DEFAULT_REFRESH,
         }
     }
 }
@@ -184,6 +214,10 @@ pub struct Diff {
     pub upsert_users: Vec<User>,
     /// Users to delete.
     pub delete_users: Vec<String>,
+    /// Games whose store metadata is stale, with their `MetadataStale` condition.
+    pub metadata_stale: BTreeMap<String, metadata::Stale>,
+    /// When the next game's metadata is due to be fetched, if one is not due yet.
+    pub next_metadata_at: Option<EpochMs>,
 }
 
 /// Diffs desired against observed state.
@@ -201,6 +235,7 @@ pub fn diff(desired: &Desired, observed: &Observed, config: DiffConfig) -> Diff 
             config,
             &mut out,
         );
+        metadata::diff_metadata(game_name, game, observed, config, &mut out);
     }
     // Versions of games no longer in the specs at all: kept, marked retired.
     for (game_name, version_name) in observed.versions.keys() {
