@@ -35,9 +35,7 @@
 //! - Users are published as the specs list them: new and changed ones upserted, removed ones
 //!   deleted.
 //!
-//! - Catalog metadata (`metadata`): a game with a `steamAppId` gets its store metadata
-//!   fetched, refreshed on a schedule and whenever the id changes; failures make it stale,
-//!   never a version's Ready.
+//! - Catalog metadata (`metadata`): fetched from Steam when due; a failure makes it stale.
 //!
 //! A suspended game gets no actions and no conditions: it is left exactly as it is.
 
@@ -48,10 +46,8 @@ pub mod input;
 pub mod metadata;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use mist_db::EpochMs;
-use mist_db::metadata::{GameMetadata, StoredImage};
 use mist_db::queue::JobState;
 use mist_db::state::{User, VersionState};
 
@@ -90,7 +86,7 @@ pub struct DesiredGame {
     /// The Steam app whose store metadata the catalog shows.
     pub steam_app_id: Option<u32>,
     /// The header image of the spec repository, as it is to be stored.
-    pub header_image: Option<StoredImage>,
+    pub header_image: Option<mist_db::metadata::StoredImage>,
 }
 
 /// One version as the specs describe it.
@@ -121,20 +117,9 @@ pub struct Observed {
     /// Users in the database, by name.
     pub users: BTreeMap<String, User>,
     /// Games' catalog metadata, by game.
-    pub metadata: BTreeMap<String, ObservedMetadata>,
+    pub metadata: BTreeMap<String, metadata::ObservedMetadata>,
     /// When this was observed: what is due is due by this time.
     pub now: EpochMs,
-}
-
-/// A game's catalog metadata, with whether its images are on the NAS.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObservedMetadata {
-    /// The row.
-    pub row: GameMetadata,
-    /// Steam's header image is in the store with its recorded size.
-    pub steam_image_present: bool,
-    /// The spec repository's header image is in the store with its recorded size.
-    pub spec_image_present: bool,
 }
 
 /// Whether a recorded artifact is there.
@@ -188,7 +173,7 @@ pub struct DiffConfig {
     /// is held: every version stays served, with a `NeedsConfirmation` condition.
     pub max_retire_percent: u8,
     /// How long after a good fetch a game's store metadata is fetched again (±10 %).
-    pub metadata_refresh: Duration,
+    pub metadata_refresh: std::time::Duration,
 }
 
 impl Default for DiffConfig {
@@ -235,7 +220,17 @@ pub fn diff(desired: &Desired, observed: &Observed, config: DiffConfig) -> Diff 
             config,
             &mut out,
         );
-        metadata::diff_metadata(game_name, game, observed, config, &mut out);
+        let metadata = metadata::diff_metadata(
+            game_name,
+            (game.steam_app_id, game.header_image.as_ref()),
+            (observed.metadata.get(game_name), observed.now),
+            |key| observed.jobs.contains_key(key),
+            config.metadata_refresh,
+        );
+        out.actions.extend(metadata.actions);
+        out.metadata_stale
+            .extend(metadata.stale.map(|s| (game_name.clone(), s)));
+        out.next_metadata_at = metadata::earliest(out.next_metadata_at, metadata.next_at);
     }
     // Versions of games no longer in the specs at all: kept, marked retired.
     for (game_name, version_name) in observed.versions.keys() {

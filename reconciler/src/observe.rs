@@ -31,7 +31,8 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use crate::diff::condition::Reason;
-use crate::diff::{Desired, Observed, ObservedJob, ObservedMetadata, ObservedVersion, Presence};
+use crate::diff::metadata::ObservedMetadata;
+use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence};
 use crate::store::ArtifactStore;
 
 /// How observation verifies builds.

@@ -6,7 +6,7 @@
 //! - A game with a `steamAppId` is fetched when it never was, at once when the id changed
 //!   since the last try, after a failure when its backoff ends (`retry_at`), when Steam's
 //!   header image it recorded is gone from the NAS, and otherwise
-//!   [`DiffConfig::metadata_refresh`] after the last good fetch, ±10 % by game and fetch
+//!   [`super::DiffConfig::metadata_refresh`] after the last good fetch, ±10 % by game and fetch
 //!   time so games fetched together spread out. The job's key carries the time it was due,
 //!   so each refresh is new work, and the same due fetch is queued once.
 //! - While the latest tries for the game's app failed, its metadata is stale: the reason of
@@ -18,12 +18,36 @@
 //!
 //! Nothing here holds up a version's Ready.
 
+use std::time::Duration;
+
 use mist_db::EpochMs;
+use mist_db::metadata::{GameMetadata, StoredImage};
 use mist_platform::units::utc_minute;
 
 use super::action::Action;
-use super::{DesiredGame, Diff, DiffConfig, Observed, ObservedMetadata};
 use crate::jobs;
+
+/// A game's catalog metadata, with whether its images are on the NAS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedMetadata {
+    /// The row.
+    pub row: GameMetadata,
+    /// Steam's header image is in the store with its recorded size.
+    pub steam_image_present: bool,
+    /// The spec repository's header image is in the store with its recorded size.
+    pub spec_image_present: bool,
+}
+
+/// One game's metadata work and status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataDiff {
+    /// The fetch due, and the spec's image to store or unrecord.
+    pub actions: Vec<Action>,
+    /// Its `MetadataStale` condition, while it holds.
+    pub stale: Option<Stale>,
+    /// When its next fetch is due, when it is not due yet.
+    pub next_at: Option<EpochMs>,
+}
 
 /// What the diff says of a game whose metadata is stale: its `MetadataStale` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,54 +58,64 @@ pub struct Stale {
     pub message: String,
 }
 
-/// Adds one game's metadata work and staleness to `out`.
-pub(super) fn diff_metadata(
+/// One game's metadata work and staleness: the Steam app and header image the specs want,
+/// `obs` observed at `now`; `queued` tells whether a job key is queued already; fetches are
+/// `refresh` apart.
+pub fn diff_metadata(
     name: &str,
-    game: &DesiredGame,
-    observed: &Observed,
-    config: DiffConfig,
-    out: &mut Diff,
-) {
-    let obs = observed.metadata.get(name);
-    spec_image(name, game, obs, out);
-    let Some(app_id) = game.steam_app_id else {
-        return;
+    (steam_app_id, header_image): (Option<u32>, Option<&StoredImage>),
+    (obs, now): (Option<&ObservedMetadata>, EpochMs),
+    queued: impl Fn(&str) -> bool,
+    refresh: Duration,
+) -> MetadataDiff {
+    let mut out = MetadataDiff::default();
+    spec_image(name, header_image, obs, &mut out.actions);
+    let Some(app_id) = steam_app_id else {
+        return out;
     };
-    let due = due_at(name, app_id, obs, config);
-    if observed.now >= due {
+    let due = due_at(name, app_id, obs, refresh);
+    if now >= due {
         let fetch = Action::Metadata {
             game: name.to_owned(),
             app_id,
             due,
         };
-        let queued = jobs::key(&fetch).is_some_and(|key| observed.jobs.contains_key(&key));
-        if !queued {
+        if !jobs::key(&fetch).is_some_and(|key| queued(&key)) {
             out.actions.push(fetch);
         }
     } else {
-        out.next_metadata_at = Some(out.next_metadata_at.map_or(due, |at| at.min(due)));
+        out.next_at = Some(due);
     }
-    if let Some(stale) = obs.and_then(|obs| stale(app_id, obs)) {
-        out.metadata_stale.insert(name.to_owned(), stale);
-    }
+    out.stale = obs.and_then(|obs| stale(app_id, obs));
+    out
+}
+
+/// The earlier of two times, either of which may be missing.
+pub fn earliest(a: Option<EpochMs>, b: Option<EpochMs>) -> Option<EpochMs> {
+    a.into_iter().chain(b).min()
 }
 
 /// The spec repository's header image: stored and recorded when it is not, unrecorded when
 /// the specs no longer have one.
-fn spec_image(name: &str, game: &DesiredGame, obs: Option<&ObservedMetadata>, out: &mut Diff) {
+fn spec_image(
+    name: &str,
+    wanted: Option<&StoredImage>,
+    obs: Option<&ObservedMetadata>,
+    out: &mut Vec<Action>,
+) {
     let recorded = obs.and_then(|obs| obs.row.spec_image.as_ref());
-    match &game.header_image {
+    match wanted {
         Some(wanted) => {
             let in_place =
                 recorded == Some(wanted) && obs.is_some_and(|obs| obs.spec_image_present);
             if !in_place {
-                out.actions.push(Action::SpecImage {
+                out.push(Action::SpecImage {
                     game: name.to_owned(),
                     address: Some(wanted.address.clone()),
                 });
             }
         }
-        None if recorded.is_some() => out.actions.push(Action::SpecImage {
+        None if recorded.is_some() => out.push(Action::SpecImage {
             game: name.to_owned(),
             address: None,
         }),
@@ -90,7 +124,7 @@ fn spec_image(name: &str, game: &DesiredGame, obs: Option<&ObservedMetadata>, ou
 }
 
 /// When the game's metadata is next due to be fetched; 0 is "now".
-fn due_at(name: &str, app_id: u32, obs: Option<&ObservedMetadata>, config: DiffConfig) -> EpochMs {
+fn due_at(name: &str, app_id: u32, obs: Option<&ObservedMetadata>, refresh: Duration) -> EpochMs {
     let Some(obs) = obs else { return 0 };
     let Some(attempt) = &obs.row.attempt else {
         return 0;
@@ -109,11 +143,11 @@ fn due_at(name: &str, app_id: u32, obs: Option<&ObservedMetadata>, config: DiffC
         .fetched
         .as_ref()
         .map_or(attempt.at, |fetched| fetched.fetched_at);
-    fetched_at.saturating_add(jittered(config.metadata_refresh, name, fetched_at))
+    fetched_at.saturating_add(jittered(refresh, name, fetched_at))
 }
 
 /// `refresh` ±10 %, the same for the same game and fetch time.
-fn jittered(refresh: std::time::Duration, name: &str, fetched_at: EpochMs) -> i64 {
+fn jittered(refresh: Duration, name: &str, fetched_at: EpochMs) -> i64 {
     let refresh_ms = i64::try_from(refresh.as_millis()).unwrap_or(i64::MAX);
     // FNV-1a: stable across builds and platforms, unlike the std hasher.
     let hash = name

@@ -29,6 +29,7 @@ use mist_db::queue::JobState;
 use mist_db::state::{Role, User, VersionState};
 
 use super::input::Input;
+use super::metadata::ObservedMetadata;
 use super::*;
 
 fn check(input: &str, expect: Expect) {
