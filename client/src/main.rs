@@ -16,7 +16,7 @@ use mist_client::download::{DownloadOptions, parse_rate};
 use mist_client::ops::install::UpdateSummary;
 use mist_client::ops::{self, Context};
 use mist_client::progress::{Progress, ProgressMode};
-use mist_platform::units::{count, human_size};
+use mist_platform::units::{count, human_size, utc_minute};
 
 /// Get games from a Mist server and keep them up to date, downloading only what changed.
 ///
@@ -87,6 +87,15 @@ enum Command {
     },
     /// List the games on the server, what is installed and which updates are waiting.
     List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a game: its description, store details (genres, developers, release date) and
+    /// every version with its size and release notes.
+    Info {
+        /// The game's name, as `mist list` shows it.
+        game: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -251,6 +260,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &mut stdout,
         )?,
         Command::List { json } => list(&runtime, &context, json, &mut stdout)?,
+        Command::Info { game, json } => {
+            let info = runtime.block_on(ops::library::info(&context, &game))?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&info)?)?;
+            } else {
+                print_info(&mut stdout, &info)?;
+            }
+        }
         Command::Install {
             game,
             version,
@@ -357,8 +374,8 @@ fn list(
     let legend = list_legend(&rows);
     writeln!(
         stdout,
-        "{:<20} {:<12} {:<12} TITLE",
-        "GAME", "LATEST", "INSTALLED"
+        "{:<20} {:<12} {:>9} {:<12} TITLE",
+        "GAME", "LATEST", "SIZE", "INSTALLED"
     )?;
     for row in rows {
         let installed = match (&row.installed, row.update_available) {
@@ -368,9 +385,10 @@ fn list(
         };
         writeln!(
             stdout,
-            "{:<20} {:<12} {:<12} {}",
+            "{:<20} {:<12} {:>9} {:<12} {}",
             row.name,
             row.latest.as_deref().unwrap_or("-"),
+            row.size.map_or_else(|| "-".to_owned(), human_size),
             installed,
             row.title
         )?;
@@ -402,6 +420,66 @@ fn list_legend(rows: &[ops::library::ListRow]) -> Vec<String> {
         legend.clear();
     }
     legend
+}
+
+/// `mist info`: the game, its store details, and its versions newest first with their
+/// sizes and notes.
+fn print_info(stdout: &mut impl Write, info: &ops::library::GameInfo) -> anyhow::Result<()> {
+    let game = &info.game;
+    writeln!(stdout, "{} ({})", game.title, game.name)?;
+    if let Some(description) = &game.description {
+        writeln!(stdout, "{description}")?;
+    }
+    writeln!(stdout)?;
+    let field = |stdout: &mut dyn Write, name: &str, value: &str| -> std::io::Result<()> {
+        writeln!(stdout, "{:<12} {value}", format!("{name}:"))
+    };
+    if let Some(store) = &game.store {
+        if !store.genres.is_empty() {
+            field(stdout, "Genres", &store.genres.join(", "))?;
+        }
+        if !store.developers.is_empty() {
+            field(stdout, "Developers", &store.developers.join(", "))?;
+        }
+        if let Some(date) = &store.release_date {
+            field(stdout, "Released", date)?;
+        }
+        field(
+            stdout,
+            "Steam app",
+            &format!(
+                "{} (store details of {})",
+                store.steam_app_id,
+                utc_minute(store.fetched_at)
+            ),
+        )?;
+    }
+    let latest = game.latest.as_deref().unwrap_or("none ready yet");
+    let installed = match (&info.installed, &game.latest) {
+        (Some(installed), Some(latest)) if installed != latest => {
+            format!("{installed}, `mist update {}` for {latest}", game.name)
+        }
+        (Some(installed), _) => installed.clone(),
+        (None, _) => format!("no (`mist install {}`)", game.name),
+    };
+    field(stdout, "Latest", latest)?;
+    field(stdout, "Installed", &installed)?;
+    writeln!(stdout)?;
+    writeln!(stdout, "Versions, newest first:")?;
+    for version in game.versions.iter().rev() {
+        let mut line = format!("  {}", version.name);
+        if let Some(pack) = &version.pack {
+            line.push_str(&format!("  {}", human_size(pack.size)));
+        }
+        if let Some(released_at) = version.released_at {
+            line.push_str(&format!("  released {}", utc_minute(released_at)));
+        }
+        writeln!(stdout, "{line}")?;
+        for note in version.notes.iter().flat_map(|notes| notes.lines()) {
+            writeln!(stdout, "      {note}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `mist update`: each game in turn; with several games, one failure does not stop the

@@ -55,6 +55,8 @@ text_enum! {
         Reconciling => "Reconciling",
         /// The reconciler cannot make progress without a change (a terminal error, drift).
         Stalled => "Stalled",
+        /// A game's store metadata could not be fetched: the last good one is still served.
+        MetadataStale => "MetadataStale",
     }
 }
 

@@ -11,6 +11,8 @@
 //!   (recorded digests, content-addressed [`state::Artifact`]s, deltas) and the revisions seen.
 //! - [`conditions`]: conditions (`Ready`, `Reconciling`, `Stalled`) and a bounded event history
 //!   per object.
+//! - [`metadata`]: what the catalog shows of a game beyond its spec: store metadata pulled
+//!   from Steam, the latest fetch's outcome, and the header images in the artifact store.
 //! - [`outbox`]: the notification outbox, written in the same transaction as the state change
 //!   that causes a notification, and each delivery to each sink.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
@@ -28,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod conditions;
+pub mod metadata;
 pub mod outbox;
 pub mod queue;
 pub mod read;
@@ -449,6 +452,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "notifications",
                 include_str!("../migrations/sqlite/0003_notifications.sql"),
             ),
+            (
+                4,
+                "game metadata",
+                include_str!("../migrations/sqlite/0004_game_metadata.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -465,6 +473,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "notifications",
                 include_str!("../migrations/postgres/0003_notifications.sql"),
+            ),
+            (
+                4,
+                "game metadata",
+                include_str!("../migrations/postgres/0004_game_metadata.sql"),
             ),
         ],
     };

@@ -33,6 +33,22 @@ impl Db {
         rows.iter().map(|row| version_from_record(row)).collect()
     }
 
+    /// The size of every pack, by address: what each version's full download weighs.
+    pub async fn pack_sizes(&self) -> Result<Vec<(String, u64)>, Error> {
+        let rows = sqlx::query("SELECT address, size FROM artifacts WHERE kind = 'pack'")
+            .fetch_all(&self.pool)
+            .await
+            .op("list pack sizes")?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.text(0, "artifacts.address")?,
+                    crate::to_u64(row.int(1, "artifacts.size")?, "artifacts.size")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Every version that uses the artifact at `address`, by game and version.
     pub async fn artifact_uses(&self, address: &str) -> Result<Vec<ArtifactUse>, Error> {
         let rows = sqlx::query(

@@ -20,6 +20,7 @@
 use sqlx::AnyConnection;
 
 use crate::conditions::{Condition, condition_columns, condition_from_record};
+use crate::metadata::{GameMetadata, metadata_columns, metadata_from_record};
 use crate::queue::{Job, job_columns, job_from_record};
 use crate::state::{
     Artifact, Delta, Game, SyncState, User, Version, artifact_columns, artifact_from_record,
@@ -51,6 +52,8 @@ pub struct Snapshot {
     /// Every job that is not done, by key. Done jobs are left out: they only pile up, and
     /// enqueueing their keys again is a no-op anyway.
     pub jobs: Vec<Job>,
+    /// Every game's catalog metadata, by game.
+    pub metadata: Vec<GameMetadata>,
 }
 
 /// How to read one table: the same columns as rows (Postgres) or as one JSON array (SQLite).
@@ -127,6 +130,13 @@ const JOBS: TableQuery = table_query!(
     "WHERE state <> 'done'",
     "job_key"
 );
+const METADATA: TableQuery = table_query!(
+    "snapshot game metadata",
+    metadata_columns!(),
+    "game_metadata",
+    "",
+    "game"
+);
 
 impl Db {
     /// The change counter: a number that moves whenever a transaction that wrote a row of
@@ -143,7 +153,7 @@ impl Db {
         row.int(0, "change_seq.seq")
     }
 
-    /// Loads the [`Snapshot`]: nine queries in one read transaction (repeatable read on
+    /// Loads the [`Snapshot`]: ten queries in one read transaction (repeatable read on
     /// Postgres; SQLite's read transactions are snapshots already). The change counter is
     /// read first, in the same transaction, so it describes exactly the rows read.
     pub async fn load_snapshot(&self) -> Result<Snapshot, Error> {
@@ -193,6 +203,9 @@ impl Db {
             .load_table(connection, &CONDITIONS, condition_from_record)
             .await?;
         let jobs = self.load_table(connection, &JOBS, job_from_record).await?;
+        let metadata = self
+            .load_table(connection, &METADATA, metadata_from_record)
+            .await?;
 
         transaction.commit().await.op("end snapshot")?;
         Ok(Snapshot {
@@ -205,6 +218,7 @@ impl Db {
             deltas,
             conditions,
             jobs,
+            metadata,
         })
     }
 

@@ -25,7 +25,7 @@ use crate::{Backend, Db};
 pub const POSTGRES_ENV: &str = "MIST_TEST_POSTGRES";
 
 /// Every table of the schema, in the order of the migrations.
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 13] = [
     "sync_state",
     "revisions",
     "games",
@@ -38,6 +38,7 @@ pub const TABLES: [&str; 12] = [
     "conditions",
     "events",
     "change_seq",
+    "game_metadata",
 ];
 
 /// A database for one test on one backend, removed when dropped.

@@ -155,6 +155,12 @@ pub struct RunArgs {
     #[arg(long, env = "MIST_WEBHOOK_SECRET_FILE", value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
 
+    /// Steam's store, where games with a `steamAppId` get their description, header image,
+    /// genres, developers and release date (`URL/api/appdetails?appids=ID`)
+    /// [default: https://store.steampowered.com].
+    #[arg(long, env = "MIST_STEAM_URL", value_name = "URL")]
+    pub steam_url: Option<String>,
+
     /// A file holding the key that signs login tokens (at least 32 bytes) [default: one
     /// generated into the data folder on first start, `jwt-secret`, mode 0600].
     #[arg(long, env = "MIST_JWT_SECRET_FILE", value_name = "FILE")]
@@ -217,6 +223,8 @@ pub struct FileConfig {
     pub verify_interval: Option<FileDuration>,
     /// See [`RunArgs::webhook_secret_file`].
     pub webhook_secret_file: Option<PathBuf>,
+    /// See [`RunArgs::steam_url`].
+    pub steam_url: Option<String>,
     /// See [`RunArgs::jwt_secret_file`].
     pub jwt_secret_file: Option<PathBuf>,
     /// See [`RunArgs::token_lifetime`].
@@ -274,6 +282,8 @@ pub struct Settings {
     pub verify_interval: Duration,
     /// The webhook secret's file, if the webhook is served.
     pub webhook_secret_file: Option<PathBuf>,
+    /// Steam's store: its base URL.
+    pub steam_url: String,
     /// The login token key's file; `None` generates one into the data folder.
     pub jwt_secret_file: Option<PathBuf>,
     /// How long a login token is valid.
@@ -376,6 +386,9 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// The Steam store's URL is not an http(s) URL.
+    #[error("the Steam store URL `{0}` is not an http:// or https:// URL")]
+    SteamUrl(String),
     /// A secret file is empty.
     #[error("the {what} file {path} is empty")]
     EmptySecret {
@@ -558,6 +571,7 @@ impl Settings {
                 .webhook_secret_file
                 .clone()
                 .or_else(|| file.webhook_secret_file.clone()),
+            steam_url: steam_url(args.steam_url.as_deref().or(file.steam_url.as_deref()))?,
             jwt_secret_file: args
                 .jwt_secret_file
                 .clone()
@@ -611,6 +625,18 @@ impl Secrets {
             webhook,
             notify_sinks,
         })
+    }
+}
+
+/// The Steam store's base URL given (or the default), checked to be http(s).
+fn steam_url(given: Option<&str>) -> Result<String, ConfigError> {
+    let url = given
+        .unwrap_or(mist_reconciler::steam::DEFAULT_STEAM_URL)
+        .trim();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError::SteamUrl(url.to_owned()))
     }
 }
 

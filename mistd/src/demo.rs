@@ -32,6 +32,7 @@
 //! as it is (see [`generate`]).
 
 mod catalog;
+pub mod catcher;
 mod code;
 mod media;
 mod pak;
@@ -643,7 +644,7 @@ fn describe(
 }
 
 fn build_state(nas: &Path, source: &str, pinned: Option<TreeDigest>) -> BuildState {
-    if let Err(reason) = mist_specs::load::check_source_on_nas(nas, source) {
+    if let Err(reason) = mist_specs::nas::check_source_on_nas(nas, source) {
         return BuildState::Unreadable {
             reason: reason.to_string(),
         };

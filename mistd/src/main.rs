@@ -276,7 +276,16 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
         let (shutdown_sender, shutdown) = run::shutdown_channel();
         run::spawn_signal_handlers(shutdown_sender)?;
 
-        let Some(converged) = converge(&settings, shutdown.clone()).await? else {
+        // Notifications go to a catcher on loopback that prints them, from the first sync on.
+        let catcher = demo::catcher::Catcher::start()
+            .await
+            .context("cannot start the demo's notification catcher")?;
+        let secrets = Secrets {
+            notify_sinks: vec![demo_sink(&catcher)],
+            ..Secrets::default()
+        };
+        let Some(converged) = converge(&settings, (&secrets, &catcher), shutdown.clone()).await?
+        else {
             eprintln!("Interrupted; run `mistd demo` again to carry on where it stopped.");
             return Ok(ExitCode::from(130));
         };
@@ -302,7 +311,7 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
         run::serve_on(
             listener,
             &settings,
-            Secrets::default(),
+            secrets,
             metrics,
             shutdown,
             |address| {
@@ -314,6 +323,20 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
         Ok(ExitCode::SUCCESS)
     })
 }
+
+/// The demo's notification sink: every notification, as JSON, to the catcher.
+fn demo_sink(catcher: &demo::catcher::Catcher) -> mist_notify::sink::Sink {
+    use mist_db::outbox::Audience;
+    mist_notify::sink::Sink {
+        name: "demo-catcher".to_owned(),
+        url: mist_notify::sink::SecretUrl::new(catcher.url.clone()),
+        kind: mist_notify::sink::SinkKind::Webhook { key: None },
+        audiences: vec![Audience::Friends, Audience::Admins],
+    }
+}
+
+/// How long the demo waits, once converged, for the first notification to be printed.
+const FIRST_NOTIFICATION_WAIT: Duration = Duration::from_secs(10);
 
 /// `mistd run`'s settings for a demo: everything in the demo folder, role `all`.
 fn demo_settings(layout: &DemoLayout, listen: SocketAddr) -> Settings {
@@ -336,10 +359,28 @@ struct Converged {
     elapsed: Duration,
 }
 
-/// Runs the reconciler until it has nothing left to do, showing its progress on stderr.
-/// Returns `None` when a stop was requested first.
-async fn converge(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Option<Converged>> {
+/// Runs the reconciler until it has nothing left to do, showing its progress on stderr,
+/// with the notification sender of `secrets` delivering to the `catcher` meanwhile (a fresh
+/// demo's first sync ends with a digest, printed before this returns). Returns `None` when a
+/// stop was requested first.
+async fn converge(
+    settings: &Settings,
+    (secrets, catcher): (&Secrets, &demo::catcher::Catcher),
+    shutdown: Shutdown,
+) -> anyhow::Result<Option<Converged>> {
     let db = run::open_db(settings).await?;
+    let (stop_sender, sender_stopped) = run::shutdown_channel();
+    let sender = mist_notify::sender::Sender::new(
+        db.clone(),
+        secrets.notify_sinks.clone(),
+        mist_notify::templates::Templates::load(None)
+            .context("cannot load the notification templates")?,
+        mist_notify::sender::SenderConfig::default(),
+    )
+    .await
+    .context("cannot start the notification sender")?;
+    let sender = tokio::spawn(sender.run(sender_stopped.requested()));
+    let seen = catcher.count();
     let config = run::reconciler_config(settings).expect("the demo runs the reconciler");
     let reconciler = Reconciler::new(config, db.clone()).context("cannot start the reconciler")?;
     let started = Instant::now();
@@ -362,6 +403,7 @@ async fn converge(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Opt
             }
             _ = shutdown.clone().requested() => {
                 progress.clear();
+                stop_sender.request();
                 db.close().await;
                 return Ok(None);
             }
@@ -372,6 +414,25 @@ async fn converge(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Opt
         .context("cannot read the status")?;
     progress.show(&status_view::progress_line(&report));
     progress.clear();
+    // Let the sender deliver what the last pass wrote (the first sync's digest) before
+    // the summary is printed.
+    let audiences = [
+        mist_db::outbox::Audience::Friends,
+        mist_db::outbox::Audience::Admins,
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
+    for sink in &secrets.notify_sinks {
+        let due = db.due_notifications(&sink.name, &audiences, now, 1).await;
+        if due.is_ok_and(|due| !due.is_empty()) {
+            catcher.wait_beyond(seen, FIRST_NOTIFICATION_WAIT).await;
+        }
+    }
+    stop_sender.request();
+    let _ = sender.await;
     db.close().await;
     Ok(Some(Converged {
         report,

@@ -144,6 +144,7 @@ pub fn reconciler_config(settings: &Settings) -> Option<ReconcilerConfig> {
     config.max_retire_percent = settings.max_retire_percent;
     config.concurrency = settings.concurrency;
     config.verify_interval = settings.verify_interval;
+    config.metadata.steam_url = settings.steam_url.clone();
     Some(config)
 }
 
@@ -483,6 +484,7 @@ fn log_settings(settings: &Settings) {
         concurrency = settings.concurrency,
         verify_interval_s = settings.verify_interval.as_secs(),
         webhook_secret_file = path(&settings.webhook_secret_file),
+        steam_url = %settings.steam_url,
         discord_webhook_file = path(&settings.notify.discord_webhook_file),
         discord_admin_webhook_file = path(&settings.notify.discord_admin_webhook_file),
         notify_webhook_file = path(&settings.notify.notify_webhook_file),

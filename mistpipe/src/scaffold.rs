@@ -226,7 +226,7 @@ pub(crate) fn run_new(command: NewCommand) -> anyhow::Result<()> {
             }
             let digest = match &nas {
                 Some(nas) => {
-                    mist_specs::load::check_source_on_nas(nas, &source)
+                    mist_specs::nas::check_source_on_nas(nas, &source)
                         .map_err(|error| Failure::invalid(error.to_string()))?;
                     let build = nas.join(&source);
                     eprintln!("hashing {} …", build.display());

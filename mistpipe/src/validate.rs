@@ -196,7 +196,7 @@ fn check_pinned_digests(
             let Some(pinned) = &version.spec.digest else {
                 continue;
             };
-            if mist_specs::load::check_source_on_nas(nas, &version.spec.source).is_err() {
+            if mist_specs::nas::check_source_on_nas(nas, &version.spec.source).is_err() {
                 // The loader already reported a missing or escaping source; never hash
                 // anything outside the NAS.
                 continue;

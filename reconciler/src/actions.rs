@@ -13,7 +13,8 @@
 //!
 //! The rooms: `context` (what every job shares), `error` (why a job did not succeed), `run`
 //! (one job run and its helpers), `facts` (what a job reads fresh), `input_tree` (a version's
-//! tree as an input), and one module per kind of job: `ingest`, `pack`, `delta`, `prune`.
+//! tree as an input), and one module per kind of job: `ingest`, `pack`, `delta`, `prune`,
+//! `metadata`.
 
 pub(crate) mod context;
 mod delta;
@@ -21,6 +22,7 @@ pub(crate) mod error;
 mod facts;
 mod ingest;
 mod input_tree;
+mod metadata;
 mod pack;
 mod prune;
 mod run;
@@ -81,9 +83,12 @@ pub(crate) async fn execute(
             version,
             remove,
         } => run.prune(&game, &version, remove).await,
-        Action::LinkPack { .. } | Action::LinkDelta { .. } => Err(ActionError::Terminal(
-            Reason::Failed,
-            "links are not jobs".to_string(),
-        )),
+        Action::Metadata { game, app_id, .. } => run.metadata(&game, app_id).await,
+        Action::LinkPack { .. } | Action::LinkDelta { .. } | Action::SpecImage { .. } => {
+            Err(ActionError::Terminal(
+                Reason::Failed,
+                "the pass does this itself; it is not a job".to_string(),
+            ))
+        }
     }
 }

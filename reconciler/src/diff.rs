@@ -35,15 +35,19 @@
 //! - Users are published as the specs list them: new and changed ones upserted, removed ones
 //!   deleted.
 //!
+//! - Catalog metadata (`metadata`): fetched from Steam when due; a failure makes it stale.
+//!
 //! A suspended game gets no actions and no conditions: it is left exactly as it is.
 
 pub mod action;
 pub mod condition;
 mod hold;
 pub mod input;
+pub mod metadata;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mist_db::EpochMs;
 use mist_db::queue::JobState;
 use mist_db::state::{User, VersionState};
 
@@ -79,6 +83,10 @@ pub struct DesiredGame {
     pub prune: bool,
     /// Versions, oldest first.
     pub versions: Vec<DesiredVersion>,
+    /// The Steam app whose store metadata the catalog shows.
+    pub steam_app_id: Option<u32>,
+    /// The header image of the spec repository, as it is to be stored.
+    pub header_image: Option<mist_db::metadata::StoredImage>,
 }
 
 /// One version as the specs describe it.
@@ -108,6 +116,10 @@ pub struct Observed {
     pub jobs: BTreeMap<String, ObservedJob>,
     /// Users in the database, by name.
     pub users: BTreeMap<String, User>,
+    /// Games' catalog metadata, by game.
+    pub metadata: BTreeMap<String, metadata::ObservedMetadata>,
+    /// When this was observed: what is due is due by this time.
+    pub now: EpochMs,
 }
 
 /// Whether a recorded artifact is there.
@@ -160,6 +172,8 @@ pub struct DiffConfig {
     /// confirmation. A commit that would retire more (a push to the wrong branch, a bad merge)
     /// is held: every version stays served, with a `NeedsConfirmation` condition.
     pub max_retire_percent: u8,
+    /// How long after a good fetch a game's store metadata is fetched again (±10 %).
+    pub metadata_refresh: std::time::Duration,
 }
 
 impl Default for DiffConfig {
@@ -167,6 +181,7 @@ impl Default for DiffConfig {
         DiffConfig {
             skip_deltas: 2,
             max_retire_percent: 50,
+            metadata_refresh: crate::steam::DEFAULT_REFRESH,
         }
     }
 }
@@ -184,6 +199,10 @@ pub struct Diff {
     pub upsert_users: Vec<User>,
     /// Users to delete.
     pub delete_users: Vec<String>,
+    /// Games whose store metadata is stale, with their `MetadataStale` condition.
+    pub metadata_stale: BTreeMap<String, metadata::Stale>,
+    /// When the next game's metadata is due to be fetched, if one is not due yet.
+    pub next_metadata_at: Option<EpochMs>,
 }
 
 /// Diffs desired against observed state.
@@ -201,6 +220,17 @@ pub fn diff(desired: &Desired, observed: &Observed, config: DiffConfig) -> Diff 
             config,
             &mut out,
         );
+        let metadata = metadata::diff_metadata(
+            game_name,
+            (game.steam_app_id, game.header_image.as_ref()),
+            (observed.metadata.get(game_name), observed.now),
+            |key| observed.jobs.contains_key(key),
+            config.metadata_refresh,
+        );
+        out.actions.extend(metadata.actions);
+        out.metadata_stale
+            .extend(metadata.stale.map(|s| (game_name.clone(), s)));
+        out.next_metadata_at = metadata::earliest(out.next_metadata_at, metadata.next_at);
     }
     // Versions of games no longer in the specs at all: kept, marked retired.
     for (game_name, version_name) in observed.versions.keys() {

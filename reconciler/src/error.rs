@@ -35,6 +35,9 @@ pub enum Error {
     /// finding work.
     #[error("reconciling did not settle after {0} rounds")]
     NotSettled(usize),
+    /// The HTTP client of the metadata job could not be made.
+    #[error("cannot make the HTTP client for the store's metadata")]
+    Http(#[source] reqwest::Error),
     /// A background task panicked.
     #[error("a reconciler task failed")]
     Task(#[from] tokio::task::JoinError),

@@ -10,6 +10,7 @@
 //! | pack | `pack:<tree digest>` — two versions with the same content share one pack |
 //! | delta | `delta:<from tree digest>:<to tree digest>` |
 //! | prune | `prune:<game>:<version>`, and `…:row` when the row goes too |
+//! | metadata | `metadata:<game>:<app id>:<due time>` — each refresh is new work |
 //!
 //! The payload is the [`Action`] as JSON; the worker reads everything else fresh when it runs.
 //! A job queued again (its output vanished) keeps its first payload, so a pack or delta job
@@ -46,14 +47,16 @@ pub fn key(action: &Action) -> Option<String> {
             "prune:{game}:{version}{}",
             if *remove { ":row" } else { "" }
         )),
-        Action::LinkPack { .. } | Action::LinkDelta { .. } => None,
+        Action::Metadata { game, app_id, due } => Some(format!("metadata:{game}:{app_id}:{due}")),
+        Action::LinkPack { .. } | Action::LinkDelta { .. } | Action::SpecImage { .. } => None,
     }
 }
 
-/// The job kind of an action: `ingest`, `pack`, `delta` or `prune`.
+/// The job kind of an action: `ingest`, `pack`, `delta`, `prune` or `metadata`.
 pub fn kind(action: &Action) -> JobKind {
     match action {
         Action::Ingest { .. } => JobKind::Ingest,
+        Action::Metadata { .. } | Action::SpecImage { .. } => JobKind::Metadata,
         Action::Pack { .. } | Action::LinkPack { .. } => JobKind::Pack,
         Action::Delta { .. } | Action::LinkDelta { .. } => JobKind::Delta,
         Action::Prune { .. } => JobKind::Prune,
@@ -63,21 +66,25 @@ pub fn kind(action: &Action) -> JobKind {
 /// The job for an action; `None` for actions the pass does itself.
 ///
 /// Priorities (lower runs first): ingests first, since everything else needs their
-/// manifests; then packs and deltas; pruning last.
+/// manifests; then packs and deltas; metadata after them (it never holds up a version);
+/// pruning last.
 pub fn new_job(action: &Action) -> Option<NewJob> {
     let key = key(action)?;
     let (game, version, priority) = match action {
-        Action::Ingest { game, version, .. } => (game, version, 0),
-        Action::Pack { game, version, .. } => (game, version, 1),
-        Action::Delta { game, to, .. } => (game, to, 1),
-        Action::Prune { game, version, .. } => (game, version, 3),
-        Action::LinkPack { .. } | Action::LinkDelta { .. } => return None,
+        Action::Ingest { game, version, .. } => (game, Some(version), 0),
+        Action::Pack { game, version, .. } => (game, Some(version), 1),
+        Action::Delta { game, to, .. } => (game, Some(to), 1),
+        Action::Metadata { game, .. } => (game, None, 2),
+        Action::Prune { game, version, .. } => (game, Some(version), 3),
+        Action::LinkPack { .. } | Action::LinkDelta { .. } | Action::SpecImage { .. } => {
+            return None;
+        }
     };
     Some(NewJob {
         key,
         kind: kind(action).as_str().to_owned(),
         game: Some(game.clone()),
-        version: Some(version.clone()),
+        version: version.cloned(),
         payload_json: serde_json::to_string(action).expect("actions serialize"),
         priority,
     })

@@ -28,6 +28,7 @@
 //! - [`jobs`]: actions as durable jobs with deterministic, content-derived keys.
 //! - `actions` and `runner`: the workers that execute jobs under leases.
 //! - [`store`]: the content-addressed artifact store on the NAS.
+//! - [`steam`]: Steam's store as the source of games' catalog metadata (the `metadata` job).
 //! - [`report`]: the status report, read by [`status()`].
 //! - [`error`]: the [`error::Error`] of a reconciler that cannot run at all.
 //!
@@ -48,6 +49,7 @@ pub mod pass;
 pub mod reconciler;
 pub mod report;
 mod runner;
+pub mod steam;
 pub mod store;
 pub mod triggers;
 pub mod webhook;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
 use mist_db::conditions::{ConditionStatus, ConditionType, ObjectKind};
+use mist_db::metadata::StoredImage;
 use mist_db::snapshot::Snapshot;
 use mist_db::state::ArtifactKind;
 use mist_games::scan::{self, ScanError};
@@ -30,6 +31,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use crate::diff::condition::Reason;
+use crate::diff::metadata::ObservedMetadata;
 use crate::diff::{Desired, Observed, ObservedJob, ObservedVersion, Presence};
 use crate::store::ArtifactStore;
 
@@ -200,7 +202,35 @@ pub fn observe(
         .iter()
         .map(|user| (user.name.clone(), user.clone()))
         .collect();
+    observed.metadata = observe_metadata(snapshot, on_disk);
+    observed.now = now;
     observation
+}
+
+/// Every game's metadata row, with whether its images are in the store with their size.
+fn observe_metadata(
+    snapshot: &Snapshot,
+    on_disk: &FastMap<String, u64>,
+) -> BTreeMap<String, ObservedMetadata> {
+    let present = |image: &Option<StoredImage>| {
+        image
+            .as_ref()
+            .is_some_and(|image| on_disk.get(image.address.as_str()) == Some(&image.size))
+    };
+    snapshot
+        .metadata
+        .iter()
+        .map(|row| {
+            (
+                row.game.clone(),
+                ObservedMetadata {
+                    steam_image_present: present(&row.steam_image),
+                    spec_image_present: present(&row.spec_image),
+                    row: row.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// The source of each version of the games that are not suspended, by (game, version).

@@ -5,8 +5,9 @@
 //! The types are here: [`PassReport`], what a pass did, and `Passes`, which runs passes and
 //! holds what they remember. The steps are `impl Passes` blocks in the submodules: `run` (the
 //! pass itself, step by step), `specs` (recording the commit tried and the spec rows), `act`
-//! (queueing jobs, making links, publishing users), `conditions` (conditions and events) and
-//! `notify` (the notifications written with them, and the first sync's digest).
+//! (queueing jobs, making links, storing the specs' header images, publishing users),
+//! `conditions` (conditions and events) and `notify` (the notifications written with them,
+//! and the first sync's digest).
 
 mod act;
 mod conditions;
@@ -129,6 +130,8 @@ pub(crate) struct Passes {
     pub max_retire_percent: u8,
     /// Re-scan an ingested build for drift at most this often.
     pub verify_interval: Duration,
+    /// See [`diff::DiffConfig::metadata_refresh`].
+    pub metadata_refresh: Duration,
 }
 
 /// What passes remember between them.
@@ -163,7 +166,8 @@ struct DesiredMemo {
 
 /// Everything a converged pass read, from the snapshot on. A pass computes the same thing
 /// from the same inputs — `observe` and `diff` are functions of exactly these, as long as no
-/// build is due for a re-scan — so a pass that finds them all unchanged is converged too:
+/// build is due for a re-scan and no game's metadata for a fetch — so a pass that finds them
+/// all unchanged is converged too:
 /// it writes nothing (its predecessor wrote nothing, or the snapshot would have changed),
 /// and it need not observe, diff or compare the status again.
 #[derive(Debug)]
@@ -173,6 +177,7 @@ struct Converged {
     on_disk: Arc<FastMap<String, u64>>,
     sources_checked: Vec<(String, bool)>,
     next_verify_at: Option<EpochMs>,
+    next_metadata_at: Option<EpochMs>,
     n_ready: usize,
     n_not_ready: usize,
 }

@@ -10,12 +10,13 @@ use mist_db::Db;
 use mist_db::queue::{Queue, QueueConfig};
 use tokio::sync::Notify;
 
-use crate::actions::context::Context;
+use crate::actions::context::{Context, MetadataClient};
 use crate::clock::now_ms;
 use crate::desired::{self, SpecsSource};
 use crate::error::{Error, Result};
 use crate::pass::{PassReport, Passes};
 use crate::runner::Workers;
+use crate::steam::MetadataConfig;
 use crate::{observe, store, triggers};
 use mist_platform::error::ErrorChain;
 
@@ -54,6 +55,8 @@ pub struct ReconcilerConfig {
     /// default derives it from the data directory), so a restart takes back at once the jobs
     /// its previous incarnation held.
     pub owner: String,
+    /// Where games' store metadata is fetched from, and how often.
+    pub metadata: MetadataConfig,
 }
 
 impl ReconcilerConfig {
@@ -72,6 +75,7 @@ impl ReconcilerConfig {
             max_retire_percent: crate::diff::DiffConfig::default().max_retire_percent,
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             verify_interval: DEFAULT_VERIFY_INTERVAL,
+            metadata: MetadataConfig::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl Reconciler {
             nas: config.nas.clone(),
             rows: tokio::sync::Mutex::new(()),
             verify: Mutex::new(observe::VerifyState::default()),
+            metadata: MetadataClient::new(config.metadata.clone()).map_err(Error::Http)?,
         });
         let queue = db.queue(QueueConfig {
             max_running: u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX),
@@ -134,6 +139,7 @@ impl Reconciler {
             skip_deltas: config.skip_deltas,
             max_retire_percent: config.max_retire_percent,
             verify_interval: config.verify_interval,
+            metadata_refresh: config.metadata.refresh,
         };
         Ok(Reconciler {
             config,

@@ -28,7 +28,8 @@ use mist_db::snapshot::Snapshot;
 use mist_db::state::Outcome;
 use mist_wire::status::JobState as WireJobState;
 use mist_wire::status::{
-    GameStatus, JobKind, JobProgress, Phase, QueueEntry, StatusError, StatusReport, VersionStatus,
+    GameStatus, JobKind, JobProgress, MetadataStale, Phase, QueueEntry, StatusError, StatusReport,
+    VersionStatus,
 };
 
 /// Reads the status from the database.
@@ -93,7 +94,21 @@ type VersionConditions<'a> = [Option<&'a Condition>; 3];
 /// Every game with its versions' phases, reasons and running work.
 fn games(snapshot: &Snapshot) -> Vec<GameStatus> {
     let mut conditions: HashMap<&str, VersionConditions<'_>> = HashMap::new();
+    let mut metadata_stale: HashMap<&str, MetadataStale> = HashMap::new();
     for condition in &snapshot.conditions {
+        if condition.object.kind == ObjectKind::Game
+            && condition.condition_type == ConditionType::MetadataStale
+            && condition.status == ConditionStatus::True
+        {
+            metadata_stale.insert(
+                condition.object.name.as_str(),
+                MetadataStale {
+                    reason: condition.reason.clone(),
+                    message: condition.message.clone(),
+                    since: condition.since,
+                },
+            );
+        }
         if condition.object.kind != ObjectKind::Version {
             continue;
         }
@@ -101,6 +116,7 @@ fn games(snapshot: &Snapshot) -> Vec<GameStatus> {
             ConditionType::Ready => 0,
             ConditionType::Reconciling => 1,
             ConditionType::Stalled => 2,
+            ConditionType::MetadataStale => continue,
         };
         conditions
             .entry(condition.object.name.as_str())
@@ -123,6 +139,7 @@ fn games(snapshot: &Snapshot) -> Vec<GameStatus> {
         .map(|game| GameStatus {
             name: game.name.clone(),
             suspended: game.suspended,
+            metadata_stale: metadata_stale.remove(game.name.as_str()),
             versions: Vec::new(),
         })
         .collect();

@@ -228,6 +228,52 @@ pub fn check_relative_path(path: &str, what: &str) -> Result<(), CheckError> {
     Ok(())
 }
 
+/// The largest header image a spec repository may hold next to a `game.yaml`.
+pub const MAX_HEADER_IMAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// The kinds of image Mist serves as a game's header image, told by their first bytes
+/// ([`ImageType::sniff`]), never by a file name or a server's `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageType {
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// WebP.
+    Webp,
+}
+
+impl ImageType {
+    /// The type whose signature `bytes` start with, if any.
+    pub fn sniff(bytes: &[u8]) -> Option<ImageType> {
+        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(ImageType::Png)
+        } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+            Some(ImageType::Jpeg)
+        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+            Some(ImageType::Webp)
+        } else {
+            None
+        }
+    }
+
+    /// The media type, e.g. `image/png`.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            ImageType::Png => "image/png",
+            ImageType::Jpeg => "image/jpeg",
+            ImageType::Webp => "image/webp",
+        }
+    }
+
+    /// The type of a media type [`ImageType::media_type`] gives.
+    pub fn from_media_type(media_type: &str) -> Option<ImageType> {
+        [ImageType::Png, ImageType::Jpeg, ImageType::Webp]
+            .into_iter()
+            .find(|image_type| image_type.media_type() == media_type)
+    }
+}
+
 /// A tree digest: `blake3:` and 64 lowercase hex digits.
 pub fn check_digest(digest: &str) -> Result<(), CheckError> {
     let Some(hex) = digest.strip_prefix("blake3:") else {
@@ -295,6 +341,24 @@ mod tests {
         }
         for bad in ["", "/abs", "C:/x", "a/../b", "..", "a//b", "a\\b", "a/./b"] {
             assert!(check_relative_path(bad, "source").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images_are_told_by_their_first_bytes() {
+        let cases: [(&[u8], Option<ImageType>); 6] = [
+            (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", Some(ImageType::Png)),
+            (&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10], Some(ImageType::Jpeg)),
+            (b"RIFF\x10\0\0\0WEBPVP8 ", Some(ImageType::Webp)),
+            (b"GIF89a\x01\0\x01\0", None),
+            (b"RIFF\x10\0\0\0WAVEfmt ", None),
+            (b"", None),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(ImageType::sniff(bytes), want, "{bytes:?}");
+            if let Some(image_type) = want {
+                assert_eq!(ImageType::from_media_type(image_type.media_type()), want);
+            }
         }
     }
 

@@ -19,8 +19,10 @@ pub const CONFIRM_RETIRE_TRAILER: &str = "Mist-Confirm-Retire: yes";
 
 pub mod check;
 pub mod indent;
+pub mod image;
 pub mod load;
 pub mod model;
+pub mod nas;
 pub mod order;
 pub mod scaffold;
 pub mod schema;

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::check;
+use crate::image::{self, HeaderImage};
 use crate::model::{Game, Kind, User, Version};
 use crate::order::compare_versions;
 use crate::schema;
 use crate::source::{DirSource, EntryKind, GitSource, SourceError, SpecSource};
-use crate::yaml::{self, Mark, Node};
+use crate::yaml::{self, Mark, Node, position_after};
 
 /// The largest spec file Mist reads.
 pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -58,6 +59,8 @@ pub struct GameSpecs {
     pub game: Game,
     /// Its versions, oldest first.
     pub versions: Vec<Version>,
+    /// The header image `spec.headerImage` names, read and checked.
+    pub header_image: Option<HeaderImage>,
 }
 
 /// The valid specs of a tree.
@@ -110,6 +113,8 @@ pub fn load(source: &dyn SpecSource, options: &LoadOptions) -> Result<Loaded, So
         source,
         options,
         diagnostics: Vec::new(),
+        header_images: BTreeMap::new(),
+        declared_images: BTreeSet::new(),
     };
     let mut specs = loader.run()?;
     let mut diagnostics = loader.diagnostics;
@@ -150,6 +155,10 @@ struct Loader<'a> {
     source: &'a dyn SpecSource,
     options: &'a LoadOptions,
     diagnostics: Vec<Diagnostic>,
+    /// The header images read, by game folder.
+    header_images: BTreeMap<String, HeaderImage>,
+    /// Every header image a game.yaml names, valid or not, by its path in the tree.
+    declared_images: BTreeSet<String>,
 }
 
 /// Where a file sits in the layout, and so what it must hold.
@@ -187,6 +196,12 @@ impl Loader<'_> {
         let mut version_folders = BTreeSet::new();
         let mut user_stems = BTreeSet::new();
         let mut stray_folders = BTreeSet::new();
+        // Paths in game folders beside the specs: header images, or strays.
+        let mut beside_specs = Vec::new();
+        let kinds: BTreeMap<&str, EntryKind> = entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.kind))
+            .collect();
 
         for entry in &entries {
             let parts: Vec<&str> = entry.path.split('/').collect();
@@ -201,6 +216,12 @@ impl Loader<'_> {
             }
             if !entry.valid_utf8 {
                 self.error(&entry.path, None, "file name is not valid UTF-8", None);
+                continue;
+            }
+            if image::in_game_folder_beside_specs(&parts)
+                && matches!(entry.kind, EntryKind::File { .. } | EntryKind::Dir)
+            {
+                beside_specs.push(entry);
                 continue;
             }
             let reported = self.diagnostics.len();
@@ -228,6 +249,7 @@ impl Loader<'_> {
                 Role::Game { folder } => {
                     if let Some(game) = self.typed::<Game>(Kind::Game, &entry.path, root) {
                         self.check_game(&game, &folder);
+                        self.check_header_image(&game, &folder, &kinds)?;
                         games.push(game);
                     }
                 }
@@ -243,6 +265,21 @@ impl Loader<'_> {
                         users.push(user);
                     }
                 }
+            }
+        }
+
+        // What sits beside the specs and is no header image (nor holds one) is a stray.
+        for entry in beside_specs {
+            let parts: Vec<&str> = entry.path.split('/').collect();
+            if image::holds_header_image(&entry.path, self.declared_images.iter())
+                || (1..parts.len()).any(|n| stray_folders.contains(&parts[..n].join("/")))
+            {
+                continue;
+            }
+            let reported = self.diagnostics.len();
+            self.classify(&parts, entry.kind);
+            if entry.kind == EntryKind::Dir && self.diagnostics.len() > reported {
+                stray_folders.insert(entry.path.clone());
             }
         }
 
@@ -525,6 +562,30 @@ impl Loader<'_> {
         }
     }
 
+    /// Reads and checks the header image the game names, if any.
+    fn check_header_image(
+        &mut self,
+        game: &Parsed<Game>,
+        folder: &str,
+        kinds: &BTreeMap<&str, EntryKind>,
+    ) -> Result<(), SourceError> {
+        let Some(path) = &game.spec.spec.header_image else {
+            return Ok(());
+        };
+        self.declared_images
+            .insert(image::header_image_path(folder, path));
+        match image::read_header_image(self.source, folder, path, |p| kinds.get(p).copied())? {
+            Ok(header_image) => {
+                self.header_images.insert(folder.to_owned(), header_image);
+            }
+            Err(problem) => {
+                let mark = Self::mark_at(&game.root, &["spec", "headerImage"]);
+                self.error(&game.file, mark, problem, None);
+            }
+        }
+        Ok(())
+    }
+
     fn check_version(&mut self, version: &Parsed<Version>, folder: &str, stem: &str) {
         let (root, file, spec) = (&version.root, version.file.as_str(), &version.spec);
         self.check_name_matches(
@@ -551,7 +612,7 @@ impl Loader<'_> {
             Err(problem) => self.error(file, source_mark, problem, Some("give the build's folder relative to the NAS root, e.g. `incoming/<game>/<version>`".into())),
             Ok(()) => {
                 if let Some(nas) = &self.options.nas_root
-                    && let Err(problem) = check_source_on_nas(nas, &spec.spec.source)
+                    && let Err(problem) = crate::nas::check_source_on_nas(nas, &spec.spec.source)
                 {
                     self.error(file, source_mark, problem, None);
                 }
@@ -604,7 +665,11 @@ impl Loader<'_> {
         for versions in by_game.values_mut() {
             self.order_versions(versions);
         }
-        assemble_specs(games, by_game, users)
+        let mut specs = assemble_specs(games, by_game, users);
+        for (name, game) in &mut specs.games {
+            game.header_image = self.header_images.remove(name);
+        }
+        specs
     }
 
     /// Reports grants to users that have no file.
@@ -725,6 +790,7 @@ fn assemble_specs(
             GameSpecs {
                 game: game.spec,
                 versions,
+                header_image: None,
             },
         );
     }
@@ -734,63 +800,4 @@ fn assemble_specs(
             .insert(user.spec.metadata.name.clone(), user.spec);
     }
     specs
-}
-
-/// The 1-based line and column just after `before`, a valid UTF-8 prefix of a file.
-fn position_after(before: &[u8]) -> Mark {
-    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    Mark {
-        line: u32::try_from(line).unwrap_or(u32::MAX),
-        column: u32::try_from(column).unwrap_or(u32::MAX),
-    }
-}
-
-/// Why a version's `source` is not a folder on the NAS.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceOnNasError {
-    /// The NAS root (first) cannot be resolved (second).
-    #[error("cannot open the NAS root {root}: {1}", root = .0.display())]
-    NasRoot(PathBuf, std::io::Error),
-    /// Nothing is at the `spec.source` (first): the path looked for (second) is missing.
-    #[error("`spec.source` `{0}` does not exist on the NAS ({target})", target = .1.display())]
-    Missing(String, PathBuf),
-    /// The `spec.source` (first) cannot be resolved (second).
-    #[error("cannot resolve `spec.source` `{0}` on the NAS: {1}")]
-    Resolve(String, std::io::Error),
-    /// A symlink takes the `spec.source` out of the NAS.
-    #[error("`spec.source` `{0}` resolves outside the NAS root through a symlink")]
-    Outside(String),
-    /// The `spec.source` is a file or something else than a folder.
-    #[error("`spec.source` `{0}` is not a folder")]
-    NotAFolder(String),
-}
-
-/// Checks that `source` is a directory below `nas` once every symlink is resolved.
-pub fn check_source_on_nas(nas: &Path, source: &str) -> Result<(), SourceOnNasError> {
-    let nas_real = nas
-        .canonicalize()
-        .map_err(|error| SourceOnNasError::NasRoot(nas.to_owned(), error))?;
-    let target = nas_real.join(source);
-    let real = match target.canonicalize() {
-        Ok(real) => real,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SourceOnNasError::Missing(source.to_owned(), target));
-        }
-        Err(error) => return Err(SourceOnNasError::Resolve(source.to_owned(), error)),
-    };
-    if !real.starts_with(&nas_real) {
-        return Err(SourceOnNasError::Outside(source.to_owned()));
-    }
-    if !real.is_dir() {
-        return Err(SourceOnNasError::NotAFolder(source.to_owned()));
-    }
-    Ok(())
 }

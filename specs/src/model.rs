@@ -54,12 +54,19 @@ pub struct GameMetadata {
 pub struct GameSpec {
     /// The title friends see, e.g. `Celeste`.
     pub title: String,
-    /// A short description shown in the catalog.
+    /// A short description shown in the catalog, instead of Steam's when `steamAppId` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The Steam app id, used to pull store metadata such as artwork.
+    /// The Steam app id: the store's description, header image, genres, developers and
+    /// release date are pulled from Steam and refreshed weekly. `description` and
+    /// `headerImage` here win over Steam's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steam_app_id: Option<u32>,
+    /// A header image kept next to `game.yaml`: its path relative to the game's folder, e.g.
+    /// `header.png`. PNG, JPEG or WebP, at most 2 MB; shown instead of Steam's (460×215 is
+    /// the shape the store expects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_image: Option<String>,
     /// A private game is seen only by admins and by the users listed in `grants`.
     #[serde(default)]
     pub private: bool,

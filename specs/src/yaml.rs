@@ -544,6 +544,23 @@ fn looks_like_float(text: &str) -> bool {
         && body.chars().any(|c| c.is_ascii_digit())
 }
 
+/// The 1-based line and column just after `before`, a valid UTF-8 prefix of a file.
+pub(crate) fn position_after(before: &[u8]) -> Mark {
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    Mark {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        column: u32::try_from(column).unwrap_or(u32::MAX),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,3 +302,56 @@ fn materialise_applies_overlay_and_delete() {
     assert!(!tree.join("expected").exists() && !tree.join("DELETE").exists());
     assert!(tree.join("games/celeste/game.yaml").is_file());
 }
+
+/// The valid base with celeste's `headerImage: art/header.webp`, and `files` added.
+fn base_with_header_image(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&corpus().join("valid-base"), dir.path());
+    let game_yaml = dir.path().join("games/celeste/game.yaml");
+    let yaml = std::fs::read_to_string(&game_yaml).unwrap();
+    std::fs::write(
+        &game_yaml,
+        yaml.replace(
+            "  private: false\n",
+            "  headerImage: art/header.webp\n  private: false\n",
+        ),
+    )
+    .unwrap();
+    for (path, contents) in files {
+        write(dir.path(), path, contents);
+    }
+    dir
+}
+
+#[test]
+fn a_header_image_beside_game_yaml_is_read_and_checked() {
+    let webp: &[u8] = b"RIFF\x24\0\0\0WEBPVP8 \x18\0\0\0 a header image";
+    let dir = base_with_header_image(&[("games/celeste/art/header.webp", webp)]);
+    let loaded = load_both(dir.path(), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.is_valid(), "{}", render(&loaded.diagnostics));
+    let image = loaded.specs.games["celeste"]
+        .header_image
+        .as_ref()
+        .expect("the header image");
+    assert_eq!(image.path, "games/celeste/art/header.webp");
+    assert_eq!(image.image_type.media_type(), "image/webp");
+    assert_eq!(&image.bytes[..], webp);
+    assert!(loaded.specs.games["secret"].header_image.is_none());
+
+    // A file beside it that is no image of the game's is still a stray.
+    let dir = base_with_header_image(&[
+        ("games/celeste/art/header.webp", webp),
+        ("games/celeste/art/notes.txt", b"draft"),
+    ]);
+    let loaded = load_both(dir.path(), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.diagnostics.len(),
+        1,
+        "{}",
+        render(&loaded.diagnostics)
+    );
+    assert_eq!(
+        loaded.diagnostics[0].to_string(),
+        "games/celeste/art/notes.txt: error: Mist does not read this file"
+    );
+}

@@ -96,7 +96,13 @@ pub(crate) async fn get_artifact(
         .artifact(&path.digest)
         .await?
         .ok_or(Error::NotFound)?;
-    serve_artifact(&ctx, &artifact, &headers, "application/octet-stream").await
+    serve_artifact(
+        &ctx,
+        (&artifact).into(),
+        &headers,
+        "application/octet-stream",
+    )
+    .await
 }
 
 /// Whether the viewer sees a version that uses the artifact.
@@ -115,14 +121,33 @@ async fn may_download(
     }))
 }
 
-/// Answers a `GET` of a recorded artifact: `200`, `206`, `304` or `416`, streaming the file.
+/// A file of the artifact store as the database records it: its content address, size and
+/// path below the store.
+pub(crate) struct StoreFile<'a> {
+    pub(crate) address: &'a str,
+    pub(crate) size: u64,
+    pub(crate) path: &'a str,
+}
+
+impl<'a> From<&'a Artifact> for StoreFile<'a> {
+    fn from(artifact: &'a Artifact) -> StoreFile<'a> {
+        StoreFile {
+            address: &artifact.address,
+            size: artifact.size,
+            path: &artifact.path,
+        }
+    }
+}
+
+/// Answers a `GET` of a recorded file of the store: `200`, `206`, `304` or `416`, streaming
+/// the file.
 pub(crate) async fn serve_artifact(
     ctx: &ApiContext,
-    artifact: &Artifact,
+    artifact: StoreFile<'_>,
     headers: &HeaderMap,
-    content_type: &'static str,
+    content_type: &str,
 ) -> Result<Response, Error> {
-    let (mut file, file_path) = open_artifact(ctx, artifact).await?;
+    let (mut file, file_path) = open_artifact(ctx, &artifact).await?;
     let len = artifact.size;
     let etag = format!("\"{}\"", artifact.address);
     let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
@@ -176,7 +201,7 @@ pub(crate) async fn serve_artifact(
 /// checked to be a regular file of its recorded size, and its path (for messages).
 async fn open_artifact(
     ctx: &ApiContext,
-    artifact: &Artifact,
+    artifact: &StoreFile<'_>,
 ) -> Result<(tokio::fs::File, std::path::PathBuf), Error> {
     let artifacts_dir = ctx
         .config
@@ -185,14 +210,14 @@ async fn open_artifact(
         .ok_or(Error::Unavailable(
             "this server has no artifact store configured",
         ))?;
-    if !is_store_relative(&artifact.path) {
+    if !is_store_relative(artifact.path) {
         return Err(InternalError::Other(format!(
             "artifact {} is recorded at an unsafe path {:?}",
             artifact.address, artifact.path
         ))
         .into());
     }
-    let file_path = artifacts_dir.join(&artifact.path);
+    let file_path = artifacts_dir.join(artifact.path);
     let opened = {
         let file_path = file_path.clone();
         tokio::task::spawn_blocking(move || mist_platform::fs::open_regular_nofollow(&file_path))

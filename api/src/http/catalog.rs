@@ -1,5 +1,5 @@
-//! The users, games and versions as of the database's current change counter, kept in
-//! memory between requests.
+//! The users, games, versions, games' metadata and pack sizes as of the database's current
+//! change counter, kept in memory between requests.
 //!
 //! Every request reads the counter (`Db::change_seq`, one tiny query) and uses the cached
 //! catalog only while the counter has not moved; any committed write — a user disabled or
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use mist_db::Db;
+use mist_db::metadata::GameMetadata;
 use mist_db::state::{Game, User, Version};
 
 /// The users, games and versions at one value of the change counter.
@@ -23,6 +24,10 @@ pub(crate) struct Catalog {
     games: Vec<Game>,
     /// Every version, by game, in version order.
     versions: HashMap<String, Vec<Version>>,
+    /// Every game's catalog metadata, by game.
+    metadata: HashMap<String, GameMetadata>,
+    /// Every pack's size, by address.
+    pack_sizes: HashMap<String, u64>,
 }
 
 /// The latest [`Catalog`], reloaded when the counter moves.
@@ -114,11 +119,20 @@ impl Catalog {
                 .or_default()
                 .push(version);
         }
+        let metadata = db
+            .all_game_metadata()
+            .await?
+            .into_iter()
+            .map(|row| (row.game.clone(), row))
+            .collect();
+        let pack_sizes = db.pack_sizes().await?.into_iter().collect();
         Ok(Catalog {
             change_seq,
             users,
             games,
             versions,
+            metadata,
+            pack_sizes,
         })
     }
 
@@ -155,5 +169,15 @@ impl Catalog {
     /// A game's versions in version order, oldest first.
     pub(crate) fn versions_of(&self, game: &str) -> &[Version] {
         self.versions.get(game).map_or(&[], Vec::as_slice)
+    }
+
+    /// A game's catalog metadata, if it has any.
+    pub(crate) fn metadata_of(&self, game: &str) -> Option<&GameMetadata> {
+        self.metadata.get(game)
+    }
+
+    /// The size of the pack at `address`, if it is one.
+    pub(crate) fn pack_size(&self, address: &str) -> Option<u64> {
+        self.pack_sizes.get(address).copied()
     }
 }

@@ -17,7 +17,7 @@ use mist_db::conditions::{self, ObjectRef};
 use mist_db::state::{Artifact, Game, Version, VersionState};
 use mist_wire::catalog::{
     ArtifactLink, ConditionInfo, ConditionStatus, ConditionType, GameDetail, GameList, GameSummary,
-    LaunchInfo, VersionDetail, VersionSummary,
+    VersionDetail, VersionSummary,
 };
 use mist_wire::digest::artifact_path;
 use mist_wire::error::ErrorBody;
@@ -31,6 +31,7 @@ use crate::http::catalog::Catalog;
 use crate::http::context::{ApiContext, game_name, version_name};
 use crate::http::error::Error;
 use crate::http::extractor::AuthUser;
+use crate::http::gameview::GameView;
 use crate::route::{self, Blob, PlanDelta, PlanError, PlanInput, PlanVersion};
 
 pub(crate) fn router() -> Router<Arc<ApiContext>> {
@@ -102,7 +103,7 @@ pub(crate) fn game_list(catalog: &Catalog, viewer: &Viewer) -> GameList {
         .filter(|game| viewer.sees_game(game))
         .map(|game| {
             let versions = catalog.versions_of(&game.name);
-            let spec = GameSpecView::parse(game);
+            let view = GameView::of(game, catalog.metadata_of(&game.name));
             let latest = versions
                 .iter()
                 .rev()
@@ -115,6 +116,11 @@ pub(crate) fn game_list(catalog: &Catalog, viewer: &Viewer) -> GameList {
                     name: version.spec.name.clone(),
                     notes: version_notes(version),
                     tree_digest: version.observed.tree_digest.clone(),
+                    size: version
+                        .observed
+                        .pack_address
+                        .as_deref()
+                        .and_then(|address| catalog.pack_size(address)),
                     state: viewer
                         .is_admin()
                         .then(|| wire_state(version.observed.state)),
@@ -123,8 +129,10 @@ pub(crate) fn game_list(catalog: &Catalog, viewer: &Viewer) -> GameList {
             GameSummary {
                 latest,
                 name: game.name.clone(),
-                title: spec.title,
-                description: spec.description,
+                title: view.title,
+                description: view.description,
+                store: view.store,
+                header_image: view.header_image,
                 private: game.private,
                 versions,
                 suspended: viewer.is_admin().then_some(game.suspended),
@@ -168,7 +176,7 @@ pub(crate) async fn game_detail(
     let game = visible_game(catalog, viewer, name)?;
     let versions = catalog.versions_of(&game.name);
     let artifacts = artifacts_by_address(ctx.db.artifacts_of_game(&game.name).await?);
-    let spec = GameSpecView::parse(game);
+    let view = GameView::of(game, catalog.metadata_of(&game.name));
     let mut details = Vec::new();
     let mut latest = None;
     for version in versions
@@ -180,20 +188,7 @@ pub(crate) async fn game_detail(
         }
         let conditions = if viewer.is_admin() {
             let object = ObjectRef::version(&game.name, &version.spec.name);
-            Some(
-                ctx.db
-                    .conditions_of(&object)
-                    .await?
-                    .into_iter()
-                    .map(|condition| ConditionInfo {
-                        r#type: wire_condition_type(condition.condition_type),
-                        status: wire_condition_status(condition.status),
-                        reason: condition.reason,
-                        message: condition.message,
-                        since: condition.since,
-                    })
-                    .collect(),
-            )
+            Some(condition_infos(ctx, &object).await?)
         } else {
             None
         };
@@ -215,16 +210,44 @@ pub(crate) async fn game_detail(
             conditions,
         });
     }
+    let conditions = if viewer.is_admin() {
+        Some(condition_infos(ctx, &ObjectRef::game(&game.name)).await?)
+    } else {
+        None
+    };
     Ok(GameDetail {
         name: game.name.clone(),
-        title: spec.title,
-        description: spec.description,
+        title: view.title,
+        description: view.description,
+        store: view.store,
+        header_image: view.header_image,
         private: game.private,
-        launch: spec.launch,
+        launch: view.launch,
         latest,
         versions: details,
         suspended: viewer.is_admin().then_some(game.suspended),
+        conditions,
     })
+}
+
+/// An object's conditions as the API shows them.
+async fn condition_infos(
+    ctx: &ApiContext,
+    object: &ObjectRef,
+) -> Result<Vec<ConditionInfo>, Error> {
+    Ok(ctx
+        .db
+        .conditions_of(object)
+        .await?
+        .into_iter()
+        .map(|condition| ConditionInfo {
+            r#type: wire_condition_type(condition.condition_type),
+            status: wire_condition_status(condition.status),
+            reason: condition.reason,
+            message: condition.message,
+            since: condition.since,
+        })
+        .collect())
 }
 
 /// Downloads a version's manifest (JSON: every file with its size and BLAKE3).
@@ -258,7 +281,7 @@ pub(crate) async fn get_manifest(
         .clone()
         .ok_or(Error::NotFound)?;
     let artifact = ctx.db.artifact(&address).await?.ok_or(Error::NotFound)?;
-    serve_artifact(&ctx, &artifact, &headers, "application/json").await
+    serve_artifact(&ctx, (&artifact).into(), &headers, "application/json").await
 }
 
 /// Plans an update: the cheapest of the delta chain, a warmed skip delta and the full pack.
@@ -422,6 +445,7 @@ fn wire_condition_type(condition_type: conditions::ConditionType) -> ConditionTy
         conditions::ConditionType::Ready => ConditionType::Ready,
         conditions::ConditionType::Reconciling => ConditionType::Reconciling,
         conditions::ConditionType::Stalled => ConditionType::Stalled,
+        conditions::ConditionType::MetadataStale => ConditionType::MetadataStale,
     }
 }
 
@@ -453,35 +477,4 @@ fn version_notes(version: &Version) -> Option<String> {
     serde_json::from_str::<mist_specs::model::VersionSpec>(&version.spec.spec_json)
         .ok()
         .and_then(|spec| spec.notes)
-}
-
-/// What the catalog shows of a game's spec. A spec that does not parse (written by another
-/// version of Mist) shows the name as the title rather than failing the catalog.
-struct GameSpecView {
-    title: String,
-    description: Option<String>,
-    launch: Option<LaunchInfo>,
-}
-
-impl GameSpecView {
-    fn parse(game: &Game) -> GameSpecView {
-        match serde_json::from_str::<mist_specs::model::GameSpec>(&game.spec_json) {
-            Ok(spec) => GameSpecView {
-                title: spec.title,
-                description: spec.description,
-                launch: spec.launch.map(|launch| LaunchInfo {
-                    executable: launch.executable,
-                    args: launch.args,
-                }),
-            },
-            Err(error) => {
-                tracing::warn!(game = %game.name, %error, "the game's stored spec does not parse");
-                GameSpecView {
-                    title: game.name.clone(),
-                    description: None,
-                    launch: None,
-                }
-            }
-        }
-    }
 }

@@ -8,6 +8,8 @@ pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod extractor;
 pub(crate) mod games;
+pub(crate) mod gameview;
+pub(crate) mod images;
 pub(crate) mod openapi;
 pub(crate) mod repair;
 pub(crate) mod status;
@@ -67,6 +69,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
     let small_bodies = Router::new()
         .merge(auth::router())
         .merge(games::router())
+        .merge(images::router())
         .merge(artifacts::router())
         .merge(status::router())
         .merge(openapi::router())

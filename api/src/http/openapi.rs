@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::context::ApiContext;
-use crate::http::{artifacts, auth, games, repair, status};
+use crate::http::{artifacts, auth, games, images, repair, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use crate::http::{artifacts, auth, games, repair, status};
         games::get_game,
         games::get_manifest,
         games::get_update,
+        images::get_image,
         artifacts::get_artifact,
         repair::post_repair,
         status::get_status,

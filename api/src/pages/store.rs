@@ -28,6 +28,8 @@ struct Card<'a> {
     description: Option<&'a str>,
     private: bool,
     latest: Option<&'a str>,
+    /// The header image's URL; without one, the generated `cover` shows.
+    image: Option<&'a str>,
     cover: Cover,
 }
 
@@ -64,36 +66,26 @@ impl Cover {
 
 impl<'a> Card<'a> {
     fn of(game: &'a GameSummary) -> Card<'a> {
-        Card::new(
-            (&game.name, &game.title),
-            game.description.as_deref(),
-            game.private,
-            game.latest.as_deref(),
-        )
+        Card {
+            name: &game.name,
+            title: &game.title,
+            description: game.description.as_deref(),
+            private: game.private,
+            latest: game.latest.as_deref(),
+            image: game.header_image.as_ref().map(|image| image.url.as_str()),
+            cover: Cover::of(&game.name, &game.title),
+        }
     }
 
     fn of_detail(game: &'a GameDetail) -> Card<'a> {
-        Card::new(
-            (&game.name, &game.title),
-            game.description.as_deref(),
-            game.private,
-            game.latest.as_deref(),
-        )
-    }
-
-    fn new(
-        (name, title): (&'a str, &'a str),
-        description: Option<&'a str>,
-        private: bool,
-        latest: Option<&'a str>,
-    ) -> Card<'a> {
         Card {
-            name,
-            title,
-            description,
-            private,
-            latest,
-            cover: Cover::of(name, title),
+            name: &game.name,
+            title: &game.title,
+            description: game.description.as_deref(),
+            private: game.private,
+            latest: game.latest.as_deref(),
+            image: game.header_image.as_ref().map(|image| image.url.as_str()),
+            cover: Cover::of(&game.name, &game.title),
         }
     }
 }

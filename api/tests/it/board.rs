@@ -52,6 +52,7 @@ fn board_report(config: &mut ApiConfig) {
                 games: vec![GameStatus {
                     name: "open".to_owned(),
                     suspended: false,
+                    metadata_stale: None,
                     versions: vec![
                         version("1.0", Phase::Ready, "Ready", "Served."),
                         version("1.3", Phase::Reconciling, "Building", "Packing."),

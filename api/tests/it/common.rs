@@ -359,6 +359,7 @@ pub fn test_status_source() -> StatusSource {
                 games.push(GameStatus {
                     name: game.name,
                     suspended: game.suspended,
+                    metadata_stale: None,
                     versions,
                 });
             }

@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use mist_wire::auth::{LoginRequest, LoginResponse, Role, UserInfo, UserList};
 use mist_wire::catalog::{
     ArtifactLink, ConditionInfo, ConditionStatus, ConditionType, GameDetail, GameList, GameSummary,
-    LaunchInfo, VersionDetail, VersionState, VersionSummary,
+    ImageLink, LaunchInfo, StoreMetadata, VersionDetail, VersionState, VersionSummary,
 };
 use mist_wire::error::ErrorBody;
 use mist_wire::repair::{
@@ -19,7 +19,8 @@ use mist_wire::repair::{
 };
 use mist_wire::status::{
     FriendGameStatus, FriendStatus, FriendVersionStatus, GameStatus, JobKind, JobProgress,
-    JobState, Phase, QueueEntry, StatusError, StatusReport, StatusView, VersionStatus,
+    JobState, MetadataStale, Phase, QueueEntry, StatusError, StatusReport, StatusView,
+    VersionStatus,
 };
 use mist_wire::update::{PlanStep, Rejected, Route, StepKind, UpdatePlan};
 use serde::Serialize;
@@ -195,6 +196,26 @@ fn validate_as(
     Ok(())
 }
 
+fn store_metadata() -> StoreMetadata {
+    StoreMetadata {
+        steam_app_id: 504_230,
+        genres: vec!["Action".to_owned(), "Indie".to_owned()],
+        developers: vec!["Maddy Makes Games Inc.".to_owned()],
+        release_date: Some("25 Jan, 2018".to_owned()),
+        fetched_at: 1_700_000_000_000,
+    }
+}
+
+fn image_link() -> ImageLink {
+    let digest = format!("blake3:{}", "9".repeat(64));
+    ImageLink {
+        url: mist_wire::digest::image_path("starfall", &digest),
+        digest,
+        size: 48_213,
+        content_type: "image/jpeg".to_owned(),
+    }
+}
+
 fn link(tag: char) -> ArtifactLink {
     let digest = format!("blake3:{}", tag.to_string().repeat(64));
     ArtifactLink {
@@ -238,6 +259,11 @@ fn status_report() -> StatusReport {
         games: vec![GameStatus {
             name: "starfall".to_owned(),
             suspended: false,
+            metadata_stale: Some(MetadataStale {
+                reason: "RateLimited".to_owned(),
+                message: "a sentence".to_owned(),
+                since: 1_700_000_000_000,
+            }),
             versions: [
                 Phase::Ready,
                 Phase::Reconciling,
@@ -345,6 +371,8 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 name: "starfall".to_owned(),
                 title: "Starfall".to_owned(),
                 description: Some("A game.".to_owned()),
+                store: Some(store_metadata()),
+                header_image: Some(image_link()),
                 private: true,
                 latest: Some("1.2".to_owned()),
                 versions: states
@@ -353,6 +381,7 @@ fn the_openapi_document_and_the_wire_types_agree() {
                         name: format!("{state:?}"),
                         notes: Some("notes".to_owned()),
                         tree_digest: Some(link('a').digest),
+                        size: Some(1234),
                         state: Some(*state),
                     })
                     .collect(),
@@ -362,12 +391,15 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 name: "lantern".to_owned(),
                 title: "Lantern".to_owned(),
                 description: None,
+                store: None,
+                header_image: None,
                 private: false,
                 latest: None,
                 versions: vec![VersionSummary {
                     name: "1.0".to_owned(),
                     notes: None,
                     tree_digest: None,
+                    size: None,
                     state: None,
                 }],
                 suspended: None,
@@ -379,6 +411,7 @@ fn the_openapi_document_and_the_wire_types_agree() {
         (ConditionType::Ready, ConditionStatus::True),
         (ConditionType::Reconciling, ConditionStatus::False),
         (ConditionType::Stalled, ConditionStatus::Unknown),
+        (ConditionType::MetadataStale, ConditionStatus::True),
     ]
     .map(|(condition_type, status)| ConditionInfo {
         r#type: condition_type,
@@ -392,6 +425,8 @@ fn the_openapi_document_and_the_wire_types_agree() {
             name: "starfall".to_owned(),
             title: "Starfall".to_owned(),
             description: Some("A game.".to_owned()),
+            store: Some(store_metadata()),
+            header_image: Some(image_link()),
             private: false,
             launch: Some(LaunchInfo {
                 executable: "bin/starfall".to_owned(),
@@ -409,11 +444,14 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 conditions: Some(conditions.to_vec()),
             }],
             suspended: Some(true),
+            conditions: Some(conditions[3..].to_vec()),
         },
         GameDetail {
             name: "lantern".to_owned(),
             title: "Lantern".to_owned(),
             description: None,
+            store: None,
+            header_image: None,
             private: true,
             launch: None,
             latest: None,
@@ -428,6 +466,7 @@ fn the_openapi_document_and_the_wire_types_agree() {
                 conditions: None,
             }],
             suspended: None,
+            conditions: None,
         },
     ];
     checked.insert(check(doc, seen, &details));

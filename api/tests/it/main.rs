@@ -9,6 +9,7 @@ mod common;
 mod contract;
 mod downloads;
 mod hostile;
+mod metadata;
 mod pages;
 mod plans;
 mod repair;

@@ -3,6 +3,10 @@
 //! Friends see public games, private games granted to them, and only Ready versions; admins
 //! see every version with its [`VersionState`] and [`ConditionInfo`]s. Fields only admins
 //! get are `Option`s that are absent for friends.
+//!
+//! A game's `description` is the spec's, else the one pulled from Steam; [`StoreMetadata`]
+//! is the rest of what Steam says, and [`ImageLink`] the header image (the spec's, else
+//! Steam's), served by this server so that friends never reach Steam.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,9 +26,15 @@ pub struct GameSummary {
     pub name: String,
     /// The title to show.
     pub title: String,
-    /// A short description.
+    /// A short description: the spec's, else Steam's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the store says of the game, when it has a Steam app id and a fetch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreMetadata>,
+    /// The header image, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_image: Option<ImageLink>,
     /// Whether the game is private (seen by admins and the users granted it).
     pub private: bool,
     /// The newest Ready version, the default target of an update.
@@ -48,6 +58,9 @@ pub struct VersionSummary {
     /// The build's tree digest, `blake3:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_digest: Option<String>,
+    /// Bytes of the full download (the pack), once it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// Admins only: the version's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VersionState>,
@@ -61,9 +74,15 @@ pub struct GameDetail {
     pub name: String,
     /// The title to show.
     pub title: String,
-    /// A short description.
+    /// A short description: the spec's, else Steam's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the store says of the game, when it has a Steam app id and a fetch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreMetadata>,
+    /// The header image, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_image: Option<ImageLink>,
     /// Whether the game is private.
     pub private: bool,
     /// How the client starts the game.
@@ -76,6 +95,42 @@ pub struct GameDetail {
     /// Admins only: whether the reconciler leaves the game as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<bool>,
+    /// Admins only: the game's conditions, e.g. `MetadataStale` while its store metadata
+    /// cannot be fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<ConditionInfo>>,
+}
+
+/// What the store (Steam) says of a game beyond its description: the last good fetch, kept
+/// while later fetches fail (an admin sees the game's `MetadataStale` condition then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreMetadata {
+    /// The Steam app the metadata is of.
+    pub steam_app_id: u32,
+    /// Genres, e.g. `Action`.
+    pub genres: Vec<String>,
+    /// Developers.
+    pub developers: Vec<String>,
+    /// The release date as the store writes it, e.g. `25 Jan, 2018`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<String>,
+    /// When it was fetched, epoch milliseconds.
+    pub fetched_at: i64,
+}
+
+/// A game's header image, served by this server with the same access as the game.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageLink {
+    /// Where to get it: `/v1/games/{game}/image/{digest}`; it never changes.
+    pub url: String,
+    /// `blake3:<hex>` of its bytes, also its entity tag.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub content_type: String,
 }
 
 /// How the client starts a game.
@@ -144,7 +199,7 @@ pub enum VersionState {
     Retired,
 }
 
-/// A condition of a version (admins only), like a Kubernetes condition.
+/// A condition of a version or a game (admins only), like a Kubernetes condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConditionInfo {
     /// Which condition.
@@ -168,6 +223,8 @@ pub enum ConditionType {
     Reconciling,
     /// Cannot progress without an admin.
     Stalled,
+    /// A game's store metadata could not be fetched; the last good one is still served.
+    MetadataStale,
 }
 
 /// Whether a condition holds.

@@ -15,3 +15,10 @@ pub fn is_digest(digest: &str) -> bool {
 pub fn artifact_path(digest: &str) -> String {
     format!("/v1/artifacts/{digest}")
 }
+
+/// The URL of a game's header image, relative to the server:
+/// `/v1/games/{game}/image/{digest}`. The digest in the URL makes it immutable: a new image
+/// is a new URL.
+pub fn image_path(game: &str, digest: &str) -> String {
+    format!("/v1/games/{game}/image/{digest}")
+}

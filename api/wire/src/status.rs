@@ -67,8 +67,25 @@ pub struct GameStatus {
     pub name: String,
     /// `suspend: true`: the reconciler leaves it as it is.
     pub suspended: bool,
+    /// Why its store metadata is stale, while it cannot be fetched (the last good one is
+    /// still served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_stale: Option<MetadataStale>,
     /// Its versions, in version order.
     pub versions: Vec<VersionStatus>,
+}
+
+/// A game's `MetadataStale` condition, while it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataStale {
+    /// A stable reason: `NetworkError`, `RateLimited`, `UnknownApp`, `BadResponse` or
+    /// `ImageFailed`.
+    pub reason: String,
+    /// A sentence for people, with when the next try is.
+    pub message: String,
+    /// Since when it holds, epoch milliseconds.
+    pub since: i64,
 }
 
 /// One version.
@@ -151,6 +168,8 @@ pub enum JobKind {
     Delta,
     /// Retire a version, or remove its artifacts and row.
     Prune,
+    /// Fetch a game's store metadata and header image from Steam.
+    Metadata,
 }
 
 impl std::fmt::Display for JobKind {
@@ -161,11 +180,12 @@ impl std::fmt::Display for JobKind {
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Ingest,
         JobKind::Pack,
         JobKind::Delta,
         JobKind::Prune,
+        JobKind::Metadata,
     ];
 
     /// The name on the wire and in the job queue, e.g. `delta`.
@@ -175,6 +195,7 @@ impl JobKind {
             JobKind::Pack => "pack",
             JobKind::Delta => "delta",
             JobKind::Prune => "prune",
+            JobKind::Metadata => "metadata",
         }
     }
 
@@ -338,6 +359,7 @@ mod tests {
                 GameStatus {
                     name: "open".to_owned(),
                     suspended: false,
+                    metadata_stale: None,
                     versions: vec![
                         version("1", true, Phase::Ready, "m"),
                         version("2", false, Phase::Stalled, "/nas/path"),
@@ -346,6 +368,7 @@ mod tests {
                 GameStatus {
                     name: "hidden".to_owned(),
                     suspended: false,
+                    metadata_stale: None,
                     versions: vec![version("1", true, Phase::Ready, "")],
                 },
             ],

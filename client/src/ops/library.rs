@@ -1,9 +1,10 @@
-//! `mist list` (the server's catalog with what is installed) and `mist status` (the login
-//! and the installed games, from local state only).
+//! `mist list` (the server's catalog with what is installed), `mist info` (one game in
+//! detail) and `mist status` (the login and the installed games, from local state only).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use mist_wire::catalog::GameDetail;
 use serde::Serialize;
 
 use super::{Context, connect};
@@ -19,6 +20,8 @@ pub struct ListRow {
     pub title: String,
     /// The newest version.
     pub latest: Option<String>,
+    /// Bytes of the newest version's full download.
+    pub size: Option<u64>,
     /// The installed version.
     pub installed: Option<String>,
     /// Whether an update to `latest` is waiting.
@@ -76,15 +79,47 @@ pub async fn list(context: &Context) -> anyhow::Result<Vec<ListRow>> {
                 (Some(installed), Some(latest)) => installed != latest,
                 _ => false,
             };
+            let size = game.latest.as_ref().and_then(|latest| {
+                game.versions
+                    .iter()
+                    .find(|version| &version.name == latest)
+                    .and_then(|version| version.size)
+            });
             ListRow {
                 name: game.name,
                 title: game.title,
                 latest: game.latest,
+                size,
                 installed,
                 update_available,
             }
         })
         .collect())
+}
+
+/// `mist info`: one game as the server describes it, with the version installed here.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GameInfo {
+    /// The game, its store metadata and every version with its notes.
+    #[serde(flatten)]
+    pub game: GameDetail,
+    /// The installed version.
+    pub installed: Option<String>,
+}
+
+/// One game in detail, with what is installed.
+pub async fn info(context: &Context, game: &str) -> anyhow::Result<GameInfo> {
+    let api = connect(&context.dirs)?;
+    let detail = api.game(game).await?;
+    let installed = state::list_games(&context.dirs)?
+        .into_iter()
+        .find(|installed| installed.game == detail.name)
+        .and_then(|installed| installed.version);
+    Ok(GameInfo {
+        game: detail,
+        installed,
+    })
 }
 
 /// What `mist status` shows, from local state only.

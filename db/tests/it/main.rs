@@ -3,6 +3,7 @@
 
 mod common;
 mod conditions;
+mod metadata;
 mod queue;
 mod schema;
 mod snapshot;

@@ -10,6 +10,7 @@ use mist_db::state::VersionObserved;
 use mist_db::{Db, EpochMs};
 
 use crate::observe::VerifyState;
+use crate::steam::MetadataConfig;
 use crate::store::ArtifactStore;
 
 /// How many events each object keeps.
@@ -26,6 +27,29 @@ pub(crate) struct Context {
     pub rows: tokio::sync::Mutex<()>,
     /// Builds a job found changed are re-scanned on the next pass.
     pub verify: Mutex<VerifyState>,
+    /// How the metadata job reaches the store.
+    pub metadata: MetadataClient,
+}
+
+/// The HTTP client of the metadata job, and its settings.
+#[derive(Debug)]
+pub(crate) struct MetadataClient {
+    pub client: reqwest::Client,
+    pub config: MetadataConfig,
+}
+
+impl MetadataClient {
+    /// A client whose requests time out after the configured time, with Mist's user agent.
+    pub fn new(config: MetadataConfig) -> Result<MetadataClient, reqwest::Error> {
+        // reqwest's builder panics without a TLS provider (STACK.md); one may be installed
+        // already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("mist/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(MetadataClient { client, config })
+    }
 }
 
 impl Context {

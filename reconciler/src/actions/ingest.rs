@@ -62,7 +62,7 @@ impl Run {
         let nas = self.ctx.nas.clone();
         let source_owned = source.to_string();
         blocking(move || {
-            mist_specs::load::check_source_on_nas(&nas, &source_owned)
+            mist_specs::nas::check_source_on_nas(&nas, &source_owned)
                 .map(|()| nas.join(&source_owned))
                 .map_err(|message| {
                     if nas.join(&source_owned).exists() {

@@ -88,7 +88,7 @@ impl Run {
         let nas = self.ctx.nas.clone();
         let source = version.source.clone();
         blocking(move || {
-            mist_specs::load::check_source_on_nas(&nas, &source).map_err(retry)?;
+            mist_specs::nas::check_source_on_nas(&nas, &source).map_err(retry)?;
             Ok(InputTree {
                 root: nas.join(&source),
                 _guard: None,

@@ -69,6 +69,23 @@ pub enum Action {
         /// Delete the version's row too: it is no longer in the specs.
         remove: bool,
     },
+    /// Fetch a game's store metadata and header image from Steam.
+    Metadata {
+        /// Game.
+        game: String,
+        /// The Steam app.
+        app_id: u32,
+        /// When the fetch was due (epoch ms; 0 for "at once"): each refresh is new work.
+        due: i64,
+    },
+    /// Put the spec repository's header image of a game in the store and record it
+    /// (`Some`), or unrecord it (`None`).
+    SpecImage {
+        /// Game.
+        game: String,
+        /// The image's address.
+        address: Option<String>,
+    },
 }
 
 impl Action {
@@ -81,6 +98,7 @@ impl Action {
                 | Action::Pack { .. }
                 | Action::Delta { .. }
                 | Action::Prune { .. }
+                | Action::Metadata { .. }
         )
     }
 }

@@ -6,13 +6,18 @@
 //!
 //! ```text
 //! may-prune                          the desired state allows pruning
-//! game g [suspend] [keep=N] [prune]  a game in the specs
+//! game g [suspend] [keep=N] [prune] [steam=ID] [image=X]
+//!                                    a game in the specs (with a Steam app id, and a header
+//!                                    image of address `blake3:X` in the spec repository)
 //!   1.0 [flags]                      a version in the specs, oldest first
 //!   ~0.9 [flags]                     a version only in the database
 //! gone g 1.0 [flags]                 a version of a game no longer in the specs
 //! delta g 1.0 1.2 [missing]          a delta row (its artifact present unless `missing`)
 //! job <key> <state> [error…]         an unfinished job
 //! user alice | user-db alice [old]   a user in the specs | in the database
+//! metadata g [fetched=APP@T] [tried=APP@T] [failed=N:REASON] [retry=T] [steam-image[?]]
+//!            [spec-image=X[?]]       a game's metadata row (`?`: its file is not on the NAS)
+//! now T                              the time observed (epoch ms; default 0)
 //! ```
 //!
 //! Version flags: `src` (source on the NAS), `d=X` (ingested with digest `blake3:X`), `pin=X`,
@@ -24,6 +29,7 @@ use mist_db::queue::JobState;
 use mist_db::state::{Role, User, VersionState};
 
 use super::input::Input;
+use super::metadata::ObservedMetadata;
 use super::*;
 
 fn check(input: &str, expect: Expect) {
@@ -77,11 +83,18 @@ fn parse(input: &str) -> (Desired, Observed) {
                     keep_versions: flag_value(&words, "keep=").map_or(0, |n| n.parse().unwrap()),
                     prune: words.contains(&"prune"),
                     versions: Vec::new(),
+                    steam_app_id: flag_value(&words, "steam=").map(|id| id.parse().unwrap()),
+                    header_image: flag_value(&words, "image=").map(image),
                 };
                 desired.games.insert(name.clone(), game);
                 current_game = Some(name);
             }
             "gone" => add_version(&mut observed, words[1], words[2], &words[3..], None),
+            "metadata" => {
+                let metadata = metadata_row(words[1], &words[2..]);
+                observed.metadata.insert(words[1].to_string(), metadata);
+            }
+            "now" => observed.now = words[1].parse().unwrap(),
             "delta" => {
                 let presence = if words.contains(&"missing") {
                     Presence::Missing
@@ -257,6 +270,13 @@ fn render(diff: &Diff) -> String {
                 "prune {game}/{version}{}",
                 if *remove { " and its row" } else { "" }
             ),
+            Action::Metadata { game, app_id, due } => {
+                format!("fetch metadata {game} app={app_id} due={due}")
+            }
+            Action::SpecImage { game, address } => match address {
+                Some(address) => format!("store spec image {game} = {address}"),
+                None => format!("unrecord spec image {game}"),
+            },
         };
         out.push_str(&line);
         out.push('\n');
@@ -269,6 +289,15 @@ fn render(diff: &Diff) -> String {
             status.state,
             status.condition.message
         ));
+    }
+    for (game, stale) in &diff.metadata_stale {
+        out.push_str(&format!(
+            "{game}: MetadataStale {}: {}\n",
+            stale.reason, stale.message
+        ));
+    }
+    if let Some(at) = diff.next_metadata_at {
+        out.push_str(&format!("next metadata fetch at {at}\n"));
     }
     for user in &diff.upsert_users {
         out.push_str(&format!("upsert user {}\n", user.name));
@@ -719,4 +748,172 @@ fn input_for_prefers_source_then_replay_then_pack() {
     for (spec, idx, want) in cases {
         assert_eq!(input_for(&facts(spec), idx), want, "{spec} @ {idx}");
     }
+}
+
+/// A stored image of address `blake3:<x>`, 10 bytes of PNG.
+fn image(x: &str) -> mist_db::metadata::StoredImage {
+    mist_db::metadata::StoredImage {
+        address: format!("blake3:{x}"),
+        size: 10,
+        media_type: "image/png".to_string(),
+    }
+}
+
+/// A metadata row from `metadata` line flags.
+fn metadata_row(game: &str, words: &[&str]) -> ObservedMetadata {
+    use mist_db::metadata::{FetchAttempt, FetchedDetails, GameMetadata, SteamDetails};
+    let at = |flag: &str| {
+        flag_value(words, flag).map(|value| {
+            let (app, time) = value.split_once('@').unwrap();
+            (app.parse::<i64>().unwrap(), time.parse::<i64>().unwrap())
+        })
+    };
+    let fetched = at("fetched=");
+    let tried = at("tried=").or(fetched);
+    let failed = flag_value(words, "failed=").map(|value| {
+        let (n, reason) = value.split_once(':').unwrap();
+        (n.parse::<u32>().unwrap(), reason.to_string())
+    });
+    let spec_image = flag_value(words, "spec-image=");
+    ObservedMetadata {
+        row: GameMetadata {
+            game: game.to_string(),
+            fetched: fetched.map(|(app_id, fetched_at)| FetchedDetails {
+                app_id,
+                details: SteamDetails::default(),
+                fetched_at,
+            }),
+            steam_image: words
+                .iter()
+                .any(|w| w.starts_with("steam-image"))
+                .then(|| image("steam")),
+            steam_image_source: None,
+            spec_image: spec_image.map(|x| image(x.trim_end_matches('?'))),
+            attempt: tried.map(|(app_id, at)| FetchAttempt {
+                app_id,
+                at,
+                failures: failed.as_ref().map_or(0, |(n, _)| *n),
+                last_error: failed
+                    .as_ref()
+                    .map(|(_, reason)| format!("{reason}: it went wrong")),
+                retry_at: flag_value(words, "retry=").map(|t| t.parse().unwrap()),
+            }),
+        },
+        steam_image_present: words.contains(&"steam-image"),
+        spec_image_present: spec_image.is_some_and(|x| !x.ends_with('?')),
+    }
+}
+
+#[test]
+fn store_metadata_is_fetched_when_new_when_the_id_changes_and_when_a_refresh_is_due() {
+    // Never fetched; then the id changed since the last good fetch.
+    check(
+        "
+game a steam=620
+game b steam=730
+metadata b fetched=620@1000 steam-image
+now 5000
+",
+        expect![[r#"
+            fetch metadata a app=620 due=0
+            fetch metadata b app=730 due=0
+        "#]],
+    );
+    // Fetched: not again before the week (±10 % by game) is over; then at its due time.
+    check(
+        "
+game a steam=620
+metadata a fetched=620@1000 steam-image
+now 5000
+",
+        expect![[r#"
+            next metadata fetch at 613268200
+        "#]],
+    );
+    check(
+        "
+game a steam=620
+metadata a fetched=620@1000 steam-image
+now 613268200
+",
+        expect![[r#"
+            fetch metadata a app=620 due=613268200
+        "#]],
+    );
+    // Its header image gone from the NAS: fetched again at once.
+    check(
+        "
+game a steam=620
+metadata a fetched=620@1000 steam-image?
+now 5000
+",
+        expect![[r#"
+            fetch metadata a app=620 due=0
+        "#]],
+    );
+    // A game without a Steam app id, or suspended, is never fetched.
+    check(
+        "
+game a
+game b suspend steam=620
+",
+        expect![""],
+    );
+}
+
+#[test]
+fn failed_fetches_make_the_metadata_stale_and_wait_for_their_backoff() {
+    check(
+        "
+game a steam=620
+metadata a fetched=620@1000 tried=620@2000 failed=3:RateLimited retry=9000
+now 5000
+game b steam=999
+metadata b fetched=620@1000 tried=999@2000 failed=1:UnknownApp retry=9000
+game c steam=620
+metadata c tried=620@2000 failed=1:NetworkError retry=4000
+",
+        expect![[r#"
+            fetch metadata c app=620 due=4000
+            a: MetadataStale RateLimited: fetching app 620 failed (3 tries in a row): it went wrong; the metadata fetched at 1970-01-01 00:00 UTC is shown meanwhile; next try at 1970-01-01 00:00 UTC
+            b: MetadataStale UnknownApp: fetching app 999 failed (the last try): it went wrong; the metadata of app 620 fetched at 1970-01-01 00:00 UTC is shown meanwhile; next try at 1970-01-01 00:00 UTC
+            c: MetadataStale NetworkError: fetching app 620 failed (the last try): it went wrong; no metadata is shown yet; next try at 1970-01-01 00:00 UTC
+            next metadata fetch at 9000
+        "#]],
+    );
+    // The fetch that is due is queued already: not asked for twice.
+    check(
+        "
+game c steam=620
+metadata c tried=620@2000 failed=1:NetworkError retry=4000
+now 5000
+job metadata:c:620:4000 queued
+",
+        expect![[r#"
+            c: MetadataStale NetworkError: fetching app 620 failed (the last try): it went wrong; no metadata is shown yet; next try at 1970-01-01 00:00 UTC
+        "#]],
+    );
+}
+
+#[test]
+fn the_specs_header_image_is_stored_when_it_is_not_and_unrecorded_when_gone() {
+    check(
+        "
+game a image=x
+game b image=y
+metadata b spec-image=y
+game c image=z
+metadata c spec-image=z?
+game d image=new
+metadata d spec-image=old
+game e
+metadata e spec-image=old
+",
+        expect![[r#"
+            store spec image a = blake3:x
+            store spec image c = blake3:z
+            store spec image d = blake3:new
+            unrecord spec image e
+        "#]],
+    );
 }

@@ -1,23 +1,27 @@
-//! Acting on a diff: jobs queued, links made, users published.
+//! Acting on a diff: jobs queued, links made, the specs' header images stored, users
+//! published.
 
 use mist_db::EpochMs;
+use mist_db::metadata::StoredImage;
 use mist_db::queue::{Enqueued, JobState, NewJob};
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{self, VersionObserved};
+use mist_specs::load::Specs;
 
 use super::{PassReport, Passes};
 use crate::diff;
 use crate::diff::action::Action;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs;
 use crate::observe::FastSet;
 
 impl Passes {
-    /// Queues the diff's jobs, and makes its links and user changes.
+    /// Queues the diff's jobs, and makes its links, header images and user changes; `specs`
+    /// are the specs in force, which hold the header images' bytes.
     pub(super) async fn act(
         &self,
         diff: &diff::Diff,
-        snapshot: &Snapshot,
+        (snapshot, specs): (&Snapshot, &Specs),
         report: &mut PassReport,
         pass_started: EpochMs,
         now: EpochMs,
@@ -47,6 +51,10 @@ impl Passes {
                         report.n_links += 1;
                     }
                 }
+                Action::SpecImage { game, address } => {
+                    self.spec_image(game, address.as_deref(), specs, report, now)
+                        .await?;
+                }
                 job_action => {
                     let Some(new_job) = jobs::new_job(job_action) else {
                         continue;
@@ -70,6 +78,50 @@ impl Passes {
                 report.n_writes += 1;
                 tracing::info!(user = %name, "user removed from the specs; deleted");
             }
+        }
+        Ok(())
+    }
+
+    /// Puts the spec repository's header image of `game` in the artifact store and records
+    /// it, when the specs in force have the image at `address`; unrecords it for `None`.
+    async fn spec_image(
+        &self,
+        game: &str,
+        address: Option<&str>,
+        specs: &Specs,
+        report: &mut PassReport,
+        now: EpochMs,
+    ) -> Result<()> {
+        let image = match address {
+            None => None,
+            Some(address) => {
+                let Some(header_image) = specs
+                    .games
+                    .get(game)
+                    .and_then(|game_specs| game_specs.header_image.clone())
+                else {
+                    return Ok(());
+                };
+                let store = self.ctx.store.clone();
+                let bytes = header_image.bytes.clone();
+                let stored = tokio::task::spawn_blocking(move || store.put(&bytes))
+                    .await?
+                    .map_err(|source| Error::Store {
+                        path: self.ctx.nas.clone(),
+                        source,
+                    })?;
+                if stored.address != address {
+                    return Ok(());
+                }
+                Some(StoredImage {
+                    address: stored.address,
+                    size: stored.size,
+                    media_type: header_image.image_type.media_type().to_owned(),
+                })
+            }
+        };
+        if self.db.set_spec_image(game, image.as_ref(), now).await? {
+            report.n_writes += 1;
         }
         Ok(())
     }

@@ -61,6 +61,10 @@ impl Passes {
             self.event(&object, severity, reason, &message, now, report)
                 .await?;
         }
+        let metadata_updates = metadata_conditions(diff, snapshot);
+        if !metadata_updates.is_empty() {
+            report.n_writes += self.db.set_conditions(&metadata_updates, now).await?;
+        }
         Ok(())
     }
 
@@ -102,15 +106,61 @@ impl Passes {
     }
 }
 
+/// The games' `MetadataStale` conditions that differ from the snapshot's: true for the games
+/// the diff finds stale, false (once they have held) for the others.
+fn metadata_conditions(diff: &diff::Diff, snapshot: &Snapshot) -> Vec<ConditionUpdate> {
+    let existing: FastMap<&str, ConditionValue<'_>> = snapshot
+        .conditions
+        .iter()
+        .filter(|c| {
+            c.object.kind == ObjectKind::Game && c.condition_type == ConditionType::MetadataStale
+        })
+        .map(|c| {
+            (
+                c.object.name.as_str(),
+                (c.status, c.reason.as_str(), c.message.as_str()),
+            )
+        })
+        .collect();
+    let mut updates = Vec::new();
+    let mut push = |game: &str, status: ConditionStatus, reason: &str, message: &str| {
+        if existing.get(game) != Some(&(status, reason, message)) {
+            updates.push(ConditionUpdate {
+                object: ObjectRef::game(game),
+                condition_type: ConditionType::MetadataStale,
+                status,
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+            });
+        }
+    };
+    for (game, stale) in &diff.metadata_stale {
+        push(game, ConditionStatus::True, &stale.reason, &stale.message);
+    }
+    for (game, (status, _, _)) in &existing {
+        if *status == ConditionStatus::True && !diff.metadata_stale.contains_key(*game) {
+            push(
+                game,
+                ConditionStatus::False,
+                "Fresh",
+                "the last fetch of the store metadata succeeded, or none is needed",
+            );
+        }
+    }
+    updates
+}
+
 /// A version's current condition: (status, reason, message).
 type ConditionValue<'a> = (ConditionStatus, &'a str, &'a str);
 
-/// The index of a condition type in [`version_conditions`]' arrays.
-fn condition_slot(condition_type: ConditionType) -> usize {
+/// The index of a condition type in [`version_conditions`]' arrays; `None` for a type a
+/// version never has.
+fn condition_slot(condition_type: ConditionType) -> Option<usize> {
     match condition_type {
-        ConditionType::Ready => 0,
-        ConditionType::Reconciling => 1,
-        ConditionType::Stalled => 2,
+        ConditionType::Ready => Some(0),
+        ConditionType::Reconciling => Some(1),
+        ConditionType::Stalled => Some(2),
+        ConditionType::MetadataStale => None,
     }
 }
 
@@ -126,7 +176,10 @@ fn version_conditions(
         let Some((game, version)) = condition.object.name.split_once('/') else {
             continue;
         };
-        out.entry((game, version)).or_default()[condition_slot(condition.condition_type)] = Some((
+        let Some(slot) = condition_slot(condition.condition_type) else {
+            continue;
+        };
+        out.entry((game, version)).or_default()[slot] = Some((
             condition.status,
             condition.reason.as_str(),
             condition.message.as_str(),
@@ -195,7 +248,9 @@ fn condition_changes(
         (ConditionType::Stalled, condition.status == Status::Stalled),
     ];
     for (condition_type, holds) in wanted {
-        let current = current_conditions.and_then(|c| c[condition_slot(condition_type)].as_ref());
+        let current = current_conditions
+            .zip(condition_slot(condition_type))
+            .and_then(|(c, slot)| c[slot].as_ref());
         // Reconciling and Stalled rows exist only once they have held.
         if !holds && condition_type != ConditionType::Ready && current.is_none() {
             continue;
@@ -243,7 +298,7 @@ fn condition_changes(
                         message: condition.message.clone(),
                     });
                 }
-                ConditionType::Reconciling => {}
+                ConditionType::Reconciling | ConditionType::MetadataStale => {}
             }
         }
         if condition_type == ConditionType::Stalled && !holds && was_true {

@@ -110,8 +110,14 @@ impl Passes {
         report.actions = diff.actions.clone();
         clock.step(&mut report, "diff");
 
-        self.act(&diff, &snapshot, &mut report, pass_started, now)
-            .await?;
+        self.act(
+            &diff,
+            (&snapshot, &good.loaded.specs),
+            &mut report,
+            pass_started,
+            now,
+        )
+        .await?;
         clock.step(&mut report, "act");
         if !state.first_sync_done {
             state.first_sync_done = self.db.first_sync_done().await?;
@@ -132,6 +138,7 @@ impl Passes {
                 on_disk,
                 sources_checked: observation.sources_checked,
                 next_verify_at: observation.next_verify_at,
+                next_metadata_at: diff.next_metadata_at,
                 n_ready: report.n_ready,
                 n_not_ready: report.n_not_ready,
             });
@@ -144,6 +151,7 @@ impl Passes {
         let config = DiffConfig {
             skip_deltas: self.skip_deltas,
             max_retire_percent: self.max_retire_percent,
+            metadata_refresh: self.metadata_refresh,
         };
         diff::diff(desired, observed, config)
     }
@@ -226,7 +234,7 @@ impl Passes {
 
     /// Whether a pass whose snapshot, specs and artifacts on the NAS are those of the last
     /// converged pass is converged too: no job asked for a re-scan, no build is due for one,
-    /// and every source folder looked for is as it was.
+    /// no game's metadata is due for a fetch, and every source folder looked for is as it was.
     async fn still_converged(&self, converged: &Converged, now: EpochMs) -> Result<bool> {
         let rescan_asked = self
             .ctx
@@ -236,6 +244,7 @@ impl Passes {
             .has_suspects();
         Ok(!rescan_asked
             && converged.next_verify_at.is_none_or(|at| now < at)
+            && converged.next_metadata_at.is_none_or(|at| now < at)
             && self.sources_unchanged(&converged.sources_checked).await?)
     }
 

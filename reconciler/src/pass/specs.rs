@@ -3,6 +3,7 @@
 
 use mist_db::EpochMs;
 use mist_db::conditions::{ConditionStatus, ConditionType, ConditionUpdate, ObjectRef, Severity};
+use mist_db::metadata::StoredImage;
 use mist_db::snapshot::Snapshot;
 use mist_db::state::{self, Outcome, Revision, SyncState, VersionSpec};
 use mist_specs::load::Specs;
@@ -220,6 +221,12 @@ pub(super) fn desired_of(specs: &Specs, may_prune: bool, confirm_retire: bool) -
                                 pinned: version.spec.digest.clone(),
                             })
                             .collect(),
+                        steam_app_id: spec.steam_app_id,
+                        header_image: game_specs.header_image.as_ref().map(|image| StoredImage {
+                            address: format!("blake3:{}", blake3::hash(&image.bytes).to_hex()),
+                            size: image.bytes.len() as u64,
+                            media_type: image.image_type.media_type().to_owned(),
+                        }),
                     },
                 )
             })

@@ -45,7 +45,11 @@ pub fn init_bare(dir: &Path) -> git2::Repository {
 /// Commits a tree holding exactly `files` (path, contents) on `main`, on top of its tip, and
 /// returns the full commit id. Builds the tree in the object database: no work tree needed,
 /// so it works on bare repositories too.
-pub fn commit(repo: &git2::Repository, files: &[(String, String)], message: &str) -> String {
+pub fn commit<C: AsRef<[u8]>>(
+    repo: &git2::Repository,
+    files: &[(String, C)],
+    message: &str,
+) -> String {
     let tree = build_tree(repo, files, "");
     let signature = git2::Signature::now("Mist tests", "tests@mist.invalid").expect("signature");
     let parent = repo
@@ -65,7 +69,11 @@ pub fn commit(repo: &git2::Repository, files: &[(String, String)], message: &str
     .to_string()
 }
 
-fn build_tree(repo: &git2::Repository, files: &[(String, String)], prefix: &str) -> git2::Oid {
+fn build_tree<C: AsRef<[u8]>>(
+    repo: &git2::Repository,
+    files: &[(String, C)],
+    prefix: &str,
+) -> git2::Oid {
     let mut builder = repo.treebuilder(None).expect("treebuilder");
     let mut subdirs: Vec<&str> = Vec::new();
     for (path, contents) in files {
@@ -74,7 +82,7 @@ fn build_tree(repo: &git2::Repository, files: &[(String, String)], prefix: &str)
         };
         match rest.split_once('/') {
             None => {
-                let blob = repo.blob(contents.as_bytes()).expect("blob");
+                let blob = repo.blob(contents.as_ref()).expect("blob");
                 builder.insert(rest, blob, 0o100644).expect("insert blob");
             }
             Some((dir, _)) => {

@@ -26,6 +26,10 @@ pub struct World {
     pub repo: git2::Repository,
     /// The spec tree as the next commit will have it.
     pub files: BTreeMap<String, String>,
+    /// Files of the spec tree that are not text (header images).
+    pub binary_files: BTreeMap<String, Vec<u8>>,
+    /// Where the store's metadata comes from.
+    pub metadata: mist_reconciler::steam::MetadataConfig,
     pub verify_interval: Duration,
     pub skip_deltas: usize,
 }
@@ -50,6 +54,8 @@ impl World {
             root,
             repo,
             files: BTreeMap::new(),
+            binary_files: BTreeMap::new(),
+            metadata: Default::default(),
             verify_interval: Duration::from_secs(6 * 3600),
             skip_deltas: 2,
         }
@@ -73,6 +79,7 @@ impl World {
         config.verify_interval = self.verify_interval;
         config.skip_deltas = self.skip_deltas;
         config.owner = "test-owner".to_string();
+        config.metadata = self.metadata.clone();
         config
     }
 
@@ -138,10 +145,11 @@ impl World {
 
     /// Commits the spec tree; returns the full commit id.
     pub fn commit(&self, message: &str) -> String {
-        let files: Vec<(String, String)> = self
+        let files: Vec<(String, Vec<u8>)> = self
             .files
             .iter()
-            .map(|(path, contents)| (path.clone(), contents.clone()))
+            .map(|(path, contents)| (path.clone(), contents.clone().into_bytes()))
+            .chain(self.binary_files.clone())
             .collect();
         common::commit(&self.repo, &files, message)
     }
