@@ -211,7 +211,7 @@ fn install_update_by_one_version_verify_and_uninstall() {
     assert_eq!(client.json(&["status"])["games"], serde_json::json!([]));
     assert_eq!(
         client.run(&["uninstall", "starfall"]).status.code(),
-        Some(1)
+        Some(2)
     );
 }
 
@@ -437,7 +437,7 @@ fn an_artifact_corrupt_every_time_is_never_installed() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),
-        Some(1),
+        Some(2),
         "the update must fail: {stderr}"
     );
     assert!(stderr.contains("digest mismatch"), "{stderr}");
