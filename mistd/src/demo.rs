@@ -699,3 +699,49 @@ build to `../nas/incoming/<game>/<version>/`, then:
     mistpipe validate --nas ../nas
     git add -A && git commit -m \"Release <game> <version>\"
 ";
+
+/// The NAS's folders other than `incoming/` (what mistd wrote), with their file counts and
+/// sizes, skipping the temp folder.
+pub fn artifact_dirs(nas: &Path) -> Vec<(PathBuf, u64, u64)> {
+    let mut dirs = Vec::new();
+    let Ok(entries) = std::fs::read_dir(nas) else {
+        return dirs;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir() && !path.ends_with("incoming"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let (n_files, n_bytes) = tree_size(&path);
+        dirs.push((path, n_files, n_bytes));
+    }
+    dirs
+}
+
+/// The number of files below `dir` and their bytes, not counting temp folders (`tmp`).
+fn tree_size(dir: &Path) -> (u64, u64) {
+    let mut n_files = 0;
+    let mut n_bytes = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                if entry.file_name() != "tmp" {
+                    pending.push(entry.path());
+                }
+            } else if metadata.is_file() {
+                n_files += 1;
+                n_bytes += metadata.len();
+            }
+        }
+    }
+    (n_files, n_bytes)
+}

@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -308,17 +308,10 @@ fn cmd_demo(runtime: &tokio::runtime::Runtime, args: &DemoArgs) -> anyhow::Resul
         let Some(listener) = listener else {
             return Ok(ExitCode::SUCCESS);
         };
-        run::serve_on(
-            listener,
-            &settings,
-            secrets,
-            metrics,
-            shutdown,
-            |address| {
-                println!("Serving the demo on http://{address} (Ctrl-C to stop).");
-                let _ = std::io::stdout().flush();
-            },
-        )
+        run::serve_on(listener, &settings, secrets, metrics, shutdown, |address| {
+            println!("Serving the demo on http://{address} (Ctrl-C to stop).");
+            let _ = std::io::stdout().flush();
+        })
         .await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -544,7 +537,7 @@ fn print_summary(
     }
     writeln!(out)?;
     writeln!(out, "Where things are:")?;
-    for (path, n_files, n_bytes) in artifact_dirs(&layout.nas) {
+    for (path, n_files, n_bytes) in demo::artifact_dirs(&layout.nas) {
         writeln!(
             out,
             "  {}  {}, {} (manifests, deltas, packs)",
@@ -588,51 +581,6 @@ fn print_summary(
         )?;
     }
     Ok(())
-}
-
-/// The NAS's folders other than `incoming/` (what mistd wrote), with their file counts and
-/// sizes, skipping the temp folder.
-fn artifact_dirs(nas: &Path) -> Vec<(PathBuf, u64, u64)> {
-    let mut dirs = Vec::new();
-    let Ok(entries) = std::fs::read_dir(nas) else {
-        return dirs;
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.is_dir() && !path.ends_with("incoming"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let (n_files, n_bytes) = tree_size(&path);
-        dirs.push((path, n_files, n_bytes));
-    }
-    dirs
-}
-
-fn tree_size(dir: &Path) -> (u64, u64) {
-    let mut n_files = 0;
-    let mut n_bytes = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(metadata) = entry.metadata() else {
-                continue;
-            };
-            if metadata.is_dir() {
-                if entry.file_name() != "tmp" {
-                    pending.push(entry.path());
-                }
-            } else if metadata.is_file() {
-                n_files += 1;
-                n_bytes += metadata.len();
-            }
-        }
-    }
-    (n_files, n_bytes)
 }
 
 /// What to try once the demo is Ready: the friend's and the admin's commands against

@@ -18,8 +18,9 @@
 pub const CONFIRM_RETIRE_TRAILER: &str = "Mist-Confirm-Retire: yes";
 
 pub mod check;
-pub mod indent;
+pub mod diagnostic;
 pub mod image;
+pub mod indent;
 pub mod load;
 pub mod model;
 pub mod nas;

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use mist_platform::units::human_size;
+use mist_platform::units::{count, human_size};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -101,38 +101,46 @@ fn describe(notification: &Value) -> String {
     let event = notification["event"].as_str().unwrap_or("?");
     let data = &notification["data"];
     let text = |value: &Value| value.as_str().unwrap_or("?").to_owned();
+    // A version's name, and what its download costs as a parenthesis (or nothing).
     let version = |data: &Value| {
-        let mut line = format!(
+        let name = format!(
             "{} {}",
             data["title"]
                 .as_str()
                 .unwrap_or(data["game"].as_str().unwrap_or("?")),
             text(&data["version"])
         );
+        let mut cost = String::new();
         if let Some(size) = data["fullSize"].as_u64() {
-            line.push_str(&format!(" ({} download", human_size(size)));
+            cost.push_str(&format!(" ({} download", human_size(size)));
             if let (Some(update), Some(from)) =
                 (data["updateSize"].as_u64(), data["updateFrom"].as_str())
             {
-                line.push_str(&format!(", {} from {from}", human_size(update)));
+                cost.push_str(&format!(", {} from {from}", human_size(update)));
             }
-            line.push(')');
+            cost.push(')');
         }
-        line
+        (name, cost)
     };
     match event {
-        "ready" => format!("{} is ready", version(data)),
+        "ready" => {
+            let (name, cost) = version(data);
+            format!("{name} is ready{cost}")
+        }
         "digest" => {
             let titles: Vec<String> = data["versions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(version)
+                .map(|data| {
+                    let (name, cost) = version(data);
+                    name + &cost
+                })
                 .collect();
             format!(
-                "{} versions of {} games are ready: {}",
-                data["count"].as_u64().unwrap_or(0),
-                data["gameCount"].as_u64().unwrap_or(0),
+                "{} of {} are ready: {}",
+                count(data["count"].as_u64().unwrap_or(0), "version"),
+                count(data["gameCount"].as_u64().unwrap_or(0), "game"),
                 titles.join("; ")
             )
         }
@@ -169,7 +177,7 @@ mod tests {
                          {"game": "g", "title": "G", "version": "2"}]}});
         assert_eq!(
             describe(&digest),
-            "2 versions of 1 games are ready: G 1; G 2"
+            "2 versions of 1 game are ready: G 1; G 2"
         );
     }
 }
