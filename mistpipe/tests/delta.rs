@@ -221,7 +221,7 @@ fn files_round_trip() {
 }
 
 #[test]
-fn bad_input_exits_1_and_writes_nothing() {
+fn bad_input_exits_2_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     builds(dir.path());
     expect(
@@ -243,7 +243,7 @@ fn bad_input_exits_1_and_writes_nothing() {
                 dir.path(),
                 &["delta", "apply", "old", "damaged.mtd", "-o", "out"],
             ),
-            1,
+            2,
         );
         assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
         assert!(!dir.path().join("out").exists());
@@ -255,7 +255,7 @@ fn bad_input_exits_1_and_writes_nothing() {
             dir.path(),
             &["delta", "apply", "old", "short.mtd", "-o", "out"],
         ),
-        1,
+        2,
     );
 
     // The wrong old version: OLD is scanned, and its tree digest is not the delta's source.
@@ -265,7 +265,7 @@ fn bad_input_exits_1_and_writes_nothing() {
             dir.path(),
             &["delta", "apply", "old", "update.mtd", "-o", "out"],
         ),
-        1,
+        2,
     );
     assert!(
         out.stderr
@@ -282,7 +282,7 @@ fn bad_input_exits_1_and_writes_nothing() {
             dir.path(),
             &["delta", "apply", "old", "update.mtd", "-o", "out"],
         ),
-        1,
+        2,
     );
     assert!(!dir.path().join("out").exists());
     fs::remove_file(dir.path().join("old/extra.txt")).unwrap();
@@ -301,7 +301,7 @@ fn bad_input_exits_1_and_writes_nothing() {
             dir.path(),
             &["delta", "apply", "old", "new/readme.txt", "-o", "out"],
         ),
-        1,
+        2,
     );
     write(&dir.path().join("a.bin"), b"aaaa");
     expect(
@@ -313,14 +313,14 @@ fn bad_input_exits_1_and_writes_nothing() {
     );
     expect(
         run(dir.path(), &["delta", "apply", "old", "a.mfd", "-o", "out"]),
-        1,
+        2,
     );
     expect(
         run(
             dir.path(),
             &["delta", "create", "a.bin", "new", "-o", "x.mtd"],
         ),
-        1,
+        2,
     );
     assert!(!dir.path().join("out").exists());
     assert!(!dir.path().join("x.mtd").exists());
