@@ -157,7 +157,7 @@ pub struct RunArgs {
 
     /// Steam's store, where games with a `steamAppId` get their description, header image,
     /// genres, developers and release date (`URL/api/appdetails?appids=ID`)
-    /// [default: https://store.steampowered.com].
+    /// [default: `https://store.steampowered.com`].
     #[arg(long, env = "MIST_STEAM_URL", value_name = "URL")]
     pub steam_url: Option<String>,
 
