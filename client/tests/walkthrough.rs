@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,8 +17,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, assert_success, die_with_spawning_thread, mistd_bin, password_of, wait_for,
-    workspace_bin,
+    Client, assert_success, die_with_spawning_thread, mistd_bin, output_with_stdin, password_of,
+    wait_for, workspace_bin,
 };
 
 /// How long the demo may take to be made and converge in a debug build on a busy machine.
@@ -374,26 +374,17 @@ impl Mistpipe {
     }
 
     fn run(&self, cwd: &Path, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(&self.bin)
-            .current_dir(cwd)
-            .args(args)
-            .env("MIST_CONFIG_DIR", &self.config)
-            .env_remove("MIST_SERVER")
-            .env_remove("MIST_TOKEN")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_INDEX_FILE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mistpipe");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(
+            Command::new(&self.bin)
+                .current_dir(cwd)
+                .args(args)
+                .env("MIST_CONFIG_DIR", &self.config)
+                .env_remove("MIST_SERVER")
+                .env_remove("MIST_TOKEN")
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_INDEX_FILE"),
+            stdin,
+        )
     }
 }
 

@@ -262,6 +262,16 @@ pub fn is_content_address(address: &str) -> bool {
     })
 }
 
+/// Where the artifact with `address` lives under the artifacts folder, `<hex[0..2]>/<hex>`
+/// (what [`Artifact::path`] holds), or `None` when `address` is not a content address.
+pub fn artifact_relative_path(address: &str) -> Option<String> {
+    if !is_content_address(address) {
+        return None;
+    }
+    let hex = &address["blake3:".len()..];
+    Some(format!("{}/{hex}", &hex[..2]))
+}
+
 pub(crate) fn sync_state_from_record(record: &dyn Record) -> Result<SyncState, Error> {
     Ok(SyncState {
         observed_commit: record.opt_text(0, "observed_commit")?,

@@ -557,30 +557,7 @@ fn print_summary(
         layout.data.join("mist.db").display()
     )?;
     writeln!(out)?;
-    if layout.users.iter().any(|user| user.password.is_some()) {
-        writeln!(
-            out,
-            "Users (note the passwords: shown only now, stored only as argon2id hashes):"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "Users (passwords were shown when the demo was made; `mistd demo --reset-passwords` for new ones):"
-        )?;
-    }
-    for user in &layout.users {
-        let role = match user.role {
-            mist_specs::model::Role::Admin => "admin",
-            mist_specs::model::Role::User => "user",
-        };
-        writeln!(
-            out,
-            "  {:<8} {role:<6} {}",
-            user.name,
-            user.password.as_deref().unwrap_or("(not shown again)")
-        )?;
-    }
-    Ok(())
+    print_users(out, layout)
 }
 
 /// What to try once the demo is Ready: the friend's and the admin's commands against
@@ -751,10 +728,15 @@ fn print_layout(out: &mut impl Write, layout: &DemoLayout) -> std::io::Result<()
     }
 
     writeln!(out)?;
+    print_users(out, layout)
+}
+
+/// The demo's users with their roles, and their passwords when this run made them.
+fn print_users(out: &mut impl Write, layout: &DemoLayout) -> std::io::Result<()> {
     if layout.users.iter().any(|user| user.password.is_some()) {
         writeln!(
             out,
-            "Users (note the passwords: they are shown only now and stored only as argon2id hashes):"
+            "Users (note the passwords: shown only now, stored only as argon2id hashes):"
         )?;
     } else {
         writeln!(

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
-use mist_db::outbox::{Audience, Notification};
+use mist_db::outbox::{Audience, Notification, NotificationKind};
+use mist_wire::notification::{Event, WebhookBody};
 
 use crate::templates::Templates;
 
@@ -160,17 +161,27 @@ impl Sink {
     }
 }
 
-/// A generic webhook's body: the notification and its facts.
+/// A generic webhook's body: the notification and its facts
+/// ([`mist_wire::notification::WebhookBody`]).
 pub fn webhook_body(notification: &Notification, facts: serde_json::Value) -> Vec<u8> {
-    serde_json::json!({
-        "id": notification.id,
-        "event": notification.kind.as_str(),
-        "audience": notification.audience.as_str(),
-        "createdAt": notification.created_at,
-        "data": facts,
-    })
-    .to_string()
-    .into_bytes()
+    let body = WebhookBody {
+        id: notification.id,
+        event: event_of(notification.kind),
+        audience: notification.audience.as_str().to_owned(),
+        created_at: notification.created_at,
+        data: facts,
+    };
+    serde_json::to_vec(&body).expect("a body of JSON values always serializes")
+}
+
+/// The webhook's name of a notification's kind.
+fn event_of(kind: NotificationKind) -> Event {
+    match kind {
+        NotificationKind::Ready => Event::Ready,
+        NotificationKind::Stalled => Event::Stalled,
+        NotificationKind::Recovered => Event::Recovered,
+        NotificationKind::Digest => Event::Digest,
+    }
 }
 
 /// `sha256=<hex>`: the HMAC-SHA256 of `body` under `key`, as GitHub signs its webhooks.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{AutoEscape, Environment, Value};
 use mist_db::outbox::NotificationKind;
+use mist_wire::notification::{DigestFacts, VersionFacts};
 
 /// The built-in Discord templates, by notification kind.
 const DISCORD: [(NotificationKind, &str, &str); 4] = [
@@ -151,46 +152,37 @@ impl Templates {
     }
 }
 
-/// The `size` filter: bytes as a readable size, `1.5 MB`.
+/// The `size` filter: bytes as a readable size, `1.5 MB` (`unknown` for what is not a
+/// byte count).
 fn size(bytes: Value) -> String {
-    let Some(bytes) = bytes.as_i64().and_then(|b| u64::try_from(b).ok()) else {
-        return "unknown".to_owned();
-    };
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit_idx = 0;
-    while value >= 1000.0 && unit_idx + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit_idx += 1;
-    }
-    if unit_idx == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit_idx])
-    }
+    bytes
+        .as_i64()
+        .and_then(|b| u64::try_from(b).ok())
+        .map_or_else(|| "unknown".to_owned(), mist_platform::units::human_size)
 }
 
 /// Facts of the shape the reconciler writes, to check a template with.
 pub fn sample(kind: NotificationKind) -> serde_json::Value {
-    let version = serde_json::json!({
-        "game": "celeste",
-        "title": "Celeste \"Farewell\"",
-        "version": "1.4",
-        "notes": "New chapter.\nFixed saves.",
-        "fullSize": 1_500_000_000_u64,
-        "updateFrom": "1.3",
-        "updateSize": 12_000_000_u64,
-        "reason": "SourceMissing",
-        "message": "the build incoming/celeste/1.4 is not on the NAS",
-    });
-    match kind {
-        NotificationKind::Digest => serde_json::json!({
-            "count": 2,
-            "gameCount": 1,
-            "versions": [version.clone(), version],
+    let version = VersionFacts {
+        game: "celeste".to_owned(),
+        title: "Celeste \"Farewell\"".to_owned(),
+        version: "1.4".to_owned(),
+        notes: Some("New chapter.\nFixed saves.".to_owned()),
+        full_size: Some(1_500_000_000),
+        update_from: Some("1.3".to_owned()),
+        update_size: Some(12_000_000),
+        reason: Some("SourceMissing".to_owned()),
+        message: Some("the build incoming/celeste/1.4 is not on the NAS".to_owned()),
+    };
+    let facts = match kind {
+        NotificationKind::Digest => serde_json::to_value(DigestFacts {
+            count: 2,
+            game_count: 1,
+            versions: vec![version.clone(), version],
         }),
-        _ => version,
-    }
+        _ => serde_json::to_value(version),
+    };
+    facts.expect("facts of strings and numbers always serialize")
 }
 
 #[cfg(test)]

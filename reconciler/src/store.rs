@@ -114,11 +114,7 @@ impl ArtifactStore {
     /// The path of an artifact relative to the artifacts folder, `<hex[0..2]>/<hex>`, or
     /// `None` when `address` is not `blake3:<64 lowercase hex digits>`.
     pub fn relative_path(address: &str) -> Option<String> {
-        if !mist_db::state::is_content_address(address) {
-            return None;
-        }
-        let hex = &address["blake3:".len()..];
-        Some(format!("{}/{hex}", &hex[..2]))
+        mist_db::state::artifact_relative_path(address)
     }
 
     /// The absolute path of an artifact.
@@ -304,20 +300,21 @@ impl ArtifactWriter {
         drop(file);
         let hex = self.hasher.finalize().to_hex().to_string();
         let address = format!("blake3:{hex}");
-        let path = format!("{}/{hex}", &hex[..2]);
-        let dir = self.artifacts.join(&hex[..2]);
+        let path = mist_db::state::artifact_relative_path(&address)
+            .expect("a BLAKE3 hex digest is an address");
+        let target = self.artifacts.join(&path);
+        let dir = target.parent().expect("an artifact's path has a folder");
         if !dir.is_dir() {
-            fs::create_dir_all(&dir)?;
+            fs::create_dir_all(dir)?;
             sync_dir(&self.artifacts)?;
         }
-        let target = dir.join(&hex);
         let already = fs::symlink_metadata(&target)
             .is_ok_and(|metadata| metadata.is_file() && metadata.len() == self.n_written);
         if already {
             fs::remove_file(&self.tmp_path)?;
         } else {
             fs::rename(&self.tmp_path, &target)?;
-            sync_dir(&dir)?;
+            sync_dir(dir)?;
         }
         Ok(Stored {
             address,

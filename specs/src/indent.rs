@@ -22,7 +22,7 @@ pub struct IndentFault {
 const LINES_BEFORE: u32 = 2;
 
 /// The indentation mistake that explains a parse error on `error_line` (1-based) of `text`,
-/// if there is one: the last one found on that line or the [`LINES_BEFORE`] lines before it.
+/// if there is one: the last one found on that line or the `LINES_BEFORE` lines before it.
 pub fn indentation_fault(text: &str, error_line: u32) -> Option<IndentFault> {
     let mut last_fault = None;
     // The indents of the open levels, innermost last; a list item opens two: its dash and

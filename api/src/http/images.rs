@@ -80,14 +80,8 @@ pub(crate) async fn get_image(
         .header_image
         .filter(|image| image.digest == path.digest)
         .ok_or(Error::NotFound)?;
-    let Some(hex) = image
-        .digest
-        .strip_prefix("blake3:")
-        .filter(|hex| hex.len() > 2)
-    else {
-        return Err(Error::NotFound);
-    };
-    let store_path = format!("{}/{hex}", &hex[..2]);
+    let store_path =
+        mist_db::state::artifact_relative_path(&image.digest).ok_or(Error::NotFound)?;
     let file = StoreFile {
         address: &image.digest,
         size: image.size,

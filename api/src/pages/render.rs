@@ -244,20 +244,10 @@ impl IntoResponse for PageError {
     }
 }
 
-/// `{{ bytes | size }}`: a byte count in binary units, e.g. `1.5 GiB`.
+/// `{{ bytes | size }}`: a byte count in decimal units, e.g. `1.5 GB`, as `mist` and the
+/// notifications write it.
 fn size_filter(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit_idx = 0;
-    while value >= 1024.0 && unit_idx + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit_idx += 1;
-    }
-    if unit_idx == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit_idx])
-    }
+    mist_platform::units::human_size(bytes)
 }
 
 /// `{{ epoch_ms | time }}`: a UTC date and time to the minute, e.g. `2026-12-07 19:40 UTC`.
@@ -288,9 +278,8 @@ mod tests {
     #[test]
     fn sizes_and_times_read_well() {
         assert_eq!(size_filter(0), "0 B");
-        assert_eq!(size_filter(1023), "1023 B");
-        assert_eq!(size_filter(1536), "1.5 KiB");
-        assert_eq!(size_filter(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(size_filter(1536), "1.5 kB");
+        assert_eq!(size_filter(3_000_000_000), "3.0 GB");
         assert_eq!(time_filter(0), "1970-01-01 00:00 UTC");
         assert_eq!(time_filter(1_700_000_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(time_filter(951_782_400_000), "2000-02-29 00:00 UTC");

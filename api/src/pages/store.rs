@@ -64,8 +64,11 @@ impl Cover {
     }
 }
 
-impl<'a> Card<'a> {
-    fn of(game: &'a GameSummary) -> Card<'a> {
+/// The card of a game: a [`GameSummary`] or a [`GameDetail`], whose shared fields have the
+/// same names (two wire types, one mapping).
+macro_rules! card_of {
+    ($game:expr) => {{
+        let game = $game;
         Card {
             name: &game.name,
             title: &game.title,
@@ -75,18 +78,16 @@ impl<'a> Card<'a> {
             image: game.header_image.as_ref().map(|image| image.url.as_str()),
             cover: Cover::of(&game.name, &game.title),
         }
+    }};
+}
+
+impl<'a> Card<'a> {
+    fn of(game: &'a GameSummary) -> Card<'a> {
+        card_of!(game)
     }
 
     fn of_detail(game: &'a GameDetail) -> Card<'a> {
-        Card {
-            name: &game.name,
-            title: &game.title,
-            description: game.description.as_deref(),
-            private: game.private,
-            latest: game.latest.as_deref(),
-            image: game.header_image.as_ref().map(|image| image.url.as_str()),
-            cover: Cover::of(&game.name, &game.title),
-        }
+        card_of!(game)
     }
 }
 

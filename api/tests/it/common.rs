@@ -220,13 +220,26 @@ impl TestApi {
 
     /// Records a game.
     pub async fn add_game(&self, name: &str, private: bool, grants: &[&str]) {
-        let spec = json!({
-            "title": format!("The {name}"),
+        let fields = json!({
             "description": format!("About {name}."),
-            "private": private,
-            "grants": grants,
             "launch": {"executable": "bin/run", "args": ["--fast"]},
         });
+        self.put_game(name, private, grants, fields).await;
+    }
+
+    /// Records a game (again) whose spec is its title, `private`, `grants` and `fields`.
+    pub async fn put_game(
+        &self,
+        name: &str,
+        private: bool,
+        grants: &[&str],
+        fields: serde_json::Value,
+    ) {
+        let mut spec =
+            json!({"title": format!("The {name}"), "private": private, "grants": grants});
+        spec.as_object_mut()
+            .expect("a spec is an object")
+            .extend(fields.as_object().expect("fields are an object").clone());
         self.db()
             .upsert_game(
                 &Game {

@@ -3,7 +3,6 @@
 //! tag, `304` and immutable caching, obeying the game's grants, and the pages showing it.
 
 use mist_db::metadata::{FetchedDetails, SteamDetails, StoredImage};
-use mist_db::state::Game;
 use serde_json::json;
 
 use crate::common::*;
@@ -23,33 +22,6 @@ fn put_image(api: &TestApi, bytes: &[u8], media_type: &str) -> StoredImage {
         size: bytes.len() as u64,
         media_type: media_type.to_owned(),
     }
-}
-
-/// Gives a game a spec with `fields` added to its title.
-async fn respec(
-    api: &TestApi,
-    name: &str,
-    private: bool,
-    grants: &[&str],
-    fields: serde_json::Value,
-) {
-    let mut spec = json!({"title": format!("The {name}"), "private": private, "grants": grants});
-    spec.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    api.db()
-        .upsert_game(
-            &Game {
-                name: name.to_owned(),
-                spec_json: spec.to_string(),
-                suspended: false,
-                private,
-                grants: grants.iter().map(|s| (*s).to_owned()).collect(),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
 }
 
 /// The store's metadata of `app_id`, fetched at T0, with `image`.
@@ -80,9 +52,8 @@ async fn games_carry_store_metadata_and_their_header_image_obeys_grants() {
     each_backend("metadata_in_the_api", defaults, |api| async move {
         world(&api).await;
         // `open`: Steam's description and image. `secret` (bob only): its own of both.
-        respec(&api, "open", false, &[], json!({"steamAppId": 504230})).await;
-        respec(
-            &api,
+        api.put_game("open", false, &[], json!({"steamAppId": 504230})).await;
+        api.put_game(
             "secret",
             true,
             &["bob"],
@@ -151,7 +122,7 @@ async fn games_carry_store_metadata_and_their_header_image_obeys_grants() {
         assert_eq!(response.bytes().await.unwrap(), PNG);
 
         // Without a Steam app id in the spec, nothing of Steam's shows.
-        respec(&api, "open", false, &[], json!({})).await;
+        api.put_game("open", false, &[], json!({})).await;
         let (_, open) = api.get_json("/v1/games/open", Some(&alice)).await;
         assert!(open.get("store").is_none() && open.get("headerImage").is_none(), "{open}");
         assert_eq!(api.get(&image_url, Some(&alice), &[]).await.status(), 404);

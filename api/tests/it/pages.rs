@@ -302,7 +302,7 @@ async fn the_game_page_shows_versions_sizes_dates_and_how_to_install() {
             r#"href="mist://games/open""#,
             "Notes of 1.2.",
             "Released 2023-11-14 22:13 UTC",
-            "9.9 KiB download",
+            "10.2 kB download",
         ] {
             assert!(body.contains(expected), "{expected} in {body}");
         }

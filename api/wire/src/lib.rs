@@ -1,5 +1,6 @@
-//! Mist's API contract: every request and response body of `/v1`, and the status report, as
-//! typed serde types. The server (`mist-api`) serializes them and derives its OpenAPI
+//! Mist's API contract: every request and response body of `/v1`, the status report, and the
+//! notifications' facts with the generic webhook's body ([`notification`]), as typed serde
+//! types. The server (`mist-api`) serializes them and derives its OpenAPI
 //! document from them; `mist` (the client), `mistpipe`, `mistd status` and
 //! `mist-status-view` deserialize them. A field changes here, once, and the compiler finds
 //! every reader.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod catalog;
 pub mod digest;
 pub mod error;
+pub mod notification;
 pub mod repair;
 pub mod status;
 pub mod update;

@@ -90,21 +90,7 @@ impl Client {
 
     /// Runs `mist` with `stdin` as its standard input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mist");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(&mut self.command(args), stdin)
     }
 
     /// Runs `mist … --json` successfully and parses its standard output.
@@ -530,4 +516,22 @@ fn proxy_one(state: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
     }
     client.flush()?;
     client.shutdown(std::net::Shutdown::Both)
+}
+
+/// Runs `command` to its end with `stdin` as its standard input, capturing its output.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {command:?}: {error}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use mist_platform::units::{count, human_size};
-use serde_json::Value;
+use mist_wire::notification::{DigestFacts, Event, VersionFacts, WebhookBody};
 use tokio::sync::Notify;
 
 /// A running catcher.
@@ -86,76 +86,67 @@ impl Drop for Catcher {
 }
 
 async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> StatusCode {
-    let line = match serde_json::from_slice::<Value>(&body) {
-        Ok(notification) => describe(&notification),
-        Err(_) => format!("{} bytes that are not JSON", body.len()),
-    };
+    let line = describe(&body).unwrap_or_else(|error| {
+        format!("{} bytes that are not a notification: {error}", body.len())
+    });
     println!("Notification: {line}");
     received.count.fetch_add(1, Ordering::SeqCst);
     received.arrived.notify_waiters();
     StatusCode::NO_CONTENT
 }
 
-/// One line for a notification as the generic webhook sends it: `{"event", "data": {…}}`.
-fn describe(notification: &Value) -> String {
-    let event = notification["event"].as_str().unwrap_or("?");
-    let data = &notification["data"];
-    let text = |value: &Value| value.as_str().unwrap_or("?").to_owned();
-    // A version's name, and what its download costs as a parenthesis (or nothing).
-    let version = |data: &Value| {
-        let name = format!(
-            "{} {}",
-            data["title"]
-                .as_str()
-                .unwrap_or(data["game"].as_str().unwrap_or("?")),
-            text(&data["version"])
-        );
-        let mut cost = String::new();
-        if let Some(size) = data["fullSize"].as_u64() {
-            cost.push_str(&format!(" ({} download", human_size(size)));
-            if let (Some(update), Some(from)) =
-                (data["updateSize"].as_u64(), data["updateFrom"].as_str())
-            {
-                cost.push_str(&format!(", {} from {from}", human_size(update)));
-            }
-            cost.push(')');
+/// One line for a notification as the generic webhook sends it.
+fn describe(body: &[u8]) -> serde_json::Result<String> {
+    let notification: WebhookBody<serde_json::Value> = serde_json::from_slice(body)?;
+    let data = notification.data;
+    Ok(match notification.event {
+        Event::Ready => {
+            let facts: VersionFacts = serde_json::from_value(data)?;
+            format!("{} is ready{}", name(&facts), cost(&facts))
         }
-        (name, cost)
-    };
-    match event {
-        "ready" => {
-            let (name, cost) = version(data);
-            format!("{name} is ready{cost}")
-        }
-        "digest" => {
-            let titles: Vec<String> = data["versions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|data| {
-                    let (name, cost) = version(data);
-                    name + &cost
-                })
+        Event::Digest => {
+            let facts: DigestFacts = serde_json::from_value(data)?;
+            let titles: Vec<String> = facts
+                .versions
+                .iter()
+                .map(|version| name(version) + &cost(version))
                 .collect();
             format!(
                 "{} of {} are ready: {}",
-                count(data["count"].as_u64().unwrap_or(0), "version"),
-                count(data["gameCount"].as_u64().unwrap_or(0), "game"),
+                count(facts.count, "version"),
+                count(facts.game_count, "game"),
                 titles.join("; ")
             )
         }
-        "stalled" => format!(
-            "{} {} is stalled: {}",
-            text(&data["game"]),
-            text(&data["version"]),
-            text(&data["message"])
+        Event::Stalled => {
+            let facts: VersionFacts = serde_json::from_value(data)?;
+            let message = facts.message.as_deref().unwrap_or("no reason given");
+            format!("{} {} is stalled: {message}", facts.game, facts.version)
+        }
+        Event::Recovered => {
+            let facts: VersionFacts = serde_json::from_value(data)?;
+            format!("{} {} is no longer stalled", facts.game, facts.version)
+        }
+    })
+}
+
+/// A version's title and name, e.g. `Starfall 1.1`.
+fn name(facts: &VersionFacts) -> String {
+    format!("{} {}", facts.title, facts.version)
+}
+
+/// What a version's download costs, as a parenthesis, or nothing when the pack is not made.
+fn cost(facts: &VersionFacts) -> String {
+    let Some(size) = facts.full_size else {
+        return String::new();
+    };
+    match (facts.update_size, &facts.update_from) {
+        (Some(update), Some(from)) => format!(
+            " ({} download, {} from {from})",
+            human_size(size),
+            human_size(update)
         ),
-        "recovered" => format!(
-            "{} {} is no longer stalled",
-            text(&data["game"]),
-            text(&data["version"])
-        ),
-        other => format!("{other}: {data}"),
+        _ => format!(" ({} download)", human_size(size)),
     }
 }
 
@@ -165,18 +156,19 @@ mod tests {
 
     #[test]
     fn notifications_read_as_one_line() {
-        let ready = serde_json::json!({"event": "ready", "data": {"game": "starfall",
-            "title": "Starfall", "version": "1.1", "fullSize": 2_200_000,
-            "updateFrom": "1.0", "updateSize": 41_000}});
+        let ready = serde_json::json!({"id": 1, "event": "ready", "audience": "friends",
+            "createdAt": 0, "data": {"game": "starfall", "title": "Starfall", "version": "1.1",
+            "fullSize": 2_200_000, "updateFrom": "1.0", "updateSize": 41_000}});
         assert_eq!(
-            describe(&ready),
+            describe(ready.to_string().as_bytes()).unwrap(),
             "Starfall 1.1 is ready (2.2 MB download, 41.0 kB from 1.0)"
         );
-        let digest = serde_json::json!({"event": "digest", "data": {"count": 2, "gameCount": 1,
+        let digest = serde_json::json!({"id": 2, "event": "digest", "audience": "friends",
+            "createdAt": 0, "data": {"count": 2, "gameCount": 1,
             "versions": [{"game": "g", "title": "G", "version": "1"},
                          {"game": "g", "title": "G", "version": "2"}]}});
         assert_eq!(
-            describe(&digest),
+            describe(digest.to_string().as_bytes()).unwrap(),
             "2 versions of 1 game are ready: G 1; G 2"
         );
     }

@@ -8,7 +8,9 @@
 use mist_db::EpochMs;
 use mist_db::outbox::{Audience, NewNotification, NotificationKind};
 use mist_db::snapshot::Snapshot;
-use serde_json::{Value, json};
+use mist_wire::notification::{DigestFacts, VersionFacts};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{PassReport, Passes};
 use crate::diff::{self, condition::Status};
@@ -62,7 +64,7 @@ impl Passes {
         let payload = digest_payload(snapshot, &ready);
         if self
             .db
-            .write_first_sync_digest(&ready, &payload.to_string(), now)
+            .write_first_sync_digest(&ready, &to_json(&payload), now)
             .await?
         {
             report.n_writes += 1;
@@ -98,7 +100,7 @@ pub(super) fn notifications(
                     out.push(NewNotification {
                         kind: NotificationKind::Ready,
                         audience: Audience::Friends,
-                        payload: version_payload(snapshot, game, version).to_string(),
+                        payload: to_json(&version_payload(snapshot, game, version)),
                         announces: Some((game.clone(), version.clone())),
                     });
                 }
@@ -106,7 +108,7 @@ pub(super) fn notifications(
             Transition::Recovered { game, version } => out.push(NewNotification {
                 kind: NotificationKind::Recovered,
                 audience: Audience::Admins,
-                payload: version_payload(snapshot, game, version).to_string(),
+                payload: to_json(&version_payload(snapshot, game, version)),
                 announces: None,
             }),
             Transition::Stalled {
@@ -115,13 +117,15 @@ pub(super) fn notifications(
                 reason,
                 message,
             } => {
-                let mut payload = version_payload(snapshot, game, version);
-                payload["reason"] = json!(reason);
-                payload["message"] = json!(message);
+                let payload = VersionFacts {
+                    reason: Some(reason.clone()),
+                    message: Some(message.clone()),
+                    ..version_payload(snapshot, game, version)
+                };
                 out.push(NewNotification {
                     kind: NotificationKind::Stalled,
                     audience: Audience::Admins,
-                    payload: payload.to_string(),
+                    payload: to_json(&payload),
                     announces: None,
                 });
             }
@@ -143,24 +147,23 @@ fn ready_versions(diff: &diff::Diff) -> Vec<(String, String)> {
 }
 
 /// The digest's facts: how many versions of how many games, and the first few.
-fn digest_payload(snapshot: &Snapshot, ready: &[(String, String)]) -> Value {
+fn digest_payload(snapshot: &Snapshot, ready: &[(String, String)]) -> DigestFacts {
     let mut games: Vec<&str> = ready.iter().map(|(game, _)| game.as_str()).collect();
     games.dedup();
-    let listed: Vec<Value> = ready
-        .iter()
-        .take(DIGEST_LISTED)
-        .map(|(game, version)| version_payload(snapshot, game, version))
-        .collect();
-    json!({
-        "count": ready.len(),
-        "gameCount": games.len(),
-        "versions": listed,
-    })
+    DigestFacts {
+        count: ready.len() as u64,
+        game_count: games.len() as u64,
+        versions: ready
+            .iter()
+            .take(DIGEST_LISTED)
+            .map(|(game, version)| version_payload(snapshot, game, version))
+            .collect(),
+    }
 }
 
 /// One version's facts: game, title, version, notes, full size (its pack) and update size
 /// (the delta from the version before it), each when known.
-fn version_payload(snapshot: &Snapshot, game: &str, version: &str) -> Value {
+fn version_payload(snapshot: &Snapshot, game: &str, version: &str) -> VersionFacts {
     let spec_field = |spec_json: &str, field: &str| -> Option<String> {
         let value: Value = serde_json::from_str(spec_json).ok()?;
         value.get(field)?.as_str().map(str::to_owned)
@@ -197,13 +200,21 @@ fn version_payload(snapshot: &Snapshot, game: &str, version: &str) -> Value {
         })?;
         Some((previous.spec.name.clone(), size_of(&delta.address)?))
     });
-    json!({
-        "game": game,
-        "title": title,
-        "version": version,
-        "notes": this.and_then(|v| spec_field(&v.spec.spec_json, "notes")),
-        "fullSize": full_size,
-        "updateFrom": update.as_ref().map(|(from, _)| from),
-        "updateSize": update.map(|(_, size)| size),
-    })
+    let (update_from, update_size) = update.unzip();
+    VersionFacts {
+        game: game.to_owned(),
+        title,
+        version: version.to_owned(),
+        notes: this.and_then(|v| spec_field(&v.spec.spec_json, "notes")),
+        full_size,
+        update_from,
+        update_size,
+        reason: None,
+        message: None,
+    }
+}
+
+/// The outbox's JSON text of a notification's facts.
+fn to_json(facts: &impl Serialize) -> String {
+    serde_json::to_string(facts).expect("facts of strings and numbers always serialize")
 }
