@@ -38,6 +38,7 @@ pub mod snapshot;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod writer;
 
 use std::path::Path;
 use std::sync::Once;
@@ -56,6 +57,9 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     read_only: bool,
+    /// SQLite, read-write: this process's claim on the file (`writer`), kept while any clone
+    /// lives.
+    _writer: Option<std::sync::Arc<writer::WriterLock>>,
 }
 
 /// Which database engine a [`Db`] talks to.
@@ -75,6 +79,29 @@ pub enum Error {
     UnsupportedUrl {
         /// The URL, with any password replaced by `***`.
         url: String,
+    },
+    /// Another process holds the SQLite database open for writing ([`Db::connect`]).
+    #[error(
+        "the SQLite database {} is in use by another process{}: only one mistd may run the \
+         reconciler on an SQLite database; stop the other one, or move to Postgres \
+         (--db postgres://…) to run several",
+        database.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The database file.
+        database: std::path::PathBuf,
+        /// The holder's process id, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
+    /// The SQLite database's lock file could not be opened or written.
+    #[error("cannot use the lock file {}", path.display())]
+    LockFile {
+        /// The lock file, `<database>.lock`.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// Connecting failed.
     #[error("failed to connect to {url}")]
@@ -242,7 +269,9 @@ impl Db {
     ///
     /// SQLite connections use WAL (readers never block the writer), `synchronous = NORMAL`
     /// (durable across a process crash; a power cut may lose the last transactions, which the
-    /// level-triggered reconciler redoes), a busy timeout and foreign keys.
+    /// level-triggered reconciler redoes), a busy timeout and foreign keys. One process at a
+    /// time may hold an SQLite database read-write ([`Error::InUse`] for the next one), for as
+    /// long as any clone of the handle lives.
     pub async fn connect(url: &str) -> Result<Db, Error> {
         let db = Db::open(url, false).await?;
         db.migrate().await?;
@@ -271,6 +300,11 @@ impl Db {
         let url = match (backend, read_only) {
             (Backend::Sqlite, true) => sqlite_url_with_mode(url, "ro"),
             _ => url.to_owned(),
+        };
+        // Before anything is opened, so that a second process neither migrates nor writes.
+        let writer = match (backend, read_only) {
+            (Backend::Sqlite, false) => writer::lock(&url)?,
+            _ => None,
         };
         let connect_options: AnyConnectOptions = url.parse().map_err(connect_error)?;
         let connect_options = connect_options.disable_statement_logging();
@@ -329,6 +363,7 @@ impl Db {
             pool,
             backend,
             read_only,
+            _writer: writer,
         })
     }
 

@@ -347,3 +347,47 @@ fn a_failed_start_leaves_no_half_made_data_folder() {
         "a half-made data folder was left"
     );
 }
+
+#[test]
+fn a_second_reconciler_on_one_sqlite_database_is_refused_in_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = common::small_demo(tmp.path(), &[("doom", 1)], 4096);
+    let data = tmp.path().join("data");
+    let args = run_args(&demo.specs, &demo.nas, &data);
+    let mut first = Mistd::run(&args, &tmp.path().join("first.log"));
+    first.wait_healthy(Duration::from_secs(60));
+
+    // The same data folder, so the same SQLite file: refused before it touches anything.
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let output = common::mistd_output(
+        &[
+            &[OsStr::new("run")],
+            &args[..],
+            &[OsStr::new("--listen"), OsStr::new(&address)],
+        ]
+        .concat(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "the SQLite database {} is in use by another process (pid {})",
+        data.join("mist.db").display(),
+        first.child.id()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(
+        stderr.contains("Postgres"),
+        "says how to run several: {stderr}"
+    );
+
+    // The first one goes on, and a reader (the api role) may share the file with it.
+    assert_eq!(http_get(first.address, "/healthz").unwrap().0, 200);
+    let api_args: Vec<&OsStr> = [&args[..], &[OsStr::new("--role"), OsStr::new("api")]].concat();
+    let mut reader = Mistd::run(&api_args, &tmp.path().join("api.log"));
+    reader.wait_healthy(Duration::from_secs(60));
+
+    // Once the first has stopped, the file is free again.
+    first.kill();
+    let mut second = Mistd::run(&args, &tmp.path().join("second.log"));
+    second.wait_healthy(Duration::from_secs(60));
+}
