@@ -10,6 +10,7 @@ pub(crate) mod extractor;
 pub(crate) mod games;
 pub(crate) mod gameview;
 pub(crate) mod images;
+pub(crate) mod jobs;
 pub(crate) mod openapi;
 pub(crate) mod repair;
 pub(crate) mod status;
@@ -72,6 +73,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         .merge(images::router())
         .merge(artifacts::router())
         .merge(status::router())
+        .merge(jobs::router())
         .merge(openapi::router())
         .merge(crate::pages::router())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -399,6 +399,7 @@ pub fn test_status_source() -> StatusSource {
                     last_error: None,
                     next_attempt_at: 0,
                     progress,
+                    log_lines: 0,
                 }],
             })
         })

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mist_db::EpochMs;
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{Artifact, ArtifactKind};
 
 use super::context::{Context, ProgressCell};
@@ -32,6 +33,11 @@ pub(super) async fn blocking<T: Send + 'static>(
 impl Run {
     pub(super) fn now(&self) -> EpochMs {
         (self.now)()
+    }
+
+    /// Adds a line to the job's log (see `docs/reconciler.md`, "Job logs").
+    pub(super) fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.progress.log(self.now(), level, message.into());
     }
 
     pub(super) fn check_cancel(&self) -> Result<(), ActionError> {
