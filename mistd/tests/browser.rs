@@ -3,8 +3,8 @@
 //! `api/tests/browser/pages.mjs` drives headless Chromium through it with playwright-core,
 //! checking every page with axe-core: a friend signs in, sees the store and a game page and
 //! never the board; an admin watches the board follow, without a reload, a refused commit
-//! (its error with file and line), a new version going Reconciling → Ready, and a tampered
-//! build going Stalled. The screenshots land in `docs/screenshots/`.
+//! (its error with file and line), a new version going Reconciling → Ready with its ingest's
+//! log, and a tampered build going Stalled. The screenshots land in `docs/screenshots/`.
 //!
 //! Needs Debian's `chromium` (or `MIST_CHROMIUM`) and `npm ci --prefix api/tests/browser`;
 //! without them the test fails and says so.

@@ -173,6 +173,23 @@ async function admin(browser) {
   step(`starfall 9.9 went ${phases.join(" → ")}`);
   check(phases.includes("Reconciling") && phases[phases.length - 1] === "Ready", `Reconciling then Ready: ${phases}`);
 
+  // Its jobs' logs came with the live board: the ingest says what it read and how it ended,
+  // in a <details> that opens without a script.
+  await waitOnBoard(page, "the log of starfall 9.9's ingest", () =>
+    [...document.querySelectorAll("details.job-log")].some((log) =>
+      log.textContent.includes("incoming/starfall/9.9") && /scanned \d+ files?/.test(log.textContent) &&
+      log.textContent.includes("done in")));
+  const ingestLog = page.locator("details.job-log", { hasText: "incoming/starfall/9.9" })
+    .filter({ hasText: "stored the manifest" }).first();
+  await ingestLog.locator("summary").click();
+  check(await ingestLog.evaluate((log) => log.open), "the ingest's log opens");
+  const logLines = await ingestLog.locator("li").allTextContents();
+  check(/^\d\d:\d\d:\d\d info attempt 1 of this ingest job/.test(logLines[0]), `the log's first line: ${logLines[0]}`);
+  check(/done in [\d.]+ s$/.test(logLines[logLines.length - 1]), `the log's last line: ${logLines[logLines.length - 1]}`);
+  step(`starfall 9.9's ingest logged ${logLines.length} lines`);
+  await axe(page, "board with a job's log open");
+  await ingestLog.screenshot({ path: join(shots, "admin-job-log.png") });
+
   // A build tampered with after ingest: Stalled, with what to do.
   const tampered = firstFile(join(nas, "incoming", "lantern", readdirSync(join(nas, "incoming", "lantern")).sort()[0]));
   appendFileSync(tampered, "tampered\n");
