@@ -112,7 +112,12 @@ async fn bench() {
         let median = times[times.len() / 2];
         let p90 = times[times.len() * 9 / 10];
         println!(
-            "| {path} ({N_GAMES} games × {N_VERSIONS} versions) | {n_requests} | {:.2} ms | {:.2} ms | {target} |",
+            "| {path} ({N_GAMES} games × {N_VERSIONS} versions{}) | {n_requests} | {:.2} ms | {:.2} ms | {target} |",
+            if path == "/admin" {
+                format!(", {N_LOGGED_JOBS} jobs with full logs")
+            } else {
+                String::new()
+            },
             median.as_secs_f64() * 1000.0,
             p90.as_secs_f64() * 1000.0
         );
@@ -139,12 +144,19 @@ async fn add_logged_jobs(api: &TestApi) {
             priority: 0,
         };
         queue.enqueue(&new_job, 0).await.expect("enqueue");
-        queue.claim("bench", 0, lease).await.expect("claim").expect("a job");
+        queue
+            .claim("bench", 0, lease)
+            .await
+            .expect("claim")
+            .expect("a job");
         let lines: Vec<LogLine> = (0..limits.max_lines)
             .map(|line_idx| LogLine {
                 at: i64::from(line_idx) * 1000,
                 level: LogLevel::Info,
-                message: format!("{line_idx:>4} {}", "packed a file of 1.2 MB in 0.1 s; ".repeat(3)),
+                message: format!(
+                    "{line_idx:>4} {}",
+                    "packed a file of 1.2 MB in 0.1 s; ".repeat(3)
+                ),
             })
             .collect();
         api.db()

@@ -57,6 +57,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         dummy_hash: OnceLock::new(),
         catalog: CatalogCache::default(),
         board: Default::default(),
+        game_details: Default::default(),
         config,
     });
     // The dummy hash costs one argon2id hash: make it now, so the first login of an unknown

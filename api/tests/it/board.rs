@@ -251,10 +251,49 @@ async fn the_board_shows_each_jobs_log_in_an_expandable_list() {
             }
         }
 
+        // The failed ingest job of the report wrote more lines than the board shows.
+        queue
+            .enqueue(
+                &NewJob {
+                    key: "ingest-failed".to_owned(),
+                    kind: "ingest".to_owned(),
+                    game: Some("open".to_owned()),
+                    version: Some("1.3".to_owned()),
+                    payload_json: "{}".to_owned(),
+                    priority: 0,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        queue.claim("w", T0, lease).await.unwrap().unwrap();
+        let many: Vec<LogLine> = (0..55)
+            .map(|line_idx| line(T0, LogLevel::Info, &format!("line number {line_idx}.")))
+            .collect();
+        api.db()
+            .append_job_log("ingest-failed", "w", &many, &LogLimits::default())
+            .await
+            .unwrap();
+        queue
+            .fail("ingest-failed", "w", T0, "disk on fire")
+            .await
+            .unwrap();
+
         let root = sign_in(&api, "root").await;
         let board = get_page(&api, "/admin", Some(&root)).await;
         let body = &board.body;
         assert_eq!(board.status, 200, "{body}");
+        let failed = &body[body.find(r#"id="log-ingest-failed""#).expect("the failed job's log")..];
+        let failed = &failed[..failed.find("</details>").unwrap()];
+        for expected in [
+            "Log of the ingest job (55 lines)",
+            r#"… 5 earlier lines not shown here: <a href="/v1/jobs/ingest-failed/log">the whole log</a>"#,
+            "line number 5.",
+            "line number 54.",
+        ] {
+            assert!(failed.contains(expected), "{expected} in {failed}");
+        }
+        assert!(!failed.contains("line number 4."), "{failed}");
         // The running job's log: in a <details> of its own, the two oldest lines dropped and
         // said so, times to the second, levels, and the message escaped.
         let running = body.find(r#"<details class="job-log" id="log-pack-running">"#);
@@ -279,5 +318,53 @@ async fn the_board_shows_each_jobs_log_in_an_expandable_list() {
         // A job without lines has no log to open.
         assert!(!body.contains(r#"id="log-delta-queued""#));
     })
+    .await;
+}
+
+/// "No page needs more than one database round trip while the change counter stands still":
+/// once the store and the board were read, every table but the counter is renamed away (which
+/// writes no row, so the counter stands still), and both pages still render the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_read_only_the_change_counter_while_it_stands_still() {
+    each_backend(
+        "pages_read_only_the_counter",
+        board_report,
+        |api| async move {
+            world(&api).await;
+            let alice = sign_in(&api, "alice").await;
+            let root = sign_in(&api, "root").await;
+            let pages = [("/", &alice), ("/admin", &root), ("/games/open", &alice)];
+            let mut before = Vec::new();
+            for (path, session) in pages {
+                let page = get_page(&api, path, Some(session)).await;
+                assert_eq!(page.status, 200, "{path}");
+                before.push(page.body);
+            }
+            let seq = api.db().change_seq().await.unwrap();
+            for table in mist_db::testing::TABLES {
+                if table != "change_seq" {
+                    let sql = format!("ALTER TABLE {table} RENAME TO {table}_away");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(api.db().pool())
+                        .await
+                        .unwrap();
+                }
+            }
+            assert_eq!(
+                api.db().change_seq().await.unwrap(),
+                seq,
+                "the counter moved"
+            );
+            for ((path, session), before) in pages.into_iter().zip(before) {
+                let page = get_page(&api, path, Some(session)).await;
+                assert_eq!(
+                    page.status, 200,
+                    "{path} read more than the counter: {}",
+                    page.body
+                );
+                assert_eq!(page.body, before, "{path}");
+            }
+        },
+    )
     .await;
 }

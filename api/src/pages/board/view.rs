@@ -15,6 +15,11 @@ use crate::pages::board::data::BoardData;
 /// How many events each game, version and the spec repository show.
 const EVENTS_PER_OBJECT: usize = 10;
 
+/// How many of its newest log lines each job shows; the rest are a link away (`GET
+/// /v1/jobs/{key}/log`, which the session cookie reads), so a board with many long logs stays
+/// light to refresh live.
+const LOG_LINES_SHOWN: usize = 50;
+
 /// The whole board.
 #[derive(Serialize)]
 pub(crate) struct BoardPage<'a> {
@@ -100,9 +105,12 @@ struct JobView<'a> {
     log: Option<LogView<'a>>,
 }
 
-/// A job's log: its lines kept, and how many older ones were dropped.
+/// A job's log: its newest lines, how many lines it keeps, how many of those the board leaves
+/// out and how many older ones were dropped.
 #[derive(Serialize)]
 struct LogView<'a> {
+    n_kept: usize,
+    n_hidden: usize,
     n_dropped: u64,
     lines: Vec<LineView<'a>>,
 }
@@ -294,10 +302,12 @@ impl<'a> JobView<'a> {
 
 impl<'a> LogView<'a> {
     fn of(log: &'a JobLog) -> LogView<'a> {
+        let n_hidden = log.lines.len().saturating_sub(LOG_LINES_SHOWN);
         LogView {
+            n_kept: log.lines.len(),
+            n_hidden,
             n_dropped: log.n_dropped(),
-            lines: log
-                .lines
+            lines: log.lines[n_hidden..]
                 .iter()
                 .map(|stored| LineView {
                     at: stored.line.at,
