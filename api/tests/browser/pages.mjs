@@ -197,7 +197,36 @@ async function admin(browser) {
     [...document.querySelectorAll(".version")].some((v) => v.querySelector(".tag")?.textContent === "Stalled" && v.querySelector(".advice")));
   step("tampered build shown Stalled with advice");
   await page.screenshot({ path: join(shots, "admin.png"), fullPage: true });
+
+  // A friend without the private game's grant (a user committed with the friend's password
+  // hash): the game is on no page of theirs and answers 404 on its page and in the API.
+  const friendSpec = readFileSync(join(specs, "users", "friend.yaml"), "utf8");
+  writeFileSync(join(specs, "users", "outsider.yaml"),
+    friendSpec.replace(/^  name: friend$/m, "  name: outsider").replace(/^  displayName: .*$/m, "  displayName: Outsider"));
+  commit("A friend without lantern's grant");
+  await waitOnBoard(page, "the new user", () =>
+    [...document.querySelectorAll("td")].some((cell) => cell.textContent === "outsider"));
+  await outsider(browser);
   check(errors.length === 0, `no console errors (CSP): ${errors}`);
+  await context.close();
+}
+
+async function outsider(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  await signIn(page, "outsider", env("MIST_FRIEND_PASSWORD"));
+  const titles = await page.locator(".card h2").allTextContents();
+  check(titles.length >= 2 && !titles.includes("Lantern"), `the outsider sees the public games only: ${titles}`);
+  check(!(await page.content()).toLowerCase().includes("lantern"), "no trace of the private game on the store");
+  const hidden = await page.goto(`${base}/games/lantern`);
+  const missing = await page.request.get(`${base}/games/no-such-game`);
+  check(hidden.status() === 404 && missing.status() === 404, `its page is a 404 (got ${hidden.status()})`);
+  check((await hidden.text()) === (await missing.text()), "its 404 is the same as for a game that does not exist");
+  const api = await page.request.get(`${base}/v1/games/lantern`);
+  check(api.status() === 404, `the API hides it too (got ${api.status()})`);
+  const list = await (await page.request.get(`${base}/v1/games`)).text();
+  check(list.includes("starfall") && !list.includes("lantern"), "the API's game list leaves it out");
+  step("a friend without the grant never sees the private game");
   await context.close();
 }
 
