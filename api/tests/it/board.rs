@@ -7,7 +7,6 @@ use mist_api::config::ApiConfig;
 use mist_db::Db;
 use mist_db::conditions::{ObjectRef, Severity};
 use mist_db::joblog::{LogLevel, LogLimits, LogLine};
-use mist_db::queue::{NewJob, QueueConfig};
 use mist_db::state::{Outcome, Revision};
 use mist_wire::status::{
     GameStatus, JobKind, JobProgress, JobState, Phase, QueueEntry, StatusError, StatusReport,
@@ -195,15 +194,10 @@ async fn the_board_is_for_admins_and_shows_every_section() {
 async fn the_board_shows_each_jobs_log_in_an_expandable_list() {
     each_backend("the_board_logs", board_report, |api| async move {
         world(&api).await;
-        let queue = api.db().queue(QueueConfig {
-            max_running: 4,
-            ..QueueConfig::default()
-        });
         let limits = LogLimits {
             max_lines: 3,
             max_line_bytes: 200,
         };
-        let lease = std::time::Duration::from_secs(30);
         let line = |at: i64, level: LogLevel, message: &str| LogLine {
             at,
             level,
@@ -226,22 +220,7 @@ async fn the_board_shows_each_jobs_log_in_an_expandable_list() {
                 ],
             ),
         ] {
-            queue
-                .enqueue(
-                    &NewJob {
-                        key: key.to_owned(),
-                        kind: key.split('-').next().unwrap().to_owned(),
-                        game: Some("open".to_owned()),
-                        version: Some("1.3".to_owned()),
-                        payload_json: "{}".to_owned(),
-                        priority: 0,
-                    },
-                    T0,
-                )
-                .await
-                .unwrap();
-            let claimed = queue.claim("w", T0, lease).await.unwrap().unwrap();
-            assert_eq!(claimed.key, key);
+            let queue = running_job(&api, key, key.split('-').next().unwrap()).await;
             api.db()
                 .append_job_log(key, "w", &lines, &limits)
                 .await
@@ -252,21 +231,7 @@ async fn the_board_shows_each_jobs_log_in_an_expandable_list() {
         }
 
         // The failed ingest job of the report wrote more lines than the board shows.
-        queue
-            .enqueue(
-                &NewJob {
-                    key: "ingest-failed".to_owned(),
-                    kind: "ingest".to_owned(),
-                    game: Some("open".to_owned()),
-                    version: Some("1.3".to_owned()),
-                    payload_json: "{}".to_owned(),
-                    priority: 0,
-                },
-                T0,
-            )
-            .await
-            .unwrap();
-        queue.claim("w", T0, lease).await.unwrap().unwrap();
+        let queue = running_job(&api, "ingest-failed", "ingest").await;
         let many: Vec<LogLine> = (0..55)
             .map(|line_idx| line(T0, LogLevel::Info, &format!("line number {line_idx}.")))
             .collect();

@@ -99,30 +99,10 @@ async fn events_follow_changes_and_end_when_the_user_is_disabled() {
 async fn job_logs_are_for_admins_and_follow_from_a_line() {
     each_backend("job_logs", defaults, |api| async move {
         use mist_db::joblog::{LogLevel, LogLimits, LogLine};
-        use mist_db::queue::{NewJob, QueueConfig};
 
         world(&api).await;
         let key = "pack:open:blake3:abc";
-        let queue = api.db().queue(QueueConfig::default());
-        queue
-            .enqueue(
-                &NewJob {
-                    key: key.to_owned(),
-                    kind: "pack".to_owned(),
-                    game: Some("open".to_owned()),
-                    version: Some("1.3".to_owned()),
-                    payload_json: "{}".to_owned(),
-                    priority: 0,
-                },
-                T0,
-            )
-            .await
-            .unwrap();
-        queue
-            .claim("w", T0, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
+        running_job(&api, key, "pack").await;
         let lines: Vec<LogLine> = ["one", "two", "three"]
             .iter()
             .enumerate()

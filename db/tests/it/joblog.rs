@@ -1,17 +1,14 @@
 //! Job logs: bounded, written only under the lease, read whole or after a line, deleted with
 //! their job.
 
-use std::time::Duration;
-
 use mist_db::joblog::{JobLog, LogLevel, LogLimits, LogLine};
-use mist_db::queue::{JobState, NewJob, QueueConfig};
+use mist_db::queue::JobState;
 use mist_db::testing::{TestDb, WriteProbe, each_backend};
 use mist_db::{EpochMs, Error};
 use sqlx::Row;
 
 use crate::common::T0;
-
-const LEASE: Duration = Duration::from_secs(30);
+use crate::queue::{LEASE, config, new_job};
 
 const LIMITS: LogLimits = LogLimits {
     max_lines: 3,
@@ -19,23 +16,7 @@ const LIMITS: LogLimits = LogLimits {
 };
 
 fn queue(t: &TestDb) -> mist_db::queue::Queue {
-    t.db.queue(QueueConfig {
-        max_running: 10,
-        backoff_base: Duration::from_secs(1),
-        backoff_cap: Duration::from_secs(8),
-        jitter: false,
-    })
-}
-
-fn new_job(key: &str) -> NewJob {
-    NewJob {
-        key: key.to_owned(),
-        kind: "pack".to_owned(),
-        game: Some("celeste".to_owned()),
-        version: Some("1.0".to_owned()),
-        payload_json: "{}".to_owned(),
-        priority: 0,
-    }
+    t.db.queue(config(10))
 }
 
 fn line(at: EpochMs, level: LogLevel, message: &str) -> LogLine {

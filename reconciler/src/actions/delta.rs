@@ -141,15 +141,11 @@ impl Run {
         })
         .await?;
         self.progress.set(diff_total, diff_total);
-        self.log(
-            LogLevel::Info,
-            format!(
-                "made a delta of {} ({:.1}% of the new build) in {:.1} s: {}",
-                human_size(stored.size),
-                100.0 * stored.size as f64 / diff_total.max(1) as f64,
-                diff_started.elapsed().as_secs_f64(),
-                stored.address
-            ),
+        self.log_made(
+            "made a delta of",
+            &stored,
+            ("the new build", diff_total),
+            diff_started,
         );
         self.log(LogLevel::Info, methods(&stats));
         Ok(stored)

@@ -86,16 +86,7 @@ impl Run {
         };
         let stored = stored.inspect_err(|error| self.on_changed(game, version, error))?;
         self.progress.set(total, total);
-        self.log(
-            LogLevel::Info,
-            format!(
-                "packed into {} ({:.0}% of the tar) in {:.1} s: {}",
-                human_size(stored.size),
-                100.0 * stored.size as f64 / total.max(1) as f64,
-                pack_started.elapsed().as_secs_f64(),
-                stored.address
-            ),
-        );
+        self.log_made("packed into", &stored, ("the tar", total), pack_started);
         self.check_cancel()?;
         self.record(&stored, ArtifactKind::Pack, None).await?;
         self.ctx

@@ -40,6 +40,26 @@ impl Run {
         self.progress.log(self.now(), level, message.into());
     }
 
+    /// Logs an artifact made: `<what> 1.2 MB (12.5% of <whole>) in 0.3 s: <address>`.
+    pub(super) fn log_made(
+        &self,
+        what: &str,
+        stored: &Stored,
+        (whole, whole_bytes): (&str, u64),
+        started: std::time::Instant,
+    ) {
+        self.log(
+            LogLevel::Info,
+            format!(
+                "{what} {} ({:.1}% of {whole}) in {:.1} s: {}",
+                mist_platform::units::human_size(stored.size),
+                100.0 * stored.size as f64 / whole_bytes.max(1) as f64,
+                started.elapsed().as_secs_f64(),
+                stored.address
+            ),
+        );
+    }
+
     pub(super) fn check_cancel(&self) -> Result<(), ActionError> {
         if self.cancel.load(Ordering::Relaxed) {
             Err(ActionError::Cancelled)
