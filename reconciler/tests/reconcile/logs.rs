@@ -41,13 +41,8 @@ async fn every_job_logs_what_it_did_and_why_it_failed() {
                 .reconciler()
                 .with_backoff(Duration::from_millis(300), Duration::from_secs(1));
             reconciler.run_until_idle().await.unwrap();
-            assert!(
-                summary(&status(&world).await)
-                    .iter()
-                    .all(|line| line.ends_with("Ready Ready")),
-                "{:?}",
-                summary(&status(&world).await)
-            );
+            let ready = summary(&status(&world).await);
+            assert!(crate::all_ready(&ready), "{ready:?}");
 
             let logs: Vec<JobLog> = world
                 .db()
