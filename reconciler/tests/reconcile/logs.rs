@@ -118,6 +118,15 @@ async fn every_job_logs_what_it_did_and_why_it_failed() {
                     && error.line.message.contains(".mist/tmp"),
                 "{error:?}"
             );
+            // The status report counts the job's lines, so /v1/events sends a new status (and
+            // the live board its log) with every line written.
+            let report = status(&world).await;
+            let entry = report
+                .queue
+                .iter()
+                .find(|entry| entry.key == failed.key)
+                .expect("the failed job in the status report");
+            assert_eq!(entry.log_lines, failed.last_seq);
             std::fs::remove_file(&tmp).unwrap();
         },
     )
