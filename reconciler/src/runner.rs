@@ -174,7 +174,7 @@ impl Workers {
         &self,
         key: &str,
         mut work: JoinHandle<Result<(), ActionError>>,
-        progress: &ProgressCell,
+        progress: &Arc<ProgressCell>,
         cancel: &AtomicBool,
         mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Supervised {
@@ -259,7 +259,7 @@ impl Workers {
         key: &str,
         kind: &str,
         result: Result<Result<(), ActionError>, JoinError>,
-        progress: &ProgressCell,
+        progress: &Arc<ProgressCell>,
         now: EpochMs,
         elapsed: f64,
     ) -> Ended {
@@ -343,28 +343,52 @@ impl Workers {
 
     /// Writes the lines the work logged since the last report to the job's log. Fails with
     /// [`mist_db::Error::LeaseLost`] when the job is no longer this worker's.
-    async fn write_log(&self, key: &str, progress: &ProgressCell) -> Result<(), mist_db::Error> {
-        let (last, lines) = progress.unwritten_lines();
-        match self
-            .ctx
-            .db
-            .append_job_log(key, &self.owner, &lines, &LogLimits::default())
-            .await
-        {
-            Ok(()) => {
-                progress.written(last);
+    ///
+    /// The write runs in a task of its own: the reporter that asks for it is dropped when the
+    /// work ends, and a transaction dropped half way would leave its connection to the pool
+    /// mid-transaction. The task finishes on its own and forgets only what it wrote; writes
+    /// take turns (`lock_writes`), so the last one waits for any still under way and no line
+    /// is written twice or lost.
+    async fn write_log(
+        &self,
+        key: &str,
+        progress: &Arc<ProgressCell>,
+    ) -> Result<(), mist_db::Error> {
+        let (db, key, owner, progress) = (
+            self.ctx.db.clone(),
+            key.to_owned(),
+            self.owner.clone(),
+            progress.clone(),
+        );
+        let write = tokio::spawn(async move {
+            let _writing = progress.lock_writes().await;
+            let (last, lines) = progress.unwritten_lines();
+            db.append_job_log(&key, &owner, &lines, &LogLimits::default())
+                .await
+                .map(|()| progress.written(last))
+        });
+        match write.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error @ mist_db::Error::LeaseLost { .. })) => Err(error),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot write the job's log");
                 Ok(())
             }
-            Err(error @ mist_db::Error::LeaseLost { .. }) => Err(error),
             Err(error) => {
-                tracing::warn!(%error, "cannot write the job's log");
+                tracing::warn!(%error, "the job's log write panicked");
                 Ok(())
             }
         }
     }
 
     /// Adds how the attempt ended to the job's log, and writes what is still unwritten.
-    async fn end_log(&self, key: &str, progress: &ProgressCell, level: LogLevel, line: String) {
+    async fn end_log(
+        &self,
+        key: &str,
+        progress: &Arc<ProgressCell>,
+        level: LogLevel,
+        line: String,
+    ) {
         progress.log((self.now)(), level, line);
         if let Err(error) = self.write_log(key, progress).await {
             tracing::warn!(%error, "cannot write the end of the job's log");

@@ -102,6 +102,8 @@ const MAX_PENDING_LINES: usize = 200;
 pub(crate) struct ProgressCell {
     inner: Mutex<Progress>,
     lines: Mutex<PendingLines>,
+    /// Held while lines are written, so that two writes never send the same lines.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// Log lines not yet written, each with its number in this run.
@@ -162,6 +164,12 @@ impl ProgressCell {
             .map_or(0, |(line_number, _)| *line_number);
         let lines = pending.lines.iter().map(|(_, line)| line.clone()).collect();
         (last, lines)
+    }
+
+    /// Waits until no other write of this job's lines is under way, and keeps others waiting
+    /// while the guard lives.
+    pub async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
     }
 
     /// Forgets the lines up to number `last`, now written.
