@@ -17,6 +17,8 @@
 //!   that causes a notification, and each delivery to each sink.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
 //!   leases, backoff, terminal errors and forward-only progress.
+//! - [`joblog`]: each job's bounded log of what it did (lines with a time and a level), kept
+//!   with the job and deleted with it.
 //! - [`snapshot`]: [`Db::load_snapshot`] reads everything a reconcile pass compares against in
 //!   a handful of queries; [`Db::change_seq`] tells, in one tiny query, whether anything was
 //!   committed since.
@@ -30,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod conditions;
+pub mod joblog;
 pub mod metadata;
 pub mod outbox;
 pub mod queue;
@@ -492,6 +495,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "game metadata",
                 include_str!("../migrations/sqlite/0004_game_metadata.sql"),
             ),
+            (
+                5,
+                "job logs",
+                include_str!("../migrations/sqlite/0005_job_logs.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -513,6 +521,11 @@ fn migrator(backend: Backend) -> Migrator {
                 4,
                 "game metadata",
                 include_str!("../migrations/postgres/0004_game_metadata.sql"),
+            ),
+            (
+                5,
+                "job logs",
+                include_str!("../migrations/postgres/0005_job_logs.sql"),
             ),
         ],
     };

@@ -131,6 +131,8 @@ pub struct Job {
     pub updated_at: EpochMs,
     /// When the job became done or terminal.
     pub finished_at: Option<EpochMs>,
+    /// The number of the last line of the job's log (0: none yet); see [`crate::joblog`].
+    pub log_seq: u64,
 }
 
 /// Progress of a running attempt.
@@ -234,7 +236,7 @@ macro_rules! job_columns {
     () => {
         "job_key, kind, game, version, payload_json, priority, state, attempts, \
          next_attempt_at, last_error, lease_owner, lease_expires_at, stage_index, stage, \
-         progress_done, progress_total, created_at, updated_at, finished_at"
+         progress_done, progress_total, created_at, updated_at, finished_at, log_seq"
     };
 }
 pub(crate) use job_columns;
@@ -732,5 +734,6 @@ pub(crate) fn job_from_record(record: &dyn Record) -> Result<Job, Error> {
         created_at: record.int(16, "jobs.created_at")?,
         updated_at: record.int(17, "jobs.updated_at")?,
         finished_at: record.opt_int(18, "jobs.finished_at")?,
+        log_seq: to_u64(record.int(19, "jobs.log_seq")?, "jobs.log_seq")?,
     })
 }

@@ -25,7 +25,7 @@ use crate::{Backend, Db};
 pub const POSTGRES_ENV: &str = "MIST_TEST_POSTGRES";
 
 /// Every table of the schema, in the order of the migrations.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "sync_state",
     "revisions",
     "games",
@@ -39,6 +39,7 @@ pub const TABLES: [&str; 13] = [
     "events",
     "change_seq",
     "game_metadata",
+    "job_log_lines",
 ];
 
 /// A database for one test on one backend, removed when dropped.

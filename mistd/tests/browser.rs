@@ -2,9 +2,10 @@
 //! it (reconciler and API in one process, drift re-scans every 2 s), and
 //! `api/tests/browser/pages.mjs` drives headless Chromium through it with playwright-core,
 //! checking every page with axe-core: a friend signs in, sees the store and a game page and
-//! never the board; an admin watches the board follow, without a reload, a refused commit
-//! (its error with file and line), a new version going Reconciling → Ready, and a tampered
-//! build going Stalled. The screenshots land in `docs/screenshots/`.
+//! never the board; a friend without the private game's grant never sees that game, on a page
+//! or through the API; an admin watches the board follow, without a reload, a refused commit
+//! (its error with file and line), a new version going Reconciling → Ready with its ingest's
+//! log, and a tampered build going Stalled. The screenshots land in `docs/screenshots/`.
 //!
 //! Needs Debian's `chromium` (or `MIST_CHROMIUM`) and `npm ci --prefix api/tests/browser`;
 //! without them the test fails and says so.

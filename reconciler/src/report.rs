@@ -208,6 +208,7 @@ fn queue(snapshot: &Snapshot) -> Vec<QueueEntry> {
                 last_error: job.last_error.clone(),
                 next_attempt_at: job.next_attempt_at,
                 progress: progress_of(job)?,
+                log_lines: job.log_seq,
             })
         })
         .collect();

@@ -5,6 +5,9 @@
 //!   stops renewing; each pass puts jobs whose lease ran out back in the queue.
 //! - **Progress** belongs to the running attempt and only ever moves forward (the queue
 //!   ignores a report that would move it back).
+//! - **Logs.** What the work logs (through its [`ProgressCell`]) is written to the job's log
+//!   with each progress report, and the worker adds how the attempt began and ended (with the
+//!   error and its causes), so the board can show what a job did (`mist_db::joblog`).
 //! - **Failures.** A retryable error backs off per key, doubling up to a cap (the queue's
 //!   [`mist_db::queue::QueueConfig`]); a terminal one (digest mismatch, invalid build) waits
 //!   for a spec change, which makes a new key.
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mist_db::EpochMs;
+use mist_db::joblog::{LogLevel, LogLimits};
 use mist_db::queue::{Job, Queue};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle};
@@ -130,6 +134,15 @@ impl Workers {
         let kind = job.kind.clone();
         let started = Instant::now();
         let progress = Arc::new(ProgressCell::default());
+        progress.log(
+            (self.now)(),
+            LogLevel::Info,
+            format!(
+                "attempt {} of this {kind} job, on worker {}",
+                job.attempts.saturating_add(1),
+                self.owner
+            ),
+        );
         let cancel = Arc::new(AtomicBool::new(false));
         let work = tokio::spawn(actions::execute(
             self.ctx.clone(),
@@ -161,13 +174,14 @@ impl Workers {
         &self,
         key: &str,
         mut work: JoinHandle<Result<(), ActionError>>,
-        progress: &ProgressCell,
+        progress: &Arc<ProgressCell>,
         cancel: &AtomicBool,
         mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Supervised {
         // Progress (and with it the lease) is written every PROGRESS_PERIOD while the work
         // runs; losing the lease means someone else may run the job now, so this run stops.
         let lease_lost = Notify::new();
+        let progress_cell = progress;
         let reporter = report_every(
             PROGRESS_PERIOD,
             progress,
@@ -182,6 +196,11 @@ impl Workers {
                         Ok(_) => {}
                         Err(mist_db::Error::LeaseLost { .. }) => lease_lost.notify_one(),
                         Err(error) => tracing::warn!(%error, "cannot report progress"),
+                    }
+                    if let Err(mist_db::Error::LeaseLost { .. }) =
+                        self.write_log(key, progress_cell).await
+                    {
+                        lease_lost.notify_one();
                     }
                 }
             },
@@ -224,6 +243,8 @@ impl Workers {
                     tracing::info!("releasing the unfinished job for a later run");
                     cancel.store(true, Ordering::Relaxed);
                     work.abort();
+                    let line = "stopped: the server is shutting down; the job goes back to the queue";
+                    self.end_log(key, progress, LogLevel::Warn, line.to_string()).await;
                     self.release(key).await;
                     return Supervised::Released;
                 }
@@ -238,12 +259,19 @@ impl Workers {
         key: &str,
         kind: &str,
         result: Result<Result<(), ActionError>, JoinError>,
-        progress: &ProgressCell,
+        progress: &Arc<ProgressCell>,
         now: EpochMs,
         elapsed: f64,
     ) -> Ended {
         match result {
             Ok(Ok(())) => {
+                self.end_log(
+                    key,
+                    progress,
+                    LogLevel::Info,
+                    format!("done in {elapsed:.1} s"),
+                )
+                .await;
                 // A last report, so the finished job shows its whole progress.
                 let _ = self
                     .queue
@@ -261,14 +289,22 @@ impl Workers {
                 }
             }
             Ok(Err(ActionError::Cancelled)) => {
+                let line = "stopped before the end; the job goes back to the queue";
+                self.end_log(key, progress, LogLevel::Warn, line.to_string())
+                    .await;
                 self.release(key).await;
                 Ended::Released
             }
             Ok(Err(ActionError::Retry(cause))) => {
                 metrics::counter!("mist_job_failures_total", "kind" => kind.to_string(), "terminal" => "false")
                     .increment(1);
-                // The queue keeps the cause's own text; the log shows its sources too.
+                // The queue keeps the cause's own text; the logs show its sources too.
                 let message = cause.to_string();
+                let line = format!(
+                    "failed after {elapsed:.1} s: {}; it will be retried after a pause",
+                    ErrorChain(&*cause)
+                );
+                self.end_log(key, progress, LogLevel::Error, line).await;
                 match self.queue.fail(key, &self.owner, now, &message).await {
                     Ok(next_attempt_at) => {
                         tracing::warn!(error = %ErrorChain(&*cause), retry_in_ms = next_attempt_at - now, "job failed; will retry");
@@ -282,6 +318,11 @@ impl Workers {
                     .increment(1);
                 tracing::warn!(%reason, error = %message, "job failed terminally; waiting for a spec change");
                 let text = format!("{reason}: {message}");
+                let line = format!(
+                    "failed after {elapsed:.1} s and will not be retried until the spec changes: \
+                     {text}"
+                );
+                self.end_log(key, progress, LogLevel::Error, line).await;
                 if let Err(error) = self.queue.fail_terminal(key, &self.owner, now, &text).await {
                     tracing::warn!(%error, "cannot record the failure");
                 }
@@ -292,9 +333,65 @@ impl Workers {
                     .increment(1);
                 let message = format!("the job panicked: {join_error}");
                 tracing::error!(error = %message);
+                self.end_log(key, progress, LogLevel::Error, message.clone())
+                    .await;
                 let _ = self.queue.fail(key, &self.owner, now, &message).await;
                 Ended::Failed
             }
+        }
+    }
+
+    /// Writes the lines the work logged since the last report to the job's log. Fails with
+    /// [`mist_db::Error::LeaseLost`] when the job is no longer this worker's.
+    ///
+    /// The write runs in a task of its own: the reporter that asks for it is dropped when the
+    /// work ends, and a transaction dropped half way would leave its connection to the pool
+    /// mid-transaction. The task finishes on its own and forgets only what it wrote; writes
+    /// take turns (`lock_writes`), so the last one waits for any still under way and no line
+    /// is written twice or lost.
+    async fn write_log(
+        &self,
+        key: &str,
+        progress: &Arc<ProgressCell>,
+    ) -> Result<(), mist_db::Error> {
+        let (db, key, owner, progress) = (
+            self.ctx.db.clone(),
+            key.to_owned(),
+            self.owner.clone(),
+            progress.clone(),
+        );
+        let write = tokio::spawn(async move {
+            let _writing = progress.lock_writes().await;
+            let (last, lines) = progress.unwritten_lines();
+            db.append_job_log(&key, &owner, &lines, &LogLimits::default())
+                .await
+                .map(|()| progress.written(last))
+        });
+        match write.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error @ mist_db::Error::LeaseLost { .. })) => Err(error),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot write the job's log");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the job's log write panicked");
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds how the attempt ended to the job's log, and writes what is still unwritten.
+    async fn end_log(
+        &self,
+        key: &str,
+        progress: &Arc<ProgressCell>,
+        level: LogLevel,
+        line: String,
+    ) {
+        progress.log((self.now)(), level, line);
+        if let Err(error) = self.write_log(key, progress).await {
+            tracing::warn!(%error, "cannot write the end of the job's log");
         }
     }
 

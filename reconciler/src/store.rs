@@ -152,10 +152,18 @@ impl ArtifactStore {
     /// Starts writing an artifact.
     pub fn writer(&self) -> io::Result<ArtifactWriter> {
         let tmp_path = self.new_tmp_path();
+        // The path goes into the message: the job's log and the board show it, and an admin
+        // fixing the NAS needs to know where.
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp_path)?;
+            .open(&tmp_path)
+            .map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot create {}: {error}", tmp_path.display()),
+                )
+            })?;
         Ok(ArtifactWriter {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             hasher: blake3::Hasher::new(),

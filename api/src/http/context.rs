@@ -1,9 +1,11 @@
 //! [`ApiContext`], the state every handler shares, and the strict parsers of the names in
 //! paths and queries.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use mist_db::Db;
+use mist_wire::catalog::GameDetail;
 use tokio::sync::Semaphore;
 
 use crate::config::ApiConfig;
@@ -37,7 +39,14 @@ pub(crate) struct ApiContext {
     pub(crate) catalog: CatalogCache,
     /// What the status board shows, reloaded whenever the database changed.
     pub(crate) board: SeqCache<BoardData>,
+    /// The game pages' details read since the database last changed, by game and by whether
+    /// the viewer is an admin (what a detail holds depends on nothing else): emptied whenever
+    /// the database changed, so while it stands still a game page reads only the counter.
+    pub(crate) game_details: SeqCache<GameDetails>,
 }
+
+/// Game details by game name and whether the viewer is an admin.
+pub(crate) type GameDetails = std::sync::Mutex<HashMap<(String, bool), Arc<GameDetail>>>;
 
 /// Parses a game name from a path or query, strictly: anything that is not a valid name is a
 /// `404`, like a game that does not exist (a name can never reach the file system anyway).

@@ -10,6 +10,7 @@ pub(crate) mod extractor;
 pub(crate) mod games;
 pub(crate) mod gameview;
 pub(crate) mod images;
+pub(crate) mod jobs;
 pub(crate) mod openapi;
 pub(crate) mod repair;
 pub(crate) mod status;
@@ -56,6 +57,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         dummy_hash: OnceLock::new(),
         catalog: CatalogCache::default(),
         board: Default::default(),
+        game_details: Default::default(),
         config,
     });
     // The dummy hash costs one argon2id hash: make it now, so the first login of an unknown
@@ -72,6 +74,7 @@ pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
         .merge(images::router())
         .merge(artifacts::router())
         .merge(status::router())
+        .merge(jobs::router())
         .merge(openapi::router())
         .merge(crate::pages::router())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

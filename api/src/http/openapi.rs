@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::context::ApiContext;
-use crate::http::{artifacts, auth, games, images, repair, status};
+use crate::http::{artifacts, auth, games, images, jobs, repair, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use crate::http::{artifacts, auth, games, images, repair, status};
         repair::post_repair,
         status::get_status,
         status::get_events,
+        jobs::get_job_log,
     ),
     components(schemas(
         mist_wire::error::ErrorBody,
@@ -43,7 +44,7 @@ use crate::http::{artifacts, auth, games, images, repair, status};
         (name = "auth", description = "Logging in"),
         (name = "catalog", description = "Games, versions, manifests, update plans and repairs"),
         (name = "artifacts", description = "Content-addressed downloads"),
-        (name = "status", description = "The reconciler's status and live events"),
+        (name = "status", description = "The reconciler's status, live events and job logs"),
     )
 )]
 struct ApiDoc;

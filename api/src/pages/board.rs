@@ -1,7 +1,8 @@
 //! The status board, `/admin` (admins only; a `404` page for anyone else): what a GitOps
 //! operator needs at a glance — the spec commit in force and every error of a refused one,
 //! every game and version with its phase, reason and what to do when it is Stalled, the jobs
-//! with their progress, the events per game and version, the users and the server.
+//! with their progress and their logs (each in a `<details>`), the events per game and
+//! version, the users and the server.
 //!
 //! The data is read once per change of the database's change counter and kept
 //! ([`BoardData`] in a `SeqCache`), so while nothing changes a request costs the one query
@@ -75,12 +76,17 @@ async fn load(ctx: &ApiContext) -> Result<BoardData, Error> {
         .recently_done(MAX_HISTORY)
         .await?;
     let artifacts = ctx.db.artifact_totals().await?;
+    let logs = ctx
+        .db
+        .job_logs_of_unfinished_and_recent(MAX_HISTORY)
+        .await?;
     Ok(BoardData {
         report,
         applied_seen_at,
         events,
         history,
         artifacts,
+        logs,
     })
 }
 

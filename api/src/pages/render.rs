@@ -62,6 +62,7 @@ fn environment() -> Environment<'static> {
     env.set_formatter(html_formatter);
     env.add_filter("size", size_filter);
     env.add_filter("time", time_filter);
+    env.add_filter("clock", clock_filter);
     env
 }
 
@@ -255,6 +256,18 @@ fn time_filter(epoch_ms: i64) -> String {
     mist_platform::units::utc_minute(epoch_ms)
 }
 
+/// The time of day in UTC to the second, e.g. `22:13:20`: log lines are read in order, a
+/// few seconds apart.
+fn clock_filter(epoch_ms: i64) -> String {
+    let seconds_of_day = epoch_ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds_of_day / 3600,
+        seconds_of_day / 60 % 60,
+        seconds_of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +297,7 @@ mod tests {
         assert_eq!(time_filter(1_700_000_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(time_filter(951_782_400_000), "2000-02-29 00:00 UTC");
         assert_eq!(time_filter(-1000), "1969-12-31 23:59 UTC");
+        assert_eq!(clock_filter(1_700_000_000_000), "22:13:20");
+        assert_eq!(clock_filter(-1000), "23:59:59");
     }
 }

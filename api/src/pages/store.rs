@@ -13,7 +13,7 @@ use mist_wire::catalog::{GameDetail, GameSummary, VersionDetail, VersionState};
 use serde::Serialize;
 
 use crate::http::context::ApiContext;
-use crate::http::games::{game_detail, game_list};
+use crate::http::games::{game_detail, game_list, visible_game};
 use crate::pages::render::{PageError, page};
 use crate::pages::session::PageUser;
 
@@ -165,7 +165,32 @@ pub(crate) async fn game_page(
     user: PageUser,
     Path(game): Path<String>,
 ) -> Result<Response, PageError> {
-    let detail: GameDetail = game_detail(&ctx, &user.catalog, &user.viewer, &game).await?;
+    // Visibility is the catalog's (cached) answer; the detail comes from the cache when the
+    // counter has not moved since another viewer of the same role read it.
+    visible_game(&user.catalog, &user.viewer, &game)?;
+    let details = ctx
+        .game_details
+        .get_at(user.catalog.change_seq(), || async {
+            Ok::<_, PageError>(Default::default())
+        })
+        .await?;
+    let key = (game, user.viewer.is_admin());
+    let cached = details
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .get(&key)
+        .cloned();
+    let detail: Arc<GameDetail> = match cached {
+        Some(detail) => detail,
+        None => {
+            let detail = Arc::new(game_detail(&ctx, &user.catalog, &user.viewer, &key.0).await?);
+            details
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(key, detail.clone());
+            detail
+        }
+    };
     let latest = detail.latest.as_deref();
     let data = GamePage {
         card: Card::of_detail(&detail),

@@ -173,6 +173,23 @@ async function admin(browser) {
   step(`starfall 9.9 went ${phases.join(" → ")}`);
   check(phases.includes("Reconciling") && phases[phases.length - 1] === "Ready", `Reconciling then Ready: ${phases}`);
 
+  // Its jobs' logs came with the live board: the ingest says what it read and how it ended,
+  // in a <details> that opens without a script.
+  await waitOnBoard(page, "the log of starfall 9.9's ingest", () =>
+    [...document.querySelectorAll("details.job-log")].some((log) =>
+      log.textContent.includes("incoming/starfall/9.9") && /scanned \d+ files?/.test(log.textContent) &&
+      log.textContent.includes("done in")));
+  const ingestLog = page.locator("details.job-log", { hasText: "incoming/starfall/9.9" })
+    .filter({ hasText: "stored the manifest" }).first();
+  await ingestLog.locator("summary").click();
+  check(await ingestLog.evaluate((log) => log.open), "the ingest's log opens");
+  const logLines = await ingestLog.locator("li").allTextContents();
+  check(/^\d\d:\d\d:\d\d info attempt 1 of this ingest job/.test(logLines[0]), `the log's first line: ${logLines[0]}`);
+  check(/done in [\d.]+ s$/.test(logLines[logLines.length - 1]), `the log's last line: ${logLines[logLines.length - 1]}`);
+  step(`starfall 9.9's ingest logged ${logLines.length} lines`);
+  await axe(page, "board with a job's log open");
+  await ingestLog.screenshot({ path: join(shots, "admin-job-log.png") });
+
   // A build tampered with after ingest: Stalled, with what to do.
   const tampered = firstFile(join(nas, "incoming", "lantern", readdirSync(join(nas, "incoming", "lantern")).sort()[0]));
   appendFileSync(tampered, "tampered\n");
@@ -180,7 +197,36 @@ async function admin(browser) {
     [...document.querySelectorAll(".version")].some((v) => v.querySelector(".tag")?.textContent === "Stalled" && v.querySelector(".advice")));
   step("tampered build shown Stalled with advice");
   await page.screenshot({ path: join(shots, "admin.png"), fullPage: true });
+
+  // A friend without the private game's grant (a user committed with the friend's password
+  // hash): the game is on no page of theirs and answers 404 on its page and in the API.
+  const friendSpec = readFileSync(join(specs, "users", "friend.yaml"), "utf8");
+  writeFileSync(join(specs, "users", "outsider.yaml"),
+    friendSpec.replace(/^  name: friend$/m, "  name: outsider").replace(/^  displayName: .*$/m, "  displayName: Outsider"));
+  commit("A friend without lantern's grant");
+  await waitOnBoard(page, "the new user", () =>
+    [...document.querySelectorAll("td")].some((cell) => cell.textContent === "outsider"));
+  await outsider(browser);
   check(errors.length === 0, `no console errors (CSP): ${errors}`);
+  await context.close();
+}
+
+async function outsider(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  await signIn(page, "outsider", env("MIST_FRIEND_PASSWORD"));
+  const titles = await page.locator(".card h2").allTextContents();
+  check(titles.length >= 2 && !titles.includes("Lantern"), `the outsider sees the public games only: ${titles}`);
+  check(!(await page.content()).toLowerCase().includes("lantern"), "no trace of the private game on the store");
+  const hidden = await page.goto(`${base}/games/lantern`);
+  const missing = await page.request.get(`${base}/games/no-such-game`);
+  check(hidden.status() === 404 && missing.status() === 404, `its page is a 404 (got ${hidden.status()})`);
+  check((await hidden.text()) === (await missing.text()), "its 404 is the same as for a game that does not exist");
+  const api = await page.request.get(`${base}/v1/games/lantern`);
+  check(api.status() === 404, `the API hides it too (got ${api.status()})`);
+  const list = await (await page.request.get(`${base}/v1/games`)).text();
+  check(list.includes("starfall") && !list.includes("lantern"), "the API's game list leaves it out");
+  step("a friend without the grant never sees the private game");
   await context.close();
 }
 

@@ -328,6 +328,31 @@ impl TestApi {
 }
 
 /// `<nas>/.mist/artifacts`, as the reconciler's store lays it out.
+/// Queues a job `key` of `kind` for `open` 1.3 and claims it as worker `w`, so that a test can
+/// write its log; returns the queue.
+pub async fn running_job(api: &TestApi, key: &str, kind: &str) -> mist_db::queue::Queue {
+    let queue = api.db().queue(mist_db::queue::QueueConfig {
+        max_running: 4,
+        ..mist_db::queue::QueueConfig::default()
+    });
+    let new_job = mist_db::queue::NewJob {
+        key: key.to_owned(),
+        kind: kind.to_owned(),
+        game: Some("open".to_owned()),
+        version: Some("1.3".to_owned()),
+        payload_json: "{}".to_owned(),
+        priority: 0,
+    };
+    queue.enqueue(&new_job, T0).await.unwrap();
+    let claimed = queue
+        .claim("w", T0, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a job to claim");
+    assert_eq!(claimed.key, key, "the job claimed");
+    queue
+}
+
 pub fn artifacts_dir(nas: &Path) -> PathBuf {
     nas.join(".mist").join("artifacts")
 }
@@ -399,6 +424,7 @@ pub fn test_status_source() -> StatusSource {
                     last_error: None,
                     next_attempt_at: 0,
                     progress,
+                    log_lines: 0,
                 }],
             })
         })

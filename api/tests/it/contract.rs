@@ -14,6 +14,7 @@ use mist_wire::catalog::{
     ImageLink, LaunchInfo, StoreMetadata, VersionDetail, VersionState, VersionSummary,
 };
 use mist_wire::error::ErrorBody;
+use mist_wire::joblog::{JobLog, JobLogLine, LogLevel};
 use mist_wire::repair::{
     RepairFile, RepairFileRequest, RepairMethod, RepairRequest, RepairResponse,
 };
@@ -301,6 +302,7 @@ fn status_report() -> StatusReport {
             last_error: Some("boom".to_owned()),
             next_attempt_at: 1_700_000_000_000,
             progress: progress(kind),
+            log_lines: 3,
         })
         .collect(),
     }
@@ -581,6 +583,36 @@ fn the_openapi_document_and_the_wire_types_agree() {
         doc,
         seen,
         &[StatusView::Admin(report), StatusView::Friend(friend)],
+    ));
+    let line = |seq: u64, level: LogLevel, message: &str| JobLogLine {
+        seq,
+        at: 1_700_000_000_000 + seq as i64,
+        level,
+        message: message.to_owned(),
+    };
+    checked.insert(check(
+        doc,
+        seen,
+        &[
+            JobLog {
+                key: "pack:starfall:blake3:ab".to_owned(),
+                state: JobState::Running,
+                last_seq: 14,
+                n_dropped: 11,
+                lines: vec![
+                    line(12, LogLevel::Info, "packing 3 files"),
+                    line(13, LogLevel::Warn, "slow disk"),
+                    line(14, LogLevel::Error, "failed: disk full"),
+                ],
+            },
+            JobLog {
+                key: "ingest:starfall:1.0".to_owned(),
+                state: JobState::Queued,
+                last_seq: 0,
+                n_dropped: 0,
+                lines: Vec::new(),
+            },
+        ],
     ));
 
     // Every schema of the document was checked, directly or inside another.

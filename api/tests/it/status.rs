@@ -94,3 +94,60 @@ async fn events_follow_changes_and_end_when_the_user_is_disabled() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_logs_are_for_admins_and_follow_from_a_line() {
+    each_backend("job_logs", defaults, |api| async move {
+        use mist_db::joblog::{LogLevel, LogLimits, LogLine};
+
+        world(&api).await;
+        let key = "pack:open:blake3:abc";
+        running_job(&api, key, "pack").await;
+        let lines: Vec<LogLine> = ["one", "two", "three"]
+            .iter()
+            .enumerate()
+            .map(|(line_idx, message)| LogLine {
+                at: T0 + line_idx as i64,
+                level: if line_idx == 2 {
+                    LogLevel::Error
+                } else {
+                    LogLevel::Info
+                },
+                message: (*message).to_owned(),
+            })
+            .collect();
+        let limits = LogLimits {
+            max_lines: 2,
+            max_line_bytes: 100,
+        };
+        api.db()
+            .append_job_log(key, "w", &lines, &limits)
+            .await
+            .unwrap();
+
+        let path = "/v1/jobs/pack:open:blake3:abc/log";
+        let root = api.login("root").await;
+        let (status, log) = api.get_json(path, Some(&root)).await;
+        assert_eq!(status, 200, "{log}");
+        assert_eq!(
+            log,
+            json!({"key": key, "state": "running", "lastSeq": 3, "nDropped": 1, "lines": [
+                {"seq": 2, "at": T0 + 1, "level": "info", "message": "two"},
+                {"seq": 3, "at": T0 + 2, "level": "error", "message": "three"}]})
+        );
+        // Following: only what came after the line given.
+        let (status, tail) = api.get_json(&format!("{path}?after=2"), Some(&root)).await;
+        assert_eq!(status, 200);
+        assert_eq!(tail["lines"].as_array().unwrap().len(), 1);
+        assert_eq!(tail["lines"][0]["message"], "three");
+
+        let (status, body) = api.get_json(&format!("{path}?after=x"), Some(&root)).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].to_string().contains("after"), "{body}");
+        assert_eq!(api.get_json("/v1/jobs/nope/log", Some(&root)).await.0, 404);
+        let alice = api.login("alice").await;
+        assert_eq!(api.get_json(path, Some(&alice)).await.0, 403);
+        assert_eq!(api.get_json(path, None).await.0, 401);
+    })
+    .await;
+}

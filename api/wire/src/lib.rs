@@ -21,6 +21,7 @@ pub mod auth;
 pub mod catalog;
 pub mod digest;
 pub mod error;
+pub mod joblog;
 pub mod notification;
 pub mod repair;
 pub mod status;

@@ -262,6 +262,10 @@ pub struct QueueEntry {
     pub next_attempt_at: i64,
     /// The progress of the current (or last) attempt.
     pub progress: JobProgress,
+    /// How many lines the job has written to its log (`GET /v1/jobs/{key}/log`); it grows
+    /// while the job works, so the event stream sends a new status when a line is written.
+    #[serde(default)]
+    pub log_lines: u64,
 }
 
 /// A friend's view of the status: for each game they see, its Ready versions.
@@ -382,6 +386,7 @@ mod tests {
                 last_error: None,
                 next_attempt_at: 0,
                 progress,
+                log_lines: 0,
             }],
         };
         let view = StatusView::Friend(report.friend_view(|game| game == "open"));

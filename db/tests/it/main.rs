@@ -3,6 +3,7 @@
 
 mod common;
 mod conditions;
+mod joblog;
 mod metadata;
 mod queue;
 mod schema;

@@ -11,10 +11,10 @@ use mist_db::{Db, Error};
 
 use crate::common::T0;
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
 const LEASE_MS: i64 = 30_000;
 
-fn config(max_running: u32) -> QueueConfig {
+pub(crate) fn config(max_running: u32) -> QueueConfig {
     QueueConfig {
         max_running,
         backoff_base: Duration::from_secs(1),
@@ -23,7 +23,7 @@ fn config(max_running: u32) -> QueueConfig {
     }
 }
 
-fn new_job(key: &str) -> NewJob {
+pub(crate) fn new_job(key: &str) -> NewJob {
     NewJob {
         key: key.to_owned(),
         kind: "ingest".to_owned(),

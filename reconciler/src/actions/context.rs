@@ -1,10 +1,12 @@
 //! What every job shares: the [`Context`] it runs in, and the [`ProgressCell`] it reports
-//! progress through.
+//! progress and log lines through.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::{LogLevel, LogLine};
 use mist_db::queue::Progress;
 use mist_db::state::VersionObserved;
 use mist_db::{Db, EpochMs};
@@ -90,10 +92,25 @@ impl Context {
     }
 }
 
-/// Progress of the running job, set by the work and read by the reporter.
+/// How many log lines wait in a [`ProgressCell`] for the reporter at most; beyond that the
+/// oldest waiting line goes (the database keeps fewer per job anyway).
+const MAX_PENDING_LINES: usize = 200;
+
+/// Progress of the running job and the log lines it wrote since the last report, set by the
+/// work and read by the reporter.
 #[derive(Debug, Default)]
 pub(crate) struct ProgressCell {
     inner: Mutex<Progress>,
+    lines: Mutex<PendingLines>,
+    /// Held while lines are written, so that two writes never send the same lines.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// Log lines not yet written, each with its number in this run.
+#[derive(Debug, Default)]
+struct PendingLines {
+    n_logged: u64,
+    lines: VecDeque<(u64, LogLine)>,
 }
 
 impl ProgressCell {
@@ -121,5 +138,49 @@ impl ProgressCell {
     /// The progress now.
     pub fn get(&self) -> Progress {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds a line to the job's log; the reporter writes it with the next progress report.
+    pub fn log(&self, at: EpochMs, level: LogLevel, message: String) {
+        let mut pending = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.lines.len() >= MAX_PENDING_LINES {
+            pending.lines.pop_front();
+        }
+        pending.n_logged += 1;
+        let line_number = pending.n_logged;
+        pending
+            .lines
+            .push_back((line_number, LogLine { at, level, message }));
+    }
+
+    /// The lines not yet written, oldest first, and the number of the last one (to pass to
+    /// [`ProgressCell::written`] once they are). They stay until then: a write cut short
+    /// (its future dropped when the work ended) loses nothing.
+    pub fn unwritten_lines(&self) -> (u64, Vec<LogLine>) {
+        let pending = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let last = pending
+            .lines
+            .back()
+            .map_or(0, |(line_number, _)| *line_number);
+        let lines = pending.lines.iter().map(|(_, line)| line.clone()).collect();
+        (last, lines)
+    }
+
+    /// Waits until no other write of this job's lines is under way, and keeps others waiting
+    /// while the guard lives.
+    pub async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
+    }
+
+    /// Forgets the lines up to number `last`, now written.
+    pub fn written(&self, last: u64) {
+        let mut pending = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        while pending
+            .lines
+            .front()
+            .is_some_and(|(line_number, _)| *line_number <= last)
+        {
+            pending.lines.pop_front();
+        }
     }
 }

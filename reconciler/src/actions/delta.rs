@@ -1,10 +1,13 @@
 //! The delta job: the tree delta from one version to another.
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{ArtifactKind, Delta};
 use mist_games::manifest::Manifest;
 use mist_games::treedelta::create::{self, Build, CreateOptions};
 use mist_games::treedelta::format::TreeDeltaError;
+use mist_games::treedelta::stats::Stats;
+use mist_platform::units::{count, human_size};
 
 use super::error::{ActionError, retry};
 use super::input_tree::InputTree;
@@ -27,6 +30,10 @@ impl Run {
         let located = self.locate(game, &names, &[from_digest, to_digest]).await?;
         let Some((game, versions)) = located else {
             tracing::info!("no game has this content any more; no delta to make");
+            self.log(
+                LogLevel::Info,
+                "no game has this content any more; no delta to make",
+            );
             return Ok(());
         };
         let (game, from, to) = (game.as_str(), versions[0].as_str(), versions[1].as_str());
@@ -90,14 +97,25 @@ impl Run {
         (new_tree, new_manifest): (InputTree, Manifest),
     ) -> Result<Stored, ActionError> {
         let diff_total = new_manifest.total_size();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "diffing {} ({}) against {} ({})",
+                count(new_manifest.n_files() as u64, "new file"),
+                human_size(diff_total),
+                count(old_manifest.n_files() as u64, "old file"),
+                human_size(old_manifest.total_size())
+            ),
+        );
+        let diff_started = std::time::Instant::now();
         self.progress.stage(1, "diff", diff_total);
         let store = self.ctx.store.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
-        let stored = blocking(move || {
+        let (stored, stats) = blocking(move || {
             let mut writer = store.writer().map_err(retry)?.cancel_on(cancel);
             let options = CreateOptions::default();
-            create::create_from_manifests(
+            let stats = create::create_from_manifests(
                 Build {
                     root: &old_tree.root,
                     manifest: &old_manifest,
@@ -119,10 +137,46 @@ impl Run {
             })?;
             let stored = writer.finish().map_err(retry)?;
             drop((old_tree, new_tree));
-            Ok(stored)
+            Ok((stored, stats))
         })
         .await?;
         self.progress.set(diff_total, diff_total);
+        self.log_made(
+            "made a delta of",
+            &stored,
+            ("the new build", diff_total),
+            diff_started,
+        );
+        self.log(LogLevel::Info, methods(&stats));
         Ok(stored)
+    }
+}
+
+/// How each file of the new build was made, in one line: the methods the delta chose.
+fn methods(stats: &Stats) -> String {
+    let kinds = [
+        ("unchanged", &stats.unchanged),
+        ("copied", &stats.copied),
+        ("patched", &stats.patched),
+        ("added", &stats.added),
+        ("mode only", &stats.mode),
+        ("deleted", &stats.deleted),
+    ];
+    let parts: Vec<String> = kinds
+        .iter()
+        .filter(|(_, kind)| kind.files > 0)
+        .map(|(name, kind)| {
+            format!(
+                "{name} {} ({} stored for {})",
+                kind.files,
+                human_size(kind.stored),
+                human_size(kind.bytes)
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "methods: no files".to_string()
+    } else {
+        format!("methods: {}", parts.join(", "))
     }
 }

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use mist_db::EpochMs;
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{ArtifactKind, VersionObserved, VersionState};
 use mist_games::manifest::Manifest;
 use mist_games::scan::ScanError;
+use mist_platform::units::{count, human_size};
 
 use super::error::{ActionError, retry};
 use super::run::{Run, blocking};
@@ -24,14 +26,39 @@ impl Run {
         pinned: Option<&str>,
     ) -> Result<(), ActionError> {
         let root = self.source_root(source).await?;
+        self.log(
+            LogLevel::Info,
+            format!("reading the build in {}", root.display()),
+        );
+        let scan_started = std::time::Instant::now();
         let manifest = self.scan(root).await?;
         self.check_cancel()?;
 
         let digest = manifest.tree_digest().to_string();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "scanned {}, {} in {:.1} s: {digest}",
+                count(manifest.n_files() as u64, "file"),
+                human_size(manifest.total_size()),
+                scan_started.elapsed().as_secs_f64()
+            ),
+        );
+        if pinned == Some(digest.as_str()) {
+            self.log(LogLevel::Info, "the digest is the one the spec pins");
+        }
         self.check_digest(game, version, source, pinned, &digest)
             .await?;
 
         let stored = self.store_manifest(&manifest).await?;
+        self.log(
+            LogLevel::Info,
+            format!(
+                "stored the manifest as {} ({})",
+                stored.address,
+                human_size(stored.size)
+            ),
+        );
         self.check_cancel()?;
         let now = self.now();
         self.record(&stored, ArtifactKind::Manifest, Some(now))

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_games::manifest::Manifest;
 use mist_games::pack;
 use mist_games::replay::{self, ReplayError};
@@ -43,12 +44,29 @@ impl Run {
                 "the build of {} is not on the NAS and cannot be rebuilt",
                 version.name
             ))),
-            Some(Input::Source) => self.source_tree(version).await,
+            Some(Input::Source) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "reading {} from its build in {}",
+                        version.name, version.source
+                    ),
+                );
+                self.source_tree(version).await
+            }
             Some(Input::Replay { base }) => {
                 let base_version = &facts.versions[base];
                 let base_manifest = self.manifest_of(base_version).await?;
                 let chain_paths = self.delta_chain(facts, base, idx)?;
                 let n_steps = chain_paths.len();
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "rebuilding {} from {} and {n_steps} deltas, because its build is not \
+                         on the NAS",
+                        version.name, base_version.name
+                    ),
+                );
                 let tree = self
                     .replayed_tree(base_version, base_manifest, chain_paths, manifest)
                     .await?;
@@ -66,6 +84,13 @@ impl Run {
                 Ok(tree)
             }
             Some(Input::Pack) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "unpacking {} from its pack, because its build is not on the NAS",
+                        version.name
+                    ),
+                );
                 let tree = self.unpacked_tree(version, manifest).await?;
                 self.event(
                     &ObjectRef::version(game, &version.name),

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::metadata::{FetchedDetails, GameMetadata, SteamDetails, StoredImage};
 use mist_specs::check::{ImageType, MAX_HEADER_IMAGE_SIZE};
 
@@ -28,12 +29,34 @@ impl Run {
         let db = &self.ctx.db;
         self.progress.stage(0, "fetch", 1);
         let previous = db.game_metadata(game).await.map_err(retry)?;
+        self.log(
+            LogLevel::Info,
+            format!("asking the store about Steam app {app_id}"),
+        );
+        let fetch_started = std::time::Instant::now();
         let outcome = self.fetch_store(app_id, previous.as_ref()).await;
+        let fetch_seconds = fetch_started.elapsed().as_secs_f64();
         self.check_cancel()?;
         let now = self.now();
         let object = ObjectRef::game(game);
         match outcome {
             Ok((details, image)) => {
+                self.log(
+                    LogLevel::Info,
+                    match &image {
+                        Some((image, _)) => format!(
+                            "fetched the store metadata in {fetch_seconds:.1} s, with a header \
+                             image of {} ({}): {}",
+                            mist_platform::units::human_size(image.size),
+                            image.media_type,
+                            image.address
+                        ),
+                        None => format!(
+                            "fetched the store metadata in {fetch_seconds:.1} s; the store has \
+                             no header image"
+                        ),
+                    },
+                );
                 let fetched = FetchedDetails {
                     app_id: i64::from(app_id),
                     details,
@@ -71,6 +94,15 @@ impl Run {
                 .await
                 .map_err(retry)?;
                 tracing::warn!(game, app_id, failures, %error, "store metadata not fetched");
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "the store did not answer well after {fetch_seconds:.1} s: {error}; \
+                         failure {failures} in a row, next try {}; the last good metadata stays \
+                         served",
+                        mist_platform::units::utc_minute(retry_at)
+                    ),
+                );
                 self.event(
                     &object,
                     Severity::Warning,

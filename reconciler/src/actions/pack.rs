@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{ArtifactKind, VersionObserved};
 use mist_games::pack;
+use mist_platform::units::{count, human_size};
 
 use super::error::{ActionError, retry};
 use super::run::{Run, blocking};
@@ -26,6 +28,10 @@ impl Run {
     ) -> Result<(), ActionError> {
         let Some((game, version)) = self.locate(game, version, &[digest]).await? else {
             tracing::info!("no version has this content any more; nothing to pack");
+            self.log(
+                LogLevel::Info,
+                "no version has this content any more; nothing to pack",
+            );
             return Ok(());
         };
         let (game, version) = (game.as_str(), version[0].as_str());
@@ -42,6 +48,15 @@ impl Run {
         self.check_cancel()?;
 
         let total = pack::tar_len(&manifest);
+        self.log(
+            LogLevel::Info,
+            format!(
+                "packing {} ({} as tar) at zstd level {PACK_ZSTD_LEVEL}",
+                count(manifest.n_files() as u64, "file"),
+                human_size(total)
+            ),
+        );
+        let pack_started = std::time::Instant::now();
         self.progress.stage(1, "pack", total);
         let store = self.ctx.store.clone();
         let cancel = self.cancel.clone();
@@ -71,6 +86,7 @@ impl Run {
         };
         let stored = stored.inspect_err(|error| self.on_changed(game, version, error))?;
         self.progress.set(total, total);
+        self.log_made("packed into", &stored, ("the tar", total), pack_started);
         self.check_cancel()?;
         self.record(&stored, ArtifactKind::Pack, None).await?;
         self.ctx

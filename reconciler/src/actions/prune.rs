@@ -2,6 +2,7 @@
 //! its build.
 
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{Delta, VersionObserved, VersionState};
 
 use super::error::{ActionError, retry};
@@ -31,6 +32,15 @@ impl Run {
         addresses.extend(row.observed.manifest_address.clone());
         addresses.extend(row.observed.pack_address.clone());
         self.progress.stage(0, "prune", addresses.len() as u64);
+        self.log(
+            LogLevel::Info,
+            format!(
+                "pruning {version}: {} and {} to remove{}",
+                mist_platform::units::count(deltas.len() as u64, "delta"),
+                mist_platform::units::count(addresses.len() as u64, "artifact"),
+                if remove { ", and its record" } else { "" }
+            ),
+        );
         for delta in &deltas {
             db.delete_delta(game, &delta.from_version, &delta.to_version)
                 .await
@@ -74,6 +84,13 @@ impl Run {
             self.progress
                 .set(address_idx as u64 + 1, addresses.len() as u64);
         }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "removed {} from the NAS; files still used by other versions stay",
+                mist_platform::units::count(n_removed as u64, "artifact file")
+            ),
+        );
         self.event(
             &ObjectRef::game(game),
             Severity::Normal,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mist_db::EpochMs;
 use mist_db::conditions::{ObjectRef, Severity};
+use mist_db::joblog::LogLevel;
 use mist_db::state::{Artifact, ArtifactKind};
 
 use super::context::{Context, ProgressCell};
@@ -32,6 +33,31 @@ pub(super) async fn blocking<T: Send + 'static>(
 impl Run {
     pub(super) fn now(&self) -> EpochMs {
         (self.now)()
+    }
+
+    /// Adds a line to the job's log (see `docs/reconciler.md`, "Job logs").
+    pub(super) fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.progress.log(self.now(), level, message.into());
+    }
+
+    /// Logs an artifact made: `<what> 1.2 MB (12.5% of <whole>) in 0.3 s: <address>`.
+    pub(super) fn log_made(
+        &self,
+        what: &str,
+        stored: &Stored,
+        (whole, whole_bytes): (&str, u64),
+        started: std::time::Instant,
+    ) {
+        self.log(
+            LogLevel::Info,
+            format!(
+                "{what} {} ({:.1}% of {whole}) in {:.1} s: {}",
+                mist_platform::units::human_size(stored.size),
+                100.0 * stored.size as f64 / whole_bytes.max(1) as f64,
+                started.elapsed().as_secs_f64(),
+                stored.address
+            ),
+        );
     }
 
     pub(super) fn check_cancel(&self) -> Result<(), ActionError> {

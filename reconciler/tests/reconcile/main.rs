@@ -5,6 +5,7 @@
 mod common;
 
 mod checks;
+mod logs;
 mod metadata;
 mod notify;
 mod world;

@@ -1,7 +1,10 @@
 //! [`BoardData`]: what the status board reads from the database, kept while the change
 //! counter stands still.
 
+use std::collections::BTreeMap;
+
 use mist_db::conditions::Event;
+use mist_db::joblog::JobLog;
 use mist_db::queue::Job;
 use mist_db::state::ArtifactTotals;
 use mist_wire::status::StatusReport;
@@ -18,4 +21,6 @@ pub(crate) struct BoardData {
     pub(crate) history: Vec<Job>,
     /// The artifact store in numbers.
     pub(crate) artifacts: ArtifactTotals,
+    /// The logs of the jobs the board shows (unfinished, and the history), by key.
+    pub(crate) logs: BTreeMap<String, JobLog>,
 }

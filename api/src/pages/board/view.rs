@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use mist_db::conditions::{Event, ObjectKind};
+use mist_db::joblog::JobLog;
 use mist_db::queue::Job;
 use mist_db::state::{Role, User};
 use mist_wire::status::{JobProgress, JobState, Phase, QueueEntry, StatusError, VersionStatus};
@@ -13,6 +14,11 @@ use crate::pages::board::data::BoardData;
 
 /// How many events each game, version and the spec repository show.
 const EVENTS_PER_OBJECT: usize = 10;
+
+/// How many of its newest log lines each job shows; the rest are a link away (`GET
+/// /v1/jobs/{key}/log`, which the session cookie reads), so a board with many long logs stays
+/// light to refresh live.
+const LOG_LINES_SHOWN: usize = 50;
 
 /// The whole board.
 #[derive(Serialize)]
@@ -96,6 +102,24 @@ struct JobView<'a> {
     next_attempt_at: Option<i64>,
     finished_at: Option<i64>,
     progress: Option<ProgressView<'a>>,
+    log: Option<LogView<'a>>,
+}
+
+/// A job's log: its newest lines, how many lines it keeps, how many of those the board leaves
+/// out and how many older ones were dropped.
+#[derive(Serialize)]
+struct LogView<'a> {
+    n_kept: usize,
+    n_hidden: usize,
+    n_dropped: u64,
+    lines: Vec<LineView<'a>>,
+}
+
+#[derive(Serialize)]
+struct LineView<'a> {
+    at: i64,
+    level: &'static str,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -162,7 +186,7 @@ impl<'a> BoardPage<'a> {
                 .queue
                 .iter()
                 .filter(|job| states.contains(&job.state))
-                .map(JobView::of_entry)
+                .map(|job| JobView::of_entry(job, data.logs.get(&job.key)))
                 .collect::<Vec<_>>()
         };
         BoardPage {
@@ -183,7 +207,11 @@ impl<'a> BoardPage<'a> {
             running: queue(&[JobState::Running]),
             waiting: queue(&[JobState::Queued]),
             failed: queue(&[JobState::Failed, JobState::Terminal]),
-            history: data.history.iter().map(JobView::of_job).collect(),
+            history: data
+                .history
+                .iter()
+                .map(|job| JobView::of_job(job, data.logs.get(&job.key)))
+                .collect(),
             spec_events: events.take_kind(ObjectKind::Specs),
             users: users
                 .iter()
@@ -238,7 +266,7 @@ impl<'a> ProgressView<'a> {
 }
 
 impl<'a> JobView<'a> {
-    fn of_entry(job: &'a QueueEntry) -> JobView<'a> {
+    fn of_entry(job: &'a QueueEntry, log: Option<&'a JobLog>) -> JobView<'a> {
         let retried = matches!(job.state, JobState::Failed);
         JobView {
             key: &job.key,
@@ -251,10 +279,11 @@ impl<'a> JobView<'a> {
             next_attempt_at: retried.then_some(job.next_attempt_at),
             finished_at: None,
             progress: (job.state == JobState::Running).then(|| ProgressView::of(&job.progress)),
+            log: log.map(LogView::of),
         }
     }
 
-    fn of_job(job: &'a Job) -> JobView<'a> {
+    fn of_job(job: &'a Job, log: Option<&'a JobLog>) -> JobView<'a> {
         JobView {
             key: &job.key,
             kind: &job.kind,
@@ -266,6 +295,26 @@ impl<'a> JobView<'a> {
             next_attempt_at: None,
             finished_at: job.finished_at,
             progress: None,
+            log: log.map(LogView::of),
+        }
+    }
+}
+
+impl<'a> LogView<'a> {
+    fn of(log: &'a JobLog) -> LogView<'a> {
+        let n_hidden = log.lines.len().saturating_sub(LOG_LINES_SHOWN);
+        LogView {
+            n_kept: log.lines.len(),
+            n_hidden,
+            n_dropped: log.n_dropped(),
+            lines: log.lines[n_hidden..]
+                .iter()
+                .map(|stored| LineView {
+                    at: stored.line.at,
+                    level: stored.line.level.as_str(),
+                    message: &stored.line.message,
+                })
+                .collect(),
         }
     }
 }
