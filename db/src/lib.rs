@@ -13,6 +13,7 @@
 //!   per object.
 //! - [`metadata`]: what the catalog shows of a game beyond its spec: store metadata pulled
 //!   from Steam, the latest fetch's outcome, and the header images in the artifact store.
+//! - [`logins`]: failed logins counted per limited key, shared by every API replica.
 //! - [`outbox`]: the notification outbox, written in the same transaction as the state change
 //!   that causes a notification, and each delivery to each sink.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
@@ -30,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod conditions;
+pub mod logins;
 pub mod metadata;
 pub mod outbox;
 pub mod queue;
@@ -261,6 +263,15 @@ impl Db {
         Ok(db)
     }
 
+    /// Opens the database read-write without applying migrations, and checks the schema
+    /// version like [`Db::connect_read_only`]. For the `api` role, whose only writes are the
+    /// failed-login counts ([`logins`]): the reconciler migrates.
+    pub async fn connect_unmigrated(url: &str) -> Result<Db, Error> {
+        let db = Db::open(url, false).await?;
+        db.check_schema_version(url).await?;
+        Ok(db)
+    }
+
     async fn open(url: &str, read_only: bool) -> Result<Db, Error> {
         install_drivers();
         let backend = Backend::from_url(url)?;
@@ -457,6 +468,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "game metadata",
                 include_str!("../migrations/sqlite/0004_game_metadata.sql"),
             ),
+            (
+                7,
+                "login failures",
+                include_str!("../migrations/sqlite/0007_login_failures.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -478,6 +494,11 @@ fn migrator(backend: Backend) -> Migrator {
                 4,
                 "game metadata",
                 include_str!("../migrations/postgres/0004_game_metadata.sql"),
+            ),
+            (
+                7,
+                "login failures",
+                include_str!("../migrations/postgres/0007_login_failures.sql"),
             ),
         ],
     };

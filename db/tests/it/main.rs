@@ -3,6 +3,7 @@
 
 mod common;
 mod conditions;
+mod logins;
 mod metadata;
 mod queue;
 mod schema;
