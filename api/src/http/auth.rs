@@ -102,6 +102,9 @@ pub(crate) async fn sign_in(
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("shutting down"))?;
+    // Again now that this attempt may hash: the attempts that waited for a permit were checked
+    // before the failures of those ahead of them were counted.
+    ctx.logins.check(&keys, SystemTime::now()).await?;
     let stored_hash = user
         .as_ref()
         .filter(|user| !user.disabled)
@@ -118,17 +121,18 @@ pub(crate) async fn sign_in(
     })
     .await
     .map_err(|error| InternalError::Other(format!("password check panicked: {error}")))?;
-    drop(permit);
 
     let user = match user {
         Some(user) if verified => user,
         _ => {
+            // Counted before the permit is given back, so the next attempt's check sees it.
             ctx.logins.record_failure(&keys, SystemTime::now()).await?;
             tracing::info!(user = %user_name.escape_debug(), %client, "login failed");
             return Err(Error::LoginFailed);
         }
     };
     ctx.logins.record_success(&keys).await?;
+    drop(permit);
     let (token, claims) = ctx
         .tokens
         .issue(&user.name, user.role.as_str())
