@@ -9,6 +9,7 @@ use std::time::Duration;
 use mist_db::Db;
 use mist_wire::status::StatusReport;
 
+use crate::clientaddr::TrustedProxy;
 use crate::secret::JwtSecret;
 
 /// The issuer (`iss`) of the tokens this API makes and accepts, unless configured otherwise.
@@ -49,6 +50,13 @@ pub struct ApiConfig {
     pub status: Option<StatusSource>,
     /// Sizes, rates and times.
     pub limits: Limits,
+    /// The reverse proxies whose `X-Forwarded-For` or `Forwarded` header names the client
+    /// (see [`crate::clientaddr`]); from any other peer the headers are ignored.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// A read-write handle on the database where failed logins are counted, shared by every
+    /// replica. `None` counts them through the handle given to [`crate::router`], which then
+    /// must be writable: through a read-only handle every login fails with `500`.
+    pub login_store: Option<Db>,
 }
 
 /// The API's limits. [`Limits::default`] is what `mistd` serves with.
@@ -63,10 +71,19 @@ pub struct Limits {
     /// How long a request may take to produce its response head. Downloads and event
     /// streams stream their bodies after it, for as long as they need.
     pub request_timeout: Duration,
-    /// Failed logins a client address, or a user name, may have in [`Limits::login_window`]
-    /// before further attempts are refused with `429` until the window ends.
+    /// Failed logins for one user from one client address in [`Limits::login_window`] before
+    /// that address's further attempts for that user are refused with `429` until the window
+    /// ends.
     pub login_max_failures: u32,
-    /// The window of [`Limits::login_max_failures`].
+    /// Failed logins from one client address, whatever the user names, before its further
+    /// attempts are refused.
+    pub login_max_client_failures: u32,
+    /// Failed logins for one user from all addresses together before the user's further
+    /// attempts are refused from every address that has failed for it in the window. An
+    /// address that has not still gets its password checked: the ceiling slows a spread-out
+    /// attack without locking the user out.
+    pub login_max_user_failures: u32,
+    /// The window of the login limits; each count's window starts at its first failure.
     pub login_window: Duration,
     /// Password checks run at once (each costs an argon2id hash: memory and CPU).
     pub max_concurrent_logins: usize,
@@ -86,6 +103,8 @@ impl Default for Limits {
             max_repair_file_bytes: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             login_max_failures: 10,
+            login_max_client_failures: 30,
+            login_max_user_failures: 100,
             login_window: Duration::from_secs(60),
             max_concurrent_logins: 2,
             max_concurrent_repairs: 2,
@@ -97,7 +116,8 @@ impl Default for Limits {
 
 impl ApiConfig {
     /// A configuration with the defaults: the given secret, [`DEFAULT_TOKEN_LIFETIME`],
-    /// [`DEFAULT_ISSUER`], default [`Limits`], and no NAS, artifact store or status source.
+    /// [`DEFAULT_ISSUER`], default [`Limits`], and no NAS, artifact store, status source,
+    /// trusted proxy or separate login store.
     pub fn new(jwt_secret: JwtSecret) -> ApiConfig {
         ApiConfig {
             nas_root: None,
@@ -107,6 +127,8 @@ impl ApiConfig {
             issuer: DEFAULT_ISSUER.to_owned(),
             status: None,
             limits: Limits::default(),
+            trusted_proxies: Vec::new(),
+            login_store: None,
         }
     }
 }

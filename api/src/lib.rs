@@ -9,7 +9,9 @@
 //! The routes (the OpenAPI document at `/v1/openapi.json` is the reference):
 //!
 //! - `POST /v1/auth/login`: an argon2id password check against the `users` table, answered
-//!   with an HS256 JWT; failures are rate-limited per client and per user name.
+//!   with an HS256 JWT; failures are counted in the database per client address, per user and
+//!   address, and per user (`ratelimit.rs`), the client's address read through trusted
+//!   proxies ([`clientaddr`]).
 //! - `GET /v1/games`, `/v1/games/{game}`, `/v1/games/{game}/versions/{version}/manifest`: the
 //!   catalog. Friends see public games and private games granted to them, and only Ready
 //!   versions; anything else is a 404, exactly as for a game that does not exist.
@@ -25,7 +27,8 @@
 //!
 //! **Architecture Invariant:** the API never writes desired or observed state. It reads the
 //! database through whatever handle it is given (`mistd` gives the `api` role a read-only
-//! one, and no code here calls a writing method), reads the NAS without writing to it, and
+//! one), and its one write to the database is the failed-login counts in their own table,
+//! through [`config::ApiConfig::login_store`]. It reads the NAS without writing to it, and
 //! writes one file in its life: the generated JWT secret in the data folder
 //! ([`secret::JwtSecret::load_or_generate`]).
 //!
@@ -37,6 +40,7 @@
 #![deny(missing_docs)]
 
 mod access;
+pub mod clientaddr;
 pub mod config;
 mod http;
 mod pages;
@@ -54,9 +58,10 @@ use crate::config::ApiConfig;
 /// The read API under `/v1`, with its request tracing, body-size and time limits. It only
 /// reads `db`; give it a handle from [`Db::connect_read_only`] where the role allows.
 ///
-/// Client addresses for the login rate limit come from axum's `ConnectInfo<SocketAddr>`, so
-/// serve the router with `into_make_service_with_connect_info::<SocketAddr>()`; without it
-/// every client shares one address bucket.
+/// Client addresses for the login limits come from axum's `ConnectInfo<SocketAddr>` (and,
+/// from a peer in [`config::ApiConfig::trusted_proxies`], its forwarding headers), so serve
+/// the router with `into_make_service_with_connect_info::<SocketAddr>()`; without it every
+/// client shares one address bucket.
 pub fn router(db: Db, config: ApiConfig) -> Router {
     http::api_router(db, config)
 }

@@ -1,140 +1,215 @@
-//! Counting failed logins per key (a client address, a user name) in fixed windows.
+//! The login limits: failed logins counted in the database per client address, per user and
+//! address, and per user, so that every API replica on the database enforces the same counts.
 //!
-//! Time is passed in, so the tests move it instead of sleeping.
+//! [`LoginLimiter::check`] runs before the password check (and its argon2id hash), so a
+//! refused attempt costs three small reads. The rules ([`decide`]), with each count taken in a
+//! fixed window ([`Limits::login_window`]) that starts at its key's first failure:
+//! - an address past [`Limits::login_max_client_failures`] (whatever the user names) is refused;
+//! - a user and address past [`Limits::login_max_failures`] is refused;
+//! - a user past [`Limits::login_max_user_failures`] from all addresses together is refused
+//!   only from addresses that have failed for that user in the window. An address that has
+//!   not failed for the user still gets its password checked, so an attacker cannot lock the
+//!   user out; each of the attacker's addresses gets one guess per window instead of
+//!   [`Limits::login_max_failures`].
+//!
+//! A success forgets the user and address's failures, never the address's or the user's: an
+//! account of one's own must not reset the limit on guessing others'.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
-/// Failures per key within a window that starts at the key's first failure.
-pub(crate) struct FailureLimiter {
-    max_failures: u32,
-    window: Duration,
-    max_keys: usize,
-    entries: Mutex<HashMap<String, Entry>>,
+use mist_db::logins::LoginFailures;
+use mist_db::{Db, EpochMs};
+
+use crate::config::Limits;
+use crate::http::error::Error;
+
+/// Counts failed logins in a read-write handle on the database.
+pub(crate) struct LoginLimiter {
+    store: Db,
+    limits: Limits,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    failures: u32,
-    window_start: Instant,
+/// The three keys one attempt counts against.
+pub(crate) struct LoginKeys {
+    client: String,
+    pair: String,
+    user: String,
 }
 
-impl FailureLimiter {
-    /// At most `max_failures` failures per key in `window`; at most `max_keys` keys tracked.
-    pub(crate) fn new(max_failures: u32, window: Duration, max_keys: usize) -> FailureLimiter {
-        FailureLimiter {
-            max_failures,
-            window,
-            max_keys,
-            entries: Mutex::new(HashMap::new()),
+/// Names longer than this are counted under their BLAKE3 digest, so that keys stay small.
+const MAX_NAME_IN_KEY: usize = 128;
+
+impl LoginKeys {
+    /// The keys of an attempt by `client` to log in as `user_name`.
+    pub(crate) fn new(user_name: &str, client: IpAddr) -> LoginKeys {
+        let user = if user_name.len() <= MAX_NAME_IN_KEY {
+            user_name.to_owned()
+        } else {
+            format!("#{}", blake3::hash(user_name.as_bytes()).to_hex())
+        };
+        LoginKeys {
+            client: format!("client:{client}"),
+            pair: format!("pair:{client} {user}"),
+            user: format!("user:{user}"),
         }
+    }
+}
+
+impl LoginLimiter {
+    /// Counts in `store`, which must be writable, under `limits`.
+    pub(crate) fn new(store: Db, limits: Limits) -> LoginLimiter {
+        LoginLimiter { store, limits }
     }
 
-    /// `Err(retry_after)` when `key` used up its failures and its window has not ended.
-    pub(crate) fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match entries.get(key) {
-            Some(entry) if entry.failures >= self.max_failures => {
-                let ends = entry.window_start + self.window;
-                if now < ends { Err(ends - now) } else { Ok(()) }
-            }
-            _ => Ok(()),
-        }
+    /// `Err(Error::TooManyRequests)` when the attempt is refused without a password check.
+    pub(crate) async fn check(&self, keys: &LoginKeys, now: SystemTime) -> Result<(), Error> {
+        let (now_ms, live_since) = self.times(now);
+        let client = self.store.login_failures(&keys.client, live_since).await?;
+        let pair = self.store.login_failures(&keys.pair, live_since).await?;
+        let user = self.store.login_failures(&keys.user, live_since).await?;
+        decide(&self.limits, Counts { client, pair, user }, now_ms)
+            .map_err(|retry_after| Error::TooManyRequests { retry_after })
     }
 
-    /// Counts a failure for `key`. When the table is full of live windows, the failure is
-    /// counted against nothing new: the caller's other key (the client address) still limits.
-    pub(crate) fn record_failure(&self, key: &str, now: Instant) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if !entries.contains_key(key) && entries.len() >= self.max_keys {
-            let window = self.window;
-            entries.retain(|_, entry| now.saturating_duration_since(entry.window_start) < window);
-            if entries.len() >= self.max_keys {
-                return;
-            }
-        }
-        let entry = entries.entry(key.to_owned()).or_insert(Entry {
-            failures: 0,
-            window_start: now,
-        });
-        if now.saturating_duration_since(entry.window_start) >= self.window {
-            *entry = Entry {
-                failures: 0,
-                window_start: now,
-            };
-        }
-        entry.failures = entry.failures.saturating_add(1);
+    /// Counts a failed attempt against all three keys.
+    pub(crate) async fn record_failure(
+        &self,
+        keys: &LoginKeys,
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        let (now_ms, live_since) = self.times(now);
+        self.store
+            .record_login_failure(&[&keys.client, &keys.pair, &keys.user], now_ms, live_since)
+            .await?;
+        Ok(())
     }
 
-    /// Forgets `key`'s failures (a successful login).
-    pub(crate) fn reset(&self, key: &str) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        entries.remove(key);
+    /// Forgets the user and address's failures after a successful login.
+    pub(crate) async fn record_success(&self, keys: &LoginKeys) -> Result<(), Error> {
+        self.store.clear_login_failures(&keys.pair).await?;
+        Ok(())
     }
+
+    /// `now` in milliseconds, and the time at or before which a window has ended.
+    fn times(&self, now: SystemTime) -> (EpochMs, EpochMs) {
+        let now_ms = epoch_ms(now);
+        let window_ms = i64::try_from(self.limits.login_window.as_millis()).unwrap_or(i64::MAX);
+        (now_ms, now_ms.saturating_sub(window_ms))
+    }
+}
+
+/// The live failures of an attempt's keys.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    client: Option<LoginFailures>,
+    pair: Option<LoginFailures>,
+    user: Option<LoginFailures>,
+}
+
+/// The rules of the module documentation: `Err(retry_after)` when the attempt is refused.
+fn decide(limits: &Limits, counts: Counts, now_ms: EpochMs) -> Result<(), Duration> {
+    let over = |count: Option<LoginFailures>, max: u32| {
+        count.filter(|count| count.failures >= u64::from(max))
+    };
+    let refused_by = over(counts.client, limits.login_max_client_failures)
+        .or(over(counts.pair, limits.login_max_failures))
+        .or(over(counts.user, limits.login_max_user_failures).filter(|_| counts.pair.is_some()));
+    match refused_by {
+        None => Ok(()),
+        Some(count) => {
+            let window_ms = u64::try_from(limits.login_window.as_millis()).unwrap_or(u64::MAX);
+            let ends = u64::try_from(count.window_start)
+                .unwrap_or(0)
+                .saturating_add(window_ms);
+            let now_ms = u64::try_from(now_ms).unwrap_or(0);
+            Err(Duration::from_millis(ends.saturating_sub(now_ms)).max(Duration::from_secs(1)))
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(time: SystemTime) -> EpochMs {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_within_the_window_then_forgets() {
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60), 100);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.check("ip:1", t0).is_ok());
-            limiter.record_failure("ip:1", t0);
+    const T0: EpochMs = 1_700_000_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            login_max_failures: 3,
+            login_max_client_failures: 5,
+            login_max_user_failures: 10,
+            login_window: Duration::from_secs(60),
+            ..Limits::default()
         }
+    }
+
+    fn failures(n: u64) -> Option<LoginFailures> {
+        Some(LoginFailures {
+            failures: n,
+            window_start: T0,
+        })
+    }
+
+    #[test]
+    fn each_limit_refuses_until_its_window_ends() {
+        let limits = limits();
+        let later = T0 + 10_000;
+        assert_eq!(decide(&limits, Counts::default(), later), Ok(()));
+        let pair = Counts {
+            pair: failures(3),
+            client: failures(3),
+            user: failures(3),
+        };
+        assert_eq!(decide(&limits, pair, later), Err(Duration::from_secs(50)));
+        let client = Counts {
+            client: failures(5),
+            ..Counts::default()
+        };
+        assert_eq!(decide(&limits, client, later), Err(Duration::from_secs(50)));
+        let below = Counts {
+            pair: failures(2),
+            client: failures(4),
+            user: failures(9),
+        };
+        assert_eq!(decide(&limits, below, later), Ok(()));
         assert_eq!(
-            limiter.check("ip:1", t0 + Duration::from_secs(10)),
-            Err(Duration::from_secs(50))
-        );
-        assert!(
-            limiter.check("ip:2", t0).is_ok(),
-            "other keys are not affected"
-        );
-        assert!(limiter.check("ip:1", t0 + Duration::from_secs(60)).is_ok());
-        limiter.record_failure("ip:1", t0 + Duration::from_secs(61));
-        assert!(
-            limiter.check("ip:1", t0 + Duration::from_secs(61)).is_ok(),
-            "a new window"
+            decide(&limits, pair, T0 + 59_999),
+            Err(Duration::from_secs(1)),
+            "never a Retry-After of 0"
         );
     }
 
     #[test]
-    fn reset_forgets() {
-        let limiter = FailureLimiter::new(1, Duration::from_secs(60), 100);
-        let t0 = Instant::now();
-        limiter.record_failure("user:a", t0);
-        assert!(limiter.check("user:a", t0).is_err());
-        limiter.reset("user:a");
-        assert!(limiter.check("user:a", t0).is_ok());
+    fn the_user_ceiling_spares_addresses_that_have_not_failed() {
+        let limits = limits();
+        let from_a_failed_address = Counts {
+            pair: failures(1),
+            user: failures(10),
+            client: failures(1),
+        };
+        assert!(decide(&limits, from_a_failed_address, T0).is_err());
+        let from_a_clean_address = Counts {
+            pair: None,
+            user: failures(1000),
+            client: None,
+        };
+        assert_eq!(decide(&limits, from_a_clean_address, T0), Ok(()));
     }
 
     #[test]
-    fn bounded_table() {
-        let limiter = FailureLimiter::new(1, Duration::from_secs(60), 2);
-        let t0 = Instant::now();
-        limiter.record_failure("a", t0);
-        limiter.record_failure("b", t0);
-        limiter.record_failure("c", t0);
-        assert!(limiter.check("a", t0).is_err());
-        assert!(limiter.check("c", t0).is_ok(), "not tracked while full");
-        let later = t0 + Duration::from_secs(61);
-        limiter.record_failure("c", later);
-        assert!(
-            limiter.check("c", later).is_err(),
-            "expired windows make room"
-        );
+    fn long_names_make_short_keys() {
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let keys = LoginKeys::new(&"x".repeat(5000), client);
+        assert!(keys.user.len() < 80 && keys.pair.len() < 100);
+        assert_eq!(LoginKeys::new("alice", client).pair, "pair:192.0.2.1 alice");
     }
 }

@@ -13,6 +13,7 @@
 //!   per object.
 //! - [`metadata`]: what the catalog shows of a game beyond its spec: store metadata pulled
 //!   from Steam, the latest fetch's outcome, and the header images in the artifact store.
+//! - [`logins`]: failed logins counted per limited key, shared by every API replica.
 //! - [`outbox`]: the notification outbox, written in the same transaction as the state change
 //!   that causes a notification, and each delivery to each sink.
 //! - [`queue`]: the durable job [`queue::Queue`] with content-derived keys, a concurrency cap,
@@ -33,6 +34,7 @@
 
 pub mod conditions;
 pub mod joblog;
+pub mod logins;
 pub mod metadata;
 pub mod outbox;
 pub mod queue;
@@ -60,8 +62,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     read_only: bool,
-    /// SQLite, read-write: this process's claim on the file (`writer`), kept while any clone
-    /// lives.
+    /// SQLite, [`Db::connect`]: this process's claim on the file (`writer`), kept while any
+    /// clone lives.
     _writer: Option<std::sync::Arc<writer::WriterLock>>,
 }
 
@@ -276,7 +278,7 @@ impl Db {
     /// time may hold an SQLite database read-write ([`Error::InUse`] for the next one), for as
     /// long as any clone of the handle lives.
     pub async fn connect(url: &str) -> Result<Db, Error> {
-        let db = Db::open(url, false).await?;
+        let db = Db::open(url, false, true).await?;
         db.migrate().await?;
         Ok(db)
     }
@@ -288,12 +290,23 @@ impl Db {
     /// instead the schema version is checked and [`Error::SchemaVersion`] returned when it is
     /// not the one this binary was built with.
     pub async fn connect_read_only(url: &str) -> Result<Db, Error> {
-        let db = Db::open(url, true).await?;
+        let db = Db::open(url, true, false).await?;
         db.check_schema_version(url).await?;
         Ok(db)
     }
 
-    async fn open(url: &str, read_only: bool) -> Result<Db, Error> {
+    /// Opens the database read-write without applying migrations, and checks the schema
+    /// version like [`Db::connect_read_only`]. For the `api` role, whose only writes are the
+    /// failed-login counts ([`logins`]): the reconciler migrates.
+    /// It takes no writer lock: on SQLite it may run beside the reconciler's process.
+    pub async fn connect_unmigrated(url: &str) -> Result<Db, Error> {
+        let db = Db::open(url, false, false).await?;
+        db.check_schema_version(url).await?;
+        Ok(db)
+    }
+
+    /// `sole_writer`: on SQLite, claim the file for this process (`writer`).
+    async fn open(url: &str, read_only: bool, sole_writer: bool) -> Result<Db, Error> {
         install_drivers();
         let backend = Backend::from_url(url)?;
         let connect_error = |source| Error::Connect {
@@ -305,8 +318,8 @@ impl Db {
             _ => url.to_owned(),
         };
         // Before anything is opened, so that a second process neither migrates nor writes.
-        let writer = match (backend, read_only) {
-            (Backend::Sqlite, false) => writer::lock(&url)?,
+        let writer = match backend {
+            Backend::Sqlite if sole_writer && !read_only => writer::lock(&url)?,
             _ => None,
         };
         let connect_options: AnyConnectOptions = url.parse().map_err(connect_error)?;
@@ -500,6 +513,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "job logs",
                 include_str!("../migrations/sqlite/0005_job_logs.sql"),
             ),
+            (
+                7,
+                "login failures",
+                include_str!("../migrations/sqlite/0007_login_failures.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -526,6 +544,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "job logs",
                 include_str!("../migrations/postgres/0005_job_logs.sql"),
+            ),
+            (
+                7,
+                "login failures",
+                include_str!("../migrations/postgres/0007_login_failures.sql"),
             ),
         ],
     };

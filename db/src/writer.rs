@@ -2,12 +2,14 @@
 //!
 //! SQLite serializes writers inside one file, but two `mistd run` on the same file would run
 //! two reconcilers over one queue whose leases are named after the data folder: they would
-//! cancel each other's jobs. So a read-write [`crate::Db`] on SQLite holds an advisory lock
+//! cancel each other's jobs. So a [`crate::Db::connect`] handle (the reconciler's: it
+//! migrates and runs the queue) on SQLite holds an advisory lock
 //! on `<database>.lock` for as long as any of its clones lives, and a second *process* that
 //! asks for one gets [`crate::Error::InUse`], naming the file and the holder's process id.
 //! Within one process the lock is shared (tests and `mistd demo` open the same file more
-//! than once). Read-only handles take no lock: `mistd status` and `mistd run --role api` read
-//! beside a running reconciler. Postgres needs none of this: its queue takes any number of
+//! than once). Other handles take no lock: `mistd status` reads, and `mistd run --role api`
+//! reads and counts failed logins ([`crate::Db::connect_unmigrated`]), beside a running
+//! reconciler. Postgres needs none of this: its queue takes any number of
 //! workers.
 
 use std::collections::HashMap;

@@ -9,7 +9,10 @@ Usage: consistency.py DEPLOY_DIR   (exit 0 all OK, 1 a check failed)
            every ${VAR} a compose file uses is documented in compose/env.example.
   topology the backhaul addresses agree: the home server's WireGuard address and mistd's
            MIST_LISTEN are what nginx and Caddy forward to; each WireGuard peer's
-           AllowedIPs is the other end's address; the key placeholders pair up.
+           AllowedIPs is the other end's address; the key placeholders pair up; mistd
+           trusts the border's X-Forwarded-For (MIST_TRUSTED_PROXY).
+  login routes  the paths nginx rate-limits and Caddy's @login matches include
+           /v1/auth/login and are all routes the API serves (read from ../api/src).
   secrets  no private key, WireGuard key or generated secret is committed under deploy/.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 # mistd's settings (flags as MIST_* variables) and what else its environment may hold.
 MISTD_VARS = {
     "MIST_SPECS", "MIST_NAS", "MIST_DATA", "MIST_DB", "MIST_LISTEN", "MIST_ROLE",
-    "MIST_RESYNC", "MIST_WEBHOOK_SECRET_FILE", "MIST_JWT_SECRET_FILE",
+    "MIST_RESYNC", "MIST_WEBHOOK_SECRET_FILE", "MIST_JWT_SECRET_FILE", "MIST_TRUSTED_PROXY",
     "RUST_LOG", "PGPASSFILE", "HOME",
 }
 COMPOSE_VARS = {"MIST_SPECS", "MIST_SPECS_DIR", "MIST_NAS_DIR", "MIST_PUBLISH", "MIST_RESYNC", "RUST_LOG"}
@@ -151,8 +154,40 @@ def check_topology(deploy, env):
         problems.append(f"Caddy reverse_proxy targets {proxies} are not [{backend!r}]")
     if env.get("MIST_LISTEN") != backend:
         problems.append(f"mistd.env.example MIST_LISTEN={env.get('MIST_LISTEN')} is not {backend}")
+    trusted = env.get("MIST_TRUSTED_PROXY", "")
+    if str(border_if.ip) not in [entry.strip() for entry in trusted.split(",")]:
+        problems.append(f"mistd.env.example MIST_TRUSTED_PROXY={trusted!r} does not name the border {border_if.ip}")
     report("topology", problems,
-           f"border {border_if.ip} -> WireGuard -> mistd {backend}, same in nginx, Caddy, env example; key placeholders pair up")
+           f"border {border_if.ip} -> WireGuard -> mistd {backend}, same in nginx, Caddy, env example; "
+           "mistd trusts the border's X-Forwarded-For; key placeholders pair up")
+
+
+def check_login_routes(deploy):
+    """The login routes the proxies single out are routes mistd serves (a typo there leaves
+    logins unlimited while looking limited)."""
+    problems = []
+    api = deploy.parent / "api" / "src"
+    routes = set()
+    for source in api.rglob("*.rs"):
+        routes.update(re.findall(r'\.route\(\s*"([^"]+)"', source.read_text()))
+    if not routes:
+        report("login routes", [f"no .route(...) found below {api}"], "")
+        return
+    nginx = (deploy / "proxy" / "nginx" / "mist.conf").read_text()
+    limited = [path for path, body in re.findall(r"location\s+=\s+(\S+)\s*\{([^}]*)\}", nginx)
+               if "limit_req" in body]
+    caddy = (deploy / "proxy" / "caddy" / "Caddyfile").read_text()
+    matcher = re.search(r"@login\s*\{([^}]*)\}", caddy)
+    caddy_paths = re.findall(r"^\s*path\s+(.+)$", matcher.group(1), re.M) if matcher else []
+    caddy_paths = [p for line in caddy_paths for p in line.split()]
+    for name, paths in (("nginx limit_req locations", limited), ("Caddy @login paths", caddy_paths)):
+        if "/v1/auth/login" not in paths:
+            problems.append(f"{name} {paths} do not include /v1/auth/login")
+        for path in paths:
+            if path not in routes:
+                problems.append(f"{name}: {path} is not a route of mistd's API (api/src)")
+    report("login routes", problems,
+           f"nginx limits {limited}, Caddy matches {caddy_paths}: all routes mistd serves")
 
 
 SECRET_PATTERNS = [
@@ -191,6 +226,7 @@ def main(argv):
     deploy = Path(argv[1])
     env = check_env(deploy)
     check_topology(deploy, env)
+    check_login_routes(deploy)
     check_secrets(deploy)
     return 1 if failures else 0
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 pub mod notify;
 
+use mist_api::clientaddr::{TrustedProxy, TrustedProxyError};
 use mist_notify::sink::Sink;
 use mist_reconciler::desired::SpecsSource;
 use mist_reconciler::webhook::WebhookSecret;
@@ -172,6 +173,18 @@ pub struct RunArgs {
           value_parser = parse_duration)]
     pub token_lifetime: Option<Duration>,
 
+    /// A reverse proxy (an address or CIDR, e.g. 10.0.0.0/8) whose `X-Forwarded-For` or
+    /// `Forwarded` header names the client for the login limits; repeat for several, or
+    /// separate with commas in the variable. From any other peer the headers are ignored
+    /// [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "MIST_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<TrustedProxy>,
+
     /// How log lines look; the filter is `RUST_LOG` [default: text].
     #[arg(long, env = "MIST_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -193,6 +206,7 @@ pub struct RunArgs {
 /// skip-deltas = 2
 /// webhook-secret-file = "/etc/mist/credentials/webhook-secret"
 /// token-lifetime = "24h"
+/// trusted-proxy = ["10.0.0.0/8"]
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -229,6 +243,8 @@ pub struct FileConfig {
     pub jwt_secret_file: Option<PathBuf>,
     /// See [`RunArgs::token_lifetime`].
     pub token_lifetime: Option<FileDuration>,
+    /// See [`RunArgs::trusted_proxies`]: `trusted-proxy = ["10.0.0.0/8", "fd00::/8"]`.
+    pub trusted_proxy: Option<Vec<String>>,
     /// See [`RunArgs::log_format`].
     pub log_format: Option<LogFormat>,
     /// See [`notify::NotifyArgs::discord_webhook_file`].
@@ -288,6 +304,8 @@ pub struct Settings {
     pub jwt_secret_file: Option<PathBuf>,
     /// How long a login token is valid.
     pub token_lifetime: Duration,
+    /// The reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// How log lines look.
     pub log_format: LogFormat,
     /// Where notifications go.
@@ -332,6 +350,14 @@ pub enum ConfigError {
         key: &'static str,
         /// What is wrong.
         error: DurationError,
+    },
+    /// A `trusted-proxy` in the config file is not an address or CIDR.
+    #[error("invalid config file {path}: `trusted-proxy`: {error}")]
+    TrustedProxy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: TrustedProxyError,
     },
     /// A setting this role needs is missing.
     #[error("no {what} given: use {flag}, {env} or `{key}` in the config file")]
@@ -580,6 +606,20 @@ impl Settings {
                 .token_lifetime
                 .or(file_duration("token-lifetime", &file.token_lifetime)?)
                 .unwrap_or(mist_api::config::DEFAULT_TOKEN_LIFETIME),
+            trusted_proxies: if args.trusted_proxies.is_empty() {
+                file.trusted_proxy
+                    .iter()
+                    .flatten()
+                    .map(|given| {
+                        given.parse().map_err(|error| ConfigError::TrustedProxy {
+                            path: args.config.clone().unwrap_or_default(),
+                            error,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                args.trusted_proxies.clone()
+            },
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             notify: notify::NotifySettings::resolve(
                 &args.notify,

@@ -291,7 +291,15 @@ async fn start(settings: &Settings, secrets: Secrets, metrics: Metrics) -> anyho
             None => None,
         };
         let sender = notification_sender(settings, &secrets, &db).await?;
-        let app = build_app(settings, secrets, metrics, &db, reconciler.as_ref())?;
+        let login_store = login_store(settings, &db).await?;
+        let app = build_app(
+            settings,
+            secrets,
+            metrics,
+            &db,
+            login_store,
+            reconciler.as_ref(),
+        )?;
         anyhow::Ok((reconciler, sender, app))
     }
     .await;
@@ -302,6 +310,19 @@ async fn start(settings: &Settings, secrets: Secrets, metrics: Metrics) -> anyho
             Err(error)
         }
     }
+}
+
+/// Where the API counts failed logins when its database handle is read-only (the `api`
+/// role): a second, read-write handle, which writes only the `login_failures` table. `None`
+/// for the other roles, whose handle is writable, and for those that serve no API.
+async fn login_store(settings: &Settings, db: &Db) -> anyhow::Result<Option<Db>> {
+    if !settings.role.serves_api() || !db.is_read_only() {
+        return Ok(None);
+    }
+    let store = Db::connect_unmigrated(&settings.db_url)
+        .await
+        .context("cannot open the database for counting failed logins")?;
+    Ok(Some(store))
 }
 
 /// The sender of the notification outbox, for the roles that run the reconciler (the
@@ -341,6 +362,7 @@ fn build_app(
     secrets: Secrets,
     metrics: Metrics,
     db: &Db,
+    login_store: Option<Db>,
     reconciler: Option<&Reconciler>,
 ) -> anyhow::Result<axum::Router> {
     let trigger = reconciler.map(Reconciler::trigger);
@@ -360,7 +382,9 @@ fn build_app(
         max_pass_age: settings.resync * READY_PASS_INTERVALS + READY_SLACK,
     };
     let api = if settings.role.serves_api() {
-        Some(server::api_config(settings)?)
+        let mut config = server::api_config(settings)?;
+        config.login_store = login_store;
+        Some(config)
     } else {
         None
     };
@@ -485,6 +509,12 @@ fn log_settings(settings: &Settings) {
         verify_interval_s = settings.verify_interval.as_secs(),
         webhook_secret_file = path(&settings.webhook_secret_file),
         steam_url = %settings.steam_url,
+        trusted_proxies = settings
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         discord_webhook_file = path(&settings.notify.discord_webhook_file),
         discord_admin_webhook_file = path(&settings.notify.discord_admin_webhook_file),
         notify_webhook_file = path(&settings.notify.notify_webhook_file),

@@ -106,7 +106,7 @@ pub fn api_router(db: Db, config: ApiConfig) -> Router {
 
 /// The read API's configuration for `settings`: the artifact store below the NAS (read
 /// only), the JWT secret from its file or generated into the data folder, the token
-/// lifetime, and the reconciler's status report as the status source.
+/// lifetime, the trusted proxies, and the reconciler's status report as the status source.
 pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
     let jwt_secret = JwtSecret::load_or_generate(
         settings.jwt_secret_file.as_deref(),
@@ -125,6 +125,7 @@ pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
         .map(mist_reconciler::store::artifacts_dir);
     config.nas_root = settings.nas.clone();
     config.token_lifetime = settings.token_lifetime;
+    config.trusted_proxies = settings.trusted_proxies.clone();
     config.status = Some(status_source());
     Ok(config)
 }

@@ -135,11 +135,35 @@ fn a_friend_installs_and_updates_a_demo_game_through_the_api_role() {
             data.as_os_str(),
             OsStr::new("--nas"),
             nas.as_os_str(),
+            OsStr::new("--trusted-proxy"),
+            OsStr::new("127.0.0.1"),
         ],
         &tmp.path().join("mistd.log"),
     );
     server.wait_healthy(Duration::from_secs(60));
     let address = server.address;
+
+    // Behind the trusted proxy (127.0.0.1), an attacker's address is refused after ten wrong
+    // passwords, counted through the api role's login store; the friend's address is not.
+    let attempt = |forwarded_for: &str, password: &str| {
+        let login = json!({"user": "friend", "password": password}).to_string();
+        request(
+            address,
+            "POST",
+            "/v1/auth/login",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", forwarded_for),
+            ],
+            login.as_bytes(),
+        )
+        .0
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("203.0.113.66", "wrong"), 401);
+    }
+    assert_eq!(attempt("203.0.113.66", &password), 429);
+    assert_eq!(attempt("198.51.100.7", &password), 200);
 
     let login = json!({"user": "friend", "password": password}).to_string();
     let (status, _, body) = request(

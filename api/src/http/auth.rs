@@ -3,25 +3,28 @@
 //! A login checks the password against the argon2id hash the reconciler published in the
 //! `users` table. An unknown, disabled or mistyped user gets the same `401` after the same
 //! work: a name with no usable hash is checked against a dummy hash made with the same
-//! parameters. Failures count against the client's address and the user name; past
-//! [`crate::config::Limits::login_max_failures`] in a window, either one gets `429` until the window
-//! ends, without a password check.
+//! parameters. Failures count in the database against the client's address (read through
+//! trusted proxies: [`crate::clientaddr`]), the user and address, and the user
+//! ([`crate::ratelimit`]); a refused attempt gets `429` until its window ends, without a
+//! password check.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use argon2::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use axum::extract::{ConnectInfo, State};
-use axum::http::Extensions;
+use axum::http::{Extensions, HeaderMap};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mist_wire::auth::{LoginRequest, LoginResponse, Role, UserInfo, UserList};
 
+use crate::clientaddr::client_address;
 use crate::http::context::ApiContext;
 use crate::http::error::{Error, InternalError};
 use crate::http::extractor::AuthUser;
+use crate::ratelimit::LoginKeys;
 use crate::token::Claims;
 use mist_wire::error::ErrorBody;
 
@@ -50,12 +53,14 @@ pub(crate) fn router() -> Router<Arc<ApiContext>> {
 pub(crate) async fn login(
     State(ctx): State<Arc<ApiContext>>,
     extensions: Extensions,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<LoginResponse>, Error> {
     let request: LoginRequest = serde_json::from_slice(&body).map_err(|_| {
         Error::BadRequest("expected a JSON object {\"user\": …, \"password\": …}".to_owned())
     })?;
-    let (token, claims, role) = sign_in(&ctx, &extensions, &request.user, request.password).await?;
+    let (token, claims, role) =
+        sign_in(&ctx, &extensions, &headers, &request.user, request.password).await?;
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer".to_owned(),
@@ -68,28 +73,22 @@ pub(crate) async fn login(
 /// Checks a user name and password under the login limits and issues a token: the one way
 /// in, for `POST /v1/auth/login` and the pages' sign-in form alike.
 ///
-/// Failures count against the client's address (from `extensions`) and the user name; a key
-/// past its failures gets [`Error::TooManyRequests`] without a password check.
+/// The client is the TCP peer from `extensions`, or, when that is a trusted proxy, the
+/// address its forwarding `headers` name. A refused attempt gets [`Error::TooManyRequests`]
+/// without a password check.
 pub(crate) async fn sign_in(
     ctx: &Arc<ApiContext>,
     extensions: &Extensions,
+    headers: &HeaderMap,
     user_name: &str,
     password: String,
 ) -> Result<(String, Claims, mist_db::state::Role), Error> {
-    let client = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
-    let client_key = format!("client:{client}");
-    let user_key = format!("user:{user_name}");
-    let now = Instant::now();
-    for (limiter, key) in [
-        (&ctx.client_failures, &client_key),
-        (&ctx.user_failures, &user_key),
-    ] {
-        limiter
-            .check(key, now)
-            .map_err(|retry_after| Error::TooManyRequests { retry_after })?;
-    }
+    let client = match extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(info) => client_address(info.0.ip(), headers, &ctx.config.trusted_proxies),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let keys = LoginKeys::new(user_name, client);
+    ctx.logins.check(&keys, SystemTime::now()).await?;
 
     let usable_name =
         user_name.len() <= MAX_CREDENTIAL_LEN && mist_specs::check::check_name(user_name).is_ok();
@@ -103,6 +102,9 @@ pub(crate) async fn sign_in(
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("shutting down"))?;
+    // Again now that this attempt may hash: the attempts that waited for a permit were checked
+    // before the failures of those ahead of them were counted.
+    ctx.logins.check(&keys, SystemTime::now()).await?;
     let stored_hash = user
         .as_ref()
         .filter(|user| !user.disabled)
@@ -119,18 +121,18 @@ pub(crate) async fn sign_in(
     })
     .await
     .map_err(|error| InternalError::Other(format!("password check panicked: {error}")))?;
-    drop(permit);
 
     let user = match user {
         Some(user) if verified => user,
         _ => {
-            ctx.client_failures.record_failure(&client_key, now);
-            ctx.user_failures.record_failure(&user_key, now);
+            // Counted before the permit is given back, so the next attempt's check sees it.
+            ctx.logins.record_failure(&keys, SystemTime::now()).await?;
             tracing::info!(user = %user_name.escape_debug(), %client, "login failed");
             return Err(Error::LoginFailed);
         }
     };
-    ctx.user_failures.reset(&user_key);
+    ctx.logins.record_success(&keys).await?;
+    drop(permit);
     let (token, claims) = ctx
         .tokens
         .issue(&user.name, user.role.as_str())

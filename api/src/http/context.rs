@@ -12,7 +12,7 @@ use crate::config::ApiConfig;
 use crate::http::catalog::{CatalogCache, SeqCache};
 use crate::http::error::Error;
 use crate::pages::board::data::BoardData;
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::LoginLimiter;
 use crate::token::TokenKeys;
 
 /// What every handler shares.
@@ -23,10 +23,8 @@ pub(crate) struct ApiContext {
     pub(crate) config: ApiConfig,
     /// Signs and checks tokens.
     pub(crate) tokens: TokenKeys,
-    /// Failed logins per client address.
-    pub(crate) client_failures: FailureLimiter,
-    /// Failed logins per user name.
-    pub(crate) user_failures: FailureLimiter,
+    /// The login limits, counted in the database.
+    pub(crate) logins: LoginLimiter,
     /// Password checks running at once.
     pub(crate) login_permits: Semaphore,
     /// Repairs running at once.

@@ -29,28 +29,17 @@ use tower_http::trace::TraceLayer;
 use crate::config::ApiConfig;
 use crate::http::catalog::CatalogCache;
 use crate::http::context::ApiContext;
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::LoginLimiter;
 use crate::token::TokenKeys;
-
-/// How many client addresses and user names the login limiter tracks at most.
-const MAX_LIMITER_KEYS: usize = 10_000;
 
 /// The whole API with its state, limits and tracing.
 pub(crate) fn api_router(db: Db, config: ApiConfig) -> Router {
     let limits = config.limits.clone();
+    let login_store = config.login_store.clone().unwrap_or_else(|| db.clone());
     let ctx = Arc::new(ApiContext {
         db,
         tokens: TokenKeys::new(&config.jwt_secret, &config.issuer, config.token_lifetime),
-        client_failures: FailureLimiter::new(
-            limits.login_max_failures,
-            limits.login_window,
-            MAX_LIMITER_KEYS,
-        ),
-        user_failures: FailureLimiter::new(
-            limits.login_max_failures,
-            limits.login_window,
-            MAX_LIMITER_KEYS,
-        ),
+        logins: LoginLimiter::new(login_store, limits.clone()),
         login_permits: Semaphore::new(limits.max_concurrent_logins.max(1)),
         repair_permits: Semaphore::new(limits.max_concurrent_repairs.max(1)),
         event_stream_permits: Arc::new(Semaphore::new(limits.max_event_streams.max(1))),

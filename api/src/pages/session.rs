@@ -90,46 +90,47 @@ pub(crate) async fn login(
             },
         );
     };
-    let (status, error) = match sign_in(&ctx, &extensions, &form.user, form.password).await {
-        Ok((token, claims, _)) => {
-            let max_age = claims.exp.saturating_sub(unix_now());
-            let mut cookie = format!(
-                "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
-            );
-            if over_tls(&headers) {
-                cookie.push_str("; Secure");
+    let (status, error) =
+        match sign_in(&ctx, &extensions, &headers, &form.user, form.password).await {
+            Ok((token, claims, _)) => {
+                let max_age = claims.exp.saturating_sub(unix_now());
+                let mut cookie = format!(
+                    "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+                );
+                if over_tls(&headers) {
+                    cookie.push_str("; Secure");
+                }
+                let cookie = HeaderValue::from_str(&cookie).map_err(|_| {
+                    PageError::Api(Error::Internal(crate::http::error::InternalError::Other(
+                        "the session cookie is not a valid header value".to_owned(),
+                    )))
+                })?;
+                let mut response = StatusCode::SEE_OTHER.into_response();
+                let response_headers = response.headers_mut();
+                response_headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+                response_headers.insert(header::SET_COOKIE, cookie);
+                security_headers(response_headers);
+                return Ok(response);
             }
-            let cookie = HeaderValue::from_str(&cookie).map_err(|_| {
-                PageError::Api(Error::Internal(crate::http::error::InternalError::Other(
-                    "the session cookie is not a valid header value".to_owned(),
-                )))
-            })?;
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            let response_headers = response.headers_mut();
-            response_headers.insert(header::LOCATION, HeaderValue::from_static("/"));
-            response_headers.insert(header::SET_COOKIE, cookie);
-            security_headers(response_headers);
-            return Ok(response);
-        }
-        Err(Error::LoginFailed) => (StatusCode::UNAUTHORIZED, "Wrong user name or password."),
-        Err(Error::TooManyRequests { retry_after }) => {
-            let mut response = page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "login.html",
-                None,
-                LoginPage {
-                    error: Some("Too many failed sign-ins. Wait a minute and try again."),
-                    user: form.user,
-                },
-            )?;
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-            return Ok(response);
-        }
-        Err(other) => return Err(other.into()),
-    };
+            Err(Error::LoginFailed) => (StatusCode::UNAUTHORIZED, "Wrong user name or password."),
+            Err(Error::TooManyRequests { retry_after }) => {
+                let mut response = page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "login.html",
+                    None,
+                    LoginPage {
+                        error: Some("Too many failed sign-ins. Wait a minute and try again."),
+                        user: form.user,
+                    },
+                )?;
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                return Ok(response);
+            }
+            Err(other) => return Err(other.into()),
+        };
     page(
         status,
         "login.html",

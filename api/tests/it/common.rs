@@ -68,48 +68,37 @@ where
 pub fn defaults(_: &mut ApiConfig) {}
 
 impl TestApi {
-    /// Serves the API over a read-only handle on `t`'s database.
+    /// Serves the API over a read-only handle on `t`'s database, counting failed logins
+    /// through the test's read-write handle.
     pub async fn start(t: TestDb, configure: fn(&mut ApiConfig)) -> TestApi {
         let nas = tempfile::tempdir().expect("temp NAS");
         std::fs::create_dir_all(artifacts_dir(nas.path())).expect("artifact store");
-        let read_only = Db::connect_read_only(&t.url)
-            .await
-            .expect("open the database read-only");
-        let mut config = ApiConfig::new(JwtSecret::from_bytes(SECRET).expect("secret"));
-        config.nas_root = Some(nas.path().to_path_buf());
-        config.artifacts_dir = Some(artifacts_dir(nas.path()));
-        config.status = Some(test_status_source());
-        config.limits = Limits {
-            events_poll_interval: Duration::from_millis(20),
-            ..Limits::default()
-        };
-        configure(&mut config);
-        let app = mist_api::router(read_only, config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("serve");
-        });
+        let (base, server) = serve(&t.url, Some(t.db.clone()), nas.path(), configure).await;
         // In a workspace build reqwest has `rustls-no-provider` on (features are unified
         // across members), and building a client then needs a rustls provider installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         TestApi {
             t,
             nas,
-            base: format!("http://{address}"),
+            base,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
             server,
         }
+    }
+
+    /// Another API instance on the same database and NAS, as another replica would run:
+    /// its own read-only handle, and its own read-write one for the failed logins. Returns its
+    /// base URL and the server, which stops when dropped.
+    pub async fn replica(&self, configure: fn(&mut ApiConfig)) -> (String, ServerGuard) {
+        let login_store = Db::connect_unmigrated(&self.t.url)
+            .await
+            .expect("open the login store");
+        let (base, server) =
+            serve(&self.t.url, Some(login_store), self.nas.path(), configure).await;
+        (base, ServerGuard(server))
     }
 
     pub fn db(&self) -> &Db {
@@ -327,7 +316,6 @@ impl TestApi {
     }
 }
 
-/// `<nas>/.mist/artifacts`, as the reconciler's store lays it out.
 /// Queues a job `key` of `kind` for `open` 1.3 and claims it as worker `w`, so that a test can
 /// write its log; returns the queue.
 pub async fn running_job(api: &TestApi, key: &str, kind: &str) -> mist_db::queue::Queue {
@@ -353,6 +341,53 @@ pub async fn running_job(api: &TestApi, key: &str, kind: &str) -> mist_db::queue
     queue
 }
 
+/// Aborts a server task when dropped.
+pub struct ServerGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the API over a read-only handle on `url` on 127.0.0.1 with a random port; returns
+/// the base URL and the server task.
+async fn serve(
+    url: &str,
+    login_store: Option<Db>,
+    nas: &Path,
+    configure: fn(&mut ApiConfig),
+) -> (String, tokio::task::JoinHandle<()>) {
+    let read_only = Db::connect_read_only(url)
+        .await
+        .expect("open the database read-only");
+    let mut config = ApiConfig::new(JwtSecret::from_bytes(SECRET).expect("secret"));
+    config.nas_root = Some(nas.to_path_buf());
+    config.artifacts_dir = Some(artifacts_dir(nas));
+    config.status = Some(test_status_source());
+    config.login_store = login_store;
+    config.limits = Limits {
+        events_poll_interval: Duration::from_millis(20),
+        ..Limits::default()
+    };
+    configure(&mut config);
+    let app = mist_api::router(read_only, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve");
+    });
+    (format!("http://{address}"), server)
+}
+
+/// `<nas>/.mist/artifacts`, as the reconciler's store lays it out.
 pub fn artifacts_dir(nas: &Path) -> PathBuf {
     nas.join(".mist").join("artifacts")
 }

@@ -9,6 +9,7 @@ mod common;
 mod contract;
 mod downloads;
 mod hostile;
+mod logins;
 mod metadata;
 mod pages;
 mod plans;

@@ -43,7 +43,12 @@ pub(crate) async fn get_page(api: &TestApi, path: &str, session: Option<&str>) -
 }
 
 /// Posts the sign-in form.
-async fn post_login(api: &TestApi, user: &str, password: &str, headers: &[(&str, &str)]) -> Page {
+pub(crate) async fn post_login(
+    api: &TestApi,
+    user: &str,
+    password: &str,
+    headers: &[(&str, &str)],
+) -> Page {
     let body = format!(
         "user={}&password={}",
         form_escape(user),

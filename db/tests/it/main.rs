@@ -4,6 +4,7 @@
 mod common;
 mod conditions;
 mod joblog;
+mod logins;
 mod metadata;
 mod queue;
 mod schema;

@@ -23,8 +23,8 @@ async fn migrations_apply_twice_idempotently() {
             .fetch_one(second.pool())
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 5);
-        assert_eq!(row.try_get::<i64, _>("v").unwrap(), 5);
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 6);
+        assert_eq!(row.try_get::<i64, _>("v").unwrap(), 7);
         // Data survived.
         assert_eq!(second.games().await.unwrap(), vec![game("celeste")]);
         second.close().await;
@@ -154,7 +154,7 @@ async fn read_only_handle_requires_a_migrated_schema() {
     match Db::connect_read_only(&url).await {
         Err(Error::SchemaVersion {
             found: None,
-            expected: 5,
+            expected: 7,
             ..
         }) => {}
         other => panic!("expected a schema version error, got {other:?}"),

@@ -218,3 +218,39 @@ fn notification_files_from_the_flag_or_the_file_and_their_urls_stay_secret() {
     assert!(matches!(error, ConfigError::NotAUrl { .. }), "{error:?}");
     assert!(!error.to_string().contains("no-scheme"), "{error}");
 }
+
+#[test]
+fn trusted_proxies_from_the_flags_or_the_file() {
+    let file = FileConfig::parse("trusted-proxy = [\"10.0.0.0/8\", \"fd00::/8\"]\n").unwrap();
+    let settings = Settings::resolve(&args(|_| {}), &file).unwrap();
+    let shown: Vec<String> = settings
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
+    let flag = args(|a| a.trusted_proxies = vec!["192.0.2.7".parse().unwrap()]);
+    let settings = Settings::resolve(&flag, &file).unwrap();
+    assert_eq!(
+        settings.trusted_proxies.len(),
+        1,
+        "the flags replace the file's list"
+    );
+    assert!(
+        Settings::resolve(&args(|_| {}), &FileConfig::default())
+            .unwrap()
+            .trusted_proxies
+            .is_empty(),
+        "trusts no proxy by default"
+    );
+    let bad = FileConfig::parse("trusted-proxy = [\"10.0.0.1/8\"]\n").unwrap();
+    let error = Settings::resolve(&args(|a| a.config = Some("/etc/mist.toml".into())), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/etc/mist.toml")
+            && error.contains("trusted-proxy")
+            && error.contains("10.0.0.1/8"),
+        "{error}"
+    );
+}
