@@ -45,6 +45,8 @@ pub mod state;
 pub mod testing;
 mod writer;
 
+pub use writer::WriterError;
+
 use std::path::Path;
 use std::sync::Once;
 use std::time::Duration;
@@ -85,29 +87,10 @@ pub enum Error {
         /// The URL, with any password replaced by `***`.
         url: String,
     },
-    /// Another process holds the SQLite database open for writing ([`Db::connect`]).
-    #[error(
-        "the SQLite database {} is in use by another process{}: only one mistd may run the \
-         reconciler on an SQLite database; stop the other one, or move to Postgres \
-         (--db postgres://…) to run several",
-        database.display(),
-        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
-    )]
-    InUse {
-        /// The database file.
-        database: std::path::PathBuf,
-        /// The holder's process id, as it wrote it into the lock file.
-        pid: Option<u32>,
-    },
-    /// The SQLite database's lock file could not be opened or written.
-    #[error("cannot use the lock file {}", path.display())]
-    LockFile {
-        /// The lock file, `<database>.lock`.
-        path: std::path::PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Another process holds the SQLite database ([`Db::connect`]), or its lock file
+    /// cannot be used.
+    #[error(transparent)]
+    Writer(#[from] writer::WriterError),
     /// Connecting failed.
     #[error("failed to connect to {url}")]
     Connect {
@@ -275,7 +258,7 @@ impl Db {
     /// SQLite connections use WAL (readers never block the writer), `synchronous = NORMAL`
     /// (durable across a process crash; a power cut may lose the last transactions, which the
     /// level-triggered reconciler redoes), a busy timeout and foreign keys. One process at a
-    /// time may hold an SQLite database read-write ([`Error::InUse`] for the next one), for as
+    /// time may hold an SQLite database read-write ([`WriterError::InUse`] for the next one), for as
     /// long as any clone of the handle lives.
     pub async fn connect(url: &str) -> Result<Db, Error> {
         let db = Db::open(url, false, true).await?;

@@ -2,13 +2,13 @@
 //!
 //! SQLite serializes writers inside one file, but two `mistd run` on the same file would run
 //! two reconcilers over one queue whose leases are named after the data folder: they would
-//! cancel each other's jobs. So a [`crate::Db::connect`] handle (the reconciler's: it
+//! cancel each other's jobs. So a `Db::connect` handle (the reconciler's: it
 //! migrates and runs the queue) on SQLite holds an advisory lock
 //! on `<database>.lock` for as long as any of its clones lives, and a second *process* that
-//! asks for one gets [`crate::Error::InUse`], naming the file and the holder's process id.
+//! asks for one gets [`WriterError::InUse`], naming the file and the holder's process id.
 //! Within one process the lock is shared (tests and `mistd demo` open the same file more
 //! than once). Other handles take no lock: `mistd status` reads, and `mistd run --role api`
-//! reads and counts failed logins ([`crate::Db::connect_unmigrated`]), beside a running
+//! reads and counts failed logins (`Db::connect_unmigrated`), beside a running
 //! reconciler. Postgres needs none of this: its queue takes any number of
 //! workers.
 
@@ -18,7 +18,33 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::Error;
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// Another process holds the SQLite database through `Db::connect`.
+    #[error(
+        "the SQLite database {} is in use by another process{}: only one mistd may run the \
+         reconciler on an SQLite database; stop the other one, or move to Postgres \
+         (--db postgres://…) to run several",
+        database.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The database file.
+        database: PathBuf,
+        /// The holder's process id, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
+    /// The lock file could not be opened or written.
+    #[error("cannot use the lock file {}", path.display())]
+    LockFile {
+        /// The lock file, `<database>.lock`.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The lock a read-write SQLite handle holds; released when the last clone of the handle is
 /// dropped (the file is closed, and with it the lock).
@@ -32,7 +58,7 @@ pub(crate) struct WriterLock {
 static HELD: Mutex<Option<HashMap<PathBuf, Weak<WriterLock>>>> = Mutex::new(None);
 
 /// The lock for the SQLite database `url`, or `None` for an in-memory database.
-pub(crate) fn lock(url: &str) -> Result<Option<Arc<WriterLock>>, Error> {
+pub(crate) fn lock(url: &str) -> Result<Option<Arc<WriterLock>>, WriterError> {
     let Some(database) = sqlite_file(url) else {
         return Ok(None);
     };
@@ -43,7 +69,7 @@ pub(crate) fn lock(url: &str) -> Result<Option<Arc<WriterLock>>, Error> {
     if let Some(lock) = held.get(&lock_path).and_then(Weak::upgrade) {
         return Ok(Some(lock));
     }
-    let io_error = |source| Error::LockFile {
+    let io_error = |source| WriterError::LockFile {
         path: lock_path.clone(),
         source,
     };
@@ -59,7 +85,7 @@ pub(crate) fn lock(url: &str) -> Result<Option<Arc<WriterLock>>, Error> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            return Err(Error::InUse {
+            return Err(WriterError::InUse {
                 database,
                 pid: text.trim().parse().ok(),
             });
@@ -148,7 +174,7 @@ mod tests {
     #[test]
     fn another_holder_is_refused_and_this_process_shares_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::sqlite_url_in(dir.path());
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("mist.db").display());
         let first = lock(&url).unwrap().unwrap();
         let again = lock(&url).unwrap().unwrap();
         assert!(
@@ -168,7 +194,7 @@ mod tests {
         other.lock().unwrap();
         (&other).write_all(b"4242\n").unwrap();
         match lock(&url) {
-            Err(Error::InUse { database, pid }) => {
+            Err(WriterError::InUse { database, pid }) => {
                 assert_eq!(database, dir.path().join("mist.db"));
                 assert_eq!(pid, Some(4242));
             }
