@@ -7,6 +7,7 @@ mod common;
 mod checks;
 mod metadata;
 mod notify;
+mod sources;
 mod world;
 
 use std::collections::BTreeMap;
