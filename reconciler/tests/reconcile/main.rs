@@ -918,17 +918,7 @@ async fn run_reacts_to_commits_and_shuts_down_gracefully() {
             world.version("alpha", "1.1", 1);
             world.commit("alpha");
             let reconciler = Arc::new(world.reconciler());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let running = tokio::spawn({
-                let reconciler = reconciler.clone();
-                async move {
-                    reconciler
-                        .run(async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                }
-            });
+            let (stop, running) = world::spawn_run(&reconciler);
             poll(Duration::from_secs(60), "the first sync", || async {
                 let lines = summary(&status(&world).await);
                 (lines.len() == 2 && all_ready(&lines)).then_some(())
@@ -996,17 +986,7 @@ async fn a_build_copied_after_its_spec_is_ingested_without_waiting_for_the_resyn
             let reconciler = Arc::new(
                 mist_reconciler::reconciler::Reconciler::new(config, world.db().clone()).unwrap(),
             );
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let running = tokio::spawn({
-                let reconciler = reconciler.clone();
-                async move {
-                    reconciler
-                        .run(async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                }
-            });
+            let (stop, running) = world::spawn_run(&reconciler);
             poll(Duration::from_secs(60), "the first pass", || async {
                 let lines = summary(&status(&world).await);
                 (lines == ["alpha/1.0 Stalled SourceMissing"]).then_some(())
