@@ -77,6 +77,13 @@ pub fn scan(root: &Path) -> Result<Manifest, ScanError> {
     scan_with_progress(root, &|_, _| {})
 }
 
+/// Checks that the build directory `root` could be scanned, without reading any file: the
+/// same walk as [`scan`], refusing what it refuses (special files, names that are not UTF-8,
+/// symlinks whose target is absolute or leaves the root). Returns the number of files.
+pub fn check_build(root: &Path) -> Result<usize, ScanError> {
+    list(root).map(|listing| listing.files.len())
+}
+
 /// Like [`scan`], and calls `progress(bytes_hashed, total_bytes)` as hashing advances.
 ///
 /// `progress` is called with `(0, total)` before hashing, then every so often (at most a

@@ -153,11 +153,16 @@ pub(crate) enum HookCommand {
     /// The hook refuses any commit whose staged specs do not validate. It calls this
     /// mistpipe binary by its absolute path.
     #[command(after_help = "Examples:\n  cd my-specs && mistpipe hook install\n  \
-        mistpipe hook install --repo my-specs")]
+        mistpipe hook install --repo my-specs\n  \
+        mistpipe hook install --nas /srv/nas   # also check each version's source on the NAS")]
     Install {
         /// The spec repository (a git work tree, or any folder in it).
         #[command(flatten)]
         repo: crate::repo::RepoArgs,
+        /// The NAS root: the hook also checks that each version's source is a build on it
+        /// (`validate --nas`), so a wrong `source` is refused at commit time.
+        #[arg(long, value_name = "DIR")]
+        nas: Option<PathBuf>,
     },
 }
 
@@ -333,8 +338,21 @@ fn add_user(
 }
 
 pub(crate) fn run_hook(command: HookCommand) -> anyhow::Result<()> {
-    let HookCommand::Install { repo } = command;
+    let HookCommand::Install { repo, nas } = command;
     let repo = repo.dir();
+    let nas = nas
+        .map(|nas| {
+            std::fs::canonicalize(&nas)
+                .ok()
+                .filter(|real| real.is_dir())
+                .ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "--nas {}: no such folder; give the NAS root the builds are copied to",
+                        nas.display()
+                    ))
+                })
+        })
+        .transpose()?;
     let repository = git2::Repository::discover(&repo).map_err(|_| {
         let folder = if repo == Path::new(".") {
             "the current folder".to_owned()
@@ -359,7 +377,10 @@ pub(crate) fn run_hook(command: HookCommand) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the mistpipe binary's path")?;
     let text = render(
         "pre-commit.sh.j2",
-        minijinja::context! { mistpipe => shell_quote(&exe.display().to_string()) },
+        minijinja::context! {
+            mistpipe => shell_quote(&exe.display().to_string()),
+            nas => nas.map(|nas| shell_quote(&nas.display().to_string())),
+        },
     )?;
     write_new(&hook, text.as_bytes(), Some(0o755))?;
     println!("installed {}", hook.display());

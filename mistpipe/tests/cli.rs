@@ -1407,6 +1407,61 @@ fn manifest_prints_the_tree_digest() {
 // hook install
 
 #[test]
+fn a_hook_that_knows_the_nas_refuses_a_wrong_source_with_its_line() {
+    let repo = Dir::new();
+    let nas = Dir::new();
+    let r = repo.path();
+    git(r, &["init", "-q"]).expect_code(0);
+    // A NAS that does not exist is refused, and no hook is written.
+    let out = mistpipe(r, &["hook", "install", "--nas", "/no/such/nas"]).expect_code(2);
+    assert!(
+        out.stderr.contains("--nas /no/such/nas: no such folder"),
+        "{out}"
+    );
+    assert!(!r.join(".git/hooks/pre-commit").exists());
+    let n = nas.path().to_str().unwrap();
+    mistpipe(r, &["hook", "install", "--nas", n]).expect_code(0);
+    let commit = || git(r, &["commit", "-q", "-m", "test"]);
+    let head = || git(r, &["rev-parse", "HEAD"]).stdout;
+
+    nas.write("incoming/doom/1.0/doom.exe", "MZ");
+    repo.write("games/doom/game.yaml", &game_yaml("doom"));
+    repo.write(
+        "games/doom/versions/1.0.yaml",
+        &version_yaml("doom", "1.0", "incoming/doom/1.0", ""),
+    );
+    git(r, &["add", "-A"]).expect_code(0);
+    commit().expect_code(0);
+    let good = head();
+
+    // A typo in `source`: the hook refuses the commit, naming the file and line.
+    let wrong = version_yaml("doom", "1.1", "incoming/dom/1.1", "");
+    repo.write("games/doom/versions/1.1.yaml", &wrong);
+    git(r, &["add", "-A"]).expect_code(0);
+    let out = commit();
+    assert_ne!(out.code, 0, "{out}");
+    let (line, column) = value_position(&wrong, "source");
+    assert!(
+        out.stderr.contains(&format!(
+            "games/doom/versions/1.1.yaml:{line}:{column}: error: `spec.source` \
+             `incoming/dom/1.1` does not exist on the NAS"
+        )),
+        "{out}"
+    );
+    assert_eq!(head(), good);
+
+    // Once the source is right, the commit goes through.
+    nas.write("incoming/doom/1.1/doom.exe", "MZ1");
+    repo.write(
+        "games/doom/versions/1.1.yaml",
+        &version_yaml("doom", "1.1", "incoming/doom/1.1", ""),
+    );
+    git(r, &["add", "-A"]).expect_code(0);
+    commit().expect_code(0);
+    assert_ne!(head(), good);
+}
+
+#[test]
 fn hook_install_makes_git_refuse_invalid_commits() {
     let repo = Dir::new();
     let r = repo.path();

@@ -501,7 +501,11 @@ impl<'a> GameView<'a> {
         } else {
             Need::Stuck(
                 Reason::SourceMissing,
-                format!("the build {} is not on the NAS", version.source),
+                format!(
+                    "the build {} is not on the NAS; Mist looks again as soon as something \
+                     changes under incoming/, and at every periodic resync (--resync)",
+                    version.source
+                ),
             )
         };
         Some(need)

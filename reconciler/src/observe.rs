@@ -350,7 +350,7 @@ fn look_for_sources<'a>(
 ) -> (Vec<(String, bool)>, FastSet<VersionKey<'a>>) {
     let sources_found: Vec<bool> = sources
         .par_iter()
-        .map(|(_, _, source)| nas.join(source).is_dir())
+        .map(|(_, _, source)| source_is_there(nas, source))
         .collect();
     let sources_present: FastSet<(&str, &str)> = sources
         .iter()
@@ -364,6 +364,16 @@ fn look_for_sources<'a>(
         .map(|((_, _, source), found)| (source.to_string(), *found))
         .collect();
     (sources_checked, sources_present)
+}
+
+/// Whether something is at a version's source, for the ingest to judge
+/// (`mist_specs::nas::check_source_on_nas`, the check `mistpipe validate --nas` makes):
+/// anything but a source that is not there (yet).
+fn source_is_there(nas: &Path, source: &str) -> bool {
+    !matches!(
+        mist_specs::nas::resolve_source_on_nas(nas, source),
+        Err(problem) if problem.may_still_arrive()
+    )
 }
 
 /// Versions whose drift an earlier pass found: their `Stalled` condition with reason
@@ -542,7 +552,7 @@ impl Reverify<'_> {
                 .next_verify_at
                 .map_or(next_scan, |at| at.min(next_scan)),
         );
-        if due && !seen.source_present && self.nas.join(source).is_dir() {
+        if due && !seen.source_present && source_is_there(self.nas, source) {
             seen.source_present = true;
         }
         if !(due && seen.source_present && self.started.elapsed() < self.budget) {

@@ -234,6 +234,7 @@ impl Reconciler {
         let triggers_config = triggers::TriggersConfig {
             startup: true,
             watch_git_dir,
+            watch_incoming: Some(self.config.nas.join("incoming")),
             resync: Some(self.config.resync),
             ..Default::default()
         };

@@ -27,8 +27,9 @@ use std::time::SystemTime;
 
 use mist_platform::fs::sync_dir;
 
-/// The folder below the NAS root that holds everything the reconciler writes.
-pub const STATE_DIR: &str = ".mist";
+/// The folder below the NAS root that holds everything the reconciler writes (no version's
+/// source may be in it: `mist_specs::nas`).
+pub use mist_specs::nas::STATE_DIR;
 
 /// The folder below [`STATE_DIR`] that holds the artifacts.
 const ARTIFACTS_DIR: &str = "artifacts";

@@ -13,6 +13,10 @@
 //! - **git refs**: a notify (inotify) watcher on a local repository's `refs/` (recursively),
 //!   `packed-refs` and `HEAD`, debounced by a short fixed window, so a commit is seen well
 //!   within a second;
+//! - **incoming builds**: a notify watcher on `<nas>/incoming/` (recursively), so a build
+//!   copied after its spec was committed is ingested within about a second of the copy going
+//!   quiet ([`INCOMING_QUIET`]). Where the folder cannot be watched (missing, a file system
+//!   without notifications, the watch limit) a warning says so and the resync catches it;
 //! - **resync**: a periodic request every interval ±10 % jitter (for a remote source this is
 //!   the fetch interval, as a remote has no watcher; for a local one it catches what inotify
 //!   misses, such as changes over NFS);
@@ -36,6 +40,13 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 /// The default debounce window for ref changes.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// A change under `incoming/` requests a run once no other change came for this long (a copy
+/// writes many files; a run mid-copy would find the build still changing).
+pub const INCOMING_QUIET: Duration = Duration::from_millis(500);
+
+/// However busy `incoming/` stays, a run is requested at least this often while it changes.
+pub const INCOMING_MAX_WAIT: Duration = Duration::from_secs(10);
+
 /// The resync interval varies by this fraction either way, so that replicas and restarts do
 /// not fetch in lockstep.
 pub const RESYNC_JITTER: f64 = 0.1;
@@ -53,6 +64,8 @@ pub enum Reason {
     Sighup,
     /// A verified webhook delivery arrived.
     Webhook,
+    /// Something changed under the NAS's `incoming/` folder.
+    Incoming,
 }
 
 /// Raises the "reconcile requested" signal. Cheap to clone; one per trigger.
@@ -82,6 +95,9 @@ pub struct TriggersConfig {
     /// The git directory of a local spec repository (its common dir, holding `refs/`), to
     /// watch; `None` for a remote source.
     pub watch_git_dir: Option<PathBuf>,
+    /// The NAS's `incoming/` folder, to watch for builds being copied; `None` for none.
+    /// Where it cannot be watched, a warning is logged and the resync catches changes.
+    pub watch_incoming: Option<PathBuf>,
     /// How long to gather ref events after the first before requesting a run, so that a
     /// commit (lock file, rename, reflog) is one request. At most 100 ms keeps a commit
     /// well within the one-second target.
@@ -99,6 +115,7 @@ impl Default for TriggersConfig {
         TriggersConfig {
             startup: true,
             watch_git_dir: None,
+            watch_incoming: None,
             debounce: DEFAULT_DEBOUNCE,
             resync: Some(DEFAULT_RESYNC),
             sighup: true,
@@ -111,6 +128,7 @@ impl Default for TriggersConfig {
 pub struct TriggerTasks {
     tasks: Vec<JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
+    _incoming_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Drop for TriggerTasks {
@@ -186,6 +204,30 @@ pub fn spawn(config: &TriggersConfig, trigger: &Trigger) -> Result<TriggerTasks,
         watcher = Some(ref_watcher);
     }
 
+    let incoming_watcher = config.watch_incoming.as_ref().and_then(|incoming| {
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        match watch_incoming(incoming, events_tx) {
+            Ok(watcher) => {
+                tracing::info!(folder = %incoming.display(), "watching for new builds");
+                tasks.push(tokio::spawn(incoming_changes(events_rx, trigger.clone())));
+                Some(watcher)
+            }
+            Err(error) => {
+                let every = config
+                    .resync
+                    .map_or("never: no resync".to_owned(), |interval| {
+                        format!("every {} s", interval.as_secs())
+                    });
+                tracing::warn!(
+                    folder = %incoming.display(),
+                    error = %error,
+                    "cannot watch for new builds; they are found by the periodic resync ({every})"
+                );
+                None
+            }
+        }
+    });
+
     if let Some(interval) = config.resync {
         // The first deadline is taken now, not when the task first runs, so the interval
         // counts from `spawn`.
@@ -217,7 +259,60 @@ pub fn spawn(config: &TriggersConfig, trigger: &Trigger) -> Result<TriggerTasks,
     Ok(TriggerTasks {
         tasks,
         _watcher: watcher,
+        _incoming_watcher: incoming_watcher,
     })
+}
+
+/// A watcher on `incoming` and below, sending its events.
+fn watch_incoming(
+    incoming: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The receiver is gone only when the triggers are stopping.
+        let _ = events.send(event);
+    })?;
+    watcher.watch(incoming, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// Requests a run once `incoming/` has been quiet for [`INCOMING_QUIET`] after a change (at
+/// the latest [`INCOMING_MAX_WAIT`] after the first).
+async fn incoming_changes(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    trigger: Trigger,
+) {
+    while let Some(event) = events.recv().await {
+        if !is_content_change(&event) {
+            continue;
+        }
+        let latest = tokio::time::Instant::now() + INCOMING_MAX_WAIT;
+        loop {
+            let quiet_until = (tokio::time::Instant::now() + INCOMING_QUIET).min(latest);
+            match tokio::time::timeout_at(quiet_until, events.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        trigger.request(Reason::Incoming);
+    }
+}
+
+/// Whether a watcher event may mean content changed: reads and metadata changes do not
+/// (every scan reads the builds); errors and overflows do.
+fn is_content_change(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Err(_) => true,
+        Ok(event) => {
+            event.need_rescan()
+                || !matches!(
+                    event.kind,
+                    EventKind::Access(_)
+                        | EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+                )
+        }
+    }
 }
 
 /// `interval` scaled by a factor in `[1 - RESYNC_JITTER, 1 + RESYNC_JITTER)`, chosen by
@@ -280,6 +375,7 @@ impl std::fmt::Display for Reason {
             Reason::Resync => "periodic resync",
             Reason::Sighup => "SIGHUP",
             Reason::Webhook => "webhook",
+            Reason::Incoming => "incoming/ changed",
         })
     }
 }
@@ -336,13 +432,8 @@ fn is_ref_change(git_dir: &Path, event: &notify::Result<notify::Event>) -> bool 
     }
     // Reading refs (as every run does) opens them, and may touch their access time: acting
     // on those would make each run trigger the next.
-    if matches!(
-        event.kind,
-        EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_))
-    ) {
-        return false;
-    }
-    event.paths.iter().any(|path| is_ref_path(git_dir, path))
+    is_content_change(&Ok(event.clone()))
+        && event.paths.iter().any(|path| is_ref_path(git_dir, path))
 }
 
 fn is_ref_path(git_dir: &Path, path: &Path) -> bool {

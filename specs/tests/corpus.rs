@@ -159,20 +159,25 @@ fn several_problems_are_all_reported() {
 /// `incoming/celeste/1.4.0.0` and `incoming/celeste/1.4.0.1`.
 #[test]
 fn sources_are_checked_against_the_nas() {
+    /// A build folder holding one file (an empty folder is refused: `holds no files`).
+    fn build(dir: &Path) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(dir.join("game.bin"), "bytes").expect("write");
+    }
     type Setup = fn(nas: &Path, outside: &Path);
     let cases: &[(&str, Setup, &[&str])] = &[
         (
             "both builds present",
             |nas, _| {
                 for v in ["1.4.0.0", "1.4.0.1"] {
-                    std::fs::create_dir_all(nas.join("incoming/celeste").join(v)).expect("mkdir");
+                    build(&nas.join("incoming/celeste").join(v));
                 }
             },
             &[],
         ),
         (
             "a build is missing",
-            |nas, _| std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.0")).expect("mkdir"),
+            |nas, _| build(&nas.join("incoming/celeste/1.4.0.0")),
             &[
                 "games/celeste/versions/1.4.0.1.yaml:7:11 `spec.source` `incoming/celeste/1.4.0.1` does not exist on the NAS",
             ],
@@ -180,7 +185,7 @@ fn sources_are_checked_against_the_nas() {
         (
             "a build is a file",
             |nas, _| {
-                std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.0")).expect("mkdir");
+                build(&nas.join("incoming/celeste/1.4.0.0"));
                 std::fs::write(nas.join("incoming/celeste/1.4.0.1"), "not a folder")
                     .expect("write");
             },
@@ -189,8 +194,8 @@ fn sources_are_checked_against_the_nas() {
         (
             "a build is a symlink out of the NAS",
             |nas, outside| {
-                std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.0")).expect("mkdir");
-                std::fs::create_dir_all(outside.join("stolen")).expect("mkdir");
+                build(&nas.join("incoming/celeste/1.4.0.0"));
+                build(&outside.join("stolen"));
                 std::os::unix::fs::symlink(
                     outside.join("stolen"),
                     nas.join("incoming/celeste/1.4.0.1"),
@@ -205,7 +210,7 @@ fn sources_are_checked_against_the_nas() {
             "a parent folder is a symlink out of the NAS",
             |nas, outside| {
                 for v in ["1.4.0.0", "1.4.0.1"] {
-                    std::fs::create_dir_all(outside.join("celeste").join(v)).expect("mkdir");
+                    build(&outside.join("celeste").join(v));
                 }
                 std::fs::create_dir_all(nas.join("incoming")).expect("mkdir");
                 std::os::unix::fs::symlink(outside.join("celeste"), nas.join("incoming/celeste"))
@@ -219,7 +224,7 @@ fn sources_are_checked_against_the_nas() {
         (
             "a relative symlink out of the NAS",
             |nas, _| {
-                std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.0")).expect("mkdir");
+                build(&nas.join("incoming/celeste/1.4.0.0"));
                 std::os::unix::fs::symlink("../../..", nas.join("incoming/celeste/1.4.0.1"))
                     .expect("symlink");
             },
@@ -228,8 +233,8 @@ fn sources_are_checked_against_the_nas() {
         (
             "a symlink that stays inside the NAS is fine",
             |nas, _| {
-                std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.0")).expect("mkdir");
-                std::fs::create_dir_all(nas.join("builds/celeste-1.4.0.1")).expect("mkdir");
+                build(&nas.join("incoming/celeste/1.4.0.0"));
+                build(&nas.join("builds/celeste-1.4.0.1"));
                 std::os::unix::fs::symlink(
                     "../../builds/celeste-1.4.0.1",
                     nas.join("incoming/celeste/1.4.0.1"),
@@ -237,6 +242,27 @@ fn sources_are_checked_against_the_nas() {
                 .expect("symlink");
             },
             &[],
+        ),
+        (
+            "an empty build folder",
+            |nas, _| {
+                build(&nas.join("incoming/celeste/1.4.0.0"));
+                std::fs::create_dir_all(nas.join("incoming/celeste/1.4.0.1")).expect("mkdir");
+            },
+            &["games/celeste/versions/1.4.0.1.yaml:7:11 holds no files"],
+        ),
+        (
+            "a build that links into Mist's own folder",
+            |nas, _| {
+                build(&nas.join("incoming/celeste/1.4.0.0"));
+                build(&nas.join(".mist/tmp/x"));
+                std::os::unix::fs::symlink(
+                    "../../.mist/tmp/x",
+                    nas.join("incoming/celeste/1.4.0.1"),
+                )
+                .expect("symlink");
+            },
+            &["games/celeste/versions/1.4.0.1.yaml:7:11 is inside Mist's own folder"],
         ),
     ];
     let mut failures = Vec::new();

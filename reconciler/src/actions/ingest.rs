@@ -9,11 +9,12 @@ use mist_db::state::{ArtifactKind, VersionObserved, VersionState};
 use mist_games::manifest::Manifest;
 use mist_games::scan::ScanError;
 use mist_platform::units::{count, human_size};
+use mist_specs::nas::SourceOnNasError;
 
 use super::error::{ActionError, retry};
 use super::run::{Run, blocking};
 use crate::diff::condition::Reason;
-use crate::store::{STATE_DIR, Stored};
+use crate::store::Stored;
 
 impl Run {
     /// Scans the source build, checks it and records its manifest.
@@ -77,26 +78,27 @@ impl Run {
         Ok(())
     }
 
-    /// The source build's folder, once it is known to be a build the reconciler may read: not
-    /// inside its own folder, and present (a build not there yet may still be being copied).
+    /// The source build's folder, once `mist_specs::nas::check_source_on_nas` (the check
+    /// `mistpipe validate --nas` makes) accepts it. A build that may still arrive (missing,
+    /// empty) and a failed read are retried; a wrong one waits for a spec or NAS change.
     async fn source_root(&self, source: &str) -> Result<PathBuf, ActionError> {
-        if source == STATE_DIR || source.starts_with(&format!("{STATE_DIR}/")) {
-            return Err(ActionError::Terminal(
-                Reason::InvalidBuild,
-                format!("the source {source} is inside the reconciler's own folder {STATE_DIR}"),
-            ));
-        }
         let nas = self.ctx.nas.clone();
         let source_owned = source.to_string();
         blocking(move || {
             mist_specs::nas::check_source_on_nas(&nas, &source_owned)
-                .map(|()| nas.join(&source_owned))
-                .map_err(|message| {
-                    if nas.join(&source_owned).exists() {
-                        ActionError::Terminal(Reason::InvalidBuild, message.to_string())
-                    } else {
-                        retry(message)
-                    }
+                .map(|_| nas.join(&source_owned))
+                .map_err(|problem| match &problem {
+                    SourceOnNasError::Outside(_)
+                    | SourceOnNasError::StateDir(_)
+                    | SourceOnNasError::NotAFolder(_)
+                    | SourceOnNasError::Build(
+                        _,
+                        ScanError::UnsupportedFileType { .. }
+                        | ScanError::InvalidSymlink { .. }
+                        | ScanError::NonUtf8Name { .. }
+                        | ScanError::RootNotDirectory { .. },
+                    ) => ActionError::Terminal(Reason::InvalidBuild, problem.to_string()),
+                    _ => retry(problem),
                 })
         })
         .await

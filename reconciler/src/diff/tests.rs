@@ -322,7 +322,7 @@ game g
             ingest g/1.1
             g/1.0: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.0
             g/1.1: Reconciling Ingesting (pending): ingesting the build in incoming/g/1.1
-            g/1.2: Stalled SourceMissing (stalled): the build incoming/g/1.2 is not on the NAS
+            g/1.2: Stalled SourceMissing (stalled): the build incoming/g/1.2 is not on the NAS; Mist looks again as soon as something changes under incoming/, and at every periodic resync (--resync)
         "#]],
     );
 }

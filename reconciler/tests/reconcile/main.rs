@@ -8,6 +8,7 @@ mod checks;
 mod logs;
 mod metadata;
 mod notify;
+mod sources;
 mod world;
 
 use std::collections::BTreeMap;
@@ -918,17 +919,7 @@ async fn run_reacts_to_commits_and_shuts_down_gracefully() {
             world.version("alpha", "1.1", 1);
             world.commit("alpha");
             let reconciler = Arc::new(world.reconciler());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let running = tokio::spawn({
-                let reconciler = reconciler.clone();
-                async move {
-                    reconciler
-                        .run(async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                }
-            });
+            let (stop, running) = world::spawn_run(&reconciler);
             poll(Duration::from_secs(60), "the first sync", || async {
                 let lines = summary(&status(&world).await);
                 (lines.len() == 2 && all_ready(&lines)).then_some(())
@@ -977,6 +968,42 @@ async fn run_reacts_to_commits_and_shuts_down_gracefully() {
             // A later run picks up where it stopped.
             reconciler.run_until_idle().await.unwrap();
             assert!(all_ready(&summary(&status(&world).await)));
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_copied_after_its_spec_is_ingested_without_waiting_for_the_resync() {
+    each_backend(
+        "a_build_copied_after_its_spec_is_ingested_without_waiting_for_the_resync",
+        |test_db| async move {
+            let mut world = World::new(test_db);
+            world.game("alpha", &GameOptions::default());
+            world.declare_version("alpha", "1.0", None);
+            world.commit("alpha 1.0, before its build is copied");
+            let mut config = world.config();
+            config.resync = Duration::from_secs(3600);
+            let reconciler = Arc::new(
+                mist_reconciler::reconciler::Reconciler::new(config, world.db().clone()).unwrap(),
+            );
+            let (stop, running) = world::spawn_run(&reconciler);
+            poll(Duration::from_secs(60), "the first pass", || async {
+                let lines = summary(&status(&world).await);
+                (lines == ["alpha/1.0 Stalled SourceMissing"]).then_some(())
+            })
+            .await;
+            // The copy lands in incoming/ after the commit: the watcher, not the hour-long
+            // resync, starts the pass that ingests it.
+            let copied = std::time::Instant::now();
+            world::write_build(&world.build_path("alpha", "1.0"), "alpha", 0);
+            poll(Duration::from_secs(5), "1.0 to be ready", || async {
+                all_ready(&summary(&status(&world).await)).then_some(())
+            })
+            .await;
+            assert!(copied.elapsed() < Duration::from_secs(5));
+            stop.send(()).unwrap();
+            running.await.unwrap().unwrap();
         },
     )
     .await;

@@ -321,6 +321,25 @@ pub async fn status(world: &World) -> StatusReport {
     mist_reconciler::status(world.db()).await.expect("status")
 }
 
+/// Runs `reconciler` (its triggers, passes and workers) in a task until the sender is used.
+pub fn spawn_run(
+    reconciler: &std::sync::Arc<Reconciler>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<mist_reconciler::error::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reconciler = reconciler.clone();
+    let running = tokio::spawn(async move {
+        reconciler
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, running)
+}
+
 /// Polls `check` until it returns `Some`, failing after `deadline`.
 pub async fn poll<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
