@@ -330,15 +330,7 @@ fn a_failed_start_leaves_no_half_made_data_folder() {
     std::fs::write(&nas, "not a folder").unwrap();
     let data = tmp.path().join("new").join("data");
     let args = common::run_args(&demo.specs, &nas, &data);
-    let address = format!("127.0.0.1:{}", common::free_port());
-    let output = common::mistd_output(
-        &[
-            &[OsStr::new("run")],
-            &args[..],
-            &[OsStr::new("--listen"), OsStr::new(&address)],
-        ]
-        .concat(),
-    );
+    let output = common::run_output(&args);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
@@ -358,15 +350,7 @@ fn a_second_reconciler_on_one_sqlite_database_is_refused_in_words() {
     first.wait_healthy(Duration::from_secs(60));
 
     // The same data folder, so the same SQLite file: refused before it touches anything.
-    let address = format!("127.0.0.1:{}", common::free_port());
-    let output = common::mistd_output(
-        &[
-            &[OsStr::new("run")],
-            &args[..],
-            &[OsStr::new("--listen"), OsStr::new(&address)],
-        ]
-        .concat(),
-    );
+    let output = common::run_output(&args);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(

@@ -416,6 +416,20 @@ pub fn mistd_output(args: &[&OsStr]) -> Output {
         .expect("run mistd")
 }
 
+/// Runs `mistd run ARGS --listen <a free loopback port>` to its end: for starts that must
+/// fail.
+pub fn run_output(args: &[&OsStr]) -> Output {
+    let address = format!("127.0.0.1:{}", free_port());
+    mistd_output(
+        &[
+            &[OsStr::new("run")],
+            args,
+            &[OsStr::new("--listen"), OsStr::new(&address)],
+        ]
+        .concat(),
+    )
+}
+
 /// Runs `mistd demo --dir <dir> --no-serve` to the end: makes (or reuses) the demo and
 /// converges it.
 pub fn demo_no_serve(dir: &Path) -> Output {
