@@ -76,6 +76,9 @@ fn n_artifacts(nas: &Path) -> usize {
 /// Converges with one uninterrupted process and stops it with SIGTERM.
 fn converge(specs: &Path, nas: &Path, data: &Path, n_versions: usize, log: PathBuf) -> Outcome {
     let mut mistd = Mistd::run(&run_args(specs, nas, data), &log);
+    // Serving first: the state may be converged already (a SIGTERM lets running jobs end),
+    // and a SIGTERM before mistd has installed its handler would kill it outright.
+    mistd.wait_healthy(CONVERGE_TIMEOUT);
     let report = wait_converged(data, n_versions, CONVERGE_TIMEOUT);
     mistd.signal(libc::SIGTERM);
     let (status, _) = mistd.wait_exit(Duration::from_secs(10));
@@ -162,7 +165,9 @@ fn sigkill_at_random_moments_converges_to_the_uninterrupted_state() {
             let still_running = mistd.child.try_wait().unwrap().is_none();
             if rng.below(4) == 0 {
                 // Now and then a graceful stop instead, mid-reconcile: it must end within
-                // the 10 s of the deployment contract, with status 0.
+                // the 10 s of the deployment contract, with status 0 (once it serves: before
+                // its handler is installed, a SIGTERM ends any process outright).
+                mistd.wait_healthy(CONVERGE_TIMEOUT);
                 mistd.signal(libc::SIGTERM);
                 let (status, took) = mistd.wait_exit(Duration::from_secs(10));
                 assert!(status.success(), "{status}:\n{}", mistd.log_text());
