@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -303,8 +304,11 @@ pub(crate) async fn get_update(
     State(ctx): State<Arc<ApiContext>>,
     AuthUser(viewer, catalog): AuthUser,
     Path(path): Path<GamePath>,
-    Query(query): Query<UpdateQuery>,
+    query: Result<Query<UpdateQuery>, QueryRejection>,
 ) -> Result<Json<UpdatePlan>, Error> {
+    let Query(query) = query.map_err(|_| {
+        Error::BadRequest("a malformed query: `from` and `to` each at most once".to_owned())
+    })?;
     for name in [&query.from, &query.to].into_iter().flatten() {
         mist_specs::check::check_version_name(name)
             .map_err(|_| Error::BadRequest("invalid version name in the query".to_owned()))?;

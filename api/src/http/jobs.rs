@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -59,11 +60,15 @@ pub(crate) async fn get_job_log(
     State(ctx): State<Arc<ApiContext>>,
     AuthUser(viewer, _): AuthUser,
     Path(path): Path<JobPath>,
-    Query(query): Query<LogQuery>,
+    query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<JobLog>, Error> {
     if !viewer.is_admin() {
         return Err(Error::Forbidden);
     }
+    // A malformed query (`after` twice, say) answers like any other bad request, in JSON.
+    let Query(query) = query.map_err(|_| {
+        Error::BadRequest("`after` must be given once, a line number, e.g. after=12".to_owned())
+    })?;
     let after = match query.after.as_deref() {
         None => 0,
         Some(text) => text
