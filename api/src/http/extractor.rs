@@ -126,3 +126,26 @@ pub(crate) fn authorize(
         role: user.role,
     })
 }
+
+/// axum's `Query`, whose rejection (a duplicate or malformed parameter) answers like every
+/// other bad request: `400` with the JSON [`Error`] body the OpenAPI document promises.
+pub(crate) struct Query<T>(pub T);
+
+impl<T> FromRequestParts<Arc<ApiContext>> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<ApiContext>,
+    ) -> Result<Query<T>, Error> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, ctx)
+            .await
+            .map_err(|rejection| {
+                Error::BadRequest(format!("a malformed query: {}", rejection.body_text()))
+            })?;
+        Ok(Query(value))
+    }
+}

@@ -8,8 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -31,7 +30,7 @@ use crate::http::artifacts::serve_artifact;
 use crate::http::catalog::Catalog;
 use crate::http::context::{ApiContext, game_name, version_name};
 use crate::http::error::Error;
-use crate::http::extractor::AuthUser;
+use crate::http::extractor::{AuthUser, Query};
 use crate::http::gameview::GameView;
 use crate::route::{self, Blob, PlanDelta, PlanError, PlanInput, PlanVersion};
 
@@ -304,11 +303,8 @@ pub(crate) async fn get_update(
     State(ctx): State<Arc<ApiContext>>,
     AuthUser(viewer, catalog): AuthUser,
     Path(path): Path<GamePath>,
-    query: Result<Query<UpdateQuery>, QueryRejection>,
+    Query(query): Query<UpdateQuery>,
 ) -> Result<Json<UpdatePlan>, Error> {
-    let Query(query) = query.map_err(|_| {
-        Error::BadRequest("a malformed query: `from` and `to` each at most once".to_owned())
-    })?;
     for name in [&query.from, &query.to].into_iter().flatten() {
         mist_specs::check::check_version_name(name)
             .map_err(|_| Error::BadRequest("invalid version name in the query".to_owned()))?;

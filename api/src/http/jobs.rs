@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use mist_wire::error::ErrorBody;
@@ -16,7 +15,7 @@ use utoipa::IntoParams;
 
 use crate::http::context::ApiContext;
 use crate::http::error::Error;
-use crate::http::extractor::AuthUser;
+use crate::http::extractor::{AuthUser, Query};
 
 pub(crate) fn router() -> Router<Arc<ApiContext>> {
     Router::new().route("/v1/jobs/{key}/log", get(get_job_log))
@@ -60,15 +59,11 @@ pub(crate) async fn get_job_log(
     State(ctx): State<Arc<ApiContext>>,
     AuthUser(viewer, _): AuthUser,
     Path(path): Path<JobPath>,
-    query: Result<Query<LogQuery>, QueryRejection>,
+    Query(query): Query<LogQuery>,
 ) -> Result<Json<JobLog>, Error> {
     if !viewer.is_admin() {
         return Err(Error::Forbidden);
     }
-    // A malformed query (`after` twice, say) answers like any other bad request, in JSON.
-    let Query(query) = query.map_err(|_| {
-        Error::BadRequest("`after` must be given once, a line number, e.g. after=12".to_owned())
-    })?;
     let after = match query.after.as_deref() {
         None => 0,
         Some(text) => text
